@@ -1,0 +1,235 @@
+//! The reply to each SMTP command (RFC 5321 §4.1, RFC 1870 SIZE, RFC 3030 CHUNKING,
+//! RFC 6531 SMTPUTF8). Pure functions of the session state.
+
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::{MailFrom, RcptTo, Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
+
+use super::proto::{too_big, Helo, RecipientResolver, Session, State, Step};
+use super::reply::Reply;
+use crate::address::Address;
+use crate::auth::Recipient;
+
+/// One mail transaction, from MAIL to the end of its data.
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    /// The reverse path as given; empty for the null sender (bounces).
+    pub mail_from: String,
+    /// Accounts that receive the message (aliases expanded, duplicates removed).
+    pub accounts: Vec<Address>,
+    /// The forward paths as given, in order.
+    pub rcpt_to: Vec<String>,
+    pub smtputf8: bool,
+    pub eight_bit: bool,
+    /// Message data, CRLF line ends, dot-unstuffed.
+    pub body: Vec<u8>,
+    /// BDAT was used (then DATA is not allowed in this transaction).
+    pub chunking: bool,
+    pub helo: String,
+    pub esmtp: bool,
+}
+
+fn ok(text: &str) -> Reply {
+    Reply::new(250, [2, 0, 0], text)
+}
+
+fn bad_sequence(text: &str) -> Reply {
+    Reply::new(503, [5, 5, 1], text)
+}
+
+fn not_implemented() -> Reply {
+    Reply::new(502, [5, 5, 1], "Command not implemented")
+}
+
+impl Session {
+    pub(super) fn command(&mut self, request: Request<String>, resolver: &dyn RecipientResolver) -> Step {
+        let reply = match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to, resolver),
+            Request::Data => return self.data(),
+            Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last),
+            Request::Rset => {
+                self.tx = None;
+                ok("Reset")
+            }
+            Request::Noop { .. } => ok("OK"),
+            Request::Vrfy { .. } => Reply::new(
+                252,
+                [2, 5, 2],
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            Request::Help { .. } => Reply::new(214, [2, 0, 0], "See RFC 5321"),
+            Request::Quit => Reply::new(221, [2, 0, 0], "Bye"),
+            Request::Lhlo { .. } => Reply::new(500, [5, 5, 1], "This is not an LMTP server"),
+            Request::StartTls
+            | Request::Auth { .. }
+            | Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => not_implemented(),
+        };
+        self.reply(reply)
+    }
+
+    fn ehlo(&mut self, host: String, extended: bool) -> Reply {
+        self.tx = None;
+        self.helo = Some(Helo {
+            name: host.clone(),
+            extended,
+        });
+        let params = &self.params;
+        let greeting = format!("{} Hello {} [{}]", params.hostname, host, params.peer_ip);
+        if !extended {
+            return Reply::plain(250, vec![greeting]);
+        }
+        let mut lines = vec![
+            greeting,
+            "PIPELINING".to_string(),
+            format!("SIZE {}", params.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "CHUNKING".to_string(),
+        ];
+        if params.smtputf8 {
+            lines.push("SMTPUTF8".to_string());
+        }
+        Reply::plain(250, lines)
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) -> Reply {
+        let Some(helo) = &self.helo else {
+            return bad_sequence("Send EHLO or HELO first");
+        };
+        if self.tx.is_some() {
+            return bad_sequence("Nested MAIL command");
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if smtputf8 && !self.params.smtputf8 {
+            return Reply::new(555, [5, 5, 4], "SMTPUTF8 is not supported by this server");
+        }
+        if from.flags & MAIL_BODY_BINARYMIME != 0 {
+            return Reply::new(555, [5, 5, 4], "BODY=BINARYMIME is not supported");
+        }
+        if !from.address.is_ascii() && !smtputf8 {
+            return non_ascii_refused();
+        }
+        if from.size > self.params.max_message_size {
+            return too_big(self.params.max_message_size);
+        }
+        self.tx = Some(Transaction {
+            mail_from: from.address,
+            smtputf8,
+            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            helo: helo.name.clone(),
+            esmtp: helo.extended,
+            ..Transaction::default()
+        });
+        Reply::new(250, [2, 1, 0], "Sender OK")
+    }
+
+    fn rcpt(&mut self, to: RcptTo<String>, resolver: &dyn RecipientResolver) -> Reply {
+        let max_recipients = self.params.max_recipients;
+        let Some(tx) = self.tx.as_mut() else {
+            return bad_sequence("Need MAIL before RCPT");
+        };
+        if !to.address.is_ascii() && !tx.smtputf8 {
+            return non_ascii_refused();
+        }
+        if tx.rcpt_to.len() >= max_recipients {
+            return Reply::new(452, [4, 5, 3], "Too many recipients");
+        }
+        let account = match resolve(&to.address, resolver) {
+            Ok(account) => account,
+            Err(reply) => return reply,
+        };
+        if !tx.accounts.contains(&account) {
+            tx.accounts.push(account);
+        }
+        tx.rcpt_to.push(to.address);
+        Reply::new(250, [2, 1, 5], "Recipient OK")
+    }
+
+    fn data(&mut self) -> Step {
+        if let Err(reply) = self.ready_for_data(false) {
+            return self.reply(reply);
+        }
+        let mut receiver = DataReceiver::new();
+        // The receiver recognises "<CRLF>.<CRLF>"; prime it with the CRLF that ended the DATA
+        // command so that an empty message (".<CRLF>" at once) ends too.
+        let mut primer = Vec::with_capacity(2);
+        receiver.ingest(&mut b"\r\n".iter(), &mut primer);
+        self.state = State::Data(receiver);
+        Step::Reply(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".to_string()]))
+    }
+
+    fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Step {
+        let refusal = match self.ready_for_data(true) {
+            Err(reply) => Some(reply),
+            Ok(()) => self.tx.as_ref().and_then(|tx| {
+                (tx.body.len() + chunk_size > self.params.max_message_size)
+                    .then(|| too_big(self.params.max_message_size))
+            }),
+        };
+        if let Some(reply) = refusal {
+            // The chunk's bytes follow the command regardless: drain them, then refuse.
+            self.tx = None;
+            self.state = State::Discard(DummyDataReceiver::new_bdat(chunk_size), reply);
+            return Step::NeedInput;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.chunking = true;
+            tx.body.reserve(chunk_size);
+        }
+        self.state = State::Bdat(BdatReceiver::new(chunk_size, is_last));
+        Step::NeedInput
+    }
+
+    /// MAIL and at least one accepted RCPT are needed; DATA and BDAT don't mix.
+    fn ready_for_data(&self, bdat: bool) -> Result<(), Reply> {
+        match &self.tx {
+            None => Err(bad_sequence("Need MAIL command")),
+            Some(tx) if tx.accounts.is_empty() => {
+                Err(Reply::new(554, [5, 5, 1], "No valid recipients"))
+            }
+            Some(tx) if tx.chunking && !bdat => {
+                Err(bad_sequence("DATA is not allowed after BDAT"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn non_ascii_refused() -> Reply {
+    Reply::new(
+        553,
+        [5, 6, 7],
+        "Non-ASCII addresses need MAIL FROM with SMTPUTF8",
+    )
+}
+
+/// The account a forward path leads to, or the refusal. Relaying is never allowed here: a
+/// non-local domain gets `554 5.7.1` (authenticated relaying comes with submission).
+fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Address, Reply> {
+    let unknown = || Reply::new(550, [5, 1, 1], format!("<{path}>: Recipient address rejected: user unknown"));
+    let relay_denied = || Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"));
+    if path.is_empty() {
+        // smtp-proto reports "<postmaster>" as the empty path.
+        return resolver.postmaster().ok_or_else(unknown);
+    }
+    match Address::parse(path) {
+        Ok(address) => match resolver.resolve(&address) {
+            Recipient::Local(account) => Ok(account),
+            Recipient::UnknownLocal => Err(unknown()),
+            Recipient::Remote => Err(relay_denied()),
+        },
+        // Unparseable (quoted routing, `%`, literals…): "unknown user" for a local domain,
+        // relay refusal for anything else.
+        Err(_) => {
+            let domain = path.rsplit('@').next().unwrap_or("");
+            let local = crate::address::normalize_domain(domain)
+                .is_some_and(|d| resolver.is_local_domain(&d));
+            Err(if local { unknown() } else { relay_denied() })
+        }
+    }
+}

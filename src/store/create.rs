@@ -1,0 +1,106 @@
+//! Creating a mailbox with its default folders (idempotent).
+
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::names::folder_dir_name;
+use crate::config::model::{DefaultFolder, SpecialUse};
+
+/// Per-folder file holding its UIDVALIDITY (decimal), written once when the folder is created.
+pub const UIDVALIDITY_FILE: &str = "ics-uidvalidity";
+/// Mailbox-root file listing the folders created with the mailbox and their SPECIAL-USE roles.
+pub const FOLDERS_FILE: &str = "ics-folders.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderMeta {
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+}
+
+/// Makes sure `root` is a Maildir++ mailbox with every folder of `folders`. Existing folders and
+/// their UIDVALIDITY are left as they are; roles of existing entries in the folder file are kept.
+pub fn ensure_mailbox(root: &Path, folders: &[DefaultFolder]) -> io::Result<()> {
+    ensure_folder(root)?;
+    let meta_path = root.join(FOLDERS_FILE);
+    let mut meta: Vec<FolderMeta> = match fs::read(&meta_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {err}", meta_path.display()),
+            )
+        })?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err),
+    };
+    let mut changed = !meta_path.exists();
+    for folder in folders {
+        ensure_folder(&root.join(folder_dir_name(&folder.name)))?;
+        if !meta.iter().any(|m| m.name == folder.name) {
+            meta.push(FolderMeta {
+                name: folder.name.clone(),
+                special_use: folder.special_use,
+            });
+            changed = true;
+        }
+    }
+    if changed {
+        let json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
+        write_atomically(root, FOLDERS_FILE, &json)?;
+    }
+    Ok(())
+}
+
+/// `cur/ new/ tmp/` and the UIDVALIDITY file of one folder.
+fn ensure_folder(dir: &Path) -> io::Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    if !dir.join(UIDVALIDITY_FILE).exists() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1);
+        write_atomically(dir, UIDVALIDITY_FILE, format!("{now}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Writes `dir/name` through a temporary file, fsyncs file and directory.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_folders_and_keeps_uidvalidity() {
+        let root = std::env::temp_dir().join(format!("icsmail-create-{}", std::process::id()));
+        let folders = crate::config::model::Storage::default().default_folders;
+        ensure_mailbox(&root, &folders).unwrap();
+        let validity = fs::read_to_string(root.join(".Sent").join(UIDVALIDITY_FILE)).unwrap();
+        ensure_mailbox(&root, &folders).unwrap();
+        assert_eq!(
+            validity,
+            fs::read_to_string(root.join(".Sent").join(UIDVALIDITY_FILE)).unwrap()
+        );
+        let meta: Vec<FolderMeta> =
+            serde_json::from_slice(&fs::read(root.join(FOLDERS_FILE)).unwrap()).unwrap();
+        assert_eq!(meta.len(), 4);
+        assert_eq!(meta[1].special_use, Some(SpecialUse::Sent));
+        for sub in ["cur", "new", "tmp"] {
+            assert!(root.join(".Junk").join(sub).is_dir());
+        }
+        fs::remove_dir_all(root).unwrap();
+    }
+}

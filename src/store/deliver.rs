@@ -1,0 +1,181 @@
+//! Durable delivery into Maildir: write to `tmp/`, fsync the file, link into each recipient's
+//! `new/`, fsync those directories (coalesced, see `dirsync`), and only then report success.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::create::ensure_mailbox;
+use super::dirsync::DirSyncer;
+use crate::address::Address;
+use crate::config::model::DefaultFolder;
+
+/// The mail store rooted at `storage.path`. Cheap to share behind an `Arc`.
+pub struct MailStore {
+    root: PathBuf,
+    default_folders: Vec<DefaultFolder>,
+    syncer: DirSyncer,
+    /// Mailboxes known to exist, so the hot path skips `ensure_mailbox`.
+    known: Mutex<HashSet<PathBuf>>,
+    counter: AtomicU64,
+    host: String,
+}
+
+impl MailStore {
+    pub fn new(root: PathBuf, default_folders: Vec<DefaultFolder>) -> MailStore {
+        // Maildir names must not contain '/' or ':' (the flag separator).
+        let host = gethostname::gethostname()
+            .to_string_lossy()
+            .replace('/', "\\057")
+            .replace(':', "\\072");
+        MailStore {
+            root,
+            default_folders,
+            syncer: DirSyncer::default(),
+            known: Mutex::new(HashSet::new()),
+            counter: AtomicU64::new(0),
+            host,
+        }
+    }
+
+    /// `<root>/<domain>/<local part>`.
+    pub fn mailbox_path(&self, account: &Address) -> PathBuf {
+        self.root.join(account.domain()).join(account.local())
+    }
+
+    /// Creates the account's mailbox and default folders if missing.
+    pub fn ensure_account(&self, account: &Address) -> io::Result<PathBuf> {
+        let path = self.mailbox_path(account);
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if !known.contains(&path) {
+            ensure_mailbox(&path, &self.default_folders)?;
+            known.insert(path.clone());
+        }
+        Ok(path)
+    }
+
+    /// Delivers `message` (already in Maildir form, see [`to_maildir_form`]) to the INBOX of
+    /// every account in `accounts`. Blocking; returns only when the message is durable in all of
+    /// them. On error, no mailbox reported as delivered is left without the message, but some
+    /// may hold it (the caller answers 4xx and the client retries).
+    pub fn deliver(&self, accounts: &[Address], message: &[u8]) -> io::Result<()> {
+        let Some(first) = accounts.first() else {
+            return Ok(());
+        };
+        let mut mailboxes = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let path = self.ensure_account(account)?;
+            if !mailboxes.contains(&path) {
+                mailboxes.push(path);
+            }
+        }
+        let name = self.unique_name(message);
+        let tmp = self.mailbox_path(first).join("tmp").join(&name);
+        let result = self.write_and_link(&tmp, &name, &mailboxes, message);
+        // The tmp name is only a staging link; on success the message lives in new/.
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    fn write_and_link(
+        &self,
+        tmp: &Path,
+        name: &str,
+        mailboxes: &[PathBuf],
+        message: &[u8],
+    ) -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)?;
+        file.write_all(message)?;
+        file.sync_all()?;
+        drop(file);
+        for mailbox in mailboxes {
+            let target = mailbox.join("new").join(name);
+            if let Err(err) = fs::hard_link(tmp, &target) {
+                // Another file system (a mailbox moved elsewhere): copy instead.
+                if err.raw_os_error() != Some(libc::EXDEV) {
+                    return Err(err);
+                }
+                copy_durably(tmp, &mailbox.join("tmp").join(name), &target)?;
+            }
+        }
+        for mailbox in mailboxes {
+            self.syncer.sync(&mailbox.join("new"))?;
+        }
+        Ok(())
+    }
+
+    /// `<secs>.M<µs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` (Maildir and Dovecot conventions).
+    fn unique_name(&self, message: &[u8]) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let sequence = self.counter.fetch_add(1, Ordering::Relaxed);
+        let lines = message.iter().filter(|&&b| b == b'\n').count();
+        format!(
+            "{}.M{}P{}Q{}.{},S={},W={}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            sequence,
+            self.host,
+            message.len(),
+            message.len() + lines
+        )
+    }
+}
+
+fn copy_durably(source: &Path, tmp: &Path, target: &Path) -> io::Result<()> {
+    fs::copy(source, tmp)?;
+    fs::File::open(tmp)?.sync_all()?;
+    fs::rename(tmp, target)
+}
+
+/// Converts a received message (CRLF line ends) to the form stored on disk: `prefix` (trace
+/// headers, already with LF ends) followed by the body with every CRLF turned into LF.
+pub fn to_maildir_form(prefix: &str, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + message.len());
+    out.extend_from_slice(prefix.as_bytes());
+    let mut rest = message;
+    while let Some(pos) = rest.windows(2).position(|w| w == b"\r\n") {
+        out.extend_from_slice(&rest[..pos]);
+        out.push(b'\n');
+        rest = &rest[pos + 2..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_becomes_lf() {
+        let out = to_maildir_form("Return-Path: <a@b>\n", b"Subject: x\r\n\r\nbody\r\nbare\rcr\n");
+        assert_eq!(out, b"Return-Path: <a@b>\nSubject: x\n\nbody\nbare\rcr\n");
+    }
+
+    #[test]
+    fn delivers_to_two_mailboxes() {
+        let root = std::env::temp_dir().join(format!("icsmail-deliver-{}", std::process::id()));
+        let store = MailStore::new(root.clone(), Vec::new());
+        let a = Address::parse("a@d.test").unwrap();
+        let b = Address::parse("b@d.test").unwrap();
+        store.deliver(&[a.clone(), b.clone()], b"Subject: hi\n\nx\n").unwrap();
+        for account in [&a, &b] {
+            let new = store.mailbox_path(account).join("new");
+            let names: Vec<_> = fs::read_dir(&new).unwrap().collect();
+            assert_eq!(names.len(), 1);
+            let tmp = store.mailbox_path(account).join("tmp");
+            assert_eq!(fs::read_dir(tmp).unwrap().count(), 0);
+        }
+        fs::remove_dir_all(root).unwrap();
+    }
+}

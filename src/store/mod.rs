@@ -1,0 +1,17 @@
+//! The mail store: one Maildir++ per account under `storage.path`.
+//!
+//! Layout (docs/storage.md): `<storage.path>/<domain>/<local part>/` is the INBOX
+//! (`cur/ new/ tmp/`); sub-folders are `.<Name>/` beside it (Maildir++). Each folder holds
+//! `ics-uidvalidity` (its UIDVALIDITY, fixed at creation); the mailbox root holds
+//! `ics-folders.json` (folders and their SPECIAL-USE roles). Messages are stored with LF line
+//! ends, and their file names carry `,S=<bytes on disk>,W=<bytes in CRLF form>`.
+
+mod create;
+mod deliver;
+mod dirsync;
+mod names;
+
+pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
+pub use deliver::{to_maildir_form, MailStore};
+pub use dirsync::DirSyncer;
+pub use names::{folder_dir_name, folder_name_problem};
