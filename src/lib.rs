@@ -1,10 +1,12 @@
 //! ics-mail: a mail server appliance (SMTP, IMAP, POP3, queue, policy, D-Bus admin).
-//! See docs/architecture.md for how the modules fit together.
+//! docs/architecture.md describes how the modules fit together.
 
 pub mod address;
 pub mod auth;
-
+pub mod cli;
 pub mod config;
-
+pub mod daemon;
+pub mod demo;
+pub mod net;
 pub mod smtp;
 pub mod store;

@@ -4,9 +4,9 @@
 pub mod commands;
 pub mod proto;
 pub mod reply;
+pub mod server;
+pub mod session;
+pub mod trace;
 
-
-
-
-
-
+#[cfg(test)]
+mod tests;

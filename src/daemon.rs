@@ -1,0 +1,146 @@
+//! Running long-lived services: accept loops over the listeners, connection limits, readiness
+//! notification and a bounded graceful shutdown on SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use crate::net::notify;
+
+/// How long sessions may take to finish after SIGTERM before they are cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub type SessionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Starts a session on an accepted connection; the receiver turns true at shutdown.
+pub type Handler = Arc<dyn Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> SessionFuture + Send + Sync>;
+
+/// One protocol's listeners and its session handler.
+pub struct Service {
+    pub name: &'static str,
+    pub listeners: Vec<std::net::TcpListener>,
+    pub handler: Handler,
+    pub limiter: ConnectionLimiter,
+    /// Sent to a refused connection before closing it (e.g. SMTP `421 4.7.0 …`).
+    pub refusal: fn(Refusal) -> Vec<u8>,
+}
+
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+    handler: Handler,
+}
+
+/// Serves until SIGTERM or SIGINT, then lets sessions finish (at most [`SHUTDOWN_GRACE`]).
+pub async fn run(services: Vec<Service>) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
+    let mut acceptors = JoinSet::new();
+    let mut names = Vec::new();
+    for service in services {
+        names.push(service.name);
+        for listener in service.listeners {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .with_context(|| format!("{}: listener", service.name))?;
+            if let Ok(address) = listener.local_addr() {
+                info!(service = service.name, %address, "listening");
+            }
+            acceptors.spawn(accept_loop(
+                listener,
+                service.handler.clone(),
+                service.limiter.clone(),
+                service.refusal,
+                accepted_tx.clone(),
+            ));
+        }
+    }
+    drop(accepted_tx);
+    notify::ready(&format!("serving {}", names.join(", ")));
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            Some(conn) = accepted_rx.recv() => {
+                let Accepted { stream, peer, slot, handler } = conn;
+                let session = handler(stream, peer, shutdown_rx.clone());
+                sessions.spawn(async move {
+                    session.await;
+                    drop(slot);
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    info!(sessions = sessions.len(), "shutting down");
+    notify::stopping();
+    acceptors.abort_all();
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(left = sessions.len(), "sessions cut after the shutdown grace period");
+        sessions.abort_all();
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    handler: Handler,
+    limiter: ConnectionLimiter,
+    refusal: fn(Refusal) -> Vec<u8>,
+    accepted: mpsc::Sender<Accepted>,
+) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match limiter.acquire(peer.ip()) {
+            Ok(slot) => {
+                let conn = Accepted {
+                    stream,
+                    peer,
+                    slot,
+                    handler: handler.clone(),
+                };
+                if accepted.send(conn).await.is_err() {
+                    return;
+                }
+            }
+            Err(why) => {
+                info!(peer = %peer.ip(), ?why, "connection refused by limit");
+                let message = refusal(why);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        let _ = stream.write_all(&message).await;
+                        let _ = stream.shutdown().await;
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+}

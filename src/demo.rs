@@ -1,0 +1,71 @@
+//! The embedded default of `icsmail serve` without `--config`: everything on 127.0.0.1 on
+//! unprivileged ports, state in `./icsmail-state`, one demo account whose password is made on
+//! first start and kept in `./icsmail-state/demo-password`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::auth::hash_argon2id;
+use crate::config::{self, Config};
+
+pub const STATE_DIR: &str = "icsmail-state";
+pub const DEMO_ADDRESS: &str = "demo@localhost";
+
+const DEFAULT_CONFIG: &str = r#"{
+  "domains": ["localhost"],
+  "heloName": "localhost",
+  "stateDir": "icsmail-state",
+  "storage": { "path": "icsmail-state/mail" },
+  "smtp": { "port": 2525, "interfaces": ["127.0.0.1"], "submissionPort": 2587,
+            "smtps": { "port": 2465 } },
+  "access": { "interfaces": ["127.0.0.1"] },
+  "imap": { "port": 1143, "imapsPort": 1993 },
+  "pop3": { "port": 1110, "pop3sPort": 1995 },
+  "addressBook": { "port": 3389 }
+}"#;
+
+/// The default configuration with the demo account; prints its credentials.
+pub fn default_config() -> anyhow::Result<Config> {
+    let password = demo_password(Path::new(STATE_DIR))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(DEFAULT_CONFIG).context("embedded default configuration")?;
+    value["accounts"] = serde_json::json!({
+        DEMO_ADDRESS: { "hashedPassword": hash_argon2id(password.as_bytes())?, "displayName": "Demo" }
+    });
+    let config = config::load_str(&value.to_string())
+        .map_err(|errors| anyhow::anyhow!("embedded default configuration:\n{errors}"))?;
+    println!("ics-mail demo: SMTP on 127.0.0.1:{}", config.smtp.port);
+    println!("ics-mail demo: account {DEMO_ADDRESS} password {password}");
+    println!(
+        "ics-mail demo: mail is stored under {}",
+        config.storage.path.display()
+    );
+    Ok(config)
+}
+
+/// Reads the demo password, creating it (mode 0600) on first start.
+fn demo_password(state: &Path) -> anyhow::Result<String> {
+    let path = state.join("demo-password");
+    if let Ok(text) = fs::read_to_string(&path) {
+        let text = text.trim().to_string();
+        if !text.is_empty() {
+            return Ok(text);
+        }
+    }
+    fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 16);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{password}")?;
+    Ok(password)
+}

@@ -1,0 +1,7 @@
+//! Networking shared by the daemons: listening sockets (systemd or bound), connection limits,
+//! readiness notification, ids.
+
+pub mod ids;
+pub mod limits;
+pub mod listeners;
+pub mod notify;

@@ -1,0 +1,21 @@
+//! systemd readiness notification (`Type=notify`). Outside systemd these are no-ops.
+
+use sd_notify::NotifyState;
+use tracing::debug;
+
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+fn send(states: &[NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(err) = sd_notify::notify(states) {
+        debug!("sd_notify failed: {err}");
+    }
+}

@@ -1,0 +1,203 @@
+//! The tokio driver of one SMTP connection: reads, feeds the sans-I/O [`Session`], writes its
+//! replies, enforces timeouts and hands complete messages to the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+
+use super::commands::Transaction;
+use super::proto::{RecipientResolver, Session, SessionParams, Step};
+use super::reply::Reply;
+use super::trace::{trace_headers, TraceInfo};
+use crate::address::Address;
+use crate::auth::{Directory, Recipient};
+use crate::config::Config;
+use crate::net::ids::new_id;
+use crate::store::{to_maildir_form, MailStore};
+
+/// Bytes read from the socket at a time; also the most the session buffers beyond its limits.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Everything sessions share: settings, accounts, the store.
+pub struct SmtpContext {
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub smtputf8: bool,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub directory: Arc<Directory>,
+    pub store: Arc<MailStore>,
+}
+
+impl SmtpContext {
+    pub fn new(config: &Config, directory: Arc<Directory>, store: Arc<MailStore>) -> SmtpContext {
+        let limits = &config.smtp.limits;
+        SmtpContext {
+            hostname: config.helo_name.clone().unwrap_or_else(|| "localhost".into()),
+            max_message_size: usize::try_from(config.smtp.max_message_size).unwrap_or(usize::MAX),
+            smtputf8: config.smtp.smtputf8,
+            max_recipients: limits.max_recipients as usize,
+            max_errors: limits.max_errors,
+            command_timeout: Duration::from_secs(limits.command_timeout.into()),
+            data_timeout: Duration::from_secs(limits.data_timeout.into()),
+            directory,
+            store,
+        }
+    }
+}
+
+impl RecipientResolver for Directory {
+    fn resolve(&self, address: &Address) -> Recipient {
+        Directory::resolve(self, address)
+    }
+
+    fn is_local_domain(&self, domain: &str) -> bool {
+        Directory::is_local_domain(self, domain)
+    }
+
+    fn postmaster(&self) -> Option<Address> {
+        self.domains().find_map(|domain| {
+            let address = Address::parse(&format!("postmaster@{domain}")).ok()?;
+            match Directory::resolve(self, &address) {
+                Recipient::Local(account) => Some(account),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Runs one session to its end. `shutdown` turning true asks idle sessions to close with 421.
+pub async fn run_session<S>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: Arc<SmtpContext>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = new_id();
+    let span = tracing::info_span!("smtp", cid = %id, peer = %peer.ip());
+    async move {
+        match drive(stream, peer, &ctx, &id, shutdown).await {
+            Ok(()) => info!("session closed"),
+            Err(err) => info!("session ended: {err}"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn drive<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: &SmtpContext,
+    cid: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer_ip = peer.ip().to_canonical().to_string();
+    let mut session = Session::new(SessionParams {
+        hostname: ctx.hostname.clone(),
+        max_message_size: ctx.max_message_size,
+        smtputf8: ctx.smtputf8,
+        max_recipients: ctx.max_recipients,
+        max_errors: ctx.max_errors,
+        peer_ip: peer_ip.clone(),
+    });
+    let mut out = session.greeting().to_wire();
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut messages = 0u32;
+    loop {
+        match session.next(ctx.directory.as_ref()) {
+            Step::Reply(reply) => {
+                if reply.is_error() {
+                    // One line per refusal, with the client address in the span (for fail2ban).
+                    info!(code = reply.code, "refused: {}", reply.lines.join(" / "));
+                }
+                out.extend_from_slice(&reply.to_wire());
+            }
+            Step::Close => {
+                stream.write_all(&out).await?;
+                return stream.shutdown().await;
+            }
+            Step::Deliver(tx) => {
+                messages += 1;
+                let id = format!("{cid}.{messages}");
+                let outcome = deliver(ctx, &tx, &peer_ip, &id).await;
+                session.delivered(outcome);
+            }
+            Step::NeedInput => {
+                if !out.is_empty() {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+                let in_data = session.in_data();
+                let timeout = if in_data {
+                    ctx.data_timeout
+                } else {
+                    ctx.command_timeout
+                };
+                let read = tokio::select! {
+                    read = tokio::time::timeout(timeout, stream.read(&mut buf)) => read,
+                    () = shutting_down(&mut shutdown), if !in_data => {
+                        let reply = Reply::new(421, [4, 3, 2], format!("{} Service shutting down", ctx.hostname));
+                        stream.write_all(&reply.to_wire()).await?;
+                        return Ok(());
+                    }
+                };
+                match read {
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(n)) => session.push_input(&buf[..n]),
+                    Ok(Err(err)) => return Err(err),
+                    Err(_elapsed) => {
+                        let reply = Reply::new(421, [4, 4, 2], format!("{} Timeout exceeded, closing connection", ctx.hostname));
+                        stream.write_all(&reply.to_wire()).await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown has been requested.
+async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Stores the message in every recipient's mailbox; `Ok(id)` only once it is durable.
+async fn deliver(ctx: &SmtpContext, tx: &Transaction, peer_ip: &str, id: &str) -> Result<String, String> {
+    let info = TraceInfo {
+        peer_ip,
+        hostname: &ctx.hostname,
+        id,
+    };
+    let message = to_maildir_form(&trace_headers(tx, &info), &tx.body);
+    let store = ctx.store.clone();
+    let accounts = tx.accounts.clone();
+    let size = message.len();
+    let result = tokio::task::spawn_blocking(move || store.deliver(&accounts, &message)).await;
+    let rcpts = tx.rcpt_to.join(",");
+    match result {
+        Ok(Ok(())) => {
+            info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
+            Ok(id.to_string())
+        }
+        Ok(Err(err)) => {
+            warn!(id, from = %tx.mail_from, to = %rcpts, "delivery failed: {err}");
+            Err(id.to_string())
+        }
+        Err(err) => {
+            warn!(id, "delivery task failed: {err}");
+            Err(id.to_string())
+        }
+    }
+}
