@@ -42,7 +42,8 @@ impl Address {
         if !is_dot_atom(local) || local.contains(['%', '!']) {
             return Err(AddressError::BadLocal(local.to_string()));
         }
-        let domain = normalize_domain(domain).ok_or_else(|| AddressError::BadDomain(domain.into()))?;
+        let domain =
+            normalize_domain(domain).ok_or_else(|| AddressError::BadDomain(domain.into()))?;
         Ok(Address {
             local: local.to_lowercase(),
             domain,

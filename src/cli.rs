@@ -16,7 +16,11 @@ use crate::smtp;
 use crate::store::MailStore;
 
 #[derive(Parser)]
-#[command(name = "icsmail", version, about = "ics-mail: SMTP, IMAP and POP3 mail server appliance")]
+#[command(
+    name = "icsmail",
+    version,
+    about = "ics-mail: SMTP, IMAP and POP3 mail server appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,23 +116,25 @@ fn init_logging() {
 /// Starts the daemons of this build (SMTP so far) and serves until SIGTERM.
 fn run_daemons(config: Config) -> anyhow::Result<()> {
     init_logging();
-    let directory = Arc::new(
-        Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?,
-    );
+    let directory =
+        Arc::new(Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?);
     let store = Arc::new(MailStore::new(
         config.storage.path.clone(),
         config.storage.default_folders.clone(),
     ));
     for account in directory.accounts() {
-        store
-            .ensure_account(&account.address)
-            .with_context(|| format!("storage.path: creating the mailbox of {}", account.address))?;
+        store.ensure_account(&account.address).with_context(|| {
+            format!("storage.path: creating the mailbox of {}", account.address)
+        })?;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let ctx = Arc::new(smtp::session::SmtpContext::new(&config, directory, store));
         let services = vec![smtp::server::service(&config, ctx)?];
-        info!(hostname = config.helo_name.as_deref().unwrap_or(""), "ics-mail starting");
+        info!(
+            hostname = config.helo_name.as_deref().unwrap_or(""),
+            "ics-mail starting"
+        );
         daemon::run(services).await
     })
 }

@@ -23,7 +23,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub type SessionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Starts a session on an accepted connection; the receiver turns true at shutdown.
-pub type Handler = Arc<dyn Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> SessionFuture + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> SessionFuture + Send + Sync>;
 
 /// One protocol's listeners and its session handler.
 pub struct Service {
@@ -94,7 +95,10 @@ pub async fn run(services: Vec<Service>) -> anyhow::Result<()> {
     })
     .await;
     if drained.is_err() {
-        warn!(left = sessions.len(), "sessions cut after the shutdown grace period");
+        warn!(
+            left = sessions.len(),
+            "sessions cut after the shutdown grace period"
+        );
         sessions.abort_all();
     }
     Ok(())

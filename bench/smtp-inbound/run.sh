@@ -39,6 +39,7 @@ command -v smtp-source >/dev/null || die "smtp-source not found (apt-get install
 command -v postfix >/dev/null || die "postfix not found (apt-get install postfix)"
 
 WORK="$(mktemp -d "$BASE/ics-bench-smtp-inbound.XXXXXX")"
+chmod 755 "$WORK"   # postfix and nobody must be able to traverse it
 FSTYPE="$(findmnt -n -o FSTYPE -T "$WORK" || stat -f -c %T "$WORK")"
 FSSRC="$(findmnt -n -o SOURCE -T "$WORK" || echo '?')"
 case "$FSTYPE" in

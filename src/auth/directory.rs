@@ -47,7 +47,12 @@ impl Directory {
             let Ok(address) = Address::parse(key) else {
                 continue; // reported by validation
             };
-            let Some(password) = load_hash(&path, &account.hashed_password, &account.hashed_password_file, &mut errors) else {
+            let Some(password) = load_hash(
+                &path,
+                &account.hashed_password,
+                &account.hashed_password_file,
+                &mut errors,
+            ) else {
                 continue;
             };
             for alias in &account.aliases {

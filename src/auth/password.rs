@@ -28,8 +28,10 @@ impl StoredHash {
                 Err(err) => Err(format!("malformed SHA-512-crypt hash: {err}")),
             }
         } else {
-            Err("not a supported hash: expected argon2id ($argon2id$…) or SHA-512-crypt ($6$…)"
-                .to_string())
+            Err(
+                "not a supported hash: expected argon2id ($argon2id$…) or SHA-512-crypt ($6$…)"
+                    .to_string(),
+            )
         }
     }
 
@@ -39,9 +41,9 @@ impl StoredHash {
             StoredHash::Argon2id(text) => argon2::PasswordHash::new(text)
                 .map(|hash| Argon2::default().verify_password(password, &hash).is_ok())
                 .unwrap_or(false),
-            StoredHash::ShaCrypt512(text) => {
-                ShaCrypt::default().verify_password(password, text.as_str()).is_ok()
-            }
+            StoredHash::ShaCrypt512(text) => ShaCrypt::default()
+                .verify_password(password, text.as_str())
+                .is_ok(),
         }
     }
 }

@@ -38,7 +38,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 fn from_value(value: Value) -> Result<Config, String> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let path = if path == "." { "(file)".to_string() } else { path };
+        let path = if path == "." {
+            "(file)".to_string()
+        } else {
+            path
+        };
         format!("{path}: {}", err.inner())
     })
 }

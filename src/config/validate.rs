@@ -163,12 +163,17 @@ fn check_interfaces(key: &str, interfaces: &[String], errors: &mut ConfigErrors)
 
 /// Two enabled services may not share a port on overlapping interfaces.
 fn check_ports(config: &Config, errors: &mut ConfigErrors) {
-    let mut used: Vec<(&str, u16, &[String])> = vec![("smtp.port", config.smtp.port.0, &config.smtp.interfaces)];
+    let mut used: Vec<(&str, u16, &[String])> =
+        vec![("smtp.port", config.smtp.port.0, &config.smtp.interfaces)];
     if let Some(port) = config.smtp.submission_port {
         used.push(("smtp.submissionPort", port.0, &config.smtp.interfaces));
     }
     if config.smtp.smtps.enable {
-        used.push(("smtp.smtps.port", config.smtp.smtps.port.0, &config.smtp.interfaces));
+        used.push((
+            "smtp.smtps.port",
+            config.smtp.smtps.port.0,
+            &config.smtp.interfaces,
+        ));
     }
     let access = config.access.interfaces.as_slice();
     used.push(("imap.port", config.imap.port.0, access));
@@ -204,7 +209,8 @@ fn check_tls(config: &Config, errors: &mut ConfigErrors) {
             errors.push("smtp.certificate: required when tls.mode is optional or required".into());
         }
         if config.access.certificate.is_none() {
-            errors.push("access.certificate: required when tls.mode is optional or required".into());
+            errors
+                .push("access.certificate: required when tls.mode is optional or required".into());
         }
     }
     if config.smtp.smtps.enable && config.smtp.certificate.is_none() {
@@ -245,7 +251,9 @@ fn check_relay(config: &Config, errors: &mut ConfigErrors) {
     let relay = &config.relay;
     if let Some(host) = &relay.host {
         if normalize_domain(host).is_none() && host.parse::<IpAddr>().is_err() {
-            errors.push(format!("relay.host: {host:?} is neither a host name nor an IP address"));
+            errors.push(format!(
+                "relay.host: {host:?} is neither a host name nor an IP address"
+            ));
         }
     }
     let needs_host = |key: &str, errors: &mut ConfigErrors| {
@@ -270,7 +278,8 @@ fn check_relay(config: &Config, errors: &mut ConfigErrors) {
             Some(Ok(_)) => {}
             Some(Err(err)) => errors.push(format!("relay.changeSender.address: {err}")),
             None => errors.push(
-                "relay.changeSender.address: required when relay.changeSender.enable is true".into(),
+                "relay.changeSender.address: required when relay.changeSender.enable is true"
+                    .into(),
             ),
         }
     }
@@ -326,7 +335,9 @@ fn check_storage(config: &Config, errors: &mut ConfigErrors) {
         }
         if let Some(role) = special_use {
             if !roles.insert(*role) {
-                errors.push(format!("{key}.specialUse: {role:?} is given to two folders"));
+                errors.push(format!(
+                    "{key}.specialUse: {role:?} is given to two folders"
+                ));
             }
         }
     }
@@ -344,11 +355,23 @@ fn check_icap(key: &str, enabled: bool, url: &Option<String>, errors: &mut Confi
 
 fn check_filters(config: &Config, errors: &mut ConfigErrors) {
     let av = &config.antivirus;
-    check_icap("antivirus.kaspersky.icapUrl", av.kaspersky.enable, &av.kaspersky.icap_url, errors);
-    check_icap("dlp.icapUrl", config.dlp.enable, &config.dlp.icap_url, errors);
+    check_icap(
+        "antivirus.kaspersky.icapUrl",
+        av.kaspersky.enable,
+        &av.kaspersky.icap_url,
+        errors,
+    );
+    check_icap(
+        "dlp.icapUrl",
+        config.dlp.enable,
+        &config.dlp.icap_url,
+        errors,
+    );
     let selector = &config.dkim.selector;
     if selector.is_empty() || normalize_domain(selector).is_none() {
-        errors.push(format!("dkim.selector: {selector:?} is not a valid selector"));
+        errors.push(format!(
+            "dkim.selector: {selector:?} is not a valid selector"
+        ));
     }
 }
 
@@ -376,11 +399,16 @@ fn check_spam(config: &Config, errors: &mut ConfigErrors) {
 fn check_address_book(config: &Config, errors: &mut ConfigErrors) {
     let book = &config.address_book;
     if book.enable && book.base_dn.split(';').all(|dn| dn.trim().is_empty()) {
-        errors.push("addressBook.baseDn: at least one base DN is required when the address book is enabled".into());
+        errors.push(
+            "addressBook.baseDn: at least one base DN is required when the address book is enabled"
+                .into(),
+        );
     }
     for (index, dn) in book.base_dn.split(';').map(str::trim).enumerate() {
         if !dn.is_empty() && !dn.contains('=') {
-            errors.push(format!("addressBook.baseDn: part {index} ({dn:?}) is not a DN like dc=example,dc=org"));
+            errors.push(format!(
+                "addressBook.baseDn: part {index} ({dn:?}) is not a DN like dc=example,dc=org"
+            ));
         }
     }
 }

@@ -13,8 +13,7 @@ pub fn new_id() -> String {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut value = now
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    let mut value = now.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (u64::from(std::process::id()) << 40)
         ^ count.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     let mut id = String::with_capacity(12);

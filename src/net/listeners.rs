@@ -61,11 +61,15 @@ fn from_systemd(specs: &[ListenSpec]) -> anyhow::Result<HashMap<&'static str, Ve
                 _ => None,
             });
         let Some(spec) = spec else {
-            bail!("systemd passed socket {index} named {given:?}, which this daemon does not serve");
+            bail!(
+                "systemd passed socket {index} named {given:?}, which this daemon does not serve"
+            );
         };
         let listener = fds
             .take_tcp_listener(index)
-            .with_context(|| format!("socket {index} ({given}) from systemd is not a TCP listener"))?
+            .with_context(|| {
+                format!("socket {index} ({given}) from systemd is not a TCP listener")
+            })?
             .with_context(|| format!("socket {index} from systemd was already taken"))?;
         result.entry(spec.name).or_default().push(listener);
     }
@@ -78,9 +82,10 @@ fn bind(spec: &ListenSpec) -> anyhow::Result<Vec<TcpListener>> {
     } else {
         let mut addresses = Vec::new();
         for interface in &spec.interfaces {
-            addresses.extend(interface_addresses(interface).with_context(|| {
-                format!("{}: cannot listen on {interface:?}", spec.key)
-            })?);
+            addresses.extend(
+                interface_addresses(interface)
+                    .with_context(|| format!("{}: cannot listen on {interface:?}", spec.key))?,
+            );
         }
         addresses
     };
@@ -141,7 +146,9 @@ fn interface_table() -> anyhow::Result<Vec<(String, IpAddr)>> {
             match i32::from((*entry.ifa_addr).sa_family) {
                 libc::AF_INET => {
                     let sin = &*(entry.ifa_addr as *const libc::sockaddr_in);
-                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))))
                 }
                 libc::AF_INET6 => {
                     let sin6 = &*(entry.ifa_addr as *const libc::sockaddr_in6);

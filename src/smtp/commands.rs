@@ -2,7 +2,9 @@
 //! RFC 6531 SMTPUTF8). Pure functions of the session state.
 
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
-use smtp_proto::{MailFrom, RcptTo, Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
+use smtp_proto::{
+    MailFrom, RcptTo, Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8,
+};
 
 use super::proto::{too_big, Helo, RecipientResolver, Session, State, Step};
 use super::reply::Reply;
@@ -41,14 +43,21 @@ fn not_implemented() -> Reply {
 }
 
 impl Session {
-    pub(super) fn command(&mut self, request: Request<String>, resolver: &dyn RecipientResolver) -> Step {
+    pub(super) fn command(
+        &mut self,
+        request: Request<String>,
+        resolver: &dyn RecipientResolver,
+    ) -> Step {
         let reply = match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
             Request::Mail { from } => self.mail(from),
             Request::Rcpt { to } => self.rcpt(to, resolver),
             Request::Data => return self.data(),
-            Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(chunk_size, is_last),
             Request::Rset => {
                 self.tx = None;
                 ok("Reset")
@@ -160,7 +169,10 @@ impl Session {
         let mut primer = Vec::with_capacity(2);
         receiver.ingest(&mut b"\r\n".iter(), &mut primer);
         self.state = State::Data(receiver);
-        Step::Reply(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".to_string()]))
+        Step::Reply(Reply::plain(
+            354,
+            vec!["End data with <CR><LF>.<CR><LF>".to_string()],
+        ))
     }
 
     fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Step {
@@ -175,14 +187,13 @@ impl Session {
             // The chunk's bytes follow the command regardless: drain them, then refuse.
             self.tx = None;
             self.state = State::Discard(DummyDataReceiver::new_bdat(chunk_size), reply);
-            return Step::NeedInput;
+            return self.next_discard();
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.chunking = true;
             tx.body.reserve(chunk_size);
         }
-        self.state = State::Bdat(BdatReceiver::new(chunk_size, is_last));
-        Step::NeedInput
+        self.next_bdat(BdatReceiver::new(chunk_size, is_last))
     }
 
     /// MAIL and at least one accepted RCPT are needed; DATA and BDAT don't mix.
@@ -192,9 +203,7 @@ impl Session {
             Some(tx) if tx.accounts.is_empty() => {
                 Err(Reply::new(554, [5, 5, 1], "No valid recipients"))
             }
-            Some(tx) if tx.chunking && !bdat => {
-                Err(bad_sequence("DATA is not allowed after BDAT"))
-            }
+            Some(tx) if tx.chunking && !bdat => Err(bad_sequence("DATA is not allowed after BDAT")),
             Some(_) => Ok(()),
         }
     }
@@ -211,7 +220,13 @@ fn non_ascii_refused() -> Reply {
 /// The account a forward path leads to, or the refusal. Relaying is never allowed here: a
 /// non-local domain gets `554 5.7.1` (authenticated relaying comes with submission).
 fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Address, Reply> {
-    let unknown = || Reply::new(550, [5, 1, 1], format!("<{path}>: Recipient address rejected: user unknown"));
+    let unknown = || {
+        Reply::new(
+            550,
+            [5, 1, 1],
+            format!("<{path}>: Recipient address rejected: user unknown"),
+        )
+    };
     let relay_denied = || Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"));
     if path.is_empty() {
         // smtp-proto reports "<postmaster>" as the empty path.

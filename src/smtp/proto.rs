@@ -100,7 +100,10 @@ impl Session {
 
     /// The `220` greeting.
     pub fn greeting(&self) -> Reply {
-        Reply::plain(220, vec![format!("{} ESMTP ics-mail", self.params.hostname)])
+        Reply::plain(
+            220,
+            vec![format!("{} ESMTP ics-mail", self.params.hostname)],
+        )
     }
 
     /// True while message data is expected (the driver uses the data timeout then).
@@ -203,23 +206,25 @@ impl Session {
             self.state = State::Command;
             return Step::NeedInput;
         };
-        let limit = self.params.max_message_size;
-        // Feed at most one byte beyond the limit: enough to know it is exceeded.
-        let end = self
-            .input
-            .len()
-            .min(self.pos + (limit + 1).saturating_sub(tx.body.len()));
-        let mut bytes = self.input[self.pos..end].iter();
+        // Everything read is fed at once: the body may pass the limit by at most one read
+        // buffer before the check below stops it.
+        let mut bytes = self.input[self.pos..].iter();
         let done = receiver.ingest(&mut bytes, &mut tx.body);
-        self.pos = end - bytes.as_slice().len();
+        self.pos = self.input.len() - bytes.as_slice().len();
+        let limit = self.params.max_message_size;
         if done {
-            self.state = State::Delivering;
-            return match self.tx.take() {
-                Some(tx) => Step::Deliver(Box::new(tx)),
-                None => Step::NeedInput,
+            self.state = State::Command;
+            let tx = self.tx.take();
+            return match tx {
+                Some(tx) if tx.body.len() <= limit => {
+                    self.state = State::Delivering;
+                    Step::Deliver(Box::new(tx))
+                }
+                _ => self.reply(too_big(limit)),
             };
         }
-        if tx.body.len() > limit {
+        // Two bytes of slack: a pending "\r" may still turn out to end the message.
+        if tx.body.len() > limit + 2 {
             self.tx = None;
             self.state = State::Discard(DummyDataReceiver::new_data(&receiver), too_big(limit));
             return self.next_discard();
@@ -229,7 +234,7 @@ impl Session {
     }
 
     /// Drains a refused message or chunk; its reply is sent once the end is seen.
-    fn next_discard(&mut self) -> Step {
+    pub(super) fn next_discard(&mut self) -> Step {
         let State::Discard(mut receiver, reply) = std::mem::replace(&mut self.state, State::Closed)
         else {
             return Step::NeedInput;
@@ -245,7 +250,7 @@ impl Session {
         Step::NeedInput
     }
 
-    fn next_bdat(&mut self, mut receiver: BdatReceiver) -> Step {
+    pub(super) fn next_bdat(&mut self, mut receiver: BdatReceiver) -> Step {
         let Some(tx) = self.tx.as_mut() else {
             self.state = State::Command;
             return Step::NeedInput;
@@ -266,7 +271,11 @@ impl Session {
         }
         self.state = State::Command;
         let size = tx.body.len();
-        self.reply(Reply::new(250, [2, 0, 0], format!("{size} octets received")))
+        self.reply(Reply::new(
+            250,
+            [2, 0, 0],
+            format!("{size} octets received"),
+        ))
     }
 
     /// Counts errors; past `max_errors` the session ends with `421`.
@@ -301,9 +310,7 @@ pub(super) fn too_big(limit: usize) -> Reply {
 fn parse_error_reply(err: ParseError) -> Reply {
     match err {
         ParseError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command unrecognized"),
-        ParseError::InvalidSenderAddress => {
-            Reply::new(501, [5, 1, 7], "Bad sender address syntax")
-        }
+        ParseError::InvalidSenderAddress => Reply::new(501, [5, 1, 7], "Bad sender address syntax"),
         ParseError::InvalidRecipientAddress => {
             Reply::new(501, [5, 1, 3], "Bad recipient address syntax")
         }
@@ -316,12 +323,13 @@ fn parse_error_reply(err: ParseError) -> Reply {
         ParseError::UnsupportedParameter { param } => Reply::new(
             555,
             [5, 5, 4],
-            format!("Unsupported parameter {}", param.chars().take(64).collect::<String>()),
+            format!(
+                "Unsupported parameter {}",
+                param.chars().take(64).collect::<String>()
+            ),
         ),
         ParseError::NeedsMoreData { .. }
         | ParseError::ResponseTooLong
-        | ParseError::InvalidResponse { .. } => {
-            Reply::new(500, [5, 5, 2], "Syntax error")
-        }
+        | ParseError::InvalidResponse { .. } => Reply::new(500, [5, 5, 2], "Syntax error"),
     }
 }

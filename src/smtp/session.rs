@@ -39,7 +39,10 @@ impl SmtpContext {
     pub fn new(config: &Config, directory: Arc<Directory>, store: Arc<MailStore>) -> SmtpContext {
         let limits = &config.smtp.limits;
         SmtpContext {
-            hostname: config.helo_name.clone().unwrap_or_else(|| "localhost".into()),
+            hostname: config
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| "localhost".into()),
             max_message_size: usize::try_from(config.smtp.max_message_size).unwrap_or(usize::MAX),
             smtputf8: config.smtp.smtputf8,
             max_recipients: limits.max_recipients as usize,
@@ -158,7 +161,11 @@ where
                     Ok(Ok(n)) => session.push_input(&buf[..n]),
                     Ok(Err(err)) => return Err(err),
                     Err(_elapsed) => {
-                        let reply = Reply::new(421, [4, 4, 2], format!("{} Timeout exceeded, closing connection", ctx.hostname));
+                        let reply = Reply::new(
+                            421,
+                            [4, 4, 2],
+                            format!("{} Timeout exceeded, closing connection", ctx.hostname),
+                        );
                         stream.write_all(&reply.to_wire()).await?;
                         return Ok(());
                     }
@@ -174,7 +181,12 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Stores the message in every recipient's mailbox; `Ok(id)` only once it is durable.
-async fn deliver(ctx: &SmtpContext, tx: &Transaction, peer_ip: &str, id: &str) -> Result<String, String> {
+async fn deliver(
+    ctx: &SmtpContext,
+    tx: &Transaction,
+    peer_ip: &str,
+    id: &str,
+) -> Result<String, String> {
     let info = TraceInfo {
         peer_ip,
         hostname: &ctx.hostname,

@@ -1,0 +1,290 @@
+//! Unit tests of the sans-I/O SMTP core: bytes in, replies and deliveries out.
+
+use super::commands::Transaction;
+use super::proto::{RecipientResolver, Session, SessionParams, Step, MAX_COMMAND_LINE};
+use crate::address::Address;
+use crate::auth::Recipient;
+
+struct Local;
+
+impl RecipientResolver for Local {
+    fn resolve(&self, address: &Address) -> Recipient {
+        match (address.local(), address.domain()) {
+            ("alice", "local.test") => Recipient::Local(address.clone()),
+            ("al", "local.test") => Recipient::Local(Address::parse("alice@local.test").unwrap()),
+            (_, "local.test") => Recipient::UnknownLocal,
+            _ => Recipient::Remote,
+        }
+    }
+
+    fn is_local_domain(&self, domain: &str) -> bool {
+        domain == "local.test"
+    }
+
+    fn postmaster(&self) -> Option<Address> {
+        None
+    }
+}
+
+fn params() -> SessionParams {
+    SessionParams {
+        hostname: "mx.local.test".into(),
+        max_message_size: 1000,
+        smtputf8: true,
+        max_recipients: 3,
+        max_errors: 5,
+        peer_ip: "192.0.2.1".into(),
+    }
+}
+
+/// What a run of input produced: reply lines (codes and text) and delivered transactions.
+#[derive(Default)]
+struct Outcome {
+    replies: Vec<String>,
+    delivered: Vec<Transaction>,
+    closed: bool,
+}
+
+impl Outcome {
+    fn codes(&self) -> Vec<u16> {
+        self.replies
+            .iter()
+            .map(|r| r[..3].parse().unwrap())
+            .collect()
+    }
+}
+
+/// Feeds `input` in chunks of `chunk` bytes, accepting every delivery.
+fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut chunks = input.chunks(chunk.max(1));
+    loop {
+        match session.next(&Local) {
+            Step::Reply(reply) => outcome
+                .replies
+                .push(String::from_utf8(reply.to_wire()).unwrap()),
+            Step::Deliver(tx) => {
+                outcome.delivered.push(*tx);
+                session.delivered(Ok("ID".into()));
+            }
+            Step::Close => {
+                outcome.closed = true;
+                return outcome;
+            }
+            Step::NeedInput => match chunks.next() {
+                Some(bytes) => session.push_input(bytes),
+                None => return outcome,
+            },
+        }
+    }
+}
+
+fn run(input: &str) -> Outcome {
+    run_chunked(&mut Session::new(params()), input.as_bytes(), usize::MAX)
+}
+
+const ENVELOPE: &str = "EHLO c.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@local.test>\r\n";
+
+#[test]
+fn pipelined_transaction_replies_in_order() {
+    let outcome = run(&format!(
+        "{ENVELOPE}DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+    ));
+    assert_eq!(outcome.codes(), [250, 250, 250, 354, 250, 221]);
+    assert_eq!(outcome.delivered.len(), 1);
+    assert_eq!(outcome.delivered[0].body, b"Subject: x\r\n\r\nhi\r\n");
+    assert!(outcome.closed);
+}
+
+#[test]
+fn any_chunking_of_the_input_gives_the_same_result() {
+    let input = format!("{ENVELOPE}DATA\r\nA\r\n..dot\r\n.\r\nBDAT 3\r\nabcRSET\r\n");
+    let whole = run(&input);
+    for chunk in 1..8 {
+        let split = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+        assert_eq!(split.replies, whole.replies, "chunk size {chunk}");
+        assert_eq!(split.delivered[0].body, b"A\r\n.dot\r\n");
+    }
+}
+
+#[test]
+fn ehlo_advertises_extensions() {
+    let outcome = run("EHLO c.test\r\n");
+    let ehlo = &outcome.replies[0];
+    for ext in [
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "SMTPUTF8",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} missing in {ehlo}");
+    }
+    let mut off = params();
+    off.smtputf8 = false;
+    let outcome = run_chunked(
+        &mut Session::new(off),
+        b"EHLO c\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\n",
+        100,
+    );
+    assert!(!outcome.replies[0].contains("SMTPUTF8"));
+    assert!(outcome.replies[1].starts_with("555 5.5.4"));
+}
+
+#[test]
+fn empty_message_ends_at_once() {
+    let outcome = run(&format!("{ENVELOPE}DATA\r\n.\r\n"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 354, 250]);
+    assert_eq!(outcome.delivered[0].body, b"");
+}
+
+#[test]
+fn bare_lf_dot_does_not_end_data() {
+    // SMTP smuggling: "\n.\n" and "\r\n.\n" are not the end of data.
+    let smuggled = "a\n.\nMAIL FROM:<x@evil.test>\r\nb\r\n.\nRCPT TO:<alice@local.test>\r\n";
+    let outcome = run(&format!("{ENVELOPE}DATA\r\n{smuggled}.\r\n"));
+    assert_eq!(outcome.delivered.len(), 1);
+    assert_eq!(outcome.codes(), [250, 250, 250, 354, 250]);
+    // The dot of "\r\n.\n" is removed as dot-stuffing: the line is not an end marker.
+    let expected = smuggled.replace("\r\n.\n", "\r\n\n");
+    assert_eq!(outcome.delivered[0].body, expected.as_bytes());
+}
+
+#[test]
+fn declared_size_over_limit_is_refused() {
+    let outcome = run("EHLO c\r\nMAIL FROM:<a@b.test> SIZE=1001\r\n");
+    assert!(outcome.replies[1].starts_with("552 5.3.4"));
+}
+
+#[test]
+fn actual_size_over_limit_is_drained_and_refused() {
+    let big = "x".repeat(2000);
+    let outcome = run(&format!("{ENVELOPE}DATA\r\n{big}\r\n.\r\nNOOP\r\n"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 354, 552, 250]);
+    assert!(outcome.delivered.is_empty());
+    // Exactly at the limit is fine.
+    let exact = format!("{}\r\n", "y".repeat(998));
+    let outcome = run(&format!("{ENVELOPE}DATA\r\n{exact}.\r\n"));
+    assert_eq!(outcome.delivered[0].body.len(), 1000);
+    // One byte more is refused, even though it fits the receiver's slack.
+    let over = format!("{}\r\n", "y".repeat(999));
+    let outcome = run(&format!("{ENVELOPE}DATA\r\n{over}.\r\n"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 354, 552]);
+}
+
+#[test]
+fn bdat_chunks_and_limits() {
+    let outcome = run(&format!("{ENVELOPE}BDAT 5\r\nhelloBDAT 6 LAST\r\n world"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 250, 250]);
+    assert_eq!(outcome.delivered[0].body, b"hello world");
+    let outcome = run(&format!(
+        "{ENVELOPE}BDAT 1001 LAST\r\n{}NOOP\r\n",
+        "z".repeat(1001)
+    ));
+    assert_eq!(outcome.codes(), [250, 250, 250, 552, 250]);
+    assert!(outcome.delivered.is_empty());
+    // BDAT without a transaction: the chunk is drained, not read as commands.
+    let outcome = run("EHLO c\r\nBDAT 6\r\nQUIT\r\nNOOP\r\n");
+    assert_eq!(outcome.codes(), [250, 503, 250]);
+}
+
+#[test]
+fn relay_and_unknown_users() {
+    let cases = [
+        ("bob@local.test", "550 5.1.1"),
+        ("user@remote.test", "554 5.7.1"),
+        ("USER@REMOTE.TEST", "554 5.7.1"),
+        ("user@remote.test.", "554 5.7.1"),
+        ("user%remote.test@local.test", "550 5.1.1"),
+        ("\"user@remote.test\"@local.test", "550 5.1.1"),
+        ("@local.test:user@remote.test", "554 5.7.1"),
+        ("user@remote.test@local.test", "501 5.1.3"),
+        ("user", "501 5.1.3"),
+    ];
+    for (rcpt, expected) in cases {
+        let outcome = run(&format!(
+            "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<{rcpt}>\r\n"
+        ));
+        assert!(
+            outcome.replies[2].starts_with(expected),
+            "{rcpt}: {}",
+            outcome.replies[2]
+        );
+    }
+    for rcpt in ["ALICE@LOCAL.TEST", "alice@local.test.", "al@Local.Test"] {
+        let outcome = run(&format!(
+            "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<{rcpt}>\r\n"
+        ));
+        assert!(outcome.replies[2].starts_with("250 2.1.5"), "{rcpt}");
+    }
+}
+
+#[test]
+fn too_many_recipients() {
+    let rcpts = "RCPT TO:<alice@local.test>\r\n".repeat(4);
+    let outcome = run(&format!("EHLO c\r\nMAIL FROM:<a@b.test>\r\n{rcpts}"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 250, 250, 452]);
+}
+
+#[test]
+fn sequence_errors() {
+    let outcome = run("MAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<alice@local.test>\r\nDATA\r\nMAIL FROM:<a@b.test>\r\nDATA\r\n");
+    assert_eq!(outcome.codes(), [503, 250, 503, 503, 250, 554]);
+}
+
+#[test]
+fn long_line_is_refused_and_session_goes_on() {
+    let long = "NOOP ".to_string() + &"a".repeat(MAX_COMMAND_LINE * 256);
+    for chunk in [usize::MAX, 65536, 1000] {
+        let outcome = run_chunked(
+            &mut Session::new(params()),
+            format!("{long}\r\nNOOP\r\n").as_bytes(),
+            chunk,
+        );
+        assert_eq!(outcome.codes(), [500, 250], "chunk {chunk}");
+        assert!(outcome.replies[0].starts_with("500 5.5.2"));
+    }
+}
+
+#[test]
+fn garbage_closes_after_max_errors() {
+    let garbage = b"\x00\x01\xff\xfe garbage\r\n".repeat(10);
+    let outcome = run_chunked(&mut Session::new(params()), &garbage, 7);
+    assert_eq!(outcome.codes(), [500, 500, 500, 500, 421]);
+    assert!(outcome.closed);
+}
+
+#[test]
+fn non_ascii_needs_smtputf8() {
+    let outcome = run("EHLO c\r\nMAIL FROM:<jöran@b.test>\r\nMAIL FROM:<jöran@b.test> SMTPUTF8\r\nRCPT TO:<alice@local.test>\r\n");
+    assert_eq!(outcome.codes(), [250, 553, 250, 250]);
+    assert!(outcome.replies[1].starts_with("553 5.6.7"));
+}
+
+#[test]
+fn helo_vrfy_noop_rset_quit() {
+    let outcome = run("HELO c\r\nVRFY alice\r\nNOOP\r\nRSET\r\nHELP\r\nQUIT\r\nNOOP\r\n");
+    assert_eq!(outcome.codes(), [250, 252, 250, 250, 214, 221]);
+    assert!(outcome.closed);
+}
+
+#[test]
+fn failed_delivery_is_a_temporary_error() {
+    let mut session = Session::new(params());
+    session.push_input(format!("{ENVELOPE}DATA\r\nx\r\n.\r\n").as_bytes());
+    loop {
+        match session.next(&Local) {
+            Step::Deliver(_) => {
+                session.delivered(Err("ID".into()));
+                break;
+            }
+            Step::Reply(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let Step::Reply(reply) = session.next(&Local) else {
+        panic!("no reply")
+    };
+    assert_eq!(reply.code, 451);
+}

@@ -158,7 +158,10 @@ mod tests {
 
     #[test]
     fn crlf_becomes_lf() {
-        let out = to_maildir_form("Return-Path: <a@b>\n", b"Subject: x\r\n\r\nbody\r\nbare\rcr\n");
+        let out = to_maildir_form(
+            "Return-Path: <a@b>\n",
+            b"Subject: x\r\n\r\nbody\r\nbare\rcr\n",
+        );
         assert_eq!(out, b"Return-Path: <a@b>\nSubject: x\n\nbody\nbare\rcr\n");
     }
 
@@ -168,7 +171,9 @@ mod tests {
         let store = MailStore::new(root.clone(), Vec::new());
         let a = Address::parse("a@d.test").unwrap();
         let b = Address::parse("b@d.test").unwrap();
-        store.deliver(&[a.clone(), b.clone()], b"Subject: hi\n\nx\n").unwrap();
+        store
+            .deliver(&[a.clone(), b.clone()], b"Subject: hi\n\nx\n")
+            .unwrap();
         for account in [&a, &b] {
             let new = store.mailbox_path(account).join("new");
             let names: Vec<_> = fs::read_dir(&new).unwrap().collect();

@@ -30,7 +30,9 @@ mod tests {
 
     #[test]
     fn rejects_unsafe_names() {
-        for bad in ["", "INBOX", "inbox", ".hidden", "a..b", "a/b", "x\n", "end."] {
+        for bad in [
+            "", "INBOX", "inbox", ".hidden", "a..b", "a/b", "x\n", "end.",
+        ] {
             assert!(folder_name_problem(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["Sent", "Archive.2024", "Entwürfe", "Sent Items"] {

@@ -197,6 +197,7 @@ class Server:
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
             return None
+        self.expect_exit = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -427,8 +428,8 @@ def maildir_sizes_ok(path: Path) -> None:
     match = re.search(r",S=(\d+),W=(\d+)", path.name)
     assert match, f"no ,S=,W= in file name {path.name}"
     assert int(match.group(1)) == len(data), f"S= {match.group(1)} but file has {len(data)} bytes"
-    assert int(match.group(2)) == len(data) + data.count(b"\n"), (
-        f"W= {match.group(2)} but CRLF size is {len(data) + data.count(b'\n')}")
+    crlf_size = len(data) + data.count(b"\n")
+    assert int(match.group(2)) == crlf_size, f"W= {match.group(2)} but CRLF size is {crlf_size}"
 
 
 def run_swaks(port: int, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:

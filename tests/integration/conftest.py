@@ -1,0 +1,95 @@
+"""Fixtures of the black-box integration tests.
+
+`make_server(smtp=..., limits=..., extra=..., mode="smtpd"|"serve")` starts `$ICSMAIL_BIN` with
+a fresh temp directory and config, waits until its port accepts and stops it at teardown (SIGTERM,
+then SIGKILL). `server` is a default `smtpd` instance. The server's stderr is printed at teardown,
+so pytest shows it for failed tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from icshelpers import (  # noqa: E402
+    PASSWORD,
+    Server,
+    base_config,
+    deep_merge,
+    free_port,
+    icsmail_bin,
+    write_config,
+)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+@pytest.fixture(scope="session")
+def bin_path() -> str:
+    path = icsmail_bin()
+    if not os.access(path, os.X_OK):
+        pytest.exit(f"server binary {path} not found: build it (cargo build --release) "
+                    "or set ICSMAIL_BIN", returncode=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def password_hash(bin_path) -> str:
+    """One argon2id hash of PASSWORD for every account of the session (hashing is slow)."""
+    result = subprocess.run([bin_path, "hash-password"], input=PASSWORD + "\n",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"hash-password failed: {result.stderr}"
+    lines = [l for l in result.stdout.splitlines() if l.strip()]
+    assert lines, f"hash-password printed nothing (stderr: {result.stderr})"
+    return lines[-1].strip()
+
+
+@pytest.fixture
+def make_server(tmp_path, password_hash, bin_path):
+    servers: list[Server] = []
+
+    def start(smtp: dict | None = None, limits: dict | None = None, extra: dict | None = None,
+              mode: str = "smtpd", name: str | None = None, start: bool = True) -> Server:
+        tmp = tmp_path / (name or f"srv{len(servers)}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        config = base_config(tmp, port, password_hash)
+        overrides = deep_merge({"smtp": smtp or {}}, extra)
+        if limits:
+            overrides = deep_merge(overrides, {"smtp": {"limits": limits}})
+        config = deep_merge(config, overrides)
+        path = write_config(tmp / "config.json", config)
+        server = Server(tmp=tmp, port=config["smtp"]["port"], config=config, config_path=path,
+                        mode=mode)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield start
+
+    problems = []
+    for server in servers:
+        if server.proc is None:
+            continue
+        crashed = server.proc.poll() is not None and not server.expect_exit
+        code = server.stop()
+        print(f"--- {server.mode} on port {server.port} (exit {code}) stderr ---")
+        print(server.stderr()[-20000:])
+        if crashed:
+            problems.append(f"server on port {server.port} died during the test (exit {code})")
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def server(make_server) -> Server:
+    return make_server()
