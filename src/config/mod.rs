@@ -6,6 +6,9 @@ pub mod model;
 pub mod types;
 pub mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use model::Config;
 pub use types::{Port, TlsMode};
 

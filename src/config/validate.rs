@@ -142,6 +142,9 @@ fn check_smtp(config: &Config, errors: &mut ConfigErrors) {
             errors.push(format!("smtp.limits.{key}: must be at least 1"));
         }
     }
+    if config.rate_limit.messages_per_minute == 0 {
+        errors.push("rateLimit.messagesPerMinute: must be at least 1".into());
+    }
     check_interfaces("smtp.interfaces", &smtp.interfaces, errors);
     check_interfaces("access.interfaces", &config.access.interfaces, errors);
 }

@@ -138,6 +138,7 @@ class Server:
     expect_exit: bool = False
     host: str = "127.0.0.1"
     extra_env: dict = field(default_factory=dict)
+    starts: int = 0
 
     @property
     def mail_root(self) -> Path:
@@ -168,8 +169,9 @@ class Server:
 
     def start(self) -> "Server":
         bin_path = icsmail_bin()
-        self.stderr_path = self.tmp / f"server-{self.port}.stderr"
-        self.stdout_path = self.tmp / f"server-{self.port}.stdout"
+        self.starts += 1
+        self.stderr_path = self.tmp / f"server-{self.port}-{self.starts}.stderr"
+        self.stdout_path = self.tmp / f"server-{self.port}-{self.starts}.stdout"
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
         env.update(self.extra_env)
@@ -208,9 +210,11 @@ class Server:
         return self.proc.returncode
 
     def stderr(self) -> str:
-        if self.stderr_path and self.stderr_path.exists():
-            return self.stderr_path.read_text(errors="replace")
-        return ""
+        """The stderr of every start of this server, oldest first."""
+        out = []
+        for path in sorted(self.tmp.glob(f"server-{self.port}-*.stderr")):
+            out.append(f"[{path.name}]\n" + path.read_text(errors="replace"))
+        return "\n".join(out)
 
     def stdout(self) -> str:
         if self.stdout_path and self.stdout_path.exists():

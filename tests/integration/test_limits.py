@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import smtplib
 import socket
+import struct
 import time
 import uuid
 
@@ -186,8 +187,7 @@ def test_garbage_ends_in_421_after_max_errors(make_server):
             pass
         codes = [r.code for r in replies]
         assert codes and codes[-1] == 421, f"no 421 after garbage: {[r.text for r in replies]}"
-        assert replies[-1].lines[-1][:9] == "421 4.7.0" or "4.7.0" in replies[-1].text, (
-            replies[-1].text)
+        assert "4.7.0" in replies[-1].text, replies[-1].text
         assert all(code >= 500 for code in codes[:-1]), codes
         assert len(codes) <= 5, f"more than maxErrors replies before 421: {codes}"
         assert c.closed_by_server(), "connection still open after 421"
@@ -249,7 +249,7 @@ def test_client_resets_mid_data(server):
         c.cmd("DATA", 354)
         c.send(crlf("Subject: cut\n\nreset\n"))
         # RST instead of FIN
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     time.sleep(1.0)
     assert_nothing_stored(server)
     assert_serves(server)
