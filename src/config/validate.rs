@@ -114,10 +114,45 @@ fn check_names(config: &mut Config, errors: &mut ConfigErrors) {
     }
 }
 
-/// The machine's host name; `localhost` if it cannot be read as a host name.
+/// The machine's fully qualified name: the host name, or its canonical name from the resolver
+/// (`/etc/hosts`, DNS) when the host name has no dot; `localhost` if neither is a host name.
 fn host_fqdn() -> String {
     let name = gethostname::gethostname().to_string_lossy().into_owned();
-    normalize_domain(&name).unwrap_or_else(|| "localhost".to_string())
+    let qualified = if name.contains('.') {
+        Some(name.clone())
+    } else {
+        canonical_name(&name)
+    };
+    qualified
+        .and_then(|fqdn| normalize_domain(&fqdn))
+        .or_else(|| normalize_domain(&name))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// getaddrinfo(3) with AI_CANONNAME.
+fn canonical_name(host: &str) -> Option<String> {
+    let host = std::ffi::CString::new(host).ok()?;
+    // SAFETY: a zeroed addrinfo is a valid "no hints" value; we set the flags we need.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    let mut result: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: valid C strings and pointers; the result list is freed below.
+    let status = unsafe { libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut result) };
+    if status != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: `result` is a valid list from getaddrinfo; ai_canonname is NUL-terminated or null.
+    let name = unsafe {
+        let canon = (*result).ai_canonname;
+        (!canon.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(canon)
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    // SAFETY: freed once.
+    unsafe { libc::freeaddrinfo(result) };
+    name.filter(|name| name.contains('.'))
 }
 
 fn check_smtp(config: &Config, errors: &mut ConfigErrors) {
