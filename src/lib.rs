@@ -10,3 +10,4 @@ pub mod demo;
 pub mod net;
 pub mod smtp;
 pub mod store;
+pub mod tls;
