@@ -93,6 +93,12 @@ impl Directory {
         self.accounts.get(address)
     }
 
+    /// True when `account` may use `sender` as its envelope sender: its own address or one of
+    /// its aliases.
+    pub fn owns(&self, account: &Address, sender: &Address) -> bool {
+        sender == account || self.aliases.get(sender) == Some(account)
+    }
+
     /// Resolves a recipient: account, alias, unknown user of a local domain, or remote.
     pub fn resolve(&self, address: &Address) -> Recipient {
         if !self.is_local_domain(address.domain()) {

@@ -1,7 +1,10 @@
-//! Accounts, aliases and password hashes.
+//! Accounts, aliases, password hashes, SASL decoding and the login authenticator.
 
+pub mod authenticator;
 pub mod directory;
 pub mod password;
+pub mod sasl;
 
+pub use authenticator::{AuthFailure, Authenticator};
 pub use directory::{Account, Directory, Recipient};
 pub use password::{hash_argon2id, StoredHash};

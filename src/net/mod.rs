@@ -5,3 +5,4 @@ pub mod ids;
 pub mod limits;
 pub mod listeners;
 pub mod notify;
+pub mod stream;

@@ -1,0 +1,178 @@
+//! Password logins shared by SMTP, IMAP and POP3: `defaultAuthDomain`, verification off the
+//! async threads, the same work for unknown users as for wrong passwords, and a slowdown that
+//! grows with recent failures per client address and per account.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::password::{hash_argon2id, StoredHash};
+use super::Directory;
+use crate::address::Address;
+
+/// Failures this recent count towards the slowdown.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failures allowed before answers are delayed.
+pub const FREE_FAILURES: u32 = 3;
+/// The longest delay before answering a login attempt.
+pub const MAX_DELAY: Duration = Duration::from_secs(15);
+/// Most tracked addresses and accounts; the stalest are forgotten beyond it.
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct Throttle {
+    by_ip: HashMap<IpAddr, Failures>,
+    by_login: HashMap<String, Failures>,
+}
+
+/// Why a login failed (the client only ever learns "invalid credentials").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Invalid,
+}
+
+pub struct Authenticator {
+    directory: Arc<Directory>,
+    default_domain: Option<String>,
+    throttle: Mutex<Throttle>,
+    /// Verified against when the account doesn't exist, so both cases cost the same.
+    decoy: StoredHash,
+}
+
+impl Authenticator {
+    pub fn new(directory: Arc<Directory>, default_domain: Option<String>) -> anyhow::Result<Self> {
+        let decoy = StoredHash::parse(&hash_argon2id(b"decoy password for unknown users")?)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Authenticator {
+            directory,
+            default_domain,
+            throttle: Mutex::new(Throttle::default()),
+            decoy,
+        })
+    }
+
+    /// The account a login name means: `user` → `user@<defaultAuthDomain>`; full addresses as
+    /// they are.
+    pub fn account_for(&self, login: &str) -> Option<Address> {
+        let full = match (&self.default_domain, login.contains('@')) {
+            (Some(domain), false) => format!("{login}@{domain}"),
+            _ => login.to_string(),
+        };
+        Address::parse(&full).ok()
+    }
+
+    /// Checks a login; waits first if this client or account failed often lately.
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &[u8],
+        peer: IpAddr,
+    ) -> Result<Address, AuthFailure> {
+        let account = self.account_for(login);
+        let key = account
+            .as_ref()
+            .map(Address::to_string)
+            .unwrap_or_else(|| login.to_lowercase());
+        let delay = self.delay(peer, &key);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let stored = account
+            .as_ref()
+            .and_then(|address| self.directory.account(address))
+            .map(|account| account.password.clone());
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.decoy.clone());
+        let password = password.to_vec();
+        let matches = tokio::task::spawn_blocking(move || hash.verify(&password))
+            .await
+            .unwrap_or(false);
+        match account {
+            Some(address) if known && matches => {
+                self.forget(peer, &key);
+                info!(user = %address, %peer, "login");
+                Ok(address)
+            }
+            _ => {
+                self.record(peer, &key);
+                warn!(login, %peer, "authentication failed");
+                Err(AuthFailure::Invalid)
+            }
+        }
+    }
+
+    fn delay(&self, peer: IpAddr, key: &str) -> Duration {
+        let throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let recent = |failures: Option<&Failures>| {
+            failures
+                .filter(|f| now.duration_since(f.last) < FAILURE_WINDOW)
+                .map_or(0, |f| f.count)
+        };
+        let count = recent(throttle.by_ip.get(&peer)).max(recent(throttle.by_login.get(key)));
+        delay_for(count)
+    }
+
+    fn record(&self, peer: IpAddr, key: &str) {
+        let mut throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        bump(&mut throttle.by_ip, peer, now);
+        bump(&mut throttle.by_login, key.to_string(), now);
+    }
+
+    fn forget(&self, peer: IpAddr, key: &str) {
+        let mut throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        throttle.by_login.remove(key);
+        throttle.by_ip.remove(&peer);
+    }
+}
+
+fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Failures>, key: K, now: Instant) {
+    if map.len() >= MAX_TRACKED {
+        map.retain(|_, f| now.duration_since(f.last) < FAILURE_WINDOW);
+    }
+    if map.len() >= MAX_TRACKED {
+        return; // still full of fresh entries: don't grow without bound
+    }
+    let entry = map.entry(key).or_insert(Failures {
+        count: 0,
+        last: now,
+    });
+    if now.duration_since(entry.last) >= FAILURE_WINDOW {
+        entry.count = 0;
+    }
+    entry.count += 1;
+    entry.last = now;
+}
+
+/// No delay for the first [`FREE_FAILURES`], then 0.5 s doubling up to [`MAX_DELAY`].
+pub fn delay_for(failures: u32) -> Duration {
+    if failures < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let steps = (failures - FREE_FAILURES).min(10);
+    (Duration::from_millis(500) * 2u32.pow(steps)).min(MAX_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_grows_and_is_capped() {
+        assert_eq!(delay_for(0), Duration::ZERO);
+        assert_eq!(delay_for(2), Duration::ZERO);
+        assert_eq!(delay_for(3), Duration::from_millis(500));
+        assert_eq!(delay_for(4), Duration::from_secs(1));
+        assert_eq!(delay_for(20), MAX_DELAY);
+    }
+}
