@@ -9,11 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
-use crate::auth::{hash_argon2id, Directory};
+use crate::auth::{hash_argon2id, Authenticator, Directory};
 use crate::config::{self, Config};
 use crate::daemon;
 use crate::smtp;
 use crate::store::MailStore;
+use crate::tls::{self, ReloadableCert};
 
 #[derive(Parser)]
 #[command(
@@ -127,14 +128,34 @@ fn run_daemons(config: Config) -> anyhow::Result<()> {
             format!("storage.path: creating the mailbox of {}", account.address)
         })?;
     }
+    let authenticator = Arc::new(Authenticator::new(
+        directory.clone(),
+        config.default_auth_domain.clone(),
+    )?);
+    let provider = Arc::new(tls::provider(config.tls.dh_key_length));
+    let smtp_cert = match &config.smtp.certificate {
+        Some(pair) => Some(Arc::new(ReloadableCert::load(
+            pair,
+            "smtp.certificate",
+            provider,
+        )?)),
+        None => None,
+    };
+    let smtp_tls = smtp_cert.clone().map(tls::acceptor).transpose()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let ctx = Arc::new(smtp::session::SmtpContext::new(&config, directory, store));
-        let services = vec![smtp::server::service(&config, ctx)?];
+        let ctx = Arc::new(smtp::session::SmtpContext::new(
+            &config,
+            directory,
+            store,
+            authenticator,
+            smtp_tls,
+        ));
+        let services = smtp::server::services(&config, ctx)?;
         info!(
             hostname = config.helo_name.as_deref().unwrap_or(""),
             "ics-mail starting"
         );
-        daemon::run(services).await
+        daemon::run(services, smtp_cert.into_iter().collect()).await
     })
 }

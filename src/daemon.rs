@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use crate::net::notify;
+use crate::tls::ReloadableCert;
 
 /// How long sessions may take to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -44,7 +45,11 @@ struct Accepted {
 }
 
 /// Serves until SIGTERM or SIGINT, then lets sessions finish (at most [`SHUTDOWN_GRACE`]).
-pub async fn run(services: Vec<Service>) -> anyhow::Result<()> {
+/// SIGHUP re-reads the certificates in `certificates` (sessions in progress keep theirs).
+pub async fn run(
+    services: Vec<Service>,
+    certificates: Vec<Arc<ReloadableCert>>,
+) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
     let mut acceptors = JoinSet::new();
@@ -70,11 +75,13 @@ pub async fn run(services: Vec<Service>) -> anyhow::Result<()> {
     notify::ready(&format!("serving {}", names.join(", ")));
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            _ = hangup.recv() => reload_certificates(&certificates),
             Some(conn) = accepted_rx.recv() => {
                 let Accepted { stream, peer, slot, handler } = conn;
                 let session = handler(stream, peer, shutdown_rx.clone());
@@ -102,6 +109,16 @@ pub async fn run(services: Vec<Service>) -> anyhow::Result<()> {
         sessions.abort_all();
     }
     Ok(())
+}
+
+fn reload_certificates(certificates: &[Arc<ReloadableCert>]) {
+    for cert in certificates {
+        let (cert_file, _) = cert.files();
+        match cert.reload() {
+            Ok(()) => info!(file = %cert_file.display(), "certificate reloaded"),
+            Err(err) => warn!("certificate reload failed, keeping the old one: {err}"),
+        }
+    }
 }
 
 async fn accept_loop(

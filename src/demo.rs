@@ -1,6 +1,7 @@
 //! The embedded default of `icsmail serve` without `--config`: everything on 127.0.0.1 on
 //! unprivileged ports, state in `./icsmail-state`, one demo account whose password is made on
-//! first start and kept in `./icsmail-state/demo-password`.
+//! first start and kept in `./icsmail-state/demo-password`, and a self-signed certificate for
+//! `localhost` made on first start in `./icsmail-state/tls/`.
 
 use std::fs;
 use std::io::Write;
@@ -12,6 +13,7 @@ use rand::distributions::{Alphanumeric, DistString};
 
 use crate::auth::hash_argon2id;
 use crate::config::{self, Config};
+use crate::tls::ensure_self_signed;
 
 pub const STATE_DIR: &str = "icsmail-state";
 pub const DEMO_ADDRESS: &str = "demo@localhost";
@@ -19,10 +21,12 @@ pub const DEMO_ADDRESS: &str = "demo@localhost";
 const DEFAULT_CONFIG: &str = r#"{
   "domains": ["localhost"],
   "heloName": "localhost",
+  "defaultAuthDomain": "localhost",
   "stateDir": "icsmail-state",
   "storage": { "path": "icsmail-state/mail" },
+  "tls": { "mode": "optional" },
   "smtp": { "port": 2525, "interfaces": ["127.0.0.1"], "submissionPort": 2587,
-            "smtps": { "port": 2465 } },
+            "smtps": { "enable": true, "port": 2465 } },
   "access": { "interfaces": ["127.0.0.1"] },
   "imap": { "port": 1143, "imapsPort": 1993 },
   "pop3": { "port": 1110, "pop3sPort": 1995 },
@@ -37,9 +41,21 @@ pub fn default_config() -> anyhow::Result<Config> {
     value["accounts"] = serde_json::json!({
         DEMO_ADDRESS: { "hashedPassword": hash_argon2id(password.as_bytes())?, "displayName": "Demo" }
     });
+    let pair = ensure_self_signed(
+        &Path::new(STATE_DIR).join("tls"),
+        &["localhost".to_string()],
+    )?;
+    let certificate = serde_json::json!({ "certFile": pair.cert_file, "keyFile": pair.key_file });
+    value["smtp"]["certificate"] = certificate.clone();
+    value["access"]["certificate"] = certificate;
     let config = config::load_str(&value.to_string())
         .map_err(|errors| anyhow::anyhow!("embedded default configuration:\n{errors}"))?;
-    println!("ics-mail demo: SMTP on 127.0.0.1:{}", config.smtp.port);
+    println!(
+        "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}",
+        config.smtp.port,
+        config.smtp.submission_port.map_or(0, |p| p.0),
+        config.smtp.smtps.port
+    );
     println!("ics-mail demo: account {DEMO_ADDRESS} password {password}");
     println!(
         "ics-mail demo: mail is stored under {}",

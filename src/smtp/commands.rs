@@ -3,12 +3,16 @@
 
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use smtp_proto::{
-    MailFrom, RcptTo, Request, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8,
+    MailFrom, RcptTo, Request, AUTH_LOGIN, AUTH_PLAIN, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME,
+    MAIL_SMTPUTF8,
 };
 
-use super::proto::{too_big, Helo, RecipientResolver, Session, State, Step};
+use super::proto::{
+    login_challenge, too_big, Helo, RecipientResolver, SaslStep, Session, State, Step,
+};
 use super::reply::Reply;
 use crate::address::Address;
+use crate::auth::sasl;
 use crate::auth::Recipient;
 
 /// One mail transaction, from MAIL to the end of its data.
@@ -28,6 +32,10 @@ pub struct Transaction {
     pub chunking: bool,
     pub helo: String,
     pub esmtp: bool,
+    /// The session was inside TLS (for the Received protocol name, RFC 3848).
+    pub tls: bool,
+    /// The sender logged in (RFC 3848).
+    pub authenticated: bool,
 }
 
 fn ok(text: &str) -> Reply {
@@ -51,7 +59,7 @@ impl Session {
         let reply = match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from, resolver),
             Request::Rcpt { to } => self.rcpt(to, resolver),
             Request::Data => return self.data(),
             Request::Bdat {
@@ -71,9 +79,12 @@ impl Session {
             Request::Help { .. } => Reply::new(214, [2, 0, 0], "See RFC 5321"),
             Request::Quit => Reply::new(221, [2, 0, 0], "Bye"),
             Request::Lhlo { .. } => Reply::new(500, [5, 5, 1], "This is not an LMTP server"),
-            Request::StartTls
-            | Request::Auth { .. }
-            | Request::Expn { .. }
+            Request::StartTls => return self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth(mechanism, initial_response),
+            Request::Expn { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
             | Request::Burl { .. } => not_implemented(),
@@ -103,15 +114,110 @@ impl Session {
         if params.smtputf8 {
             lines.push("SMTPUTF8".to_string());
         }
+        if params.security.starttls && !self.tls_active {
+            lines.push("STARTTLS".to_string());
+        }
+        if self.auth_allowed() && self.user.is_none() {
+            lines.push("AUTH PLAIN LOGIN".to_string());
+        }
         Reply::plain(250, lines)
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Reply {
+    /// Passwords travel only where `tls.mode` allows: inside TLS, or anywhere unless `required`.
+    fn auth_allowed(&self) -> bool {
+        self.tls_active || self.params.security.auth_in_plaintext
+    }
+
+    fn starttls(&mut self) -> Step {
+        let reply = if self.tls_active {
+            bad_sequence("TLS is already active")
+        } else if !self.params.security.starttls {
+            not_implemented()
+        } else if self.has_pending_input() {
+            // RFC 3207 §6 / CVE-2011-0411: nothing may be pipelined after STARTTLS.
+            self.state = State::Closed;
+            return Step::Reply(Reply::new(
+                554,
+                [5, 5, 0],
+                "Commands pipelined after STARTTLS are not allowed, closing",
+            ));
+        } else {
+            self.state = State::StartTls;
+            return Step::Reply(Reply::new(220, [2, 0, 0], "Ready to start TLS"));
+        };
+        self.reply(reply)
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: String) -> Step {
+        let refusal = if self.user.is_some() {
+            Some(bad_sequence("Already authenticated"))
+        } else if self.tx.is_some() {
+            Some(bad_sequence(
+                "AUTH is not allowed during a mail transaction",
+            ))
+        } else if self.helo.is_none() {
+            Some(bad_sequence("Send EHLO first"))
+        } else if !self.auth_allowed() {
+            Some(Reply::new(
+                538,
+                [5, 7, 11],
+                "Encryption required for requested authentication mechanism",
+            ))
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            return self.reply(reply);
+        }
+        let initial = (!initial.is_empty()).then_some(initial);
+        match (mechanism, initial) {
+            (AUTH_PLAIN, Some(response)) => self.credentials_step(sasl::decode_plain(&response)),
+            (AUTH_PLAIN, None) => {
+                self.state = State::Sasl(SaslStep::PlainResponse);
+                Step::Reply(Reply::plain(334, vec![String::new()]))
+            }
+            (AUTH_LOGIN, Some(user)) => match sasl::decode_login_user(&user) {
+                Ok(user) => {
+                    self.state = State::Sasl(SaslStep::LoginPassword { user });
+                    Step::Reply(login_challenge(sasl::LOGIN_PASSWORD_CHALLENGE))
+                }
+                Err(err) => self.credentials_step(Err(err)),
+            },
+            (AUTH_LOGIN, None) => {
+                self.state = State::Sasl(SaslStep::LoginUser);
+                Step::Reply(login_challenge(sasl::LOGIN_USER_CHALLENGE))
+            }
+            _ => self.reply(Reply::new(
+                504,
+                [5, 5, 4],
+                "Unrecognized authentication mechanism",
+            )),
+        }
+    }
+
+    fn mail(&mut self, from: MailFrom<String>, resolver: &dyn RecipientResolver) -> Reply {
         let Some(helo) = &self.helo else {
             return bad_sequence("Send EHLO or HELO first");
         };
         if self.tx.is_some() {
             return bad_sequence("Nested MAIL command");
+        }
+        if self.params.security.submission && self.user.is_none() {
+            return Reply::new(530, [5, 7, 0], "Authentication required");
+        }
+        if let Some(user) = &self.user {
+            let owned =
+                Address::parse(&from.address).is_ok_and(|sender| resolver.owns(user, &sender));
+            if !owned {
+                return Reply::new(
+                    553,
+                    [5, 7, 1],
+                    format!(
+                        "<{}>: Sender address rejected: not owned by user {user}",
+                        from.address
+                    ),
+                );
+            }
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if smtputf8 && !self.params.smtputf8 {
@@ -132,6 +238,8 @@ impl Session {
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             helo: helo.name.clone(),
             esmtp: helo.extended,
+            tls: self.tls_active,
+            authenticated: self.user.is_some(),
             ..Transaction::default()
         });
         Reply::new(250, [2, 1, 0], "Sender OK")
@@ -148,7 +256,7 @@ impl Session {
         if tx.rcpt_to.len() >= max_recipients {
             return Reply::new(452, [4, 5, 3], "Too many recipients");
         }
-        let account = match resolve(&to.address, resolver) {
+        let account = match resolve(&to.address, resolver, tx.authenticated) {
             Ok(account) => account,
             Err(reply) => return reply,
         };
@@ -217,9 +325,14 @@ fn non_ascii_refused() -> Reply {
     )
 }
 
-/// The account a forward path leads to, or the refusal. Relaying is never allowed here: a
-/// non-local domain gets `554 5.7.1` (authenticated relaying comes with submission).
-fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Address, Reply> {
+/// The account a forward path leads to, or the refusal. Unauthenticated clients never relay: a
+/// non-local domain gets `554 5.7.1`. Authenticated users may send anywhere, but until the
+/// outbound queue exists remote recipients get a temporary `451 4.3.0`.
+fn resolve(
+    path: &str,
+    resolver: &dyn RecipientResolver,
+    authenticated: bool,
+) -> Result<Address, Reply> {
     let unknown = || {
         Reply::new(
             550,
@@ -227,7 +340,19 @@ fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Address, Repl
             format!("<{path}>: Recipient address rejected: user unknown"),
         )
     };
-    let relay_denied = || Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"));
+    let relay_denied = || {
+        if authenticated {
+            Reply::new(
+                451,
+                [4, 3, 0],
+                format!(
+                    "<{path}>: Delivery to remote domains is not available yet, try again later"
+                ),
+            )
+        } else {
+            Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"))
+        }
+    };
     if path.is_empty() {
         // smtp-proto reports "<postmaster>" as the empty path.
         return resolver.postmaster().ok_or_else(unknown);

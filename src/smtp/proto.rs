@@ -13,6 +13,7 @@ use smtp_proto::{Error as ParseError, Request};
 use super::commands::Transaction;
 use super::reply::Reply;
 use crate::address::Address;
+use crate::auth::sasl::{self, Credentials, SaslError};
 use crate::auth::Recipient;
 
 /// Longest command line accepted, CRLF included (smtp-proto's own buffer limit).
@@ -29,6 +30,26 @@ pub struct SessionParams {
     pub max_errors: u32,
     /// Client address, for the EHLO greeting.
     pub peer_ip: String,
+    pub security: Security,
+}
+
+/// What the listener and `tls.mode` allow (decided by the driver from the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Security {
+    /// STARTTLS is offered (a certificate exists and `tls.mode` is not `none`).
+    pub starttls: bool,
+    /// AUTH is allowed before TLS (`tls.mode` `none` or `optional`).
+    pub auth_in_plaintext: bool,
+    /// Submission rules: MAIL needs AUTH.
+    pub submission: bool,
+}
+
+/// Where a SASL exchange stands.
+#[derive(Debug, Clone)]
+pub enum SaslStep {
+    PlainResponse,
+    LoginUser,
+    LoginPassword { user: String },
 }
 
 /// Answers "where does this address lead" for RCPT; the directory implements it.
@@ -37,6 +58,8 @@ pub trait RecipientResolver {
     fn is_local_domain(&self, domain: &str) -> bool;
     /// The mailbox behind `<postmaster>` without a domain, if any (RFC 5321 §4.5.1).
     fn postmaster(&self) -> Option<Address>;
+    /// May `account` send as `sender` (its own address or an alias)?
+    fn owns(&self, account: &Address, sender: &Address) -> bool;
 }
 
 /// What the driver must do next.
@@ -48,6 +71,10 @@ pub enum Step {
     NeedInput,
     /// A complete message: store it durably, then call [`Session::delivered`].
     Deliver(Box<Transaction>),
+    /// Send pending replies, run the TLS handshake, then call [`Session::tls_started`].
+    StartTls,
+    /// Check these credentials, then call [`Session::auth_result`].
+    Authenticate(Credentials),
     /// Send pending replies and close the connection.
     Close,
 }
@@ -60,8 +87,12 @@ pub(super) enum State {
     /// Draining a message or chunk that will be refused; then send `reply`.
     Discard(DummyDataReceiver, Reply),
     Bdat(BdatReceiver),
-    /// A delivery is in progress: no input is processed until `delivered`.
-    Delivering,
+    /// The driver is delivering or checking a login: no input is processed until it reports.
+    Waiting,
+    /// `220` to STARTTLS is queued; next comes [`Step::StartTls`].
+    StartTls,
+    /// Reading a SASL response line.
+    Sasl(SaslStep),
     Closed,
 }
 
@@ -73,6 +104,9 @@ pub struct Session {
     pos: usize,
     pub(super) helo: Option<Helo>,
     pub(super) tx: Option<Transaction>,
+    /// The account logged in with AUTH.
+    pub(super) user: Option<Address>,
+    pub(super) tls_active: bool,
     errors: u32,
     pending: Option<Reply>,
 }
@@ -93,6 +127,8 @@ impl Session {
             pos: 0,
             helo: None,
             tx: None,
+            user: None,
+            tls_active: false,
             errors: 0,
             pending: None,
         }
@@ -121,6 +157,40 @@ impl Session {
         self.input.extend_from_slice(bytes);
     }
 
+    /// Marks the connection as TLS from the start (implicit TLS ports).
+    pub fn set_tls_active(&mut self) {
+        self.tls_active = true;
+    }
+
+    /// True when bytes follow the command just handled (pipelining after STARTTLS is refused).
+    pub(super) fn has_pending_input(&self) -> bool {
+        self.pos < self.input.len()
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: forget everything learnt before it
+    /// (RFC 3207 §4.2); the client starts over with EHLO.
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.helo = None;
+        self.tx = None;
+        self.user = None;
+        self.input.clear();
+        self.pos = 0;
+        self.state = State::Command;
+    }
+
+    /// Reports whether the [`Step::Authenticate`] credentials were valid.
+    pub fn auth_result(&mut self, account: Option<Address>) {
+        self.state = State::Command;
+        self.pending = Some(match account {
+            Some(account) => {
+                self.user = Some(account);
+                Reply::new(235, [2, 7, 0], "Authentication successful")
+            }
+            None => Reply::new(535, [5, 7, 8], "Authentication credentials invalid"),
+        });
+    }
+
     /// Reports the outcome of the [`Step::Deliver`] just handled.
     pub fn delivered(&mut self, outcome: Result<String, String>) {
         self.state = State::Command;
@@ -142,10 +212,15 @@ impl Session {
         }
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Closed => Step::Close,
-            State::Delivering => {
-                self.state = State::Delivering;
+            State::Waiting => {
+                self.state = State::Waiting;
                 Step::NeedInput
             }
+            State::StartTls => {
+                self.state = State::Waiting;
+                Step::StartTls
+            }
+            State::Sasl(step) => self.next_sasl(step),
             State::Command => {
                 self.state = State::Command;
                 self.next_command(resolver)
@@ -217,7 +292,7 @@ impl Session {
             let tx = self.tx.take();
             return match tx {
                 Some(tx) if tx.body.len() <= limit => {
-                    self.state = State::Delivering;
+                    self.state = State::Waiting;
                     Step::Deliver(Box::new(tx))
                 }
                 _ => self.reply(too_big(limit)),
@@ -231,6 +306,55 @@ impl Session {
         }
         self.state = State::Data(receiver);
         Step::NeedInput
+    }
+
+    /// Reads one SASL response line (bounded like a command line).
+    fn next_sasl(&mut self, step: SaslStep) -> Step {
+        let pending = &self.input[self.pos..];
+        let Some(end) = pending.iter().position(|&b| b == b'\n') else {
+            if pending.len() > MAX_COMMAND_LINE {
+                self.state = State::DiscardLine(DummyLineReceiver::default());
+                return self.reply(Reply::new(500, [5, 5, 2], "Line too long"));
+            }
+            self.state = State::Sasl(step);
+            return Step::NeedInput;
+        };
+        let line = String::from_utf8_lossy(&pending[..end])
+            .trim_end()
+            .to_string();
+        self.pos += end + 1;
+        self.state = State::Command;
+        let result = match step {
+            SaslStep::PlainResponse => sasl::decode_plain(&line),
+            SaslStep::LoginUser => match sasl::decode_login_user(&line) {
+                Ok(user) => {
+                    self.state = State::Sasl(SaslStep::LoginPassword { user });
+                    return Step::Reply(login_challenge(sasl::LOGIN_PASSWORD_CHALLENGE));
+                }
+                Err(err) => Err(err),
+            },
+            SaslStep::LoginPassword { user } => {
+                sasl::decode_base64(&line).map(|password| Credentials {
+                    login: user,
+                    password,
+                })
+            }
+        };
+        self.credentials_step(result)
+    }
+
+    /// Hands decoded credentials to the driver, or refuses a broken exchange.
+    pub(super) fn credentials_step(&mut self, result: Result<Credentials, SaslError>) -> Step {
+        match result {
+            Ok(credentials) => {
+                self.state = State::Waiting;
+                Step::Authenticate(credentials)
+            }
+            Err(SaslError::Cancelled) => {
+                self.reply(Reply::new(501, [5, 0, 0], "Authentication cancelled"))
+            }
+            Err(err) => self.reply(Reply::new(501, [5, 5, 2], format!("Cannot decode: {err}"))),
+        }
     }
 
     /// Drains a refused message or chunk; its reply is sent once the end is seen.
@@ -263,7 +387,7 @@ impl Session {
             return Step::NeedInput;
         }
         if receiver.is_last {
-            self.state = State::Delivering;
+            self.state = State::Waiting;
             return match self.tx.take() {
                 Some(tx) => Step::Deliver(Box::new(tx)),
                 None => Step::NeedInput,
@@ -297,6 +421,11 @@ impl Session {
         }
         Step::Reply(reply)
     }
+}
+
+/// A `334` challenge of the LOGIN mechanism.
+pub(super) fn login_challenge(text: &str) -> Reply {
+    Reply::plain(334, vec![text.to_string()])
 }
 
 pub(super) fn too_big(limit: usize) -> Reply {

@@ -2,50 +2,63 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
-
 use super::reply::Reply;
-use super::session::{run_session, SmtpContext};
-use crate::config::{Config, TlsMode};
+use super::session::{run_session, Listener, SmtpContext};
+use crate::config::Config;
 use crate::daemon::{Handler, Service};
 use crate::net::limits::{ConnectionLimiter, Refusal};
 use crate::net::listeners::{self, ListenSpec};
 
-/// The SMTP listeners this build serves. Submission and SMTPS need AUTH and TLS (later work):
-/// they are refused at start rather than served insecurely.
-pub fn listen_specs(config: &Config) -> anyhow::Result<Vec<ListenSpec>> {
-    if config.tls.mode != TlsMode::None {
-        bail!("tls.mode: TLS is not implemented in this version yet; use \"none\"");
+/// The SMTP listeners: MX (`smtp`), `submission` when its port is set, `smtps` when enabled.
+pub fn listen_specs(config: &Config) -> Vec<(ListenSpec, Listener)> {
+    let spec = |name, port: u16, key| ListenSpec {
+        name,
+        port,
+        interfaces: config.smtp.interfaces.clone(),
+        key,
+    };
+    let mut specs = vec![(spec("smtp", config.smtp.port.0, "smtp.port"), Listener::Mx)];
+    if let Some(port) = config.smtp.submission_port {
+        specs.push((
+            spec("submission", port.0, "smtp.submissionPort"),
+            Listener::Submission,
+        ));
     }
     if config.smtp.smtps.enable {
-        bail!("smtp.smtps.enable: SMTPS is not implemented in this version yet");
+        specs.push((
+            spec("smtps", config.smtp.smtps.port.0, "smtp.smtps.port"),
+            Listener::Smtps,
+        ));
     }
-    Ok(vec![ListenSpec {
-        name: "smtp",
-        port: config.smtp.port.0,
-        interfaces: config.smtp.interfaces.clone(),
-        key: "smtp.port",
-    }])
+    specs
 }
 
-/// Builds the SMTP service on already opened listeners.
-pub fn service(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Service> {
-    let specs = listen_specs(config)?;
-    let listeners = listeners::open(&specs)?
-        .into_iter()
-        .map(|(_, listener)| listener)
-        .collect();
-    let handler: Handler = Arc::new(move |stream, peer, shutdown| {
-        Box::pin(run_session(stream, peer, ctx.clone(), shutdown))
-    });
+/// Builds the SMTP services (one per listener kind) on their sockets.
+pub fn services(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Vec<Service>> {
+    let specs = listen_specs(config);
+    let only_specs: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
+    let mut opened = listeners::open(&only_specs)?;
     let limits = &config.smtp.limits;
-    Ok(Service {
-        name: "smtp",
-        listeners,
-        handler,
-        limiter: ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections),
-        refusal,
-    })
+    // One limiter for all SMTP ports: the per-IP limit is about the client, not the port.
+    let limiter = ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections);
+    let mut services = Vec::new();
+    for (spec, listener) in specs {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            opened.into_iter().partition(|(name, _)| *name == spec.name);
+        opened = rest;
+        let ctx = ctx.clone();
+        let handler: Handler = Arc::new(move |stream, peer, shutdown| {
+            Box::pin(run_session(stream, peer, ctx.clone(), listener, shutdown))
+        });
+        services.push(Service {
+            name: spec.name,
+            listeners: mine.into_iter().map(|(_, l)| l).collect(),
+            handler,
+            limiter: limiter.clone(),
+            refusal,
+        });
+    }
+    Ok(services)
 }
 
 fn refusal(why: Refusal) -> Vec<u8> {

@@ -5,18 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn, Instrument};
 
 use super::commands::Transaction;
-use super::proto::{RecipientResolver, Session, SessionParams, Step};
+use super::proto::{RecipientResolver, Security, Session, SessionParams, Step};
 use super::reply::Reply;
 use super::trace::{trace_headers, TraceInfo};
 use crate::address::Address;
-use crate::auth::{Directory, Recipient};
-use crate::config::Config;
+use crate::auth::{Authenticator, Directory, Recipient};
+use crate::config::{Config, TlsMode};
 use crate::net::ids::new_id;
+use crate::net::stream::MaybeTls;
 use crate::store::{to_maildir_form, MailStore};
 
 /// Bytes read from the socket at a time; also the most the session buffers beyond its limits.
@@ -33,10 +36,31 @@ pub struct SmtpContext {
     pub data_timeout: Duration,
     pub directory: Arc<Directory>,
     pub store: Arc<MailStore>,
+    pub authenticator: Arc<Authenticator>,
+    /// Present when `smtp.certificate` is set.
+    pub tls: Option<TlsAcceptor>,
+    pub tls_mode: TlsMode,
+}
+
+/// Which port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Port 25: mail from other servers; AUTH optional.
+    Mx,
+    /// Port 587: AUTH required to send.
+    Submission,
+    /// Port 465: implicit TLS, then as submission.
+    Smtps,
 }
 
 impl SmtpContext {
-    pub fn new(config: &Config, directory: Arc<Directory>, store: Arc<MailStore>) -> SmtpContext {
+    pub fn new(
+        config: &Config,
+        directory: Arc<Directory>,
+        store: Arc<MailStore>,
+        authenticator: Arc<Authenticator>,
+        tls: Option<TlsAcceptor>,
+    ) -> SmtpContext {
         let limits = &config.smtp.limits;
         SmtpContext {
             hostname: config
@@ -51,6 +75,19 @@ impl SmtpContext {
             data_timeout: Duration::from_secs(limits.data_timeout.into()),
             directory,
             store,
+            authenticator,
+            tls,
+            tls_mode: config.tls.mode,
+        }
+    }
+
+    fn security(&self, listener: Listener) -> Security {
+        Security {
+            starttls: self.tls.is_some()
+                && self.tls_mode != TlsMode::None
+                && listener != Listener::Smtps,
+            auth_in_plaintext: self.tls_mode != TlsMode::Required,
+            submission: listener != Listener::Mx,
         }
     }
 }
@@ -62,6 +99,10 @@ impl RecipientResolver for Directory {
 
     fn is_local_domain(&self, domain: &str) -> bool {
         Directory::is_local_domain(self, domain)
+    }
+
+    fn owns(&self, account: &Address, sender: &Address) -> bool {
+        Directory::owns(self, account, sender)
     }
 
     fn postmaster(&self) -> Option<Address> {
@@ -76,18 +117,27 @@ impl RecipientResolver for Directory {
 }
 
 /// Runs one session to its end. `shutdown` turning true asks idle sessions to close with 421.
-pub async fn run_session<S>(
-    stream: S,
+pub async fn run_session(
+    tcp: TcpStream,
     peer: SocketAddr,
     ctx: Arc<SmtpContext>,
+    listener: Listener,
     shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let id = new_id();
-    let span = tracing::info_span!("smtp", cid = %id, peer = %peer.ip());
+    let span = tracing::info_span!("smtp", cid = %id, peer = %peer.ip(), port = ?listener);
     async move {
-        match drive(stream, peer, &ctx, &id, shutdown).await {
+        let mut stream = MaybeTls::Plain(tcp);
+        if listener == Listener::Smtps {
+            let Some(acceptor) = &ctx.tls else {
+                return;
+            };
+            if let Err(err) = stream.upgrade(acceptor).await {
+                info!("TLS handshake failed: {err}");
+                return;
+            }
+        }
+        match drive(&mut stream, peer, &ctx, &id, listener, shutdown).await {
             Ok(()) => info!("session closed"),
             Err(err) => info!("session ended: {err}"),
         }
@@ -96,16 +146,14 @@ pub async fn run_session<S>(
     .await
 }
 
-async fn drive<S>(
-    mut stream: S,
+async fn drive(
+    stream: &mut MaybeTls,
     peer: SocketAddr,
     ctx: &SmtpContext,
     cid: &str,
+    listener: Listener,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> std::io::Result<()> {
     let peer_ip = peer.ip().to_canonical().to_string();
     let mut session = Session::new(SessionParams {
         hostname: ctx.hostname.clone(),
@@ -114,7 +162,11 @@ where
         max_recipients: ctx.max_recipients,
         max_errors: ctx.max_errors,
         peer_ip: peer_ip.clone(),
+        security: ctx.security(listener),
     });
+    if stream.is_tls() {
+        session.set_tls_active();
+    }
     let mut out = session.greeting().to_wire();
     let mut buf = vec![0u8; READ_BUFFER];
     let mut messages = 0u32;
@@ -130,6 +182,24 @@ where
             Step::Close => {
                 stream.write_all(&out).await?;
                 return stream.shutdown().await;
+            }
+            Step::StartTls => {
+                stream.write_all(&out).await?;
+                out.clear();
+                let Some(acceptor) = &ctx.tls else {
+                    return Ok(());
+                };
+                stream.upgrade(acceptor).await?;
+                info!(tls = stream.tls_info().unwrap_or_default(), "STARTTLS");
+                session.tls_started();
+            }
+            Step::Authenticate(credentials) => {
+                let account = ctx
+                    .authenticator
+                    .authenticate(&credentials.login, &credentials.password, peer.ip())
+                    .await
+                    .ok();
+                session.auth_result(account);
             }
             Step::Deliver(tx) => {
                 messages += 1;

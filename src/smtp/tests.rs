@@ -1,7 +1,7 @@
 //! Unit tests of the sans-I/O SMTP core: bytes in, replies and deliveries out.
 
 use super::commands::Transaction;
-use super::proto::{RecipientResolver, Session, SessionParams, Step, MAX_COMMAND_LINE};
+use super::proto::{RecipientResolver, Security, Session, SessionParams, Step, MAX_COMMAND_LINE};
 use crate::address::Address;
 use crate::auth::Recipient;
 
@@ -24,6 +24,10 @@ impl RecipientResolver for Local {
     fn postmaster(&self) -> Option<Address> {
         None
     }
+
+    fn owns(&self, account: &Address, sender: &Address) -> bool {
+        account == sender
+    }
 }
 
 fn params() -> SessionParams {
@@ -34,6 +38,11 @@ fn params() -> SessionParams {
         max_recipients: 3,
         max_errors: 5,
         peer_ip: "192.0.2.1".into(),
+        security: Security {
+            starttls: false,
+            auth_in_plaintext: true,
+            submission: false,
+        },
     }
 }
 
@@ -66,6 +75,12 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
             Step::Deliver(tx) => {
                 outcome.delivered.push(*tx);
                 session.delivered(Ok("ID".into()));
+            }
+            // A completed handshake; a login succeeds for alice with "pw".
+            Step::StartTls => session.tls_started(),
+            Step::Authenticate(credentials) => {
+                let ok = credentials.password == b"pw";
+                session.auth_result(ok.then(|| Address::parse("alice@local.test").unwrap()));
             }
             Step::Close => {
                 outcome.closed = true;
@@ -287,4 +302,149 @@ fn failed_delivery_is_a_temporary_error() {
         panic!("no reply")
     };
     assert_eq!(reply.code, 451);
+}
+
+fn secure_params(starttls: bool, auth_in_plaintext: bool, submission: bool) -> SessionParams {
+    SessionParams {
+        security: Security {
+            starttls,
+            auth_in_plaintext,
+            submission,
+        },
+        ..params()
+    }
+}
+
+fn run_secure(params: SessionParams, input: &str) -> Outcome {
+    run_chunked(&mut Session::new(params), input.as_bytes(), usize::MAX)
+}
+
+fn plain(login: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{login}\0{password}"))
+}
+
+#[test]
+fn required_mode_hides_auth_until_tls() {
+    let outcome = run_secure(
+        secure_params(true, false, true),
+        &format!("EHLO c\r\nAUTH PLAIN {}\r\n", plain("alice", "pw")),
+    );
+    assert!(outcome.replies[0].contains("STARTTLS"));
+    assert!(!outcome.replies[0].contains("AUTH"));
+    assert!(outcome.replies[1].starts_with("538 5.7.11"));
+    // After STARTTLS: AUTH offered, STARTTLS not.
+    let mut session = Session::new(secure_params(true, false, true));
+    session.push_input(b"EHLO c\r\nSTARTTLS\r\n");
+    let mut replies = Vec::new();
+    loop {
+        match session.next(&Local) {
+            Step::Reply(reply) => replies.push(String::from_utf8(reply.to_wire()).unwrap()),
+            Step::StartTls => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(replies[1].starts_with("220 2.0.0"));
+    session.tls_started();
+    assert!(matches!(session.next(&Local), Step::NeedInput));
+    session.push_input(b"EHLO c\r\n");
+    let Step::Reply(ehlo) = session.next(&Local) else {
+        panic!()
+    };
+    let ehlo = String::from_utf8(ehlo.to_wire()).unwrap();
+    assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"));
+}
+
+#[test]
+fn none_mode_offers_auth_without_starttls() {
+    let outcome = run_secure(secure_params(false, true, false), "EHLO c\r\nSTARTTLS\r\n");
+    assert!(outcome.replies[0].contains("AUTH PLAIN LOGIN"));
+    assert!(!outcome.replies[0].contains("STARTTLS"));
+    assert!(outcome.replies[1].starts_with("502"));
+}
+
+#[test]
+fn pipelining_after_starttls_is_refused() {
+    let outcome = run_secure(
+        secure_params(true, true, false),
+        "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.test>\r\n",
+    );
+    assert!(
+        outcome.replies[1].starts_with("554 5.5.0"),
+        "{:?}",
+        outcome.replies
+    );
+    assert!(outcome.closed);
+}
+
+#[test]
+fn starttls_resets_the_session() {
+    let outcome = run_secure(secure_params(true, true, false), "EHLO c\r\nSTARTTLS\r\n");
+    assert_eq!(outcome.codes(), [250, 220]);
+    let mut session = Session::new(secure_params(true, true, false));
+    session.push_input(b"EHLO c\r\nSTARTTLS\r\n");
+    while !matches!(session.next(&Local), Step::StartTls) {}
+    session.tls_started();
+    let _ = session.next(&Local);
+    session.push_input(b"MAIL FROM:<a@b.test>\r\n");
+    let Step::Reply(reply) = session.next(&Local) else {
+        panic!()
+    };
+    assert_eq!(reply.code, 503, "EHLO is needed again after STARTTLS");
+}
+
+#[test]
+fn submission_needs_auth_and_own_sender() {
+    let no_auth = run_secure(
+        secure_params(false, true, true),
+        "EHLO c\r\nMAIL FROM:<alice@local.test>\r\n",
+    );
+    assert!(no_auth.replies[1].starts_with("530 5.7.0"));
+    let input = format!(
+        "EHLO c\r\nAUTH PLAIN {}\r\nMAIL FROM:<bob@local.test>\r\nMAIL FROM:<alice@local.test>\r\nRCPT TO:<x@remote.test>\r\nRCPT TO:<alice@local.test>\r\nDATA\r\nhi\r\n.\r\n",
+        plain("alice", "pw")
+    );
+    let outcome = run_secure(secure_params(false, true, true), &input);
+    assert_eq!(outcome.codes(), [250, 235, 553, 250, 451, 250, 354, 250]);
+    assert!(outcome.replies[2].starts_with("553 5.7.1"));
+    assert!(outcome.delivered[0].authenticated);
+}
+
+#[test]
+fn auth_plain_and_login_exchanges() {
+    let wrong = run_secure(
+        secure_params(false, true, false),
+        &format!("EHLO c\r\nAUTH PLAIN {}\r\n", plain("alice", "no")),
+    );
+    assert!(wrong.replies[1].starts_with("535 5.7.8"));
+    let plain_no_ir = run_secure(
+        secure_params(false, true, false),
+        &format!("EHLO c\r\nAUTH PLAIN\r\n{}\r\n", plain("alice", "pw")),
+    );
+    assert_eq!(plain_no_ir.codes(), [250, 334, 235]);
+    // LOGIN: "alice" and "pw" in base64.
+    let login = run_secure(
+        secure_params(false, true, false),
+        "EHLO c\r\nAUTH LOGIN\r\nYWxpY2U=\r\ncHc=\r\n",
+    );
+    assert_eq!(login.codes(), [250, 334, 334, 235]);
+    assert!(login.replies[1].contains("VXNlcm5hbWU6"));
+    let cancelled = run_secure(
+        secure_params(false, true, false),
+        "EHLO c\r\nAUTH LOGIN\r\n*\r\nNOOP\r\n",
+    );
+    assert_eq!(cancelled.codes(), [250, 334, 501, 250]);
+    let unknown = run_secure(
+        secure_params(false, true, false),
+        "EHLO c\r\nAUTH CRAM-MD5\r\n",
+    );
+    assert!(unknown.replies[1].starts_with("504"));
+    let twice = run_secure(
+        secure_params(false, true, false),
+        &format!(
+            "EHLO c\r\nAUTH PLAIN {0}\r\nAUTH PLAIN {0}\r\n",
+            plain("alice", "pw")
+        ),
+    );
+    assert_eq!(twice.codes(), [250, 235, 503]);
 }

@@ -13,12 +13,21 @@ pub struct TraceInfo<'a> {
 
 /// `Return-Path` and `Received` lines (LF line ends, as stored in Maildir).
 pub fn trace_headers(tx: &Transaction, info: &TraceInfo<'_>) -> String {
-    // RFC 6531 §4.3: UTF8SMTP for SMTPUTF8 sessions; RFC 3848 for the rest.
-    let protocol = match (tx.esmtp, tx.smtputf8) {
+    // RFC 6531 §4.3: UTF8SMTP for SMTPUTF8 sessions; RFC 3848: S for TLS, A for AUTH.
+    let base = match (tx.esmtp, tx.smtputf8) {
         (_, true) => "UTF8SMTP",
         (true, false) => "ESMTP",
         (false, false) => "SMTP",
     };
+    let protocol = format!(
+        "{base}{}{}",
+        if tx.tls && tx.esmtp { "S" } else { "" },
+        if tx.authenticated && tx.esmtp {
+            "A"
+        } else {
+            ""
+        }
+    );
     let mut out = String::new();
     let _ = writeln!(out, "Return-Path: <{}>", printable(&tx.mail_from));
     let _ = write!(
