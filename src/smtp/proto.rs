@@ -258,10 +258,19 @@ impl Session {
         let parsed = self.receiver.ingest(&mut bytes).map(Request::into_owned);
         let consumed = start - bytes.as_slice().len();
         self.pos += consumed;
+        let complete_line = !matches!(
+            parsed,
+            Err(ParseError::NeedsMoreData { .. } | ParseError::ResponseTooLong)
+        );
+        if complete_line && consumed > MAX_COMMAND_LINE {
+            // Whatever the parser thought of it, an over-long line is refused as such.
+            return self.reply(Reply::new(
+                500,
+                [5, 5, 2],
+                format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"),
+            ));
+        }
         match parsed {
-            Ok(_) if consumed > MAX_COMMAND_LINE => {
-                self.reply(Reply::new(500, [5, 5, 2], "Line too long"))
-            }
             Ok(request) => self.command(request, resolver),
             Err(ParseError::NeedsMoreData { .. }) => Step::NeedInput,
             Err(ParseError::ResponseTooLong) => {

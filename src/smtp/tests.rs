@@ -263,6 +263,20 @@ fn long_line_is_refused_and_session_goes_on() {
 }
 
 #[test]
+fn long_line_with_a_syntax_error_is_still_too_long() {
+    for command in ["RCPT TO:<", "MAIL FROM:<", "HELO ", "XYZZ "] {
+        let line = format!("{command}{}@local.test>\r\n", "b".repeat(MAX_COMMAND_LINE));
+        let outcome = run(&format!("EHLO c\r\nMAIL FROM:<a@b.test>\r\n{line}NOOP\r\n"));
+        assert!(
+            outcome.replies[2].starts_with("500 5.5.2"),
+            "{command}: {}",
+            outcome.replies[2]
+        );
+        assert!(outcome.replies[3].starts_with("250"), "{command}");
+    }
+}
+
+#[test]
 fn garbage_closes_after_max_errors() {
     let garbage = b"\x00\x01\xff\xfe garbage\r\n".repeat(10);
     let outcome = run_chunked(&mut Session::new(params()), &garbage, 7);

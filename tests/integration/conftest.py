@@ -28,10 +28,6 @@ from icshelpers import (  # noqa: E402
 )
 
 
-def pytest_configure(config):
-    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-
-
 @pytest.fixture(scope="session")
 def bin_path() -> str:
     path = icsmail_bin()

@@ -412,7 +412,8 @@ def split_stored(stored: bytes, original_crlf: bytes) -> tuple[bytes, bytes]:
     return stored[: len(stored) - len(original)], original
 
 
-def check_trace(prefix: bytes, sender: str, with_proto: str | None = "ESMTP") -> None:
+def check_trace(prefix: bytes, sender: str, with_proto: str | None = "ESMTP",
+                helo: str | None = None) -> None:
     text = prefix.decode("utf-8", errors="replace")
     first = text.split("\n", 1)[0]
     assert first == f"Return-Path: <{sender}>", f"first line is {first!r}, prefix {text!r}"
@@ -421,6 +422,9 @@ def check_trace(prefix: bytes, sender: str, with_proto: str | None = "ESMTP") ->
     # Unfold the header.
     received = re.sub(r"\n[ \t]+", " ", received).split("\n", 1)[0]
     assert f"by {HELO_NAME}" in received, f"Received lacks 'by {HELO_NAME}': {received!r}"
+    assert "[127.0.0.1]" in received, f"Received lacks the client address: {received!r}"
+    if helo:
+        assert f"from {helo}" in received, f"Received lacks 'from {helo}': {received!r}"
     if with_proto:
         assert re.search(rf"\bwith {with_proto}\b", received), (
             f"Received lacks 'with {with_proto}': {received!r}")

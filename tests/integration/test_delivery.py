@@ -58,7 +58,7 @@ def test_swaks_to_alice(server):
     assert re.search(r"250 2\.0\.0 Ok: queued as \S+", result.stdout), result.stdout
     stored = only_message(server)
     prefix, _ = split_stored(stored, message)
-    check_trace(prefix, SENDER, "ESMTP")
+    check_trace(prefix, SENDER, "ESMTP", helo="client.example.org")
     assert server.new_files(BOB) == []
 
 
@@ -194,7 +194,7 @@ def test_helo_session_is_smtp(server):
         c.cmd("HELO client.example.org", 250)
         c.transaction(SENDER, [ALICE], message)
     prefix, _ = split_stored(only_message(server), message)
-    check_trace(prefix, SENDER, "SMTP")
+    check_trace(prefix, SENDER, "SMTP", helo="client.example.org")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,3 +362,82 @@ def test_several_transactions_in_one_session(server):
     for message in messages:
         original = message.replace(b"\r\n", b"\n")
         assert sum(s.endswith(original) for s in stored) == 1
+
+
+def test_postmaster_without_domain(make_server):
+    server = make_server(extra={"accounts": {ALICE: {"aliases": [ALIAS, "postmaster@example.test"]}}})
+    message = make_message(token())
+    with server.client() as c:
+        c.ehlo()
+        c.transaction(SENDER, ["postmaster"], message)
+        c.transaction(SENDER, ["Postmaster"], message)
+    assert len(server.new_files(ALICE)) == 2
+
+
+def test_bdat_fully_pipelined(server):
+    chunk1 = crlf("Subject: pipelined bdat\n\nfirst\n")
+    chunk2 = crlf("second\n")
+    with server.client() as c:
+        c.ehlo()
+        c.send(b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<alice@example.test>\r\n"
+               + f"BDAT {len(chunk1)}\r\n".encode() + chunk1
+               + f"BDAT {len(chunk2)} LAST\r\n".encode() + chunk2
+               + b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<bob@example.test>\r\n"
+               + f"BDAT {len(chunk1)} LAST\r\n".encode() + chunk1
+               + b"QUIT\r\n")
+        c.expect("250 2.1.0")
+        c.expect("250 2.1.5")
+        c.expect(f"250 2.0.0 {len(chunk1)} octets received")
+        c.expect("250 2.0.0 Ok: queued as")
+        c.expect("250 2.1.0")
+        c.expect("250 2.1.5")
+        c.expect("250 2.0.0 Ok: queued as")
+        c.expect(221)
+    split_stored(only_message(server, ALICE), chunk1 + chunk2)
+    split_stored(only_message(server, BOB), chunk1)
+
+
+def test_data_after_bdat_is_refused(server):
+    chunk = crlf("Subject: x\n\n")
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.send(f"BDAT {len(chunk)}\r\n".encode() + chunk)
+        c.expect(250)
+        c.cmd("DATA", 503)
+        c.cmd("RSET", 250)
+    assert all_message_files(server.mail_root) == []
+
+
+def test_ehlo_resets_transaction(server):
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.ehlo()
+        c.cmd("DATA", 503)
+    assert all_message_files(server.mail_root) == []
+
+
+def test_empty_message(server):
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.cmd("DATA", 354)
+        c.cmd(".", "250 2.0.0 Ok: queued as")
+    stored = only_message(server)
+    check_trace(stored, SENDER, "ESMTP")
+    assert stored.endswith(b"\n")
+
+
+def test_large_message_round_trip(server):
+    """About 5 MB through DATA in many TCP reads; every byte arrives in order."""
+    lines = [f"{i:07d} {uuid.uuid4().hex} {'.' if i % 7 == 0 else ''}{'x' * 40}"
+             for i in range(60000)]
+    lines[100] = "." + lines[100]
+    message = crlf("Subject: large\n\n" + "\n".join(lines) + "\n")
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as smtp:
+        smtp.sendmail(SENDER, [ALICE], message)
+    split_stored(only_message(server), message)

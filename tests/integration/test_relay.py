@@ -67,8 +67,7 @@ def test_remote_domain_gets_relay_denied(server, rcpt):
 
 
 @pytest.mark.parametrize("rcpt", ["user%remote.example@example.test",
-                                  '"user@remote.example"@example.test',
-                                  "user@remote.example@example.test"])
+                                  '"user@remote.example"@example.test'])
 def test_local_domain_tricks_get_user_unknown(server, rcpt):
     with server.client() as c:
         c.ehlo()

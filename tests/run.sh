@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need (Debian 12), then runs formatting,
+# lint, unit tests, a release build and the black-box integration tests against that build.
+# Usage: ./tests/run.sh [extra pytest arguments]   (from any directory)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages ------------------------------------------------------------------------
+PACKAGES=(swaks python3-pytest systemd openssl)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    step "installing ${missing[*]}"
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- Rust -----------------------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test
+
+step "cargo build --release"
+cargo build --release
+
+# --- integration ----------------------------------------------------------------------------
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+export ICSMAIL_BIN="$TARGET_DIR/release/icsmail"
+export PYTHONDONTWRITEBYTECODE=1
+
+step "integration tests (ICSMAIL_BIN=$ICSMAIL_BIN)"
+/usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration "$@"
