@@ -11,9 +11,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to complete a TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub enum MaybeTls {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -45,12 +42,12 @@ impl MaybeTls {
         ))
     }
 
-    /// Runs the server side of a TLS handshake on a plain connection (bounded in time).
-    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+    /// Runs the server side of a TLS handshake on a plain connection, cut after `timeout`.
+    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<()> {
         let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Upgrading) else {
             return Err(io::Error::other("TLS is already active"));
         };
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         *self = MaybeTls::Tls(Box::new(tls));

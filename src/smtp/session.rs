@@ -132,7 +132,7 @@ pub async fn run_session(
             let Some(acceptor) = &ctx.tls else {
                 return;
             };
-            if let Err(err) = stream.upgrade(acceptor).await {
+            if let Err(err) = stream.upgrade(acceptor, ctx.command_timeout).await {
                 info!("TLS handshake failed: {err}");
                 return;
             }
@@ -189,7 +189,7 @@ async fn drive(
                 let Some(acceptor) = &ctx.tls else {
                     return Ok(());
                 };
-                stream.upgrade(acceptor).await?;
+                stream.upgrade(acceptor, ctx.command_timeout).await?;
                 info!(tls = stream.tls_info().unwrap_or_default(), "STARTTLS");
                 session.tls_started();
             }
