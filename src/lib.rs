@@ -2,12 +2,14 @@
 //! docs/architecture.md describes how the modules fit together.
 
 pub mod address;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod net;
+pub mod pop3;
 pub mod smtp;
 pub mod store;
 pub mod tls;

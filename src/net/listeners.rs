@@ -43,6 +43,15 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(&'static str, TcpListen
     Ok(result)
 }
 
+/// Removes and returns the listeners opened for `name`.
+pub fn take(opened: &mut Vec<(&'static str, TcpListener)>, name: &str) -> Vec<TcpListener> {
+    let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(opened)
+        .into_iter()
+        .partition(|(spec, _)| *spec == name);
+    *opened = rest;
+    mine.into_iter().map(|(_, listener)| listener).collect()
+}
+
 fn from_systemd(specs: &[ListenSpec]) -> anyhow::Result<HashMap<&'static str, Vec<TcpListener>>> {
     // Read the names before listenfd clears the activation variables.
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")

@@ -2,6 +2,7 @@
 //! readiness notification, ids.
 
 pub mod ids;
+pub mod io;
 pub mod limits;
 pub mod listeners;
 pub mod notify;

@@ -43,16 +43,13 @@ pub fn services(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Vec<Se
     let limiter = ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections);
     let mut services = Vec::new();
     for (spec, listener) in specs {
-        let (mine, rest): (Vec<_>, Vec<_>) =
-            opened.into_iter().partition(|(name, _)| *name == spec.name);
-        opened = rest;
         let ctx = ctx.clone();
         let handler: Handler = Arc::new(move |stream, peer, shutdown| {
             Box::pin(run_session(stream, peer, ctx.clone(), listener, shutdown))
         });
         services.push(Service {
             name: spec.name,
-            listeners: mine.into_iter().map(|(_, l)| l).collect(),
+            listeners: listeners::take(&mut opened, spec.name),
             handler,
             limiter: limiter.clone(),
             refusal,

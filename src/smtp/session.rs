@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -19,6 +19,7 @@ use crate::address::Address;
 use crate::auth::{Authenticator, Directory, Recipient};
 use crate::config::{Config, TlsMode};
 use crate::net::ids::new_id;
+use crate::net::io::{read_or_stop, ReadOutcome};
 use crate::net::stream::MaybeTls;
 use crate::store::{to_maildir_form, MailStore};
 
@@ -218,19 +219,20 @@ async fn drive(
                 } else {
                     ctx.command_timeout
                 };
-                let read = tokio::select! {
-                    read = tokio::time::timeout(timeout, stream.read(&mut buf)) => read,
-                    () = shutting_down(&mut shutdown), if !in_data => {
-                        let reply = Reply::new(421, [4, 3, 2], format!("{} Service shutting down", ctx.hostname));
+                let read = read_or_stop(stream, &mut buf, timeout, &mut shutdown, !in_data).await?;
+                match read {
+                    ReadOutcome::Data(n) => session.push_input(&buf[..n]),
+                    ReadOutcome::Closed => return Ok(()),
+                    ReadOutcome::ShuttingDown => {
+                        let reply = Reply::new(
+                            421,
+                            [4, 3, 2],
+                            format!("{} Service shutting down", ctx.hostname),
+                        );
                         stream.write_all(&reply.to_wire()).await?;
                         return Ok(());
                     }
-                };
-                match read {
-                    Ok(Ok(0)) => return Ok(()),
-                    Ok(Ok(n)) => session.push_input(&buf[..n]),
-                    Ok(Err(err)) => return Err(err),
-                    Err(_elapsed) => {
+                    ReadOutcome::TimedOut => {
                         let reply = Reply::new(
                             421,
                             [4, 4, 2],
@@ -243,11 +245,6 @@ async fn drive(
             }
         }
     }
-}
-
-/// Resolves once shutdown has been requested.
-async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Stores the message in every recipient's mailbox; `Ok(id)` only once it is durable.

@@ -9,9 +9,11 @@
 mod create;
 mod deliver;
 mod dirsync;
+mod inbox;
 mod names;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
 pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
+pub use inbox::{delete_messages, list_messages, to_wire_form, StoredMessage};
 pub use names::{folder_dir_name, folder_name_problem};

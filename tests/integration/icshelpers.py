@@ -4,12 +4,15 @@ writes are used; nothing here knows the server's internals."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -101,6 +104,9 @@ def base_config(tmp: Path, port: int, password_hash: str) -> dict:
                 "maxConnections": 1000,
             },
         },
+        # `serve` also starts POP3: keep it on loopback and off the privileged default port.
+        "access": {"interfaces": ["127.0.0.1"]},
+        "pop3": {"port": free_port(), "pop3sPort": free_port()},
     }
 
 
@@ -445,3 +451,211 @@ def run_swaks(port: int, *args: str, timeout: float = 30) -> subprocess.Complete
         ["swaks", "--server", "127.0.0.1", "--port", str(port), "--helo", "client.example.org",
          *args],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# TLS, AUTH and submission helpers (test_tls.py, test_auth.py, test_submission.py)
+
+
+@dataclass
+class CertPair:
+    """A PEM certificate and its private key (the key may deliberately not match)."""
+    cert: Path
+    key: Path
+
+    def config(self) -> dict:
+        return {"certFile": str(self.cert), "keyFile": str(self.key)}
+
+    def der(self) -> bytes:
+        return cert_der(self.cert)
+
+    def fingerprint(self) -> str:
+        return sha256_hex(self.der())
+
+    def copy_to(self, cert: Path, key: Path) -> "CertPair":
+        """Writes this pair's contents to `cert`/`key` (atomically: write, then rename)."""
+        for src, dst in ((self.cert, cert), (self.key, key)):
+            tmp = dst.with_name(dst.name + ".new")
+            tmp.write_bytes(src.read_bytes())
+            os.replace(tmp, dst)
+        return CertPair(cert, key)
+
+
+def make_cert(directory: Path, name: str, kind: str = "rsa", cn: str = HELO_NAME,
+              days: int = 30) -> CertPair:
+    """A self-signed certificate for `cn` (also as subjectAltName) made by `openssl req`;
+    `kind` is "rsa" (2048 bits) or "ec" (P-256)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    newkey = {"rsa": ["-newkey", "rsa:2048"],
+              "ec": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]}[kind]
+    subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-subj", f"/CN={cn}",
+                    "-addext", f"subjectAltName=DNS:{cn}", "-days", str(days),
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return CertPair(cert, key)
+
+
+def make_expired_cert(directory: Path, name: str, cn: str = HELO_NAME) -> CertPair:
+    """A self-signed EC certificate valid from 60 to 30 days ago (python3-cryptography; openssl
+    3.0's `req` cannot back-date)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=60))
+            .not_valid_after(now - datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return CertPair(cert_path, key_path)
+
+
+def cert_der(path: Path) -> bytes:
+    """The first certificate of a PEM file, DER-encoded."""
+    text = path.read_text()
+    match = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+    assert match, f"no PEM certificate in {path}"
+    return ssl.PEM_cert_to_DER_cert(match.group(0))
+
+
+def pem_certs(text: str) -> list[bytes]:
+    """Every PEM certificate in `text` (e.g. `openssl s_client -showcerts` output), as DER."""
+    return [ssl.PEM_cert_to_DER_cert(m) for m in re.findall(
+        r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tls_overrides(pair: CertPair, mode: str = "optional", smtps_port: int | None = None,
+                  submission_port: int | None = None, dh_key_length: int | None = None,
+                  default_auth_domain: str | None = DOMAIN) -> dict:
+    """`extra=` for make_server: `tls.mode`, the pair as smtp.certificate and
+    access.certificate, SMTPS and submission ports when given, defaultAuthDomain."""
+    tls: dict = {"mode": mode}
+    if dh_key_length is not None:
+        tls["dhKeyLength"] = dh_key_length
+    smtp: dict = {"certificate": pair.config(), "submissionPort": submission_port}
+    if smtps_port is not None:
+        smtp["smtps"] = {"enable": True, "port": smtps_port}
+    out = {"tls": tls, "smtp": smtp, "access": {"certificate": pair.config()}}
+    if default_auth_domain:
+        out["defaultAuthDomain"] = default_auth_domain
+    return out
+
+
+def client_tls_context(cafile: Path | None = None) -> ssl.SSLContext:
+    """A TLS client context: verifies against `cafile` (and the name mx.example.test) when
+    given, else accepts any certificate (the tests compare fingerprints themselves)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cafile=str(cafile))
+    return ctx
+
+
+def plain_response(login: str, password: str, authzid: str = "") -> str:
+    """The base64 SASL PLAIN response."""
+    raw = f"{authzid}\0{login}\0{password}".encode("utf-8")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def ehlo_keywords(reply: Reply) -> list[str]:
+    """The extension lines of an EHLO reply (without the greeting line), upper-cased."""
+    return [line[4:].strip().upper() for line in reply.lines[1:]]
+
+
+class TLSClient(SMTPClient):
+    """The raw SMTP client with STARTTLS (`starttls()`) and implicit TLS (`implicit=True`)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None,
+                 timeout: float = 10.0, implicit: bool = False,
+                 context: ssl.SSLContext | None = None, server_hostname: str = HELO_NAME):
+        super().__init__(port, host=host, source=source, timeout=timeout, greeting=not implicit)
+        self.context = context or client_tls_context()
+        self.server_hostname = server_hostname
+        if implicit:
+            self._wrap()
+            self.greeting = self.read_reply()
+
+    def _wrap(self) -> None:
+        assert not self.buf, f"bytes received before the TLS handshake: {self.buf!r}"
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.server_hostname)
+
+    @property
+    def is_tls(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    def starttls(self) -> Reply:
+        reply = self.cmd("STARTTLS", "220")
+        self._wrap()
+        return reply
+
+    def peer_cert_der(self) -> bytes:
+        return self.sock.getpeercert(binary_form=True)
+
+    def tls_version(self) -> str:
+        return self.sock.version()
+
+    def auth_plain(self, login: str, password: str, expected: int | str | None = None,
+                   authzid: str = "") -> Reply:
+        return self.cmd(f"AUTH PLAIN {plain_response(login, password, authzid)}", expected)
+
+    def auth_login(self, login: str, password: str, expected: int | str | None = None) -> Reply:
+        self.cmd("AUTH LOGIN", "334")
+        self.cmd(b64(login), "334")
+        return self.cmd(b64(password), expected)
+
+
+def run_s_client(port: int, *args: str, starttls: bool = False, timeout: float = 20,
+                 stdin: str = "Q\n") -> subprocess.CompletedProcess:
+    """`openssl s_client` against 127.0.0.1:`port` (with `-starttls smtp` when asked); stdout
+    and stderr together in .stdout."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HELO_NAME,
+           "-showcerts"]
+    if starttls:
+        cmd += ["-starttls", "smtp", "-name", "client.example.org"]
+    return subprocess.run(cmd + list(args), input=stdin, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def s_client_protocol(output: str) -> str | None:
+    """The negotiated protocol in `openssl s_client` output ("TLSv1.3"), None without one."""
+    match = re.search(r"^New, (TLSv[0-9.]+), Cipher is (\S+)", output, re.M)
+    return match.group(1) if match else None
+
+
+def s_client_cipher(output: str) -> str | None:
+    match = re.search(r"^New, (TLSv[0-9.]+), Cipher is (\S+)", output, re.M)
+    return match.group(2) if match else None
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

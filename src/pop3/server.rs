@@ -1,0 +1,58 @@
+//! The POP3 daemon's listeners: `pop3` (110) and, with `access.implicitTls.enable`, `pop3s`.
+
+use std::sync::Arc;
+
+use super::response::{Code, Response};
+use super::session::{run_session, Pop3Context};
+use crate::config::Config;
+use crate::daemon::{Handler, Service};
+use crate::net::limits::{ConnectionLimiter, Refusal};
+use crate::net::listeners::{self, ListenSpec};
+
+/// Simultaneous POP3 connections from one address, and in all.
+pub const CONNECTIONS_PER_IP: u32 = 20;
+pub const MAX_CONNECTIONS: u32 = 1000;
+
+pub fn services(config: &Config, ctx: Arc<Pop3Context>) -> anyhow::Result<Vec<Service>> {
+    let spec = |name, port: u16, key| ListenSpec {
+        name,
+        port,
+        interfaces: config.access.interfaces.clone(),
+        key,
+    };
+    let mut specs = vec![(spec("pop3", config.pop3.port.0, "pop3.port"), false)];
+    if config.access.implicit_tls.enable {
+        specs.push((
+            spec("pop3s", config.pop3.pop3s_port.0, "pop3.pop3sPort"),
+            true,
+        ));
+    }
+    let only: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
+    let mut opened = listeners::open(&only)?;
+    let limiter = ConnectionLimiter::new(CONNECTIONS_PER_IP, MAX_CONNECTIONS);
+    let mut services = Vec::new();
+    for (spec, implicit_tls) in specs {
+        let ctx = ctx.clone();
+        let handler: Handler = Arc::new(move |stream, peer, shutdown| {
+            Box::pin(run_session(
+                stream,
+                peer,
+                ctx.clone(),
+                implicit_tls,
+                shutdown,
+            ))
+        });
+        services.push(Service {
+            name: spec.name,
+            listeners: listeners::take(&mut opened, spec.name),
+            handler,
+            limiter: limiter.clone(),
+            refusal,
+        });
+    }
+    Ok(services)
+}
+
+fn refusal(_why: Refusal) -> Vec<u8> {
+    Response::err_code(Code::SysTemp, "Too many connections, try again later").to_wire()
+}

@@ -1,0 +1,135 @@
+//! Reading an INBOX for POP3 (and later IMAP): listing its messages with stable ids and sizes,
+//! reading them in wire form, deleting them durably.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One message file of a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub path: PathBuf,
+    /// The Maildir base name (file name without `:2,flags`): unique and stable across the
+    /// new/ → cur/ move and flag changes.
+    pub base: String,
+    /// Size in CRLF form: what POP3 and IMAP report.
+    pub wire_size: u64,
+    /// Delivery order key: seconds of the name, then the name.
+    order: (u64, String),
+}
+
+/// Messages of the folder at `dir` (its `new/` and `cur/`), oldest first.
+pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
+    let mut messages = Vec::new();
+    for sub in ["cur", "new"] {
+        let entries = match fs::read_dir(dir.join(sub)) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let base = name.split(':').next().unwrap_or(&name).to_string();
+            let wire_size = match size_from_name(&base) {
+                Some(size) => size,
+                None => wire_size_of(&entry.path())?,
+            };
+            let seconds = base
+                .split('.')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            messages.push(StoredMessage {
+                path: entry.path(),
+                order: (seconds, base.clone()),
+                base,
+                wire_size,
+            });
+        }
+    }
+    messages.sort_by(|a, b| a.order.cmp(&b.order));
+    Ok(messages)
+}
+
+/// The `W=` (CRLF size) field of a name written by this server or Dovecot.
+fn size_from_name(base: &str) -> Option<u64> {
+    base.split(',')
+        .find_map(|field| field.strip_prefix("W="))
+        .and_then(|size| size.parse().ok())
+}
+
+/// CRLF size of a file from elsewhere: every LF becomes CRLF on the wire.
+fn wire_size_of(path: &Path) -> io::Result<u64> {
+    let bytes = fs::read(path)?;
+    Ok((bytes.len() + bytes.iter().filter(|&&b| b == b'\n').count()) as u64)
+}
+
+/// The stored form (LF line ends) to the wire form: every LF becomes CRLF. Exactly inverts the
+/// CRLF → LF conversion done at delivery, so sizes match the `W=` field.
+pub fn to_wire_form(stored: &[u8]) -> Vec<u8> {
+    let lines = stored.iter().filter(|&&b| b == b'\n').count();
+    let mut out = Vec::with_capacity(stored.len() + lines);
+    for &byte in stored {
+        if byte == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(byte);
+    }
+    out
+}
+
+/// Deletes message files and makes the deletion durable (directory fsyncs).
+pub fn delete_messages(paths: &[PathBuf]) -> io::Result<()> {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for path in paths {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            // Already gone (another client): the goal is reached.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        if let Some(dir) = path.parent() {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    for dir in dirs {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_inverts_delivery_form() {
+        let original = b"Subject: x\r\n\r\nline\r\nbare\rcr\r\r\n";
+        let stored = crate::store::to_maildir_form("", original);
+        assert_eq!(to_wire_form(&stored), original);
+    }
+
+    #[test]
+    fn lists_in_delivery_order_with_sizes() {
+        let dir = std::env::temp_dir().join(format!("icsmail-inbox-{}", std::process::id()));
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        fs::write(dir.join("new/200.M1P1Q1.h,S=3,W=5"), b"a\nb\n").unwrap();
+        fs::write(dir.join("cur/100.M1P1Q2.h:2,S"), b"x\ny\n").unwrap();
+        let listed = list_messages(&dir).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].base, "100.M1P1Q2.h");
+        assert_eq!(listed[0].wire_size, 6);
+        assert_eq!(listed[1].wire_size, 5);
+        delete_messages(&[listed[0].path.clone()]).unwrap();
+        assert_eq!(list_messages(&dir).unwrap().len(), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
