@@ -27,7 +27,7 @@ const DEFAULT_CONFIG: &str = r#"{
   "tls": { "mode": "optional" },
   "smtp": { "port": 2525, "interfaces": ["127.0.0.1"], "submissionPort": 2587,
             "smtps": { "enable": true, "port": 2465 } },
-  "access": { "interfaces": ["127.0.0.1"] },
+  "access": { "interfaces": ["127.0.0.1"], "implicitTls": { "enable": true } },
   "imap": { "port": 1143, "imapsPort": 1993 },
   "pop3": { "port": 1110, "pop3sPort": 1995 },
   "addressBook": { "port": 3389 }
@@ -51,10 +51,12 @@ pub fn default_config() -> anyhow::Result<Config> {
     let config = config::load_str(&value.to_string())
         .map_err(|errors| anyhow::anyhow!("embedded default configuration:\n{errors}"))?;
     println!(
-        "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}",
+        "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}, POP3 :{}, POP3S :{}",
         config.smtp.port,
         config.smtp.submission_port.map_or(0, |p| p.0),
-        config.smtp.smtps.port
+        config.smtp.smtps.port,
+        config.pop3.port,
+        config.pop3.pop3s_port
     );
     println!("ics-mail demo: account {DEMO_ADDRESS} password {password}");
     println!(
