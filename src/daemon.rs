@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use crate::net::listeners::{self, ListenSpec};
 use crate::net::notify;
 use crate::tls::ReloadableCert;
 
@@ -35,6 +36,40 @@ pub struct Service {
     pub limiter: ConnectionLimiter,
     /// Sent to a refused connection before closing it (e.g. SMTP `421 4.7.0 …`).
     pub refusal: fn(Refusal) -> Vec<u8>,
+}
+
+/// Opens the listeners of `specs` and makes one service per spec. `start` begins a session on an
+/// accepted connection, given the tag that goes with its spec (e.g. which SMTP port it was).
+pub fn services_for<T, F>(
+    specs: Vec<(ListenSpec, T)>,
+    limiter: ConnectionLimiter,
+    refusal: fn(Refusal) -> Vec<u8>,
+    start: F,
+) -> anyhow::Result<Vec<Service>>
+where
+    T: Copy + Send + Sync + 'static,
+    F: Fn(TcpStream, SocketAddr, T, watch::Receiver<bool>) -> SessionFuture
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let only: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
+    let mut opened = listeners::open(&only)?;
+    let mut services = Vec::new();
+    for (spec, tag) in specs {
+        let start = start.clone();
+        let handler: Handler =
+            Arc::new(move |stream, peer, shutdown| start(stream, peer, tag, shutdown));
+        services.push(Service {
+            name: spec.name,
+            listeners: listeners::take(&mut opened, spec.name),
+            handler,
+            limiter: limiter.clone(),
+            refusal,
+        });
+    }
+    Ok(services)
 }
 
 struct Accepted {

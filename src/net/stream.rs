@@ -19,6 +19,20 @@ pub enum MaybeTls {
 }
 
 impl MaybeTls {
+    /// A new connection: plain, or TLS from the first byte when `implicit` holds the acceptor
+    /// (SMTPS, POP3S, IMAPS).
+    pub async fn accept(
+        tcp: TcpStream,
+        implicit: Option<&TlsAcceptor>,
+        timeout: Duration,
+    ) -> io::Result<MaybeTls> {
+        let mut stream = MaybeTls::Plain(tcp);
+        if let Some(acceptor) = implicit {
+            stream.upgrade(acceptor, timeout).await?;
+        }
+        Ok(stream)
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
     }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::response::{Code, Response};
 use super::session::{run_session, Pop3Context};
 use crate::config::Config;
-use crate::daemon::{Handler, Service};
+use crate::daemon::{self, Service};
 use crate::net::limits::{ConnectionLimiter, Refusal};
-use crate::net::listeners::{self, ListenSpec};
+use crate::net::listeners::ListenSpec;
 
 /// Simultaneous POP3 connections from one address, and in all.
 pub const CONNECTIONS_PER_IP: u32 = 20;
@@ -27,13 +27,12 @@ pub fn services(config: &Config, ctx: Arc<Pop3Context>) -> anyhow::Result<Vec<Se
             true,
         ));
     }
-    let only: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
-    let mut opened = listeners::open(&only)?;
     let limiter = ConnectionLimiter::new(CONNECTIONS_PER_IP, MAX_CONNECTIONS);
-    let mut services = Vec::new();
-    for (spec, implicit_tls) in specs {
-        let ctx = ctx.clone();
-        let handler: Handler = Arc::new(move |stream, peer, shutdown| {
+    daemon::services_for(
+        specs,
+        limiter,
+        refusal,
+        move |stream, peer, implicit_tls, shutdown| {
             Box::pin(run_session(
                 stream,
                 peer,
@@ -41,16 +40,8 @@ pub fn services(config: &Config, ctx: Arc<Pop3Context>) -> anyhow::Result<Vec<Se
                 implicit_tls,
                 shutdown,
             ))
-        });
-        services.push(Service {
-            name: spec.name,
-            listeners: listeners::take(&mut opened, spec.name),
-            handler,
-            limiter: limiter.clone(),
-            refusal,
-        });
-    }
-    Ok(services)
+        },
+    )
 }
 
 fn refusal(_why: Refusal) -> Vec<u8> {

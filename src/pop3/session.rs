@@ -66,16 +66,17 @@ pub async fn run_session(
     let id = new_id();
     let span = tracing::info_span!("pop3", cid = %id, peer = %peer.ip());
     async move {
-        let mut stream = MaybeTls::Plain(tcp);
-        if implicit_tls {
-            let Some(acceptor) = &ctx.tls else {
-                return;
-            };
-            if let Err(err) = stream.upgrade(acceptor, IDLE_TIMEOUT).await {
+        let implicit = if implicit_tls { ctx.tls.as_ref() } else { None };
+        if implicit_tls && implicit.is_none() {
+            return;
+        }
+        let mut stream = match MaybeTls::accept(tcp, implicit, IDLE_TIMEOUT).await {
+            Ok(stream) => stream,
+            Err(err) => {
                 info!("TLS handshake failed: {err}");
                 return;
             }
-        }
+        };
         match drive(&mut stream, peer, &ctx, shutdown).await {
             Ok(()) => info!("session closed"),
             Err(err) => info!("session ended: {err}"),

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::reply::Reply;
 use super::session::{run_session, Listener, SmtpContext};
 use crate::config::Config;
-use crate::daemon::{Handler, Service};
+use crate::daemon::{self, Service};
 use crate::net::limits::{ConnectionLimiter, Refusal};
-use crate::net::listeners::{self, ListenSpec};
+use crate::net::listeners::ListenSpec;
 
 /// The SMTP listeners: MX (`smtp`), `submission` when its port is set, `smtps` when enabled.
 pub fn listen_specs(config: &Config) -> Vec<(ListenSpec, Listener)> {
@@ -35,27 +35,17 @@ pub fn listen_specs(config: &Config) -> Vec<(ListenSpec, Listener)> {
 
 /// Builds the SMTP services (one per listener kind) on their sockets.
 pub fn services(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Vec<Service>> {
-    let specs = listen_specs(config);
-    let only_specs: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
-    let mut opened = listeners::open(&only_specs)?;
     let limits = &config.smtp.limits;
     // One limiter for all SMTP ports: the per-IP limit is about the client, not the port.
     let limiter = ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections);
-    let mut services = Vec::new();
-    for (spec, listener) in specs {
-        let ctx = ctx.clone();
-        let handler: Handler = Arc::new(move |stream, peer, shutdown| {
+    daemon::services_for(
+        listen_specs(config),
+        limiter,
+        refusal,
+        move |stream, peer, listener, shutdown| {
             Box::pin(run_session(stream, peer, ctx.clone(), listener, shutdown))
-        });
-        services.push(Service {
-            name: spec.name,
-            listeners: listeners::take(&mut opened, spec.name),
-            handler,
-            limiter: limiter.clone(),
-            refusal,
-        });
-    }
-    Ok(services)
+        },
+    )
 }
 
 fn refusal(why: Refusal) -> Vec<u8> {
