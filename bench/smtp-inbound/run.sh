@@ -12,6 +12,8 @@
 #   NO_BUILD [0] 1 = don't run cargo build --release
 #   KEEP [0]     1 = keep the temp dir (configs, logs, maildirs) for inspection
 #   EXTRA_SMTP_SOURCE_ARGS []  e.g. "-d" to reuse connections
+#   IDLE_WAIT [15] before each run, wait up to this many seconds for the machine to go
+#                quiet (<20% CPU busy); the busy % seen is recorded with the run
 #
 # Must run as root (Postfix master). Listens on 127.0.0.1 only.
 set -euo pipefail
@@ -29,6 +31,7 @@ BASE="${BASE:-/var/tmp}"
 NO_BUILD="${NO_BUILD:-0}"
 KEEP="${KEEP:-0}"
 EXTRA_SMTP_SOURCE_ARGS="${EXTRA_SMTP_SOURCE_ARGS:-}"
+IDLE_WAIT="${IDLE_WAIT:-15}"
 BIN="$REPO/target/release/icsmail"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -49,9 +52,11 @@ esac
 # --- cleanup of everything this script started ---------------------------------------
 PF_DIRS=()
 ICS_PID=""
+LOAD_PID=""
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null; fi
   if [ -n "$ICS_PID" ] && kill -0 "$ICS_PID" 2>/dev/null; then
     kill "$ICS_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$ICS_PID" 2>/dev/null || break; sleep 0.1; done
@@ -79,6 +84,10 @@ if [ "$ONLY" != postfix ]; then
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
   fi
   [ -x "$BIN" ] || die "$BIN missing"
+  # run a private copy: others may rebuild target/release while the benchmark runs
+  cp "$BIN" "$WORK/icsmail"
+  touch -r "$BIN" "$WORK/icsmail"
+  BIN="$WORK/icsmail"
   HASH="$(printf pw | "$BIN" hash-password)" || die "icsmail hash-password failed"
 fi
 
@@ -86,6 +95,20 @@ fi
 log "measuring fsync cost on $FSSRC ($FSTYPE)"
 $MEASURE fsync "$WORK/fsync-probe" >"$WORK/fsync.json"
 cat "$WORK/fsync.json" >&2
+
+# --- the load itself: smtp-source + polling of new/ (in the background so that a
+#     signal interrupts the wait and the trap runs at once) ----------------------------
+load_run() {
+  local name=$1 d=$2 port=$3
+  # shellcheck disable=SC2086
+  SERVER_PID="$4" $MEASURE load "$name" "$d/mail/bench.test/user" "$MSGS" "$d/smtp-source.out" -- \
+    smtp-source $SMTP_SOURCE_ARGS "127.0.0.1:$port" >"$d/result.json" &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || die "measure.py load failed for $name"
+  LOAD_PID=""
+  cat "$d/result.json" >>"$RUNS"
+  cat "$d/result.json" >&2
+}
 
 # --- one Postfix run ---------------------------------------------------------------------
 run_postfix() {
@@ -143,16 +166,13 @@ EOF
   postfix -c "$d/etc" start >"$d/start.log" 2>&1 || { cat "$d/start.log" >&2; die "postfix start failed"; }
   $MEASURE waitport "$port" 30 || die "postfix smtpd not listening on 127.0.0.1:$port"
   log "postfix run $n on 127.0.0.1:$port"
-  # shellcheck disable=SC2086
-  $MEASURE load postfix "$d/mail/bench.test/user" "$MSGS" "$d/smtp-source.out" -- \
-    smtp-source $SMTP_SOURCE_ARGS "127.0.0.1:$port" | tee -a "$RUNS" >&2
+  load_run postfix "$d" "$port" "$(cat "$d/queue/pid/master.pid" 2>/dev/null | tr -d ' ')"
   postfix -c "$d/etc" stop >>"$d/start.log" 2>&1 || true
   for _ in $(seq 100); do postfix -c "$d/etc" status >/dev/null 2>&1 || break; sleep 0.1; done
   if grep -Eq '(warning|error|fatal|panic):' "$d/maillog" 2>/dev/null; then
     log "postfix maillog problems (first 10):"
     grep -E '(warning|error|fatal|panic):' "$d/maillog" | head -10 >&2
   fi
-  [ "$KEEP" = 1 ] || rm -rf "$d/mail" "$d/queue"
 }
 
 # --- one ics-mail run -------------------------------------------------------------------
@@ -178,9 +198,7 @@ EOF
     die "icsmail not listening on 127.0.0.1:$port"
   fi
   log "icsmail run $n on 127.0.0.1:$port (pid $ICS_PID)"
-  # shellcheck disable=SC2086
-  $MEASURE load icsmail "$d/mail/bench.test/user" "$MSGS" "$d/smtp-source.out" -- \
-    smtp-source $SMTP_SOURCE_ARGS "127.0.0.1:$port" | tee -a "$RUNS" >&2
+  load_run icsmail "$d" "$port" "$ICS_PID"
   kill "$ICS_PID" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$ICS_PID" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$ICS_PID" 2>/dev/null || true
@@ -190,12 +208,22 @@ EOF
     log "icsmail log problems (first 10):"
     grep -Ei '(warn|error|panic)' "$d/server.log" | head -10 >&2
   fi
-  [ "$KEEP" = 1 ] || rm -rf "$d/mail" "$d/state"
+}
+
+# flush dirty pages left by the previous run so runs start alike
+# (maildirs are only removed at the end: deleting files mid-benchmark triggers discards).
+# Then wait for other work on the host to calm down; record how busy it was.
+settle() {
+  sync
+  if BUSY_BEFORE="$($MEASURE idle 20 "$IDLE_WAIT")"; then :; else
+    log "WARNING: machine still ${BUSY_BEFORE}% CPU busy after ${IDLE_WAIT}s; this run will be noisy"
+  fi
+  export BUSY_BEFORE
 }
 
 for r in $(seq "$ROUNDS"); do
-  [ "$ONLY" = icsmail ] || run_postfix "$r"
-  [ "$ONLY" = postfix ] || run_icsmail "$r"
+  if [ "$ONLY" != icsmail ]; then settle; run_postfix "$r"; fi
+  if [ "$ONLY" != postfix ]; then settle; run_icsmail "$r"; fi
 done
 
 DATE="$(date +%Y-%m-%d)"
@@ -210,6 +238,7 @@ json.dump({
   "smtp_source_args": "$SMTP_SOURCE_ARGS",
   "postfix_version": "$(postconf -h mail_version 2>/dev/null)",
   "icsmail_commit": "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet 2>/dev/null || echo '-dirty')",
+  "icsmail_binary_built": "$( [ -x "$BIN" ] && date -r "$BIN" -Iseconds)",
   "workdir": "$WORK", "fs": "$FSSRC $FSTYPE",
 }, open(sys.argv[1], "w"))
 EOF
