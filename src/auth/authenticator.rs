@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::password::{hash_argon2id, StoredHash};
+use super::sasl::Credentials;
 use super::Directory;
 use crate::address::Address;
 
@@ -70,14 +71,20 @@ impl Authenticator {
         Address::parse(&full).ok()
     }
 
-    /// Checks a login; waits first if this client or account failed often lately.
+    /// Checks a login; waits first if this client or account failed often lately. An
+    /// authorization identity (SASL PLAIN) must name the same account as the login: acting as
+    /// another user is not supported.
     pub async fn authenticate(
         &self,
-        login: &str,
-        password: &[u8],
+        credentials: &Credentials,
         peer: IpAddr,
     ) -> Result<Address, AuthFailure> {
+        let login = credentials.login.as_str();
         let account = self.account_for(login);
+        let same_identity = match &credentials.authzid {
+            Some(authzid) => account.is_some() && self.account_for(authzid) == account,
+            None => true,
+        };
         let key = account
             .as_ref()
             .map(Address::to_string)
@@ -92,19 +99,20 @@ impl Authenticator {
             .map(|account| account.password.clone());
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.clone());
-        let password = password.to_vec();
+        let password = credentials.password.clone();
         let matches = tokio::task::spawn_blocking(move || hash.verify(&password))
             .await
             .unwrap_or(false);
         match account {
-            Some(address) if known && matches => {
+            Some(address) if known && matches && same_identity => {
                 self.forget(peer, &key);
-                info!(user = %address, %peer, "login");
+                info!(%peer, user = %address, "login");
                 Ok(address)
             }
             _ => {
                 self.record(peer, &key);
-                warn!(login, %peer, "authentication failed");
+                // The address first: the login is client text (quoted and escaped by tracing).
+                warn!(%peer, login, "authentication failed");
                 Err(AuthFailure::Invalid)
             }
         }

@@ -10,6 +10,9 @@ use base64::Engine;
 pub struct Credentials {
     pub login: String,
     pub password: Vec<u8>,
+    /// PLAIN's authorization identity, when the client sent one; it must name the same account
+    /// as `login` (checked by the authenticator, which knows `defaultAuthDomain`).
+    pub authzid: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -27,8 +30,6 @@ pub enum SaslError {
     Base64,
     #[error("malformed PLAIN response")]
     Malformed,
-    #[error("authorization identity differs from the login (proxy login is not allowed)")]
-    Authzid,
     #[error("the client cancelled the authentication")]
     Cancelled,
 }
@@ -62,12 +63,14 @@ pub fn decode_plain(response: &str) -> Result<Credentials, SaslError> {
     if login.is_empty() {
         return Err(SaslError::Malformed);
     }
-    if !authzid.is_empty() && authzid != authcid {
-        return Err(SaslError::Authzid);
-    }
+    let authzid = match authzid {
+        [] => None,
+        bytes => Some(String::from_utf8(bytes.to_vec()).map_err(|_| SaslError::Malformed)?),
+    };
     Ok(Credentials {
         login,
         password: password.to_vec(),
+        authzid,
     })
 }
 
@@ -91,11 +94,8 @@ mod tests {
             (creds.login.as_str(), creds.password.as_slice()),
             ("alice", &b"pw"[..])
         );
-        assert!(decode_plain(&STANDARD.encode(b"alice\0alice\0pw")).is_ok());
-        assert_eq!(
-            decode_plain(&STANDARD.encode(b"admin\0alice\0pw")),
-            Err(SaslError::Authzid)
-        );
+        let with_authzid = decode_plain(&STANDARD.encode(b"admin\0alice\0pw")).unwrap();
+        assert_eq!(with_authzid.authzid.as_deref(), Some("admin"));
         assert_eq!(decode_plain("!!!"), Err(SaslError::Base64));
         assert_eq!(
             decode_plain(&STANDARD.encode(b"nonul")),

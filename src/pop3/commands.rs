@@ -118,6 +118,7 @@ impl Session {
         let credentials = Credentials {
             login: user.clone(),
             password: password.as_bytes().to_vec(),
+            authzid: None,
         };
         self.credentials(Ok(credentials))
     }

@@ -215,7 +215,7 @@ async fn login(
 ) -> Result<(Arc<Maildrop>, Vec<MessageInfo>), LoginError> {
     let account = ctx
         .authenticator
-        .authenticate(&credentials.login, &credentials.password, peer.ip())
+        .authenticate(credentials, peer.ip())
         .await
         .map_err(|_| LoginError::Invalid)?;
     let store = ctx.store.clone();

@@ -346,6 +346,7 @@ impl Session {
                 sasl::decode_base64(&line).map(|password| Credentials {
                     login: user,
                     password,
+                    authzid: None,
                 })
             }
         };
