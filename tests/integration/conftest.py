@@ -3,7 +3,8 @@
 `make_server(smtp=..., limits=..., extra=..., mode="smtpd"|"serve")` starts `$ICSMAIL_BIN` with
 a fresh temp directory and config, waits until its port accepts and stops it at teardown (SIGTERM,
 then SIGKILL). `server` is a default `smtpd` instance. The server's stderr is printed at teardown,
-so pytest shows it for failed tests.
+so pytest shows it for failed tests. `make_module_server` is the same for servers shared by the
+tests of one module (slow scans). `certs` holds test certificates (see `TestCerts`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from icshelpers import (  # noqa: E402
     PASSWORD,
+    CertPair,
     Server,
     base_config,
     deep_merge,
     free_port,
     icsmail_bin,
+    make_cert,
+    make_dated_cert,
     write_config,
 )
 
@@ -89,3 +93,62 @@ def make_server(tmp_path, password_hash, bin_path):
 @pytest.fixture
 def server(make_server) -> Server:
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def make_module_server(tmp_path_factory, password_hash, bin_path):
+    """`make_server` for servers shared by the tests of a module (stopped after the module)."""
+    servers: list[Server] = []
+    root = tmp_path_factory.mktemp("modsrv")
+
+    def start(smtp: dict | None = None, limits: dict | None = None, extra: dict | None = None,
+              mode: str = "smtpd", name: str | None = None, start: bool = True) -> Server:
+        tmp = root / (name or f"srv{len(servers)}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        config = base_config(tmp, free_port(), password_hash)
+        overrides = deep_merge({"smtp": smtp or {}}, extra)
+        if limits:
+            overrides = deep_merge(overrides, {"smtp": {"limits": limits}})
+        config = deep_merge(config, overrides)
+        path = write_config(tmp / "config.json", config)
+        server = Server(tmp=tmp, port=config["smtp"]["port"], config=config, config_path=path,
+                        mode=mode)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield start
+
+    problems = []
+    for server in servers:
+        if server.proc is None:
+            continue
+        crashed = server.proc.poll() is not None and not server.expect_exit
+        code = server.stop()
+        print(f"--- module {server.mode} on port {server.port} (exit {code}) stderr ---")
+        print(server.stderr()[-20000:])
+        if crashed:
+            problems.append(f"shared server on port {server.port} died (exit {code})")
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+class TestCerts:
+    """Certificates for mx.example.test, made once per session: `rsa` and `ec` (two different
+    valid pairs), `expired` (valid until 30 days ago), `future` (valid from in 30 days),
+    `mismatched` (rsa's certificate with ec's key)."""
+    __test__ = False  # not a test class
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.rsa = make_cert(directory, "rsa", "rsa")
+        self.ec = make_cert(directory, "ec", "ec")
+        self.expired = make_dated_cert(directory, "expired", -60, -30)
+        self.future = make_dated_cert(directory, "future", 30, 60)
+        self.mismatched = CertPair(self.rsa.cert, self.ec.key)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory) -> TestCerts:
+    return TestCerts(tmp_path_factory.mktemp("certs"))

@@ -496,9 +496,11 @@ def make_cert(directory: Path, name: str, kind: str = "rsa", cn: str = HELO_NAME
     return CertPair(cert, key)
 
 
-def make_expired_cert(directory: Path, name: str, cn: str = HELO_NAME) -> CertPair:
-    """A self-signed EC certificate valid from 60 to 30 days ago (python3-cryptography; openssl
-    3.0's `req` cannot back-date)."""
+def make_dated_cert(directory: Path, name: str, valid_from_days: int, valid_to_days: int,
+                    cn: str = HELO_NAME) -> CertPair:
+    """A self-signed EC certificate valid from `valid_from_days` to `valid_to_days` from now
+    (negative: in the past), made with python3-cryptography (openssl 3.0's `req` cannot
+    back-date)."""
     import datetime
 
     from cryptography import x509
@@ -512,8 +514,8 @@ def make_expired_cert(directory: Path, name: str, cn: str = HELO_NAME) -> CertPa
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=60))
-            .not_valid_after(now - datetime.timedelta(days=30))
+            .not_valid_before(now + datetime.timedelta(days=valid_from_days))
+            .not_valid_after(now + datetime.timedelta(days=valid_to_days))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
             .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
@@ -659,3 +661,67 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.05) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def smtps_port(server: Server) -> int:
+    return server.config["smtp"]["smtps"]["port"]
+
+
+def submission_port(server: Server) -> int:
+    return server.config["smtp"]["submissionPort"]
+
+
+def received_protocol(message: bytes) -> str:
+    """The `with` protocol of the first Received header of a stored message ("ESMTPSA")."""
+    text = message.decode("utf-8", errors="replace")
+    match = re.search(r"^Received:(.*(?:\n[ \t].*)*)", text, re.M)
+    assert match, f"no Received header in {text[:2000]!r}"
+    received = re.sub(r"\s+", " ", match.group(1))
+    proto = re.search(r"\bwith (\S+)", received)
+    assert proto, f"Received header without 'with': {received!r}"
+    return proto.group(1)
+
+
+def find_message(server: Server, address: str, token: str, timeout: float = 5.0) -> bytes:
+    """The one message in `address`'s new/ that contains `token`."""
+    found: list[bytes] = []
+
+    def look() -> bool:
+        found[:] = [m for m in server.new_messages(address) if token.encode() in m]
+        return bool(found)
+
+    wait_until(look, timeout)
+    assert len(found) == 1, f"{len(found)} messages with {token} in {server.new_dir(address)}"
+    return found[0]
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Everything the peer sends until it closes (True) or `timeout` passes (False)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            return data, True
+        except socket.timeout:
+            return data, False
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def client_hello() -> bytes:
+    """The bytes of a real TLS ClientHello (Python's ssl, made without a network)."""
+    ctx = client_tls_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=HELO_NAME)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    assert hello[:1] == b"\x16", hello[:16]
+    return hello
