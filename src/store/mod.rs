@@ -11,9 +11,11 @@ mod deliver;
 mod dirsync;
 mod inbox;
 mod names;
+mod uidlist;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
 pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use inbox::{delete_messages, list_messages, to_wire_form, StoredMessage};
 pub use names::{folder_dir_name, folder_name_problem};
+pub use uidlist::{sync_uids, UidMap, UIDLIST_FILE};
