@@ -46,6 +46,12 @@ enum Command {
     },
     /// Read a password on stdin and print an argon2id hash for `hashedPassword`.
     HashPassword,
+    /// The outbound queue: `run` (one pass, what the timer starts), `flush`, `list`, `show`,
+    /// `delete`.
+    Queue {
+        #[command(subcommand)]
+        command: crate::queue::cli::QueueCommand,
+    },
 }
 
 pub fn run() -> ExitCode {
@@ -53,6 +59,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { config } => return check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::Queue { command } => crate::queue::cli::run(command),
         Command::Smtpd { config } => load(&config).and_then(|c| app::run(c, Daemons::Smtp)),
         Command::Pop3d { config } => load(&config).and_then(|c| app::run(c, Daemons::Pop3)),
         Command::Serve { config } => match config {

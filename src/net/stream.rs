@@ -1,15 +1,15 @@
 //! A connection that starts in plain text and may switch to TLS in place (STARTTLS), or starts
-//! in TLS (implicit TLS ports).
+//! in TLS (implicit TLS ports); the server side of our daemons and the client side of the queue.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 pub enum MaybeTls {
     Plain(TcpStream),
@@ -63,10 +63,32 @@ impl MaybeTls {
         };
         let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        *self = MaybeTls::Tls(Box::new(tls));
+            .map_err(|_| handshake_timeout())??;
+        *self = MaybeTls::Tls(Box::new(TlsStream::Server(tls)));
         Ok(())
     }
+
+    /// Runs the client side of a TLS handshake with `name` (bounded in time); a timeout is an
+    /// error of kind `TimedOut`.
+    pub async fn connect_tls(
+        &mut self,
+        connector: &TlsConnector,
+        name: ServerName<'static>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let MaybeTls::Plain(tcp) = std::mem::replace(self, MaybeTls::Upgrading) else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = tokio::time::timeout(timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| handshake_timeout())??;
+        *self = MaybeTls::Tls(Box::new(TlsStream::Client(tls)));
+        Ok(())
+    }
+}
+
+fn handshake_timeout() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
 }
 
 fn upgrading() -> io::Error {

@@ -220,7 +220,10 @@ mod tests {
         env.recipients[0].reply = Some("451 4.3.0 try later".into());
         let json = env.to_json();
         let text = String::from_utf8(json.clone()).unwrap();
-        assert!(text.contains("\"nextAttempt\": \"2027-01-15T08:00:00Z\""), "{text}");
+        assert!(
+            text.contains("\"nextAttempt\": \"2027-01-15T08:00:00Z\""),
+            "{text}"
+        );
         assert!(text.contains("\"status\": \"deferred\""), "{text}");
         assert!(text.contains("\"address\": \"Bob@Remote.test\""), "{text}");
         assert_eq!(Envelope::from_json(&json).unwrap(), env);

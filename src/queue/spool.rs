@@ -88,12 +88,13 @@ impl Spool {
         anyhow::ensure!(valid_id(id), "invalid queue id {id:?}");
         self.ensure_dirs()?;
         let message_path = self.message_path(id);
+        // An existing id is refused before anything of the other message can be touched.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&message_path)
+            .with_context(|| format!("creating {}", message_path.display()))?;
         let result = (|| -> anyhow::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&message_path)
-                .with_context(|| format!("creating {}", message_path.display()))?;
             file.write_all(message)
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("writing {}", message_path.display()))?;
@@ -121,8 +122,7 @@ impl Spool {
             .dir
             .join("tmp")
             .join(format!("{id}.{}.json", std::process::id()));
-        let mut file =
-            File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         file.write_all(&envelope.to_json())
             .and_then(|()| file.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -137,9 +137,7 @@ impl Spool {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(err).with_context(|| format!("reading {}", self.dir.display()))
-            }
+            Err(err) => return Err(err).with_context(|| format!("reading {}", self.dir.display())),
         };
         let mut ids = Vec::new();
         for entry in entries {
@@ -197,8 +195,7 @@ impl Spool {
     pub fn remove(&self, locked: Locked) -> anyhow::Result<()> {
         let id = &locked.id;
         let envelope = self.envelope_path(id);
-        fs::remove_file(&envelope)
-            .with_context(|| format!("removing {}", envelope.display()))?;
+        fs::remove_file(&envelope).with_context(|| format!("removing {}", envelope.display()))?;
         let message = self.message_path(id);
         fs::remove_file(&message).with_context(|| format!("removing {}", message.display()))?;
         drop(locked);
@@ -264,7 +261,10 @@ mod tests {
         spool.enqueue(&envelope("ID1"), b"hello").unwrap();
         assert_eq!(spool.list().unwrap(), ["ID1"]);
         let mut locked = spool.try_lock("ID1").unwrap().expect("lock");
-        assert!(spool.try_lock("ID1").unwrap().is_none(), "second lock refused");
+        assert!(
+            spool.try_lock("ID1").unwrap().is_none(),
+            "second lock refused"
+        );
         assert_eq!(locked.read_message().unwrap(), b"hello");
         let mut env = spool.load("ID1").unwrap();
         env.attempts = 3;
@@ -281,7 +281,15 @@ mod tests {
         let (spool, dir) = temp_spool("dup");
         spool.enqueue(&envelope("ID2"), b"x").unwrap();
         assert!(spool.enqueue(&envelope("ID2"), b"y").is_err());
-        assert_eq!(spool.try_lock("ID2").unwrap().unwrap().read_message().unwrap(), b"x");
+        assert_eq!(
+            spool
+                .try_lock("ID2")
+                .unwrap()
+                .unwrap()
+                .read_message()
+                .unwrap(),
+            b"x"
+        );
         assert!(spool.load("../etc/passwd").is_err());
         assert!(!valid_id(".hidden") && !valid_id("a/b") && valid_id("ABC.12"));
         fs::remove_dir_all(dir).unwrap();

@@ -22,6 +22,8 @@ pub struct Transaction {
     pub mail_from: String,
     /// Accounts that receive the message (aliases expanded, duplicates removed).
     pub accounts: Vec<Address>,
+    /// Remote recipients for the outbound queue, as given (authenticated senders only).
+    pub remote: Vec<String>,
     /// The forward paths as given, in order.
     pub rcpt_to: Vec<String>,
     pub smtputf8: bool,
@@ -232,6 +234,13 @@ impl Session {
         if from.size > self.params.max_message_size {
             return too_big(self.params.max_message_size);
         }
+        if !resolver.message_allowed() {
+            return Reply::new(
+                450,
+                [4, 7, 1],
+                "Too many messages from your address, try again later",
+            );
+        }
         self.tx = Some(Transaction {
             mail_from: from.address,
             smtputf8,
@@ -256,12 +265,18 @@ impl Session {
         if tx.rcpt_to.len() >= max_recipients {
             return Reply::new(452, [4, 5, 3], "Too many recipients");
         }
-        let account = match resolve(&to.address, resolver, tx.authenticated) {
-            Ok(account) => account,
+        match resolve(&to.address, resolver, tx.authenticated) {
+            Ok(Accepted::Local(account)) => {
+                if !tx.accounts.contains(&account) {
+                    tx.accounts.push(account);
+                }
+            }
+            Ok(Accepted::Remote) => {
+                if !tx.remote.contains(&to.address) {
+                    tx.remote.push(to.address.clone());
+                }
+            }
             Err(reply) => return reply,
-        };
-        if !tx.accounts.contains(&account) {
-            tx.accounts.push(account);
         }
         tx.rcpt_to.push(to.address);
         Reply::new(250, [2, 1, 5], "Recipient OK")
@@ -308,7 +323,7 @@ impl Session {
     fn ready_for_data(&self, bdat: bool) -> Result<(), Reply> {
         match &self.tx {
             None => Err(bad_sequence("Need MAIL command")),
-            Some(tx) if tx.accounts.is_empty() => {
+            Some(tx) if tx.accounts.is_empty() && tx.remote.is_empty() => {
                 Err(Reply::new(554, [5, 5, 1], "No valid recipients"))
             }
             Some(tx) if tx.chunking && !bdat => Err(bad_sequence("DATA is not allowed after BDAT")),
@@ -325,14 +340,22 @@ fn non_ascii_refused() -> Reply {
     )
 }
 
-/// The account a forward path leads to, or the refusal. Unauthenticated clients never relay: a
-/// non-local domain gets `554 5.7.1`. Authenticated users may send anywhere, but until the
-/// outbound queue exists remote recipients get a temporary `451 4.3.0`.
+/// Where an accepted recipient goes.
+enum Accepted {
+    /// A local mailbox (the account, aliases expanded).
+    Local(Address),
+    /// The outbound queue.
+    Remote,
+}
+
+/// Where a forward path leads, or the refusal. Unauthenticated clients never relay: a non-local
+/// domain gets `554 5.7.1`. Authenticated users may send anywhere: remote recipients go to the
+/// outbound queue.
 fn resolve(
     path: &str,
     resolver: &dyn RecipientResolver,
     authenticated: bool,
-) -> Result<Address, Reply> {
+) -> Result<Accepted, Reply> {
     let unknown = || {
         Reply::new(
             550,
@@ -340,27 +363,19 @@ fn resolve(
             format!("<{path}>: Recipient address rejected: user unknown"),
         )
     };
-    let relay_denied = || {
-        if authenticated {
-            Reply::new(
-                451,
-                [4, 3, 0],
-                format!(
-                    "<{path}>: Delivery to remote domains is not available yet, try again later"
-                ),
-            )
-        } else {
-            Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"))
-        }
-    };
+    let relay_denied = || Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"));
     if path.is_empty() {
         // smtp-proto reports "<postmaster>" as the empty path.
-        return resolver.postmaster().ok_or_else(unknown);
+        return resolver
+            .postmaster()
+            .map(Accepted::Local)
+            .ok_or_else(unknown);
     }
     match Address::parse(path) {
         Ok(address) => match resolver.resolve(&address) {
-            Recipient::Local(account) => Ok(account),
+            Recipient::Local(account) => Ok(Accepted::Local(account)),
             Recipient::UnknownLocal => Err(unknown()),
+            Recipient::Remote if authenticated => Ok(Accepted::Remote),
             Recipient::Remote => Err(relay_denied()),
         },
         // Unparseable (quoted routing, `%`, literals…): "unknown user" for a local domain,

@@ -60,6 +60,11 @@ pub trait RecipientResolver {
     fn postmaster(&self) -> Option<Address>;
     /// May `account` send as `sender` (its own address or an alias)?
     fn owns(&self, account: &Address, sender: &Address) -> bool;
+    /// May the client start another message now (`rateLimit.*`)? Asked once per MAIL; a
+    /// `true` counts the message.
+    fn message_allowed(&self) -> bool {
+        true
+    }
 }
 
 /// What the driver must do next.

@@ -1,9 +1,9 @@
 //! The tokio driver of one SMTP connection: reads, feeds the sans-I/O [`Session`], writes its
 //! replies, enforces timeouts and hands complete messages to the store.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -21,6 +21,8 @@ use crate::config::{Config, TlsMode};
 use crate::net::ids::new_id;
 use crate::net::io::{read_or_stop, ReadOutcome};
 use crate::net::stream::MaybeTls;
+use crate::policy::RateLimiter;
+use crate::queue::{NewMessage, Outbound};
 use crate::store::{to_maildir_form, MailStore};
 
 /// Bytes read from the socket at a time; also the most the session buffers beyond its limits.
@@ -41,6 +43,10 @@ pub struct SmtpContext {
     /// Present when `smtp.certificate` is set.
     pub tls: Option<TlsAcceptor>,
     pub tls_mode: TlsMode,
+    /// The outbound queue (remote recipients of authenticated senders).
+    pub outbound: Outbound,
+    /// `rateLimit.*`, when enabled.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 /// Which port a connection came in on.
@@ -63,6 +69,7 @@ impl SmtpContext {
         tls: Option<TlsAcceptor>,
     ) -> SmtpContext {
         let limits = &config.smtp.limits;
+        let outbound = Outbound::start(config, directory.clone(), store.clone());
         SmtpContext {
             hostname: config
                 .helo_name
@@ -79,6 +86,8 @@ impl SmtpContext {
             authenticator,
             tls,
             tls_mode: config.tls.mode,
+            outbound,
+            rate_limit: RateLimiter::from_config(config),
         }
     }
 
@@ -114,6 +123,37 @@ impl RecipientResolver for Directory {
                 _ => None,
             }
         })
+    }
+}
+
+/// The directory and the per-client policies, as one session sees them.
+struct SessionPolicy<'a> {
+    ctx: &'a SmtpContext,
+    peer: IpAddr,
+}
+
+impl RecipientResolver for SessionPolicy<'_> {
+    fn resolve(&self, address: &Address) -> Recipient {
+        self.ctx.directory.resolve(address)
+    }
+
+    fn is_local_domain(&self, domain: &str) -> bool {
+        self.ctx.directory.is_local_domain(domain)
+    }
+
+    fn postmaster(&self) -> Option<Address> {
+        RecipientResolver::postmaster(self.ctx.directory.as_ref())
+    }
+
+    fn owns(&self, account: &Address, sender: &Address) -> bool {
+        self.ctx.directory.owns(account, sender)
+    }
+
+    fn message_allowed(&self) -> bool {
+        self.ctx
+            .rate_limit
+            .as_ref()
+            .is_none_or(|limiter| limiter.allow(self.peer, Instant::now()))
     }
 }
 
@@ -176,8 +216,12 @@ async fn drive(
     let mut out = session.greeting().to_wire();
     let mut buf = vec![0u8; READ_BUFFER];
     let mut messages = 0u32;
+    let policy = SessionPolicy {
+        ctx,
+        peer: peer.ip(),
+    };
     loop {
-        match session.next(ctx.directory.as_ref()) {
+        match session.next(&policy) {
             Step::Reply(reply) => {
                 if reply.is_error() {
                     // One line per refusal, with the client address in the span (for fail2ban).
@@ -252,7 +296,9 @@ async fn drive(
     }
 }
 
-/// Stores the message in every recipient's mailbox; `Ok(id)` only once it is durable.
+/// Queues the message for its remote recipients and stores it in every local recipient's
+/// mailbox; `Ok(id)` only once all of it is durable. On failure nothing stays queued (the
+/// client retries).
 async fn deliver(
     ctx: &SmtpContext,
     tx: &Transaction,
@@ -264,24 +310,66 @@ async fn deliver(
         hostname: &ctx.hostname,
         id,
     };
-    let message = to_maildir_form(&trace_headers(tx, &info), &tx.body);
-    let store = ctx.store.clone();
-    let accounts = tx.accounts.clone();
-    let size = message.len();
-    let result = tokio::task::spawn_blocking(move || store.deliver(&accounts, &message)).await;
+    let trace = trace_headers(tx, &info);
     let rcpts = tx.rcpt_to.join(",");
-    match result {
-        Ok(Ok(())) => {
-            info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
-            Ok(id.to_string())
-        }
-        Ok(Err(err)) => {
-            warn!(id, from = %tx.mail_from, to = %rcpts, "delivery failed: {err}");
-            Err(id.to_string())
-        }
-        Err(err) => {
-            warn!(id, "delivery task failed: {err}");
-            Err(id.to_string())
+    let queued = !tx.remote.is_empty();
+    if queued {
+        if let Err(err) = enqueue(ctx, tx, &trace, id).await {
+            warn!(id, from = %tx.mail_from, to = %rcpts, "queueing failed: {err:#}");
+            return Err(id.to_string());
         }
     }
+    if !tx.accounts.is_empty() {
+        let message = to_maildir_form(&trace, &tx.body);
+        let store = ctx.store.clone();
+        let accounts = tx.accounts.clone();
+        let size = message.len();
+        let result = tokio::task::spawn_blocking(move || store.deliver(&accounts, &message))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from));
+        if let Err(err) = result {
+            warn!(id, from = %tx.mail_from, to = %rcpts, "delivery failed: {err:#}");
+            if queued {
+                if let Err(err) = ctx.outbound.cancel(id) {
+                    warn!(id, "cannot take the message back from the queue: {err:#}");
+                }
+            }
+            return Err(id.to_string());
+        }
+        info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
+    }
+    if queued {
+        info!(id, from = %tx.mail_from, remote = %tx.remote.join(","), size = tx.body.len(), "queued");
+        ctx.outbound.kick(id.to_string());
+    }
+    Ok(id.to_string())
+}
+
+/// Spools the message (Received header first, CRLF wire form; no Return-Path, which only the
+/// final delivery adds) for the remote recipients.
+async fn enqueue(ctx: &SmtpContext, tx: &Transaction, trace: &str, id: &str) -> anyhow::Result<()> {
+    let received = trace
+        .strip_prefix("Return-Path:")
+        .and_then(|rest| rest.split_once('\n'))
+        .map_or(trace, |(_, rest)| rest);
+    let mut message = Vec::with_capacity(received.len() + 8 + tx.body.len());
+    message.extend_from_slice(received.replace('\n', "\r\n").as_bytes());
+    message.extend_from_slice(&tx.body);
+    let sender = tx.mail_from.clone();
+    let recipients = tx.remote.clone();
+    let smtputf8 = tx.smtputf8;
+    let id = id.to_string();
+    // spawn_blocking wants 'static: queue through a clone of the writer.
+    let outbound = ctx.outbound.handle();
+    tokio::task::spawn_blocking(move || {
+        outbound.enqueue(&NewMessage {
+            id: &id,
+            sender: &sender,
+            recipients: &recipients,
+            smtputf8,
+            message: &message,
+        })
+    })
+    .await?
 }

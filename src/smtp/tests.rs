@@ -419,7 +419,8 @@ fn submission_needs_auth_and_own_sender() {
         plain("alice", "pw")
     );
     let outcome = run_secure(secure_params(false, true, true), &input);
-    assert_eq!(outcome.codes(), [250, 235, 553, 250, 451, 250, 354, 250]);
+    assert_eq!(outcome.codes(), [250, 235, 553, 250, 250, 250, 354, 250]);
+    assert_eq!(outcome.delivered[0].remote, ["x@remote.test"]);
     assert!(outcome.replies[2].starts_with("553 5.7.1"));
     assert!(outcome.delivered[0].authenticated);
 }

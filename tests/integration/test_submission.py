@@ -100,16 +100,19 @@ def test_authenticated_local_delivery(server, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_remote_recipient_is_deferred_when_authenticated(server, kind):
+def test_remote_recipient_is_queued_when_authenticated(server, kind):
     tok = token()
     with session(server, kind) as client:
         client.cmd(f"MAIL FROM:<{ALICE}>", "250")
-        client.cmd(f"RCPT TO:<{REMOTE}>", "451 4.3.0")
-        client.cmd(f"RCPT TO:<{BOB}>", "250 2.1.5")  # the local one still goes
+        client.cmd(f"RCPT TO:<{REMOTE}>", "250 2.1.5")  # to the outbound queue
+        client.cmd(f"RCPT TO:<{BOB}>", "250 2.1.5")  # the local one is delivered
         client.data(make_message(tok, sender=ALICE, to=BOB))
         client.cmd("QUIT", 221)
     find_message(server, BOB, tok)
     assert not (server.mail_root / "remote.example").exists()
+    # The remote copy waits in the spool (nothing resolves remote.example here).
+    envelopes = list((server.state_dir / "queue").glob("*.json"))
+    assert any(REMOTE in e.read_text() for e in envelopes), envelopes
 
 
 @pytest.mark.parametrize("kind", ["mx", "mx-starttls"])

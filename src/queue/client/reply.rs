@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn multi_line_and_pipelined_replies() {
-        let replies = parse_all(b"250-mx.test\r\n250-PIPELINING\r\n250 SIZE 10\r\n550 5.1.1 no\r\n354\n");
+        let replies =
+            parse_all(b"250-mx.test\r\n250-PIPELINING\r\n250 SIZE 10\r\n550 5.1.1 no\r\n354\n");
         assert_eq!(replies.len(), 3);
         assert_eq!(replies[0].lines, ["mx.test", "PIPELINING", "SIZE 10"]);
         assert_eq!(replies[1].status(), "5.1.1");
@@ -211,7 +212,9 @@ mod tests {
         parser.push(b"250-a\r\n251 b\r\n");
         assert!(matches!(parser.next_reply(), Err(ReplyError::Malformed(_))));
         let mut parser = ReplyParser::default();
-        let many: Vec<u8> = (0..=MAX_REPLY_LINES).flat_map(|_| b"250-x\r\n".to_vec()).collect();
+        let many: Vec<u8> = (0..=MAX_REPLY_LINES)
+            .flat_map(|_| b"250-x\r\n".to_vec())
+            .collect();
         parser.push(&many);
         assert_eq!(parser.next_reply(), Err(ReplyError::TooManyLines));
     }

@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn dot_stuffing_and_final_crlf() {
-        assert_eq!(data_block(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n.\r\n");
+        assert_eq!(
+            data_block(b".a\r\nb\r\n..c\r\n"),
+            b"..a\r\nb\r\n...c\r\n.\r\n"
+        );
         assert_eq!(data_block(b"x\r\n.\r\ny"), b"x\r\n..\r\ny\r\n.\r\n");
         assert_eq!(data_block(b""), b".\r\n");
     }
@@ -242,7 +245,10 @@ mod tests {
             size: Some(5),
             ..Capabilities::default()
         };
-        assert_eq!(Needs::default().refusal(&small, 10).unwrap().status(), "5.3.4");
+        assert_eq!(
+            Needs::default().refusal(&small, 10).unwrap().status(),
+            "5.3.4"
+        );
     }
 
     #[test]
@@ -250,7 +256,11 @@ mod tests {
         let ok = reply(250, "2.1.5 ok");
         let outcomes = interpret(
             &reply(250, "ok"),
-            &[ok.clone(), reply(550, "5.1.1 unknown"), reply(450, "4.2.0 busy")],
+            &[
+                ok.clone(),
+                reply(550, "5.1.1 unknown"),
+                reply(450, "4.2.0 busy"),
+            ],
             Some(&reply(354, "go")),
             Some(&reply(250, "2.0.0 queued")),
             3,
@@ -260,11 +270,13 @@ mod tests {
         assert!(matches!(outcomes[2], RcptOutcome::Deferred(_)));
         // MAIL refused: everyone shares its fate.
         let outcomes = interpret(&reply(451, "later"), &[], None, None, 2);
-        assert!(outcomes.iter().all(|o| matches!(o, RcptOutcome::Deferred(_))));
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, RcptOutcome::Deferred(_))));
         // End of data refused permanently.
         let outcomes = interpret(
             &reply(250, "ok"),
-            &[ok.clone()],
+            std::slice::from_ref(&ok),
             Some(&reply(354, "go")),
             Some(&reply(554, "5.7.1 spam")),
             1,

@@ -1,0 +1,174 @@
+//! `icsmail queue run|list|show ID|flush|delete ID --config FILE`: the runner the systemd timer
+//! starts, and queue inspection for operators.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use tracing::info;
+
+use super::envelope::{format_time, Status};
+use super::runner::{Runner, Selection};
+use super::spool::Spool;
+use crate::auth::Directory;
+use crate::config::{self, Config};
+use crate::store::MailStore;
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// One pass of the queue runner: try every message whose retry time has come.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Try every queued message now, whatever its retry time.
+    Flush {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// One line per queued message.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The envelope of one message (JSON) and its header.
+    Show {
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Remove a message from the queue without telling its sender.
+    Delete {
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+pub fn run(command: QueueCommand) -> anyhow::Result<()> {
+    match command {
+        QueueCommand::Run { config } => pass(&config, Selection::Due),
+        QueueCommand::Flush { config } => pass(&config, Selection::All),
+        QueueCommand::List { config } => list(&load(&config)?),
+        QueueCommand::Show { id, config } => show(&load(&config)?, &id),
+        QueueCommand::Delete { id, config } => delete(&load(&config)?, &id),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    config::load_file(path).map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
+    let config = load(path)?;
+    init_logging();
+    let directory =
+        Arc::new(Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?);
+    let store = Arc::new(MailStore::new(
+        config.storage.path.clone(),
+        config.storage.default_folders.clone(),
+    ));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let runner = Runner::new(&config, directory, store);
+        runner.spool().ensure_dirs()?;
+        runner.run_pass(selection).await
+    })?;
+    info!(
+        finished = report.finished,
+        deferred = report.deferred,
+        busy = report.busy,
+        bounces = report.bounces,
+        "queue pass done"
+    );
+    Ok(())
+}
+
+fn list(config: &Config) -> anyhow::Result<()> {
+    let spool = Spool::new(&config.state_dir.0);
+    let ids = spool.list()?;
+    println!(
+        "{:<24} {:>9} {:>8} {:<20} {:<20} SENDER -> RECIPIENTS (open)",
+        "ID", "SIZE", "ATTEMPTS", "QUEUED", "NEXT ATTEMPT"
+    );
+    for id in &ids {
+        match spool.load(id) {
+            Ok(env) => {
+                let open: Vec<&str> = env.open_recipients().map(|r| r.address.as_str()).collect();
+                println!(
+                    "{:<24} {:>9} {:>8} {:<20} {:<20} <{}> -> {}",
+                    env.id,
+                    env.size,
+                    env.attempts,
+                    format_time(env.created),
+                    format_time(env.next_attempt),
+                    env.sender,
+                    open.join(", ")
+                );
+                if let Some(error) = &env.last_error {
+                    println!("{:<24} last error: {error}", "");
+                }
+            }
+            Err(err) => println!("{id:<24} (unreadable envelope: {err:#})"),
+        }
+    }
+    println!("{} message(s) in the queue", ids.len());
+    Ok(())
+}
+
+fn show(config: &Config, id: &str) -> anyhow::Result<()> {
+    let spool = Spool::new(&config.state_dir.0);
+    let env = spool.load(id)?;
+    print!("{}", String::from_utf8_lossy(&env.to_json()));
+    let path = spool.dir().join(format!("{id}.eml"));
+    let message = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let end = super::client::transaction::find_header_end(&message);
+    println!("--- header of {} ---", path.display());
+    print!(
+        "{}",
+        String::from_utf8_lossy(&message[..end]).replace("\r\n", "\n")
+    );
+    let pending = env
+        .recipients
+        .iter()
+        .filter(|r| r.status == Status::Pending)
+        .count();
+    println!(
+        "--- {} recipient(s), {pending} not tried yet ---",
+        env.recipients.len()
+    );
+    Ok(())
+}
+
+fn delete(config: &Config, id: &str) -> anyhow::Result<()> {
+    init_logging();
+    let spool = Spool::new(&config.state_dir.0);
+    let env = spool.load(id)?;
+    let locked = spool
+        .try_lock(id)?
+        .with_context(|| format!("{id} is being delivered right now; try again"))?;
+    spool.remove(locked)?;
+    info!(
+        id,
+        from = env.sender,
+        "deleted from the queue by the operator (no bounce)"
+    );
+    println!("{id} deleted");
+    Ok(())
+}
