@@ -100,7 +100,8 @@ pub fn run(config: Config, which: Daemons) -> anyhow::Result<()> {
     })
 }
 
-fn init_logging() {
+/// Logs to stderr (the journal under systemd, which stamps lines itself); `RUST_LOG` filters.
+pub fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -108,10 +109,10 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    // The journal stamps lines itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
+    // A second call (several roles in one process) keeps the first subscriber.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
     } else {
-        builder.init();
-    }
+        builder.try_init()
+    };
 }

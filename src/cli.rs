@@ -104,6 +104,7 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
+/// Reads and validates a configuration file; the error lists every problem.
+pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
     config::load_file(path).map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))
 }

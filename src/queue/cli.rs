@@ -1,7 +1,6 @@
 //! `icsmail queue run|list|show ID|flush|delete ID --config FILE`: the runner the systemd timer
 //! starts, and queue inspection for operators.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use super::envelope::{format_time, Status};
 use super::runner::{Runner, Selection};
 use super::spool::Spool;
 use crate::auth::Directory;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::store::MailStore;
 
 #[derive(Debug, Subcommand)]
@@ -51,33 +50,15 @@ pub fn run(command: QueueCommand) -> anyhow::Result<()> {
     match command {
         QueueCommand::Run { config } => pass(&config, Selection::Due),
         QueueCommand::Flush { config } => pass(&config, Selection::All),
-        QueueCommand::List { config } => list(&load(&config)?),
-        QueueCommand::Show { id, config } => show(&load(&config)?, &id),
-        QueueCommand::Delete { id, config } => delete(&load(&config)?, &id),
+        QueueCommand::List { config } => list(&crate::cli::load(&config)?),
+        QueueCommand::Show { id, config } => show(&crate::cli::load(&config)?, &id),
+        QueueCommand::Delete { id, config } => delete(&crate::cli::load(&config)?, &id),
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
-    config::load_file(path).map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
-    let config = load(path)?;
-    init_logging();
+    let config = crate::cli::load(path)?;
+    crate::app::init_logging();
     let directory =
         Arc::new(Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?);
     let store = Arc::new(MailStore::new(
@@ -157,7 +138,7 @@ fn show(config: &Config, id: &str) -> anyhow::Result<()> {
 }
 
 fn delete(config: &Config, id: &str) -> anyhow::Result<()> {
-    init_logging();
+    crate::app::init_logging();
     let spool = Spool::new(&config.state_dir.0);
     let env = spool.load(id)?;
     let locked = spool

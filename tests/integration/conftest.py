@@ -52,16 +52,20 @@ def password_hash(bin_path) -> str:
     return lines[-1].strip()
 
 
-@pytest.fixture
-def make_server(tmp_path, password_hash, bin_path):
-    servers: list[Server] = []
+class ServerFactory:
+    """Starts servers with their own temp dir, config and free port under `root`; `finish`
+    stops them, prints their stderr and fails if one died on its own."""
 
-    def start(smtp: dict | None = None, limits: dict | None = None, extra: dict | None = None,
-              mode: str = "smtpd", name: str | None = None, start: bool = True) -> Server:
-        tmp = tmp_path / (name or f"srv{len(servers)}")
+    def __init__(self, root: Path, password_hash: str, label: str):
+        self.root, self.password_hash, self.label = root, password_hash, label
+        self.servers: list[Server] = []
+
+    def __call__(self, smtp: dict | None = None, limits: dict | None = None,
+                 extra: dict | None = None, mode: str = "smtpd", name: str | None = None,
+                 start: bool = True) -> Server:
+        tmp = self.root / (name or f"srv{len(self.servers)}")
         tmp.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        config = base_config(tmp, port, password_hash)
+        config = base_config(tmp, free_port(), self.password_hash)
         overrides = deep_merge({"smtp": smtp or {}}, extra)
         if limits:
             overrides = deep_merge(overrides, {"smtp": {"limits": limits}})
@@ -69,25 +73,31 @@ def make_server(tmp_path, password_hash, bin_path):
         path = write_config(tmp / "config.json", config)
         server = Server(tmp=tmp, port=config["smtp"]["port"], config=config, config_path=path,
                         mode=mode)
-        servers.append(server)
+        self.servers.append(server)
         if start:
             server.start()
         return server
 
-    yield start
+    def finish(self) -> None:
+        problems = []
+        for server in self.servers:
+            if server.proc is None:
+                continue
+            crashed = server.proc.poll() is not None and not server.expect_exit
+            code = server.stop()
+            print(f"--- {self.label}{server.mode} on port {server.port} (exit {code}) stderr ---")
+            print(server.stderr()[-20000:])
+            if crashed:
+                problems.append(f"server on port {server.port} died on its own (exit {code})")
+        if problems:
+            pytest.fail("; ".join(problems))
 
-    problems = []
-    for server in servers:
-        if server.proc is None:
-            continue
-        crashed = server.proc.poll() is not None and not server.expect_exit
-        code = server.stop()
-        print(f"--- {server.mode} on port {server.port} (exit {code}) stderr ---")
-        print(server.stderr()[-20000:])
-        if crashed:
-            problems.append(f"server on port {server.port} died during the test (exit {code})")
-    if problems:
-        pytest.fail("; ".join(problems))
+
+@pytest.fixture
+def make_server(tmp_path, password_hash, bin_path):
+    factory = ServerFactory(tmp_path, password_hash, "")
+    yield factory
+    factory.finish()
 
 
 @pytest.fixture
@@ -98,40 +108,9 @@ def server(make_server) -> Server:
 @pytest.fixture(scope="module")
 def make_module_server(tmp_path_factory, password_hash, bin_path):
     """`make_server` for servers shared by the tests of a module (stopped after the module)."""
-    servers: list[Server] = []
-    root = tmp_path_factory.mktemp("modsrv")
-
-    def start(smtp: dict | None = None, limits: dict | None = None, extra: dict | None = None,
-              mode: str = "smtpd", name: str | None = None, start: bool = True) -> Server:
-        tmp = root / (name or f"srv{len(servers)}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        config = base_config(tmp, free_port(), password_hash)
-        overrides = deep_merge({"smtp": smtp or {}}, extra)
-        if limits:
-            overrides = deep_merge(overrides, {"smtp": {"limits": limits}})
-        config = deep_merge(config, overrides)
-        path = write_config(tmp / "config.json", config)
-        server = Server(tmp=tmp, port=config["smtp"]["port"], config=config, config_path=path,
-                        mode=mode)
-        servers.append(server)
-        if start:
-            server.start()
-        return server
-
-    yield start
-
-    problems = []
-    for server in servers:
-        if server.proc is None:
-            continue
-        crashed = server.proc.poll() is not None and not server.expect_exit
-        code = server.stop()
-        print(f"--- module {server.mode} on port {server.port} (exit {code}) stderr ---")
-        print(server.stderr()[-20000:])
-        if crashed:
-            problems.append(f"shared server on port {server.port} died (exit {code})")
-    if problems:
-        pytest.fail("; ".join(problems))
+    factory = ServerFactory(tmp_path_factory.mktemp("modsrv"), password_hash, "module ")
+    yield factory
+    factory.finish()
 
 
 class TestCerts:
