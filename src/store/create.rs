@@ -54,6 +54,23 @@ pub fn ensure_mailbox(root: &Path, folders: &[DefaultFolder]) -> io::Result<()> 
     Ok(())
 }
 
+/// Files left in `tmp/` longer than this are from deliveries that died (Maildir's rule).
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
+
+/// Removes what crashed deliveries left in the mailbox's `tmp/` (never a message that was
+/// acknowledged: those are in `new/` or `cur/`). Returns how many files went.
+pub fn clean_stale_tmp(root: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(root.join("tmp"))? {
+        let entry = entry?;
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if age > STALE_TMP && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// `cur/ new/ tmp/` and the UIDVALIDITY file of one folder.
 fn ensure_folder(dir: &Path) -> io::Result<()> {
     for sub in ["cur", "new", "tmp"] {
@@ -101,6 +118,19 @@ mod tests {
         for sub in ["cur", "new", "tmp"] {
             assert!(root.join(".Junk").join(sub).is_dir());
         }
+        let fresh = root.join("tmp").join("fresh");
+        fs::write(&fresh, b"x").unwrap();
+        let stale = root.join("tmp").join("stale");
+        fs::write(&stale, b"x").unwrap();
+        let old = std::time::SystemTime::now() - STALE_TMP - std::time::Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(clean_stale_tmp(&root).unwrap(), 1);
+        assert!(fresh.exists() && !stale.exists());
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::create::ensure_mailbox;
+use super::create::{clean_stale_tmp, ensure_mailbox};
 use super::dirsync::DirSyncer;
 use crate::address::Address;
 use crate::config::model::DefaultFolder;
@@ -53,6 +53,8 @@ impl MailStore {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         if !known.contains(&path) {
             ensure_mailbox(&path, &self.default_folders)?;
+            // Best effort: a leftover in tmp/ harms nothing but space.
+            let _ = clean_stale_tmp(&path);
             known.insert(path.clone());
         }
         Ok(path)
@@ -76,8 +78,11 @@ impl MailStore {
         let name = self.unique_name(message);
         let tmp = self.mailbox_path(first).join("tmp").join(&name);
         let result = self.write_and_link(&tmp, &name, &mailboxes, message);
-        // The tmp name is only a staging link; on success the message lives in new/.
-        let _ = fs::remove_file(&tmp);
+        // The tmp name is only a staging name; on success the message lives in new/ (for one
+        // mailbox it was renamed away already).
+        if result.is_err() || mailboxes.len() > 1 {
+            let _ = fs::remove_file(&tmp);
+        }
         result
     }
 
@@ -95,6 +100,11 @@ impl MailStore {
         file.write_all(message)?;
         file.sync_all()?;
         drop(file);
+        if let [only] = mailboxes {
+            // One mailbox (the usual case): the classic Maildir rename, tmp/ is its own.
+            fs::rename(tmp, only.join("new").join(name))?;
+            return self.syncer.sync(&only.join("new"));
+        }
         for mailbox in mailboxes {
             let target = mailbox.join("new").join(name);
             if let Err(err) = fs::hard_link(tmp, &target) {
