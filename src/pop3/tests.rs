@@ -172,3 +172,39 @@ fn overlong_line_is_refused_and_drained() {
     assert!(out.lines.starts_with("-ERR Line too long"), "{}", out.lines);
     assert!(out.lines.contains("+OK Capability list follows"));
 }
+
+/// Random bytes and POP3-looking fragments: the session never panics and always ends.
+#[test]
+fn random_input_never_panics() {
+    let fragments: [&str; 10] = [
+        "USER a\r\n",
+        "PASS pw\r\n",
+        "STAT\r\n",
+        "RETR 1\r\n",
+        "TOP 2 1\r\n",
+        "DELE 1\r\n",
+        "AUTH PLAIN\r\n",
+        "STLS\r\n",
+        "LIST 99\r\n",
+        "\u{0}\u{7f}",
+    ];
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..500 {
+        let mut input = String::new();
+        for _ in 0..(next() % 30) {
+            if next() % 3 == 0 {
+                input.extend((0..next() % 40).map(|_| char::from((next() % 128) as u8)));
+            } else {
+                input.push_str(fragments[(next() % 10) as usize]);
+            }
+        }
+        let security = if next() % 2 == 0 { PLAIN_OK } else { REQUIRED };
+        let _ = run(security, &input);
+    }
+}

@@ -463,3 +463,44 @@ fn auth_plain_and_login_exchanges() {
     );
     assert_eq!(twice.codes(), [250, 235, 503]);
 }
+
+/// Random bytes and random SMTP-looking fragments, in random chunks: the session never panics
+/// and always ends (every step consumes input or finishes).
+#[test]
+fn random_input_never_panics() {
+    let fragments: [&[u8]; 12] = [
+        b"EHLO x\r\n",
+        b"MAIL FROM:<a@b.test>\r\n",
+        b"RCPT TO:<alice@local.test>\r\n",
+        b"DATA\r\n",
+        b"\r\n.\r\n",
+        b"BDAT 3\r\n",
+        b"BDAT 2 LAST\r\n",
+        b"AUTH PLAIN\r\n",
+        b"STARTTLS\r\n",
+        b"\x00\xff",
+        b".\n",
+        b"RSET\r\n",
+    ];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..500 {
+        let mut input = Vec::new();
+        for _ in 0..(next() % 40) {
+            if next() % 3 == 0 {
+                input.extend((0..next() % 64).map(|_| next() as u8));
+            } else {
+                input.extend_from_slice(fragments[(next() % 12) as usize]);
+            }
+        }
+        let chunk = (next() % 50 + 1) as usize;
+        let mut params = secure_params(true, next() % 2 == 0, next() % 2 == 0);
+        params.max_errors = 1000;
+        let _ = run_chunked(&mut Session::new(params), &input, chunk);
+    }
+}
