@@ -15,3 +15,6 @@ pub mod queue;
 pub mod smtp;
 pub mod store;
 pub mod tls;
+
+#[cfg(test)]
+mod test_support;

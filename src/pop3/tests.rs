@@ -188,13 +188,7 @@ fn random_input_never_panics() {
         "LIST 99\r\n",
         "\u{0}\u{7f}",
     ];
-    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::test_support::xorshift(0x2545_F491_4F6C_DD1D);
     for _ in 0..500 {
         let mut input = String::new();
         for _ in 0..(next() % 30) {

@@ -482,13 +482,7 @@ fn random_input_never_panics() {
         b".\n",
         b"RSET\r\n",
     ];
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::test_support::xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..500 {
         let mut input = Vec::new();
         for _ in 0..(next() % 40) {
