@@ -192,13 +192,17 @@ fn random_input_never_panics() {
     for _ in 0..500 {
         let mut input = String::new();
         for _ in 0..(next() % 30) {
-            if next() % 3 == 0 {
+            if next().is_multiple_of(3) {
                 input.extend((0..next() % 40).map(|_| char::from((next() % 128) as u8)));
             } else {
                 input.push_str(fragments[(next() % 10) as usize]);
             }
         }
-        let security = if next() % 2 == 0 { PLAIN_OK } else { REQUIRED };
+        let security = if next().is_multiple_of(2) {
+            PLAIN_OK
+        } else {
+            REQUIRED
+        };
         let _ = run(security, &input);
     }
 }

@@ -486,14 +486,14 @@ fn random_input_never_panics() {
     for _ in 0..500 {
         let mut input = Vec::new();
         for _ in 0..(next() % 40) {
-            if next() % 3 == 0 {
+            if next().is_multiple_of(3) {
                 input.extend((0..next() % 64).map(|_| next() as u8));
             } else {
                 input.extend_from_slice(fragments[(next() % 12) as usize]);
             }
         }
         let chunk = (next() % 50 + 1) as usize;
-        let mut params = secure_params(true, next() % 2 == 0, next() % 2 == 0);
+        let mut params = secure_params(true, next().is_multiple_of(2), next().is_multiple_of(2));
         params.max_errors = 1000;
         let _ = run_chunked(&mut Session::new(params), &input, chunk);
     }
