@@ -21,6 +21,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 H="python3 $HERE/helper.py"
+# shellcheck source=../lib/private-postfix.sh
+. "$HERE/../lib/private-postfix.sh"
 
 MSGS="${MSGS:-5000}"
 SIZE="${SIZE:-1024}"
@@ -107,37 +109,15 @@ run_postfix() {
   mkdir -p "$d/etc" "$d/queue" "$d/data"
   PF_DIRS+=("$d")
   chown postfix "$d/data"
-  cat >"$d/etc/main.cf" <<EOF
-compatibility_level = 3.6
-config_directory = $d/etc
-queue_directory = $d/queue
-data_directory = $d/data
-myhostname = bench-postfix.test
-mydomain = bench-postfix.test
-myorigin = \$myhostname
-mydestination = localhost
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+  {
+    postfix_base_main_cf "$d"
+    cat <<EOF
 relayhost = [127.0.0.1]:$sink_port
 defer_transports = smtp
 smtp_tls_security_level = none
-alias_maps =
-alias_database =
-biff = no
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = $d/maillog
 EOF
-  awk -v port="$smtpd_port" '
-    /^postlog[ \t]/ { print "postlog unix-dgram n - n - 1 postlogd"; exit }
-    /^#/ || /^[ \t]*$/ { next }
-    /^[ \t]/ { if (keep) print; next }
-    {
-      keep = 1
-      if ($1 == "smtp" && $2 == "inet") { print "127.0.0.1:" port " inet n - n - - smtpd"; next }
-      if ($2 == "inet") { keep = 0; next }
-      $5 = "n"; print
-    }' /etc/postfix/master.cf >"$d/etc/master.cf"
+  } >"$d/etc/main.cf"
+  postfix_master_cf "$smtpd_port" >"$d/etc/master.cf"
   postfix -c "$d/etc" start >"$d/start.log" 2>&1 || { cat "$d/start.log" >&2; die "postfix start failed"; }
   wait_port "$smtpd_port" || die "postfix smtpd not listening"
   log "postfix $n: queueing $MSGS messages (delivery deferred)"

@@ -41,6 +41,18 @@ def assert_serves(server, address=ALICE, source=None):
     return message
 
 
+def eventually_serves(server, timeout: float = 10):
+    """`assert_serves` once the server has let go of a flood of connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return assert_serves(server)
+        except (AssertionError, ConnectionClosed):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def assert_nothing_stored(server):
     files = all_message_files(server.mail_root)
     new_cur = [f for f in files if f.parent.name in ("new", "cur")]
@@ -353,15 +365,7 @@ def test_connection_flood_from_one_ip(make_server):
         for s in socks:
             s.close()
     # once the flood is gone, 127.0.0.1 is served again
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert_serves(server)
-            break
-        except (AssertionError, ConnectionClosed):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    eventually_serves(server)
     assert len(server.new_files(ALICE)) == 2
 
 
@@ -381,15 +385,7 @@ def test_max_connections(make_server):
     finally:
         for c in clients:
             c.close()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert_serves(server)
-            break
-        except (AssertionError, ConnectionClosed):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    eventually_serves(server)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from icshelpers import ALICE, PASSWORD, make_message
+from icshelpers import ALICE, PASSWORD, make_message, port_is_free
 from queuepeers import (Dnsmasq, Peer, PrivatePostfix, envelopes, iso, kill9, make_ca,
-                        parse_iso, port_free_on, queue_cli, queue_dir, rewrite_envelope,
+                        parse_iso, queue_cli, queue_dir, rewrite_envelope,
                         start_runner, wait_until)
 
 POSTFIX_IP = "127.0.0.2"
@@ -53,7 +53,7 @@ def dns(tmp_path_factory):
 @pytest.fixture(scope="module")
 def postfix(tmp_path_factory):
     for ip in (POSTFIX_IP, DOWN_IP, BUSY_IP, SLOW_IP, DEAD_IP):
-        assert port_free_on(ip, 25), f"port 25 on {ip} is taken: the tests need it"
+        assert port_is_free(25, ip), f"port 25 on {ip} is taken: the tests need it"
     ca = make_ca(tmp_path_factory.mktemp("ca"), ["mx.remote.test"], [POSTFIX_IP])
     # Postfix's own users must reach its directories: not under pytest's private temp dir.
     base = Path(tempfile.mkdtemp(prefix="ics-queue-postfix-", dir="/var/tmp"))
