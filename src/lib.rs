@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod imap;
 pub mod demo;
 pub mod net;
 pub mod policy;

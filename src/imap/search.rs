@@ -1,0 +1,1 @@
+//! SEARCH: evaluating RFC 3501 §6.4.4 search keys against one message.
