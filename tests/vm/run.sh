@@ -17,7 +17,8 @@
 #      CACHE        base image cache (default /var/cache/icsmail-vm)
 #      WORK         per-run directory (default /tmp/icsmail-vm)
 #      PORTBASE     host ports ${PORTBASE}25 (SMTP), …87 (submission), …65 (SMTPS), …10 (POP3),
-#                   …95 (POP3S), …43 (IMAP), …93 (IMAPS), …99 (test hook); default 461
+#                   …95 (POP3S), …43 (IMAP), …93 (IMAPS), …99 (test hook); default: free ports
+#                   the kernel picks (bind to port 0), picked again if QEMU can't bind one
 #      MIRROR       Debian mirror (default: the one in this machine's apt sources)
 #      REBUILD=1    rebuild the cached base image
 #      KEEP=1       leave the VM running at the end (kill it with: kill $(cat $WORK/qemu.pid))
@@ -28,7 +29,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/tests/vm"
 CACHE=${CACHE:-/var/cache/icsmail-vm}
 WORK=${WORK:-/tmp/icsmail-vm}
-PORTBASE=${PORTBASE:-461}
+PORTBASE=${PORTBASE:-}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 MIRROR=${MIRROR:-$(grep -h "^URIs:" /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep "/debian$" | head -n1 || true)}
 [ -n "$MIRROR" ] || MIRROR=$(grep -h "^deb " /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep "/debian/\?$" | head -n1 || true)
@@ -215,26 +216,46 @@ rm -rf "$R"
 timing "per-run image (binary, units, config; mkfs.ext4 -d)" "$(secs "$t")"
 
 # ------------------------------------------------------------------------------- boot
-declare -A FWD=([25]=${PORTBASE}25 [587]=${PORTBASE}87 [465]=${PORTBASE}65 [110]=${PORTBASE}10
-                [995]=${PORTBASE}95 [143]=${PORTBASE}43 [993]=${PORTBASE}93 [9999]=${PORTBASE}99)
-hostfwd=""
-for g in "${!FWD[@]}"; do
-  h=${FWD[$g]}
-  if $PY -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$h))!=0)"; then
-    echo "FAIL: host port $h is already in use (set PORTBASE)"; exit 1
+GUEST_PORTS=(25 587 465 110 995 143 993 9999)
+declare -A FWD
+# Host ports: fixed ones from PORTBASE, or free ones the kernel hands out (all held at once so
+# they differ). A port can still be taken between the pick and QEMU's bind (CI once lost one to
+# another process), so a failed start is retried with a fresh pick.
+pick_ports() {
+  local hosts
+  if [ -n "$PORTBASE" ]; then
+    hosts=(${PORTBASE}25 ${PORTBASE}87 ${PORTBASE}65 ${PORTBASE}10 ${PORTBASE}95 ${PORTBASE}43 ${PORTBASE}93 ${PORTBASE}99)
+  else
+    read -r -a hosts < <($PY -c "
+import socket
+socks = [socket.socket() for _ in range(${#GUEST_PORTS[@]})]
+for s in socks: s.bind(('127.0.0.1', 0))
+print(' '.join(str(s.getsockname()[1]) for s in socks))")
   fi
-  hostfwd+=",hostfwd=tcp:127.0.0.1:$h-:$g"
-done
+  hostfwd=""
+  local i
+  for i in "${!GUEST_PORTS[@]}"; do
+    FWD[${GUEST_PORTS[$i]}]=${hosts[$i]}
+    hostfwd+=",hostfwd=tcp:127.0.0.1:${hosts[$i]}-:${GUEST_PORTS[$i]}"
+  done
+}
 rm -f "$WORK/console.log" "$WORK/qemu.pid"
 t_boot=$(now)
-qemu-system-x86_64 -accel tcg,thread=multi,tb-size=256 -cpu max -smp 2 -m 768 \
-  -nodefaults -display none -no-reboot -monitor none -serial "file:$WORK/console.log" \
-  -kernel "$BASE/vmlinux" -initrd "$BASE/initrd.img" \
-  -append "console=ttyS0 root=/dev/vda rw quiet panic=-1 systemd.unit=multi-user.target" \
-  -drive "file=$WORK/disk.raw,format=raw,if=virtio,cache=unsafe" \
-  -netdev "user,id=n0,restrict=on$hostfwd" \
-  -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
-  -daemonize -pidfile "$WORK/qemu.pid"
+for attempt in 1 2 3; do
+  pick_ports
+  if qemu-system-x86_64 -accel tcg,thread=multi,tb-size=256 -cpu max -smp 2 -m 768 \
+    -nodefaults -display none -no-reboot -monitor none -serial "file:$WORK/console.log" \
+    -kernel "$BASE/vmlinux" -initrd "$BASE/initrd.img" \
+    -append "console=ttyS0 root=/dev/vda rw quiet panic=-1 systemd.unit=multi-user.target" \
+    -drive "file=$WORK/disk.raw,format=raw,if=virtio,cache=unsafe" \
+    -netdev "user,id=n0,restrict=on$hostfwd" \
+    -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
+    -daemonize -pidfile "$WORK/qemu.pid"; then
+    break
+  fi
+  [ "$attempt" -lt 3 ] && [ -z "$PORTBASE" ] || { echo "FAIL: qemu did not start (host ports: ${hostfwd})"; exit 1; }
+  log "qemu could not start (a host port was taken?); picking new ports"
+done
 QPID=$(cat "$WORK/qemu.pid")
 cleanup() { [[ ${KEEP:-0} == 1 ]] || kill "$QPID" 2>/dev/null || true; }
 trap cleanup EXIT
