@@ -121,22 +121,79 @@ impl MailStore {
         Ok(())
     }
 
+    /// Places one message (in Maildir form, LF line ends) into the folder at `folder` (its
+    /// `new/`), with `mtime` as its INTERNALDATE when given: tmp → fsync → rename → directory
+    /// fsync. Returns the Maildir base name. Used by IMAP APPEND. Blocking.
+    pub fn place(
+        &self,
+        folder: &Path,
+        message: &[u8],
+        mtime: Option<SystemTime>,
+    ) -> io::Result<String> {
+        let name = self.unique_name(message);
+        let tmp = folder.join("tmp").join(&name);
+        let result = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            file.write_all(message)?;
+            if let Some(mtime) = mtime {
+                file.set_modified(mtime)?;
+            }
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, folder.join("new").join(&name))?;
+            self.syncer.sync(&folder.join("new"))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| name)
+    }
+
+    /// Links (or copies, across file systems) an existing message file into the folder at
+    /// `folder` under a new name, keeping its mtime (INTERNALDATE). The caller syncs the
+    /// target's `new/` once for a batch ([`MailStore::sync_dir`]). Used by IMAP COPY/MOVE.
+    pub fn link_into(&self, source: &Path, folder: &Path, wire_size: u64) -> io::Result<String> {
+        let size = fs::metadata(source)?.len();
+        let name = self.unique_name_sized(size, Some(wire_size));
+        let target = folder.join("new").join(&name);
+        if let Err(err) = fs::hard_link(source, &target) {
+            if err.raw_os_error() != Some(libc::EXDEV) {
+                return Err(err);
+            }
+            let tmp = folder.join("tmp").join(&name);
+            copy_durably(source, &tmp, &target)?;
+        }
+        Ok(name)
+    }
+
+    /// Makes the entries of `dir` durable (shares fsyncs with concurrent deliveries).
+    pub fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.syncer.sync(dir)
+    }
+
     /// `<secs>.M<µs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` (Maildir and Dovecot conventions).
     fn unique_name(&self, message: &[u8]) -> String {
+        let lines = message.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.unique_name_sized(message.len() as u64, Some(message.len() as u64 + lines))
+    }
+
+    /// A new unique name for a message of `size` bytes on disk and `wire` bytes in CRLF form
+    fn unique_name_sized(&self, size: u64, wire: Option<u64>) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let sequence = self.counter.fetch_add(1, Ordering::Relaxed);
-        let lines = message.iter().filter(|&&b| b == b'\n').count();
+        let wire = wire.map(|w| format!(",W={w}")).unwrap_or_default();
         format!(
-            "{}.M{}P{}Q{}.{},S={},W={}",
+            "{}.M{}P{}Q{}.{},S={size}{wire}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
             sequence,
             self.host,
-            message.len(),
-            message.len() + lines
         )
     }
 }

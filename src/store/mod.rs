@@ -2,7 +2,8 @@
 //!
 //! Layout (docs/storage.md): `<storage.path>/<domain>/<local part>/` is the INBOX
 //! (`cur/ new/ tmp/`); sub-folders are `.<Name>/` beside it (Maildir++). Each folder holds
-//! `ics-uidvalidity` (its UIDVALIDITY, fixed at creation); the mailbox root holds
+//! `ics-uidvalidity` (its UIDVALIDITY, fixed at creation) and `ics-index` (UIDs, flags and
+//! modification sequences for IMAP, see `index`); the mailbox root holds
 //! `ics-folders.json` (folders and their SPECIAL-USE roles). Messages are stored with LF line
 //! ends, and their file names carry `,S=<bytes on disk>,W=<bytes in CRLF form>`.
 
@@ -10,12 +11,11 @@ mod create;
 mod deliver;
 mod dirsync;
 mod inbox;
+pub mod index;
 mod names;
-mod uidlist;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
 pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use inbox::{delete_messages, list_messages, to_wire_form, StoredMessage};
 pub use names::{folder_dir_name, folder_name_problem};
-pub use uidlist::{sync_uids, UidMap, UIDLIST_FILE};

@@ -1,0 +1,467 @@
+//! The per-folder IMAP index, `ics-index` beside the folder's `cur/ new/ tmp/`: stable UIDs,
+//! flags, keywords and CONDSTORE modification sequences, kept under an exclusive `flock` so
+//! several sessions and processes (imapd, pop3d, smtpd) agree.
+//!
+//! Message files stay where delivery put them; flags live here, not in `:2,` file-name suffixes
+//! (a file arriving with a suffix, e.g. copied from another Maildir server, has its flags
+//! imported once). File format (text; docs/storage.md):
+//!
+//! ```text
+//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid>
+//! <uid> <modseq> <internal date> <CRLF size> <base name> [flag ...]
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::create::UIDVALIDITY_FILE;
+use super::inbox::{list_messages, StoredMessage};
+use crate::imap::message::FlagSet;
+
+pub const INDEX_FILE: &str = "ics-index";
+const LOCK_FILE: &str = "ics-index.lock";
+const MAGIC: &str = "ics-index 1";
+
+/// One message of the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub uid: u32,
+    pub modseq: u64,
+    /// Seconds since the epoch (the file's mtime when first indexed).
+    pub internal_date: i64,
+    /// Size in CRLF form.
+    pub size: u64,
+    pub base: String,
+    pub path: PathBuf,
+    pub flags: FlagSet,
+}
+
+/// A folder's index after a sync: its messages ascending by UID.
+#[derive(Debug, Clone, Default)]
+pub struct FolderIndex {
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    /// Messages with a UID at least this are \Recent for the next session that claims them.
+    pub first_recent: u32,
+    pub messages: Vec<IndexEntry>,
+}
+
+impl FolderIndex {
+    /// Position of `uid` in `messages`.
+    pub fn position(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// The next modification sequence (and records it as the highest).
+    pub fn bump_modseq(&mut self) -> u64 {
+        self.highest_modseq += 1;
+        self.highest_modseq
+    }
+}
+
+/// What makes a session's cached index stale: the index file's identity and the message
+/// directories' change times. Comparing stamps avoids re-reading an unchanged folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp([(u64, i64, i64); 3]);
+
+/// The folder's current stamp (cheap: three `stat`s).
+pub fn stamp(dir: &Path) -> Stamp {
+    let of = |path: PathBuf| match fs::metadata(path) {
+        Ok(meta) => (meta.ino(), meta.mtime(), meta.mtime_nsec() ^ (meta.size() as i64)),
+        Err(_) => (0, 0, 0),
+    };
+    Stamp([
+        of(dir.join(INDEX_FILE)),
+        of(dir.join("new")),
+        of(dir.join("cur")),
+    ])
+}
+
+/// Reads the folder, indexes new message files, forgets vanished ones and writes the index
+/// back when it changed. Blocking.
+pub fn sync(dir: &Path) -> io::Result<FolderIndex> {
+    update(dir, |_| Ok(())).map(|(index, ())| index)
+}
+
+/// [`sync`], then `change` on the synced index under the same lock; the index is written back
+/// when anything changed. Blocking.
+pub fn update<R>(
+    dir: &Path,
+    change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
+) -> io::Result<(FolderIndex, R)> {
+    let _lock = lock(dir)?;
+    let uid_validity = read_uid_validity(dir)?;
+    let mut index = read_index(dir, uid_validity)?;
+    let before = fingerprint(&index);
+    reconcile(dir, &mut index)?;
+    let result = change(&mut index)?;
+    if fingerprint(&index) != before {
+        write_index(dir, &index)?;
+    }
+    Ok((index, result))
+}
+
+/// Cheap change detection: anything that changes the file changes one of these.
+fn fingerprint(index: &FolderIndex) -> (u32, u64, u32, usize) {
+    (
+        index.uid_next,
+        index.highest_modseq,
+        index.first_recent,
+        index.messages.len(),
+    )
+}
+
+/// Brings the index in line with the files: new files get UIDs (in delivery order), vanished
+/// ones are dropped (one modseq step, so CONDSTORE clients notice).
+fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
+    let present = list_messages(dir)?;
+    let mut by_base: HashMap<&str, &StoredMessage> = HashMap::with_capacity(present.len());
+    for message in &present {
+        by_base.insert(message.base.as_str(), message);
+    }
+    let before = index.messages.len();
+    index.messages.retain_mut(|entry| match by_base.remove(entry.base.as_str()) {
+        Some(found) => {
+            entry.path = found.path.clone();
+            true
+        }
+        None => false,
+    });
+    if index.messages.len() != before {
+        index.bump_modseq();
+    }
+    // What is left in `by_base` is new, in `present` (delivery) order.
+    for message in &present {
+        if !by_base.contains_key(message.base.as_str()) {
+            continue;
+        }
+        let uid = index.uid_next;
+        index.uid_next = uid.checked_add(1).ok_or_else(|| {
+            io::Error::other("UID space exhausted: the folder needs a new UIDVALIDITY")
+        })?;
+        let modseq = index.bump_modseq();
+        let internal_date = fs::metadata(&message.path)
+            .map(|meta| meta.mtime())
+            .unwrap_or(0);
+        index.messages.push(IndexEntry {
+            uid,
+            modseq,
+            internal_date,
+            size: message.wire_size,
+            base: message.base.clone(),
+            path: message.path.clone(),
+            flags: flags_from_name(&message.path),
+        });
+    }
+    Ok(())
+}
+
+/// Flags of a `:2,<letters>` Maildir suffix (Maildir spec: D, F, R, S, T).
+fn flags_from_name(path: &Path) -> FlagSet {
+    let mut flags = FlagSet::default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some((_, letters)) = name.split_once(":2,") {
+        for letter in letters.chars() {
+            match letter {
+                'D' => flags.draft = true,
+                'F' => flags.flagged = true,
+                'R' => flags.answered = true,
+                'S' => flags.seen = true,
+                'T' => flags.deleted = true,
+                _ => {}
+            }
+        }
+    }
+    flags
+}
+
+/// Holds the folder's index lock until dropped.
+fn lock(dir: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    // SAFETY: flock on a descriptor we own; blocks until other holders are done.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+fn read_uid_validity(dir: &Path) -> io::Result<u32> {
+    let path = dir.join(UIDVALIDITY_FILE);
+    let text = fs::read_to_string(&path)?;
+    let value: u64 = text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a number", path.display()),
+        )
+    })?;
+    // UIDVALIDITY is a non-zero 32-bit number (RFC 3501); creation stores seconds since 1970.
+    Ok(u32::try_from(value).unwrap_or(u32::MAX).max(1))
+}
+
+/// The stored index; an absent one, or one of another UIDVALIDITY, is empty.
+fn read_index(dir: &Path, uid_validity: u32) -> io::Result<FolderIndex> {
+    let path = dir.join(INDEX_FILE);
+    let empty = FolderIndex {
+        uid_validity,
+        uid_next: 1,
+        highest_modseq: 1,
+        first_recent: 1,
+        messages: Vec::new(),
+    };
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(empty),
+        Err(err) => return Err(err),
+    };
+    let bad = |line: usize| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: line {line} is malformed", path.display()),
+        )
+    };
+    let mut lines = text.lines();
+    let header = lines.next().ok_or_else(|| bad(1))?;
+    let numbers = header.strip_prefix(MAGIC).ok_or_else(|| bad(1))?;
+    let numbers: Vec<u64> = numbers
+        .split_whitespace()
+        .map(|n| n.parse().map_err(|_| bad(1)))
+        .collect::<io::Result<_>>()?;
+    let [validity, uid_next, highest_modseq, first_recent] = numbers[..] else {
+        return Err(bad(1));
+    };
+    if validity != u64::from(uid_validity) {
+        return Ok(empty);
+    }
+    let as_u32 = |n: u64, line| u32::try_from(n).map_err(|_| bad(line));
+    let mut index = FolderIndex {
+        uid_validity,
+        uid_next: as_u32(uid_next, 1)?,
+        highest_modseq,
+        first_recent: as_u32(first_recent, 1)?,
+        messages: Vec::new(),
+    };
+    for (number, line) in lines.enumerate() {
+        let entry = parse_entry(dir, line).ok_or_else(|| bad(number + 2))?;
+        index.uid_next = index.uid_next.max(entry.uid.saturating_add(1));
+        index.highest_modseq = index.highest_modseq.max(entry.modseq);
+        index.messages.push(entry);
+    }
+    index.messages.sort_by_key(|m| m.uid);
+    Ok(index)
+}
+
+fn parse_entry(dir: &Path, line: &str) -> Option<IndexEntry> {
+    let mut words = line.split(' ');
+    let uid = words.next()?.parse().ok()?;
+    let modseq = words.next()?.parse().ok()?;
+    let internal_date = words.next()?.parse().ok()?;
+    let size = words.next()?.parse().ok()?;
+    let base = words.next()?.to_string();
+    let mut flags = FlagSet::default();
+    for word in words.filter(|w| !w.is_empty()) {
+        match word {
+            "\\Seen" => flags.seen = true,
+            "\\Answered" => flags.answered = true,
+            "\\Flagged" => flags.flagged = true,
+            "\\Deleted" => flags.deleted = true,
+            "\\Draft" => flags.draft = true,
+            keyword => {
+                flags.keywords.insert(keyword.to_string());
+            }
+        }
+    }
+    Some(IndexEntry {
+        uid,
+        modseq,
+        internal_date,
+        size,
+        // Corrected by `reconcile` from the directory listing.
+        path: dir.join("new").join(&base),
+        base,
+        flags,
+    })
+}
+
+/// The flags of `flags` as index words.
+fn flag_words(flags: &FlagSet) -> impl Iterator<Item = &str> {
+    let system = [
+        (flags.seen, "\\Seen"),
+        (flags.answered, "\\Answered"),
+        (flags.flagged, "\\Flagged"),
+        (flags.deleted, "\\Deleted"),
+        (flags.draft, "\\Draft"),
+    ];
+    system
+        .into_iter()
+        .filter_map(|(set, word)| set.then_some(word))
+        .chain(flags.keywords.iter().map(String::as_str))
+}
+
+/// Writes the index through a temporary file and a rename: readers see the old or the new one,
+/// never a torn one. fsync'd, since UIDs handed out must never be handed out again.
+fn write_index(dir: &Path, index: &FolderIndex) -> io::Result<()> {
+    let mut text = String::with_capacity(64 + index.messages.len() * 80);
+    text.push_str(&format!(
+        "{MAGIC} {} {} {} {}\n",
+        index.uid_validity, index.uid_next, index.highest_modseq, index.first_recent
+    ));
+    for m in &index.messages {
+        text.push_str(&format!(
+            "{} {} {} {} {}",
+            m.uid, m.modseq, m.internal_date, m.size, m.base
+        ));
+        for word in flag_words(&m.flags) {
+            text.push(' ');
+            text.push_str(word);
+        }
+        text.push('\n');
+    }
+    let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(INDEX_FILE))?;
+    File::open(dir)?.sync_all()
+}
+
+/// Keywords as a set, for callers building a [`FlagSet`].
+pub fn keyword_set<'a>(words: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    words.into_iter().map(str::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ensure_mailbox;
+
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("icsmail-index-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        ensure_mailbox(&dir, &[]).unwrap();
+        dir
+    }
+
+    fn deliver(dir: &Path, seconds: u64, n: u32) -> PathBuf {
+        let path = dir
+            .join("new")
+            .join(format!("{seconds}.M1P1Q{n}.h,S=2,W=3"));
+        fs::write(&path, b"x\n").unwrap();
+        path
+    }
+
+    fn uids(index: &FolderIndex) -> Vec<u32> {
+        index.messages.iter().map(|m| m.uid).collect()
+    }
+
+    #[test]
+    fn uids_are_stable_and_increasing() {
+        let dir = folder("stable");
+        deliver(&dir, 100, 1);
+        deliver(&dir, 200, 2);
+        let first = sync(&dir).unwrap();
+        assert_eq!(uids(&first), [1, 2]);
+        assert_eq!(first.uid_next, 3);
+        fs::remove_file(&first.messages[0].path).unwrap();
+        deliver(&dir, 50, 3); // older timestamp, but new: still the next UID
+        let second = sync(&dir).unwrap();
+        assert_eq!(uids(&second), [2, 3]);
+        assert_eq!(second.messages[1].base, "50.M1P1Q3.h,S=2,W=3");
+        assert!(second.highest_modseq > first.highest_modseq);
+        // Moving to cur/ with a flag suffix keeps the UID.
+        let moved = dir.join("cur").join("200.M1P1Q2.h,S=2,W=3:2,S");
+        fs::rename(&second.messages[0].path, &moved).unwrap();
+        let third = sync(&dir).unwrap();
+        assert_eq!(third.messages[0].uid, 2);
+        assert_eq!(third.messages[0].path, moved);
+        assert_eq!(third.uid_validity, first.uid_validity);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn flags_and_modseqs_survive_a_reread() {
+        let dir = folder("flags");
+        deliver(&dir, 100, 1);
+        let (_, modseq) = update(&dir, |index| {
+            let modseq = index.bump_modseq();
+            let entry = &mut index.messages[0];
+            entry.flags.seen = true;
+            entry.flags.keywords = keyword_set(["$Forwarded", "Work"]);
+            entry.modseq = modseq;
+            Ok(modseq)
+        })
+        .unwrap();
+        let again = sync(&dir).unwrap();
+        let entry = &again.messages[0];
+        assert!(entry.flags.seen && !entry.flags.deleted);
+        assert!(entry.flags.has_keyword("work"));
+        assert_eq!(entry.modseq, modseq);
+        assert_eq!(again.highest_modseq, modseq);
+        assert_eq!(entry.size, 3);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn imported_files_keep_their_maildir_flags() {
+        let dir = folder("import");
+        fs::write(dir.join("cur").join("1.M1P1Q1.other:2,FRS"), b"x\n").unwrap();
+        let index = sync(&dir).unwrap();
+        let flags = &index.messages[0].flags;
+        assert!(flags.flagged && flags.answered && flags.seen && !flags.draft);
+        assert_eq!(index.messages[0].size, 3);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_index_is_an_error_not_a_renumbering() {
+        let dir = folder("damaged");
+        deliver(&dir, 100, 1);
+        sync(&dir).unwrap();
+        fs::write(dir.join(INDEX_FILE), "ics-index 1 garbage\n").unwrap();
+        assert!(sync(&dir).is_err());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn stamp_changes_with_delivery_and_index_writes() {
+        let dir = folder("stamp");
+        let before = stamp(&dir);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        deliver(&dir, 100, 1);
+        let delivered = stamp(&dir);
+        assert_ne!(before, delivered);
+        sync(&dir).unwrap();
+        assert_ne!(stamp(&dir), delivered);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_syncs_never_share_a_uid() {
+        let dir = folder("concurrent");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        deliver(&dir, 1000 + t * 100 + i, (t * 100 + i) as u32);
+                        sync(&dir).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let index = sync(&dir).unwrap();
+        assert_eq!(uids(&index), (1..=80).collect::<Vec<_>>());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
