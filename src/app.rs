@@ -11,12 +11,13 @@ use crate::config::Config;
 use crate::daemon::{self, Service};
 use crate::store::MailStore;
 use crate::tls::{self, ReloadableCert};
-use crate::{pop3, smtp};
+use crate::{imap, pop3, smtp};
 
 /// Which protocols this process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Daemons {
     Smtp,
+    Imap,
     Pop3,
     /// `icsmail serve`: everything.
     All,
@@ -29,6 +30,10 @@ impl Daemons {
 
     fn pop3(self) -> bool {
         matches!(self, Daemons::Pop3 | Daemons::All)
+    }
+
+    fn imap(self) -> bool {
+        matches!(self, Daemons::Imap | Daemons::All)
     }
 }
 
@@ -62,7 +67,7 @@ pub fn run(config: Config, which: Daemons) -> anyhow::Result<()> {
     } else {
         None
     };
-    let access_cert = if which.pop3() {
+    let access_cert = if which.pop3() || which.imap() {
         load_cert(&config.access.certificate, "access.certificate")?
     } else {
         None
@@ -82,6 +87,15 @@ pub fn run(config: Config, which: Daemons) -> anyhow::Result<()> {
                 smtp_tls,
             ));
             services.extend(smtp::server::services(&config, ctx)?);
+        }
+        if which.imap() {
+            let ctx = Arc::new(imap::context::ImapContext::new(
+                &config,
+                authenticator.clone(),
+                store.clone(),
+                access_tls.clone(),
+            ));
+            services.extend(imap::server::services(&config, ctx)?);
         }
         if which.pop3() {
             let ctx = Arc::new(pop3::session::Pop3Context::new(

@@ -34,6 +34,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The IMAP daemon (IMAP, IMAPS).
+    Imapd {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The POP3 daemon (POP3, POP3S).
     Pop3d {
         #[arg(long)]
@@ -61,6 +66,7 @@ pub fn run() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Queue { command } => crate::queue::cli::run(command),
         Command::Smtpd { config } => load(&config).and_then(|c| app::run(c, Daemons::Smtp)),
+        Command::Imapd { config } => load(&config).and_then(|c| app::run(c, Daemons::Imap)),
         Command::Pop3d { config } => load(&config).and_then(|c| app::run(c, Daemons::Pop3)),
         Command::Serve { config } => match config {
             Some(path) => load(&path),

@@ -52,7 +52,11 @@ pub fn decode_base64(line: &str) -> Result<Vec<u8>, SaslError> {
 
 /// PLAIN: `[authzid] NUL authcid NUL passwd`.
 pub fn decode_plain(response: &str) -> Result<Credentials, SaslError> {
-    let bytes = decode_base64(response)?;
+    parse_plain(&decode_base64(response)?)
+}
+
+/// PLAIN from the already decoded response (IMAP's codec decodes base64 itself).
+pub fn parse_plain(bytes: &[u8]) -> Result<Credentials, SaslError> {
     let mut parts = bytes.split(|&b| b == 0);
     let (Some(authzid), Some(authcid), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -1,7 +1,15 @@
 //! IMAP4rev1 server (RFC 3501 plus IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE,
 //! LITERAL+, UNSELECT, CONDSTORE) on imap-codec / imap-next. docs/imap.md describes it.
 
+mod commands;
+pub mod context;
+pub mod folders;
 pub mod message;
 pub mod mime;
+pub mod response;
 pub mod search;
+pub mod selected;
+pub mod sequence;
+pub mod server;
+pub mod session;
 pub mod utf7;

@@ -72,7 +72,11 @@ pub struct Stamp([(u64, i64, i64); 3]);
 /// The folder's current stamp (cheap: three `stat`s).
 pub fn stamp(dir: &Path) -> Stamp {
     let of = |path: PathBuf| match fs::metadata(path) {
-        Ok(meta) => (meta.ino(), meta.mtime(), meta.mtime_nsec() ^ (meta.size() as i64)),
+        Ok(meta) => (
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec() ^ (meta.size() as i64),
+        ),
         Err(_) => (0, 0, 0),
     };
     Stamp([
@@ -125,13 +129,15 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
         by_base.insert(message.base.as_str(), message);
     }
     let before = index.messages.len();
-    index.messages.retain_mut(|entry| match by_base.remove(entry.base.as_str()) {
-        Some(found) => {
-            entry.path = found.path.clone();
-            true
-        }
-        None => false,
-    });
+    index
+        .messages
+        .retain_mut(|entry| match by_base.remove(entry.base.as_str()) {
+            Some(found) => {
+                entry.path = found.path.clone();
+                true
+            }
+            None => false,
+        });
     if index.messages.len() != before {
         index.bump_modseq();
     }

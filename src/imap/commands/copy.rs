@@ -1,0 +1,153 @@
+//! COPY, MOVE and their UID forms (UIDPLUS COPYUID, RFC 6851 MOVE): the files are linked into
+//! the target folder (flags and INTERNALDATE kept), which assigns their UIDs in order; MOVE then
+//! removes the originals and announces the expunges.
+
+use imap_codec::imap_types::extensions::uidplus::{UidElement, UidSet};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::Code;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::super::folders::FolderError;
+use super::super::response::{nz, other, status, Kind};
+use super::super::sequence::{resolve, uid_ranges};
+use super::super::session::{Done, Session};
+use super::idle::send_updates;
+use super::names::folder_name;
+use crate::store::{delete_messages, index};
+
+fn uid_set(uids: &[u32]) -> Option<UidSet> {
+    let elements: Vec<UidElement> = uid_ranges(uids)
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                UidElement::Single(nz(a))
+            } else {
+                UidElement::Range(nz(a), nz(b))
+            }
+        })
+        .collect();
+    imap_codec::imap_types::core::Vec1::try_from(elements)
+        .ok()
+        .map(UidSet)
+}
+
+pub async fn copy(
+    session: &mut Session<'_>,
+    set: SequenceSet,
+    mailbox: Mailbox<'static>,
+    uid: bool,
+    moving: bool,
+) -> std::io::Result<Done> {
+    let verb = if moving { "MOVE" } else { "COPY" };
+    let target_name = match folder_name(&mailbox) {
+        Ok(name) => name,
+        Err(done) => return Ok(done),
+    };
+    let Some((_, folders)) = session.account.clone() else {
+        return Ok(Done::bad("Log in first"));
+    };
+    let Some(selected) = session.selected() else {
+        return Ok(Done::bad("Select a folder first"));
+    };
+    if moving && selected.read_only {
+        return Ok(Done::no_code(
+            other("READ-ONLY"),
+            "Folder is read-only (EXAMINE)",
+        ));
+    }
+    let positions = match resolve(&set, selected, uid) {
+        Ok(positions) => positions,
+        Err(_) => return Ok(Done::bad("Message number out of range")),
+    };
+    if positions.is_empty() {
+        return Ok(Done::ok(format!("{verb} completed (nothing to do)")));
+    }
+    let sources: Vec<_> = positions
+        .iter()
+        .map(|&i| {
+            let m = &selected.messages[i];
+            (
+                m.meta.uid,
+                m.path.clone(),
+                m.meta.size,
+                m.meta.flags.clone(),
+            )
+        })
+        .collect();
+    let source_dir = selected.dir.clone();
+    let store = session.ctx.store.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<_, FolderError> {
+        let target = match folders.dir(&target_name) {
+            Ok(dir) => dir,
+            Err(FolderError::NotFound) => return Err(FolderError::NotFound),
+            Err(err) => return Err(err),
+        };
+        let mut placed = Vec::with_capacity(sources.len());
+        for (uid, path, size, flags) in &sources {
+            let base = store.link_into(path, &target, *size)?;
+            placed.push((*uid, base, flags.clone()));
+        }
+        store.sync_dir(&target.join("new"))?;
+        let (target_index, pairs) = index::update(&target, |index| {
+            let mut pairs = Vec::new();
+            for (source_uid, base, flags) in &placed {
+                if let Some(entry) = index.messages.iter_mut().find(|m| &m.base == base) {
+                    entry.flags = flags.clone();
+                    pairs.push((*source_uid, entry.uid));
+                }
+            }
+            index.bump_modseq();
+            Ok(pairs)
+        })?;
+        if moving {
+            let paths: Vec<_> = sources.iter().map(|(_, p, _, _)| p.clone()).collect();
+            index::update(&source_dir, |index| {
+                delete_messages(&paths)?;
+                let uids: Vec<u32> = sources.iter().map(|(u, _, _, _)| *u).collect();
+                index.messages.retain(|m| !uids.contains(&m.uid));
+                index.bump_modseq();
+                Ok(())
+            })?;
+        }
+        Ok((target_index.uid_validity, pairs))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let (validity, pairs) = match result {
+        Ok(done) => done,
+        Err(FolderError::NotFound) => {
+            return Ok(Done::no_code(Code::TryCreate, "No such folder"));
+        }
+        Err(err) => return Ok(Done::server_error(verb, err)),
+    };
+    let source_uids: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
+    let target_uids: Vec<u32> = pairs.iter().map(|(_, t)| *t).collect();
+    let code = match (uid_set(&source_uids), uid_set(&target_uids)) {
+        (Some(source), Some(destination)) => Some(Code::CopyUid {
+            uid_validity: nz(validity),
+            source,
+            destination,
+        }),
+        _ => None,
+    };
+    if !moving {
+        return Ok(match code {
+            Some(code) => Done::ok_code(code, "COPY completed"),
+            None => Done::ok("COPY completed"),
+        });
+    }
+    // MOVE: COPYUID goes in an untagged OK before the expunges (RFC 6851 §4.3).
+    if let Some(code) = code {
+        session.send_status(status(Kind::Ok, None, Some(code), "Moved"));
+    }
+    if let Some(selected) = session.selected() {
+        for (uid, _) in &pairs {
+            if let Some(seq) = selected.seq_of(*uid) {
+                selected.messages[seq as usize - 1].gone = true;
+            }
+        }
+        let updates = selected.announce_expunges();
+        send_updates(session, updates);
+    }
+    Ok(Done::ok("MOVE completed"))
+}

@@ -1,0 +1,103 @@
+//! EXPUNGE, UID EXPUNGE (UIDPLUS) and CLOSE: messages marked \Deleted are removed from disk
+//! (durably) and from the index; EXPUNGE answers with their numbers, CLOSE silently.
+
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::super::response::other;
+use super::super::sequence::resolve;
+use super::super::session::{Done, Phase, Session};
+use super::idle::send_updates;
+use crate::store::{delete_messages, index};
+
+/// Removes the \Deleted messages among `only` (all when None); returns the UIDs removed.
+async fn remove_deleted(
+    session: &mut Session<'_>,
+    only: Option<Vec<u32>>,
+) -> std::io::Result<Result<Vec<u32>, Done>> {
+    let Some(selected) = session.selected() else {
+        return Ok(Err(Done::bad("Select a folder first")));
+    };
+    if selected.read_only {
+        return Ok(Err(Done::no_code(
+            other("READ-ONLY"),
+            "Folder is read-only (EXAMINE)",
+        )));
+    }
+    let dir = selected.dir.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        index::update(&dir, |index| {
+            let doomed: Vec<_> = index
+                .messages
+                .iter()
+                .filter(|m| m.flags.deleted)
+                .filter(|m| {
+                    only.as_ref()
+                        .is_none_or(|uids| uids.binary_search(&m.uid).is_ok())
+                })
+                .map(|m| (m.uid, m.path.clone()))
+                .collect();
+            if doomed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let paths: Vec<_> = doomed.iter().map(|(_, p)| p.clone()).collect();
+            delete_messages(&paths)?;
+            let uids: Vec<u32> = doomed.iter().map(|(u, _)| *u).collect();
+            index
+                .messages
+                .retain(|m| uids.binary_search(&m.uid).is_err());
+            index.bump_modseq();
+            Ok(uids)
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    match result {
+        Ok((_, uids)) => Ok(Ok(uids)),
+        Err(err) => Ok(Err(Done::server_error("EXPUNGE", err))),
+    }
+}
+
+pub async fn expunge(
+    session: &mut Session<'_>,
+    uid_set: Option<SequenceSet>,
+) -> std::io::Result<Done> {
+    let only = match (&uid_set, session.selected()) {
+        (Some(set), Some(selected)) => match resolve(set, selected, true) {
+            Ok(positions) => Some(
+                positions
+                    .iter()
+                    .map(|&i| selected.messages[i].meta.uid)
+                    .collect(),
+            ),
+            Err(_) => return Ok(Done::bad("Invalid UID set")),
+        },
+        _ => None,
+    };
+    let removed = match remove_deleted(session, only).await? {
+        Ok(removed) => removed,
+        Err(done) => return Ok(done),
+    };
+    if let Some(selected) = session.selected() {
+        for uid in &removed {
+            if let Some(seq) = selected.seq_of(*uid) {
+                selected.messages[seq as usize - 1].gone = true;
+            }
+        }
+        let updates = selected.announce_expunges();
+        send_updates(session, updates);
+    }
+    Ok(Done::ok("EXPUNGE completed"))
+}
+
+/// CLOSE: expunge silently (unless read-only), then leave the selected state.
+pub async fn close(session: &mut Session<'_>) -> Done {
+    let read_only = session.selected().is_none_or(|s| s.read_only);
+    if !read_only {
+        if let Ok(Err(done)) = remove_deleted(session, None).await {
+            session.phase = Phase::Authenticated;
+            return done;
+        }
+    }
+    session.phase = Phase::Authenticated;
+    Done::ok("CLOSE completed")
+}

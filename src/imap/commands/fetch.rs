@@ -1,0 +1,305 @@
+//! FETCH and UID FETCH: flags and metadata from the view, everything else from the message
+//! file (read and parsed on the blocking pool, a chunk of messages at a time, so a FETCH of a
+//! whole folder streams out instead of piling up). Non-PEEK body fetches set \Seen.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use chrono::{FixedOffset, TimeZone};
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::{Literal, NString, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::IntoStatic;
+
+use super::super::mime;
+use super::super::response::nz;
+use super::super::selected::ViewMessage;
+use super::super::sequence::resolve;
+use super::super::session::{Done, Session};
+use super::flags::flag_items;
+use crate::store::{index, to_wire_form};
+
+/// Messages read and rendered per trip to the blocking pool.
+const CHUNK: usize = 32;
+
+/// What the items need beyond the index.
+struct Plan {
+    names: Vec<MessageDataItemName<'static>>,
+    needs_body: bool,
+    sets_seen: bool,
+    uid: bool,
+    modseq: bool,
+}
+
+pub async fn fetch(
+    session: &mut Session<'_>,
+    set: SequenceSet,
+    names: MacroOrMessageDataItemNames<'static>,
+    uid: bool,
+    modifiers: Vec<FetchModifier>,
+) -> std::io::Result<Done> {
+    let names: Vec<MessageDataItemName<'static>> = match names {
+        MacroOrMessageDataItemNames::Macro(m) => m
+            .expand()
+            .into_iter()
+            .map(IntoStatic::into_static)
+            .collect(),
+        MacroOrMessageDataItemNames::MessageDataItemNames(names) => names,
+    };
+    if names.iter().any(|n| {
+        matches!(
+            n,
+            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
+        )
+    }) {
+        return Ok(Done::bad("BINARY is not supported"));
+    }
+    let mut changed_since = None;
+    for modifier in &modifiers {
+        match modifier {
+            FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+            FetchModifier::Vanished => return Ok(Done::bad("QRESYNC is not enabled")),
+        }
+    }
+    let asks_modseq = names
+        .iter()
+        .any(|n| matches!(n, MessageDataItemName::ModSeq));
+    if changed_since.is_some() || asks_modseq {
+        session.condstore = true;
+    }
+    let condstore = session.condstore;
+    let Some(selected) = session.selected() else {
+        return Ok(Done::bad("Select a folder first"));
+    };
+    let plan = Plan {
+        needs_body: names.iter().any(|n| {
+            !matches!(
+                n,
+                MessageDataItemName::Flags
+                    | MessageDataItemName::InternalDate
+                    | MessageDataItemName::Rfc822Size
+                    | MessageDataItemName::Uid
+                    | MessageDataItemName::ModSeq
+            )
+        }),
+        sets_seen: !selected.read_only
+            && names.iter().any(|n| {
+                matches!(
+                    n,
+                    MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Rfc822
+                        | MessageDataItemName::Rfc822Text
+                )
+            }),
+        uid,
+        modseq: changed_since.is_some() || asks_modseq,
+        names,
+    };
+    let mut positions = match resolve(&set, selected, uid) {
+        Ok(positions) => positions,
+        Err(_) => return Ok(Done::bad("Message number out of range")),
+    };
+    if let Some(since) = changed_since {
+        positions.retain(|&i| selected.messages[i].meta.modseq > since);
+    }
+    if plan.sets_seen {
+        mark_seen(session, &positions).await?;
+    }
+    let plan = Arc::new(plan);
+    let mut missing = false;
+    for chunk in positions.chunks(CHUNK) {
+        let Some(selected) = session.selected() else {
+            break;
+        };
+        let batch: Vec<(u32, ViewMessage)> = chunk
+            .iter()
+            .filter_map(|&i| Some((i as u32 + 1, selected.messages.get(i)?.clone())))
+            .collect();
+        let plan = plan.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            batch
+                .iter()
+                .map(|(seq, message)| render(*seq, message, &plan, condstore))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        for data in rendered {
+            match data {
+                Some(data) => session.send_data(data),
+                None => missing = true,
+            }
+        }
+        session.flush_if_big().await?;
+    }
+    Ok(if missing {
+        Done::no("Some messages were expunged meanwhile and could not be fetched")
+    } else {
+        Done::ok("FETCH completed")
+    })
+}
+
+/// Sets \Seen on the messages at `positions` that lack it (one index update).
+async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::Result<()> {
+    let Some(selected) = session.selected() else {
+        return Ok(());
+    };
+    let uids: Vec<u32> = positions
+        .iter()
+        .map(|&i| &selected.messages[i])
+        .filter(|m| !m.meta.flags.seen)
+        .map(|m| m.meta.uid)
+        .collect();
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let dir = selected.dir.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        index::update(&dir, |index| {
+            let mut changed = Vec::new();
+            for uid in uids {
+                let Some(position) = index.position(uid) else {
+                    continue;
+                };
+                if !index.messages[position].flags.seen {
+                    let modseq = index.bump_modseq();
+                    let entry = &mut index.messages[position];
+                    entry.flags.seen = true;
+                    entry.modseq = modseq;
+                    changed.push((uid, entry.flags.clone(), modseq));
+                }
+            }
+            Ok(changed)
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    match result {
+        Ok((_, changed)) => {
+            if let Some(selected) = session.selected() {
+                for (uid, flags, modseq) in changed {
+                    selected.record(uid, flags, modseq);
+                }
+            }
+        }
+        Err(err) => tracing::warn!("setting \\Seen: {err}"),
+    }
+    Ok(())
+}
+
+/// One message's FETCH response; None when its file is gone.
+fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Option<Data<'static>> {
+    let raw = if plan.needs_body {
+        Some(to_wire_form(&std::fs::read(&message.path).ok()?))
+    } else {
+        None
+    };
+    let raw = raw.as_deref().unwrap_or(&[]);
+    let meta = &message.meta;
+    let mut items = Vec::with_capacity(plan.names.len() + 2);
+    let mut has_uid = false;
+    let mut has_flags = false;
+    let mut has_modseq = false;
+    for name in &plan.names {
+        items.push(match name {
+            MessageDataItemName::Flags => {
+                has_flags = true;
+                MessageDataItem::Flags(flag_items(&meta.flags, message.recent))
+            }
+            MessageDataItemName::Uid => {
+                has_uid = true;
+                MessageDataItem::Uid(nz(meta.uid))
+            }
+            MessageDataItemName::InternalDate => {
+                MessageDataItem::InternalDate(internal_date(meta.internal_date))
+            }
+            MessageDataItemName::Rfc822Size => {
+                MessageDataItem::Rfc822Size(u32::try_from(meta.size).unwrap_or(u32::MAX))
+            }
+            MessageDataItemName::ModSeq => {
+                has_modseq = true;
+                MessageDataItem::ModSeq(NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN))
+            }
+            MessageDataItemName::Envelope => MessageDataItem::Envelope(mime::envelope(raw)),
+            MessageDataItemName::Body => MessageDataItem::Body(mime::body_structure(raw, false)),
+            MessageDataItemName::BodyStructure => {
+                MessageDataItem::BodyStructure(mime::body_structure(raw, true))
+            }
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(raw.to_vec())),
+            MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+                mime::section_bytes(raw, Some(&Section::Header(None))),
+            )),
+            MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(nstring(
+                mime::section_bytes(raw, Some(&Section::Text(None))),
+            )),
+            MessageDataItemName::BodyExt {
+                section, partial, ..
+            } => {
+                let data = mime::section_bytes(raw, section.as_ref());
+                let (data, origin) = match partial {
+                    Some((offset, length)) => {
+                        let start = (*offset as usize).min(data.len());
+                        let end = start.saturating_add(length.get() as usize).min(data.len());
+                        (data[start..end].to_vec(), Some(*offset))
+                    }
+                    None => (data, None),
+                };
+                MessageDataItem::BodyExt {
+                    section: section.clone(),
+                    origin,
+                    data: nstring(data),
+                }
+            }
+            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
+                continue;
+            }
+        });
+    }
+    if plan.uid && !has_uid {
+        items.push(MessageDataItem::Uid(nz(meta.uid)));
+    }
+    // \Seen set by this FETCH: tell the client (RFC 3501 §6.4.5).
+    if plan.sets_seen && !has_flags {
+        items.push(MessageDataItem::Flags(flag_items(
+            &meta.flags,
+            message.recent,
+        )));
+        has_flags = true;
+    }
+    if (plan.modseq || (condstore && has_flags)) && !has_modseq {
+        items.push(MessageDataItem::ModSeq(
+            NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN),
+        ));
+    }
+    Some(Data::Fetch {
+        seq: nz(seq),
+        items: Vec1::try_from(items).ok()?,
+    })
+}
+
+/// Message bytes as a literal; NUL (not allowed outside BINARY) becomes 0x80 as in Dovecot.
+pub fn nstring(mut bytes: Vec<u8>) -> NString<'static> {
+    for byte in bytes.iter_mut() {
+        if *byte == 0 {
+            *byte = 0x80;
+        }
+    }
+    Literal::try_from(bytes)
+        .map(NString::from)
+        .unwrap_or(NString(None))
+}
+
+pub fn internal_date(seconds: i64) -> DateTime {
+    let utc = FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!());
+    let when = utc.timestamp_opt(seconds, 0).single().unwrap_or_else(|| {
+        utc.timestamp_opt(0, 0)
+            .single()
+            .unwrap_or_else(|| unreachable!())
+    });
+    DateTime::unvalidated(when)
+}

@@ -1,0 +1,168 @@
+//! Telling the client about changes (untagged EXPUNGE/EXISTS/RECENT/FETCH after commands) and
+//! IDLE (RFC 2177): the folder is watched until DONE, changes sent as they happen.
+
+use std::num::NonZeroU64;
+
+use imap_codec::imap_types::core::{Tag, Vec1};
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::{CommandContinuationRequest, Data};
+use imap_next::server::Event;
+use imap_next::{Interrupt, Io, State as _};
+
+use super::super::response::{nz, status, Kind};
+use super::super::selected::{Selected, Update};
+use super::super::session::{Phase, Session, IDLE_POLL};
+use super::flags::flag_items;
+
+/// Re-reads the selected folder if it changed and sends the updates.
+pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std::io::Result<()> {
+    let Phase::Selected(selected) = &mut session.phase else {
+        return Ok(());
+    };
+    if !selected.may_have_changed() {
+        if announce_expunges && selected.messages.iter().any(|m| m.gone) {
+            let updates = selected.announce_expunges();
+            send_updates(session, updates);
+        }
+        return Ok(());
+    }
+    // The read runs on the blocking pool; the view is moved there and back.
+    let mut taken = std::mem::replace(&mut session.phase, Phase::Authenticated);
+    let result = tokio::task::spawn_blocking(move || {
+        let read = match &mut taken {
+            Phase::Selected(selected) => selected.read_index(),
+            _ => Err(std::io::Error::other("no folder selected")),
+        };
+        (taken, read)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let (mut taken, read) = result;
+    let updates = match (&mut taken, read) {
+        (Phase::Selected(selected), Ok((fresh, recent_from))) => {
+            selected.apply(fresh, recent_from, announce_expunges)
+        }
+        (_, Err(err)) => {
+            tracing::warn!("re-reading the selected folder: {err}");
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    session.phase = taken;
+    send_updates(session, updates);
+    Ok(())
+}
+
+pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
+    for update in updates {
+        let data = match update {
+            Update::Expunge(seq) => Data::Expunge(nz(seq)),
+            Update::Exists(count) => Data::Exists(count),
+            Update::Recent(count) => Data::Recent(count),
+            Update::Flags(seq) => {
+                let condstore = session.condstore;
+                let Some(selected) = session.selected() else {
+                    continue;
+                };
+                match flags_data(selected, seq, condstore) {
+                    Some(data) => data,
+                    None => continue,
+                }
+            }
+        };
+        session.send_data(data);
+    }
+}
+
+/// `* seq FETCH (FLAGS (...) UID n [MODSEQ (m)])` for the message at `seq`.
+pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data<'static>> {
+    let message = selected.messages.get(seq.checked_sub(1)? as usize)?;
+    let mut items = vec![
+        MessageDataItem::Flags(flag_items(&message.meta.flags, message.recent)),
+        MessageDataItem::Uid(nz(message.meta.uid)),
+    ];
+    if condstore {
+        if let Some(modseq) = NonZeroU64::new(message.meta.modseq) {
+            items.push(MessageDataItem::ModSeq(modseq));
+        }
+    }
+    Some(Data::Fetch {
+        seq: nz(seq),
+        items: Vec1::try_from(items).ok()?,
+    })
+}
+
+impl Session<'_> {
+    /// IDLE until DONE: changes are polled every `IDLE_POLL` and sent at once.
+    pub(in super::super) async fn idle(
+        &mut self,
+        tag: Tag<'static>,
+        buf: &mut [u8],
+    ) -> std::io::Result<()> {
+        let accept = CommandContinuationRequest::basic(None, "idling")
+            .unwrap_or_else(|_| CommandContinuationRequest::base64(Vec::new()));
+        if self.server.idle_accept(accept).is_err() {
+            return Ok(());
+        }
+        let timeout = self.timeout();
+        let started = tokio::time::Instant::now();
+        loop {
+            // Drain what the parser has (the "+ idling", or DONE).
+            loop {
+                match self.server.next() {
+                    Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
+                    Ok(Event::IdleDoneReceived) => {
+                        refresh(self, true).await?;
+                        self.send_status(status(Kind::Ok, Some(tag), None, "IDLE terminated"));
+                        return Ok(());
+                    }
+                    Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+                    Err(Interrupt::Error(_)) => {
+                        self.send_status(status(Kind::Bad, None, None, "Expected DONE"));
+                        break;
+                    }
+                    Ok(_) => break,
+                }
+            }
+            refresh(self, true).await?;
+            self.flush().await?;
+            if started.elapsed() >= timeout {
+                self.send_status(super::super::response::bye("Autologout; idle for too long"));
+                self.phase = Phase::Logout;
+                return Ok(());
+            }
+            enum Woke {
+                Read(std::io::Result<usize>),
+                Tick,
+                Stop,
+            }
+            let woke = {
+                let stream = &mut self.stream;
+                let shutdown = &mut self.shutdown;
+                tokio::select! {
+                    read = tokio::io::AsyncReadExt::read(stream, buf) => Woke::Read(read),
+                    () = tokio::time::sleep(IDLE_POLL) => Woke::Tick,
+                    _ = shutdown.wait_for(|stop| *stop) => Woke::Stop,
+                }
+            };
+            let read = match woke {
+                Woke::Read(read) => Some(read),
+                Woke::Tick => None,
+                Woke::Stop => {
+                    self.send_status(super::super::response::bye("Server shutting down"));
+                    self.phase = Phase::Logout;
+                    return Ok(());
+                }
+            };
+            match read {
+                Some(Ok(0)) => {
+                    self.phase = Phase::Logout;
+                    return Ok(());
+                }
+                Some(Ok(n)) => self.server.enqueue_input(&buf[..n]),
+                Some(Err(err)) => return Err(err),
+                None => {}
+            }
+        }
+    }
+}

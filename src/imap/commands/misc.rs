@@ -1,0 +1,146 @@
+//! CAPABILITY, LOGOUT, STARTTLS, ID, ENABLE, NAMESPACE.
+
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::core::{IString, NString, QuotedChar, Vec1};
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::extensions::namespace::Namespace;
+use imap_codec::imap_types::response::{Capability, Data};
+
+use super::super::context::ImapContext;
+use super::super::folders::DELIMITER;
+use super::super::response::bye;
+use super::super::session::{Done, Phase, Session};
+
+/// What the server offers now: STARTTLS before TLS (when offered), AUTH=PLAIN only where a
+/// password may be sent (LOGINDISABLED otherwise, RFC 3501 §6.2.3), the extensions once
+/// logged in (and in the greeting, so clients needn't ask).
+pub fn capabilities(
+    ctx: &ImapContext,
+    tls: bool,
+    _authenticated: bool,
+) -> Vec1<Capability<'static>> {
+    let mut caps = vec![Capability::Imap4Rev1];
+    if !tls && ctx.starttls_offered() {
+        caps.push(Capability::StartTls);
+    }
+    if ctx.login_allowed(tls) {
+        caps.push(Capability::Auth(AuthMechanism::Plain));
+    } else {
+        caps.push(Capability::LoginDisabled);
+    }
+    caps.extend([
+        Capability::SaslIr,
+        Capability::LiteralPlus,
+        Capability::Idle,
+        Capability::UidPlus,
+        Capability::Move,
+        Capability::Namespace,
+        Capability::Id,
+        Capability::Enable,
+        Capability::Unselect,
+        Capability::CondStore,
+    ]);
+    if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("SPECIAL-USE") {
+        caps.push(Capability::from(atom));
+    }
+    Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
+}
+
+pub fn capability(session: &mut Session<'_>) -> Done {
+    let caps = capabilities(
+        session.ctx,
+        session.stream.is_tls(),
+        !matches!(session.phase, Phase::NotAuthenticated),
+    );
+    session.send_data(Data::Capability(caps));
+    Done::ok("CAPABILITY completed")
+}
+
+pub fn logout(session: &mut Session<'_>) -> Done {
+    session.send_status(bye("Logging out"));
+    session.phase = Phase::Logout;
+    Done::ok("LOGOUT completed")
+}
+
+pub async fn starttls(session: &mut Session<'_>) -> std::io::Result<Done> {
+    if session.stream.is_tls() {
+        return Ok(Done::bad("TLS is already active"));
+    }
+    if !session.ctx.starttls_offered() {
+        return Ok(Done::bad("STARTTLS is not offered"));
+    }
+    // The driver writes this OK in the clear, then handshakes (RFC 3501 §6.2.1).
+    let mut done = Done::ok("Begin TLS negotiation now");
+    done.starttls = true;
+    Ok(done)
+}
+
+/// ID (RFC 2971): who we are; what the client says is logged.
+pub fn id(
+    session: &mut Session<'_>,
+    parameters: Option<Vec<(IString<'static>, NString<'static>)>>,
+) -> Done {
+    if let Some(parameters) = &parameters {
+        let said: Vec<String> = parameters
+            .iter()
+            .take(30)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k.as_ref()),
+                    v.0.as_ref()
+                        .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned())
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        tracing::info!(client = %said.join(" "), "ID");
+    }
+    let ours = [("name", "ics-mail"), ("version", env!("CARGO_PKG_VERSION"))];
+    let parameters = ours
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                IString::try_from(k.to_string()).ok()?,
+                NString::try_from(v.to_string()).ok()?,
+            ))
+        })
+        .collect();
+    session.send_data(Data::Id {
+        parameters: Some(parameters),
+    });
+    Done::ok("ID completed")
+}
+
+/// ENABLE (RFC 5161): CONDSTORE is the one we know; others are ignored, as the RFC asks.
+pub fn enable(session: &mut Session<'_>, capabilities: Vec1<CapabilityEnable<'static>>) -> Done {
+    let mut enabled = Vec::new();
+    for capability in capabilities.into_inner() {
+        if matches!(capability, CapabilityEnable::CondStore) && !session.condstore {
+            session.condstore = true;
+            enabled.push(capability);
+        }
+    }
+    session.send_data(Data::Enabled {
+        capabilities: enabled,
+    });
+    Done::ok("ENABLE completed")
+}
+
+/// NAMESPACE (RFC 2342): one personal namespace, no prefix, `.` as delimiter.
+pub fn namespace(session: &mut Session<'_>) -> Done {
+    let personal = IString::try_from(String::new())
+        .map(|prefix| Namespace {
+            prefix,
+            delimiter: QuotedChar::try_from(DELIMITER).ok(),
+            extensions: Vec::new(),
+        })
+        .into_iter()
+        .collect();
+    session.send_data(Data::Namespace {
+        personal,
+        other: Vec::new(),
+        shared: Vec::new(),
+    });
+    Done::ok("NAMESPACE completed")
+}

@@ -1,1 +1,0 @@
-//! SEARCH: evaluating RFC 3501 §6.4.4 search keys against one message.
