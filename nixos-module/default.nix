@@ -162,17 +162,14 @@ let
 
   # The listening sockets of this configuration: name (= FileDescriptorName and unit suffix),
   # daemon, port, interfaces, and whether the configuration enables it.
-  imapAvailable = false;
   sockets = [
     { name = "smtp"; daemon = "smtpd"; port = cfg.smtp.port; interfaces = cfg.smtp.interfaces; enabled = true; }
     { name = "submission"; daemon = "smtpd"; port = cfg.smtp.submissionPort; interfaces = cfg.smtp.interfaces; enabled = cfg.smtp.submissionPort != null; }
     { name = "smtps"; daemon = "smtpd"; port = cfg.smtp.smtps.port; interfaces = cfg.smtp.interfaces; enabled = cfg.smtp.smtps.enable; }
     { name = "pop3"; daemon = "pop3d"; port = cfg.pop3.port; interfaces = cfg.access.interfaces; enabled = true; }
     { name = "pop3s"; daemon = "pop3d"; port = cfg.pop3.pop3sPort; interfaces = cfg.access.interfaces; enabled = cfg.access.implicitTls.enable; }
-    # `icsmail imapd` does not exist yet (issue 4): its sockets stay off until it does, so that
-    # no port is opened whose daemon would fail to start.
-    { name = "imap"; daemon = "imapd"; port = cfg.imap.port; interfaces = cfg.access.interfaces; enabled = imapAvailable; }
-    { name = "imaps"; daemon = "imapd"; port = cfg.imap.imapsPort; interfaces = cfg.access.interfaces; enabled = imapAvailable && cfg.access.implicitTls.enable; }
+    { name = "imap"; daemon = "imapd"; port = cfg.imap.port; interfaces = cfg.access.interfaces; enabled = true; }
+    { name = "imaps"; daemon = "imapd"; port = cfg.imap.imapsPort; interfaces = cfg.access.interfaces; enabled = cfg.access.implicitTls.enable; }
   ];
   enabledSockets = filter (s: s.enabled) sockets;
 
@@ -274,10 +271,7 @@ let
   overlaps = a: b: a.interfaces == [ ] || b.interfaces == [ ] || any (i: elem i b.interfaces) a.interfaces;
   portClashes =
     let
-      # As `icsmail check-config` does: a port counts once it is configured, even for a daemon
-      # that is not served yet (IMAP), so that enabling it later cannot clash.
-      configured = filter (s: s.enabled || s.name == "imap" || (s.name == "imaps" && cfg.access.implicitTls.enable)) sockets;
-      listeners = configured
+      listeners = enabledSockets
         ++ optional cfg.addressBook.enable { name = "ldap"; port = cfg.addressBook.port; interfaces = [ ]; };
       pairs = concatMap (i: map (j: [ (builtins.elemAt listeners i) (builtins.elemAt listeners j) ])
         (lib.range (i + 1) (length listeners - 1))) (lib.range 0 (length listeners - 1));

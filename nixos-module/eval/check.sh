@@ -80,7 +80,7 @@ EOF
   else ko "check-config on example.nix's config.json: $out"; fi
 fi
 for want in "ListenStream=192.0.2.10:25" "BindToDevice=eth0" "BindToDevice=eth1" \
-            "OnCalendar=\*-\*-\* 0,3,6,9,12,15,18,21:00:00" "firewall per-interface allowedTCPPorts: {\"eth0\":\[25,465,587\],\"eth1\":\[110,995\]}"; do
+            "OnCalendar=\*-\*-\* 0,3,6,9,12,15,18,21:00:00" "firewall per-interface allowedTCPPorts: {\"eth0\":\[25,465,587\],\"eth1\":\[110,143,993,995\]}"; do
   if grep -q "$want" "$T/example.txt"; then ok "example.nix generates: $want"
   else ko "example.nix does not generate: $want"; fi
 done

@@ -82,12 +82,15 @@ fn ensure_folder(dir: &Path) -> io::Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(1);
         write_atomically(dir, UIDVALIDITY_FILE, format!("{now}\n").as_bytes())?;
+        // An empty index from the start: a folder whose index is missing later has lost it,
+        // and gets a new UIDVALIDITY instead of reused UIDs (see `index`).
+        super::index::create_empty(dir, u32::try_from(now).unwrap_or(u32::MAX).max(1))?;
     }
     Ok(())
 }
 
 /// Writes `dir/name` through a temporary file, fsyncs file and directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(bytes)?;

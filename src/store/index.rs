@@ -100,7 +100,14 @@ pub fn update<R>(
 ) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
     let uid_validity = read_uid_validity(dir)?;
-    let mut index = read_index(dir, uid_validity)?;
+    let mut index = match read_index(dir, uid_validity) {
+        Ok(Some(index)) => index,
+        Ok(None) => recover(dir, uid_validity, "is missing")?,
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+            recover(dir, uid_validity, &err.to_string())?
+        }
+        Err(err) => return Err(err),
+    };
     let before = fingerprint(&index);
     reconcile(dir, &mut index)?;
     let result = change(&mut index)?;
@@ -213,19 +220,50 @@ fn read_uid_validity(dir: &Path) -> io::Result<u32> {
     Ok(u32::try_from(value).unwrap_or(u32::MAX).max(1))
 }
 
-/// The stored index; an absent one, or one of another UIDVALIDITY, is empty.
-fn read_index(dir: &Path, uid_validity: u32) -> io::Result<FolderIndex> {
-    let path = dir.join(INDEX_FILE);
-    let empty = FolderIndex {
+fn empty(uid_validity: u32) -> FolderIndex {
+    FolderIndex {
         uid_validity,
         uid_next: 1,
         highest_modseq: 1,
         first_recent: 1,
         messages: Vec::new(),
-    };
+    }
+}
+
+/// Writes the empty index of a new folder (called when the folder is created).
+pub(super) fn create_empty(dir: &Path, uid_validity: u32) -> io::Result<()> {
+    write_index(dir, &empty(uid_validity))
+}
+
+/// A lost or damaged index: the UIDs it handed out are unknown, so the folder starts over
+/// under a new, larger UIDVALIDITY (RFC 3501 §2.3.1.1) and clients resynchronise. A damaged
+/// file is kept beside it for the administrator.
+fn recover(dir: &Path, old_validity: u32, why: &str) -> io::Result<FolderIndex> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let validity = u32::try_from(now)
+        .unwrap_or(u32::MAX)
+        .max(old_validity.saturating_add(1));
+    tracing::error!(
+        folder = %dir.display(),
+        "{INDEX_FILE} {why}: starting over with UIDVALIDITY {validity}"
+    );
+    let path = dir.join(INDEX_FILE);
+    if path.exists() {
+        fs::rename(&path, dir.join(format!("{INDEX_FILE}.broken")))?;
+    }
+    super::create::write_atomically(dir, UIDVALIDITY_FILE, format!("{validity}\n").as_bytes())?;
+    Ok(empty(validity))
+}
+
+/// The stored index (None when there is none); one of another UIDVALIDITY is empty.
+fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<FolderIndex>> {
+    let path = dir.join(INDEX_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(empty),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
     };
     let bad = |line: usize| {
@@ -245,7 +283,7 @@ fn read_index(dir: &Path, uid_validity: u32) -> io::Result<FolderIndex> {
         return Err(bad(1));
     };
     if validity != u64::from(uid_validity) {
-        return Ok(empty);
+        return Ok(Some(empty(uid_validity)));
     }
     let as_u32 = |n: u64, line| u32::try_from(n).map_err(|_| bad(line));
     let mut index = FolderIndex {
@@ -262,7 +300,7 @@ fn read_index(dir: &Path, uid_validity: u32) -> io::Result<FolderIndex> {
         index.messages.push(entry);
     }
     index.messages.sort_by_key(|m| m.uid);
-    Ok(index)
+    Ok(Some(index))
 }
 
 fn parse_entry(dir: &Path, line: &str) -> Option<IndexEntry> {
@@ -427,12 +465,18 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_index_is_an_error_not_a_renumbering() {
+    fn a_lost_or_damaged_index_means_a_new_uidvalidity() {
         let dir = folder("damaged");
         deliver(&dir, 100, 1);
-        sync(&dir).unwrap();
+        let first = sync(&dir).unwrap();
         fs::write(dir.join(INDEX_FILE), "ics-index 1 garbage\n").unwrap();
-        assert!(sync(&dir).is_err());
+        let second = sync(&dir).unwrap();
+        assert!(second.uid_validity > first.uid_validity);
+        assert!(dir.join("ics-index.broken").exists());
+        fs::remove_file(dir.join(INDEX_FILE)).unwrap();
+        let third = sync(&dir).unwrap();
+        assert!(third.uid_validity > second.uid_validity);
+        assert_eq!(uids(&third), [1]);
         fs::remove_dir_all(dir).unwrap();
     }
 
