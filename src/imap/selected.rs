@@ -69,8 +69,6 @@ impl Selected {
 
     /// Reads the index (blocking), claiming the \Recent messages for a read-write session.
     pub fn read_index(&mut self) -> io::Result<(FolderIndex, u32)> {
-        // The stamp is taken first: a change racing with the read is seen next time.
-        self.stamp = index::stamp(&self.dir);
         let claim = !self.read_only;
         let (fresh, recent_from) = index::update(&self.dir, |index| {
             let from = index.first_recent;
@@ -91,6 +89,7 @@ impl Selected {
         announce_expunges: bool,
     ) -> Vec<Update> {
         let mut updates = Vec::new();
+        self.stamp = fresh.stamp;
         self.uid_next = fresh.uid_next;
         self.highest_modseq = fresh.highest_modseq;
         let mut by_uid: HashMap<u32, &IndexEntry> =

@@ -172,9 +172,10 @@ fn new_server(ctx: &ImapContext, greeting: Option<Greeting<'static>>) -> Server 
     let mut options = Options::default();
     options.max_literal_size = ctx.max_literal;
     options.max_command_size = ctx.max_literal.saturating_add(MAX_COMMAND_OVERHEAD);
-    // imap-next answers an oversized synchronizing literal itself with this text.
+    // imap-next answers an oversized synchronizing literal itself (a tagged BAD, no room for a
+    // response code) with this text.
     let _ = options.set_literal_reject_text(format!(
-        "[TOOBIG] Literal larger than {} bytes",
+        "Literal too big: the limit is {} bytes",
         ctx.max_literal
     ));
     let _ = options.set_literal_accept_text("Ready for literal data".to_string());

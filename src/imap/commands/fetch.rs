@@ -180,11 +180,13 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
     .await
     .map_err(std::io::Error::other)?;
     match result {
-        Ok((_, changed)) => {
+        Ok((fresh, changed)) => {
             if let Some(selected) = session.selected() {
                 for (uid, flags, modseq) in changed {
                     selected.record(uid, flags, modseq);
                 }
+                let others = selected.apply(fresh, u32::MAX, false);
+                super::idle::send_updates(session, others);
             }
         }
         Err(err) => tracing::warn!("setting \\Seen: {err}"),

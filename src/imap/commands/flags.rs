@@ -191,16 +191,23 @@ pub async fn store(
     })
     .await
     .map_err(std::io::Error::other)?;
-    let (_, (changed, refused)) = match outcome {
+    let (fresh, (changed, refused)) = match outcome {
         Ok(result) => result,
         Err(err) => return Ok(Done::server_error("STORE", err)),
     };
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };
+    for (uid, flags, modseq) in &changed {
+        selected.record(*uid, flags.clone(), *modseq);
+    }
+    // Others' changes seen by the same read (our own now match and aren't repeated).
+    let others = selected.apply(fresh, u32::MAX, false);
+    let Some(selected) = session.selected() else {
+        return Ok(Done::bad("Select a folder first"));
+    };
     let mut replies = Vec::new();
-    for (uid, flags, modseq) in changed {
-        selected.record(uid, flags, modseq);
+    for (uid, _, _) in changed {
         // .SILENT still reports MODSEQ changes under CONDSTORE (RFC 7162 §3.2).
         if !request.silent || unchanged_since.is_some() {
             if let Some(seq) = selected.seq_of(uid) {
@@ -208,6 +215,7 @@ pub async fn store(
             }
         }
     }
+    super::idle::send_updates(session, others);
     for data in replies {
         session.send_data(data);
     }

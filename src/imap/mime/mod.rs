@@ -1,12 +1,57 @@
 //! ENVELOPE, BODYSTRUCTURE and BODY[section] of a message (RFC 3501 §6.4.5, §7.4.2).
+//!
+//! Pure functions over the raw message (CRLF wire form, but any bytes are accepted: these
+//! never panic, always terminate, and bound nesting at 32 levels). Results follow
+//! what Dovecot returns for the same message, which is what IMAP clients are tested against.
+//! The MIME splitter is our own (see `tree`): IMAP needs exact raw offsets and Dovecot's
+//! boundary rules, and ENVELOPE needs raw (undecoded) values, which mail-parser does not give.
+
+mod address;
+mod envelope;
+mod header;
+mod params;
+mod section;
+mod strings;
+mod structure;
+mod tree;
+
+#[cfg(test)]
+mod tests;
 
 use imap_codec::imap_types::{body::BodyStructure, envelope::Envelope, fetch::Section};
-pub fn envelope(_raw: &[u8]) -> Envelope<'static> {
-    todo!()
+
+/// ENVELOPE (RFC 3501 §7.4.2): date, subject, from, sender, reply-to, to, cc, bcc,
+/// in-reply-to, message-id. Values are the raw header bytes unfolded (encoded-words kept),
+/// NIL when the field is absent; sender and reply-to default to from.
+pub fn envelope(raw: &[u8]) -> Envelope<'static> {
+    let end = tree::header_end(raw);
+    envelope::from_header(raw, 0..end)
 }
-pub fn body_structure(_raw: &[u8], _extended: bool) -> BodyStructure<'static> {
-    todo!()
+
+/// BODYSTRUCTURE when `extended` (with md5, disposition, language and location; multipart
+/// parameters, disposition, language, location), BODY when not (no extension data).
+pub fn body_structure(raw: &[u8], extended: bool) -> BodyStructure<'static> {
+    let root = tree::parse(raw);
+    structure::build(raw, &root, extended)
 }
-pub fn section_bytes(raw: &[u8], _section: Option<&Section<'_>>) -> Vec<u8> {
-    raw.to_vec()
+
+/// The bytes of BODY[section] before any `<partial>` cut: the whole message for `None`;
+/// HEADER/TEXT/HEADER.FIELDS[.NOT] of the message or of an encapsulated message/rfc822
+/// part; the body of part N (part 1 of a non-multipart message is its body); N.MIME is the
+/// part's MIME header. A section that does not exist gives an empty Vec.
+///
+/// NUL bytes come out as 0x80, as Dovecot sends them: an IMAP literal cannot hold NUL
+/// (imap-types rejects it), and a same-length substitute keeps `<partial>` offsets and
+/// sizes in line with BODYSTRUCTURE.
+pub fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
+    let mut out = match section {
+        None => raw.to_vec(),
+        Some(_) => section::bytes(raw, &tree::parse(raw), section),
+    };
+    for b in &mut out {
+        if *b == 0 {
+            *b = 0x80;
+        }
+    }
+    out
 }
