@@ -10,7 +10,7 @@ cd "$ROOT"
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages ------------------------------------------------------------------------
-PACKAGES=(swaks python3-pytest systemd openssl fetchmail curl testssl.sh python3-cryptography postfix dnsmasq-base python3-aiosmtpd)
+PACKAGES=(swaks python3-pytest systemd openssl fetchmail curl testssl.sh python3-cryptography postfix dnsmasq-base python3-aiosmtpd isync)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then

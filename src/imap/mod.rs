@@ -4,6 +4,7 @@
 mod commands;
 pub mod context;
 pub mod folders;
+pub mod guard;
 pub mod message;
 pub mod mime;
 pub mod response;

@@ -75,7 +75,8 @@ impl Selected {
             if claim {
                 index.first_recent = index.uid_next;
             }
-            Ok(if claim { from } else { u32::MAX })
+            // EXAMINE sees the same \Recent messages without taking them (RFC 3501 §6.3.2).
+            Ok(from)
         })?;
         Ok((fresh, recent_from))
     }

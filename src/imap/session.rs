@@ -19,6 +19,7 @@ use tracing::{info, warn, Instrument};
 
 use super::context::{ImapContext, UserSlot};
 use super::folders::Folders;
+use super::guard::{InputGuard, Violation, MAX_LINE};
 use super::response::{self, bye, encode_data, encode_status, status, Kind};
 use super::selected::Selected;
 use crate::address::Address;
@@ -120,6 +121,7 @@ pub(super) struct Session<'a> {
     /// Tag of the AUTHENTICATE exchange in progress.
     pub auth_tag: Option<Tag<'static>>,
     pub shutdown: watch::Receiver<bool>,
+    pub guard: InputGuard,
 }
 
 /// Runs one session; `implicit_tls` for the IMAPS port.
@@ -158,6 +160,7 @@ pub async fn run_session(
             errors: 0,
             auth_tag: None,
             shutdown,
+            guard: InputGuard::new(ctx.max_literal),
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -240,6 +243,7 @@ impl Session<'_> {
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
                     self.flush().await?;
                     if !self.read_more(&mut buf).await? {
+                        self.flush().await?;
                         return Ok(());
                     }
                 }
@@ -258,10 +262,7 @@ impl Session<'_> {
     pub async fn read_more(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         let timeout = self.timeout();
         match read_or_stop(&mut self.stream, buf, timeout, &mut self.shutdown, true).await? {
-            ReadOutcome::Data(n) => {
-                self.server.enqueue_input(&buf[..n]);
-                Ok(true)
-            }
+            ReadOutcome::Data(n) => Ok(self.feed(&buf[..n])),
             ReadOutcome::Closed => Ok(false),
             ReadOutcome::TimedOut => {
                 self.send_status(bye("Autologout; idle for too long"));
@@ -274,6 +275,39 @@ impl Session<'_> {
                 Ok(false)
             }
         }
+    }
+
+    /// Passes client bytes to the parser after the input guard's look; false (with the reply
+    /// queued) when they break a limit the connection can't recover from.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        let Some(violation) = self.guard.inspect(bytes) else {
+            self.server.enqueue_input(bytes);
+            return true;
+        };
+        info!("refused: {violation:?}");
+        let (tag, code, text) = match violation {
+            Violation::LineTooLong { tag } => (
+                tag,
+                None,
+                format!("Command line longer than {MAX_LINE} bytes"),
+            ),
+            Violation::LiteralTooBig { tag, size } => (
+                tag,
+                Some(Code::TooBig),
+                format!(
+                    "Literal of {size} bytes is larger than the limit of {}",
+                    self.ctx.max_literal
+                ),
+            ),
+        };
+        let tag = tag.and_then(|t| Tag::try_from(t).ok());
+        match tag {
+            Some(tag) => self.send_status(status(Kind::No, Some(tag), code, &text)),
+            None => self.send_status(status(Kind::Bad, None, None, &text)),
+        }
+        self.send_status(bye("Closing: the rest of this command can't be skipped"));
+        self.phase = Phase::Logout;
+        false
     }
 
     /// Bad input the parser discarded; false when the connection must close.

@@ -49,6 +49,10 @@ pub struct FolderIndex {
     /// Messages with a UID at least this are \Recent for the next session that claims them.
     pub first_recent: u32,
     pub messages: Vec<IndexEntry>,
+    /// The folder's stamp as of this read: the directories as stat'd before they were listed,
+    /// the index file as left by this update (all under the lock), so a holder of this index
+    /// needn't re-read it until the stamp changes.
+    pub stamp: Stamp,
 }
 
 impl FolderIndex {
@@ -71,19 +75,22 @@ pub struct Stamp([(u64, i64, i64); 3]);
 
 /// The folder's current stamp (cheap: three `stat`s).
 pub fn stamp(dir: &Path) -> Stamp {
-    let of = |path: PathBuf| match fs::metadata(path) {
+    Stamp([
+        stat_key(&dir.join(INDEX_FILE)),
+        stat_key(&dir.join("new")),
+        stat_key(&dir.join("cur")),
+    ])
+}
+
+fn stat_key(path: &Path) -> (u64, i64, i64) {
+    match fs::metadata(path) {
         Ok(meta) => (
             meta.ino(),
             meta.mtime(),
             meta.mtime_nsec() ^ (meta.size() as i64),
         ),
         Err(_) => (0, 0, 0),
-    };
-    Stamp([
-        of(dir.join(INDEX_FILE)),
-        of(dir.join("new")),
-        of(dir.join("cur")),
-    ])
+    }
 }
 
 /// Reads the folder, indexes new message files, forgets vanished ones and writes the index
@@ -109,11 +116,14 @@ pub fn update<R>(
         Err(err) => return Err(err),
     };
     let before = fingerprint(&index);
+    let new_dir = stat_key(&dir.join("new"));
+    let cur_dir = stat_key(&dir.join("cur"));
     reconcile(dir, &mut index)?;
     let result = change(&mut index)?;
     if fingerprint(&index) != before {
         write_index(dir, &index)?;
     }
+    index.stamp = Stamp([stat_key(&dir.join(INDEX_FILE)), new_dir, cur_dir]);
     Ok((index, result))
 }
 
@@ -227,6 +237,7 @@ fn empty(uid_validity: u32) -> FolderIndex {
         highest_modseq: 1,
         first_recent: 1,
         messages: Vec::new(),
+        stamp: Stamp::default(),
     }
 }
 
@@ -292,6 +303,7 @@ fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<FolderIndex>> 
         highest_modseq,
         first_recent: as_u32(first_recent, 1)?,
         messages: Vec::new(),
+        stamp: Stamp::default(),
     };
     for (number, line) in lines.enumerate() {
         let entry = parse_entry(dir, line).ok_or_else(|| bad(number + 2))?;

@@ -104,9 +104,10 @@ def base_config(tmp: Path, port: int, password_hash: str) -> dict:
                 "maxConnections": 1000,
             },
         },
-        # `serve` also starts POP3: keep it on loopback and off the privileged default port.
+        # `serve` also starts POP3 and IMAP: keep them on loopback, off the privileged defaults.
         "access": {"interfaces": ["127.0.0.1"]},
         "pop3": {"port": free_port(), "pop3sPort": free_port()},
+        "imap": {"port": free_port(), "imapsPort": free_port()},
     }
 
 

@@ -159,7 +159,8 @@ impl Session<'_> {
                     self.phase = Phase::Logout;
                     return Ok(());
                 }
-                Some(Ok(n)) => self.server.enqueue_input(&buf[..n]),
+                Some(Ok(n)) if !self.feed(&buf[..n]) => return Ok(()),
+                Some(Ok(_)) => {}
                 Some(Err(err)) => return Err(err),
                 None => {}
             }

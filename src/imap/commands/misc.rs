@@ -11,22 +11,25 @@ use super::super::folders::DELIMITER;
 use super::super::response::bye;
 use super::super::session::{Done, Phase, Session};
 
-/// What the server offers now: STARTTLS before TLS (when offered), AUTH=PLAIN only where a
-/// password may be sent (LOGINDISABLED otherwise, RFC 3501 §6.2.3), the extensions once
-/// logged in (and in the greeting, so clients needn't ask).
+/// What the server offers now: before login, STARTTLS (when offered and not yet on) and
+/// AUTH=PLAIN where a password may be sent (LOGINDISABLED otherwise, RFC 3501 §6.2.3); the
+/// extensions always (also in the greeting, so clients needn't ask).
 pub fn capabilities(
     ctx: &ImapContext,
     tls: bool,
-    _authenticated: bool,
+    authenticated: bool,
 ) -> Vec1<Capability<'static>> {
     let mut caps = vec![Capability::Imap4Rev1];
-    if !tls && ctx.starttls_offered() {
-        caps.push(Capability::StartTls);
-    }
-    if ctx.login_allowed(tls) {
-        caps.push(Capability::Auth(AuthMechanism::Plain));
-    } else {
-        caps.push(Capability::LoginDisabled);
+    // Login-related capabilities only mean something before login (as Dovecot does).
+    if !authenticated {
+        if !tls && ctx.starttls_offered() {
+            caps.push(Capability::StartTls);
+        }
+        if ctx.login_allowed(tls) {
+            caps.push(Capability::Auth(AuthMechanism::Plain));
+        } else {
+            caps.push(Capability::LoginDisabled);
+        }
     }
     caps.extend([
         Capability::SaslIr,
