@@ -47,6 +47,8 @@ pub struct Authenticator {
     throttle: Mutex<Throttle>,
     /// Verified against when the account doesn't exist, so both cases cost the same.
     decoy: StoredHash,
+    /// Password verifications allowed at once (see `authenticate`).
+    verify_slots: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -58,6 +60,7 @@ impl Authenticator {
             default_domain,
             throttle: Mutex::new(Throttle::default()),
             decoy,
+            verify_slots: tokio::sync::Semaphore::new(concurrent_verifications()),
         })
     }
 
@@ -100,9 +103,13 @@ impl Authenticator {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.clone());
         let password = credentials.password.clone();
+        // One argon2id verification takes its memory cost (19 MiB by default) for its
+        // duration: bounding how many run at once bounds what a login flood can take.
+        let permit = self.verify_slots.acquire().await.ok();
         let matches = tokio::task::spawn_blocking(move || hash.verify(&password))
             .await
             .unwrap_or(false);
+        drop(permit);
         match account {
             Some(address) if known && matches && same_identity => {
                 self.forget(peer, &key);
@@ -163,6 +170,15 @@ fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, Failures>, key: K,
 }
 
 /// No delay for the first [`FREE_FAILURES`], then 0.5 s doubling up to [`MAX_DELAY`].
+/// As many verifications at once as there are cores (at least 2): more would only queue for
+/// the CPU while holding their memory.
+fn concurrent_verifications() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
 pub fn delay_for(failures: u32) -> Duration {
     if failures < FREE_FAILURES {
         return Duration::ZERO;

@@ -1,6 +1,7 @@
 //! IMAP4rev1 server (RFC 3501 plus IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE,
 //! LITERAL+, UNSELECT, CONDSTORE) on imap-codec / imap-next. docs/imap.md describes it.
 
+pub mod cache;
 mod commands;
 pub mod context;
 pub mod folders;

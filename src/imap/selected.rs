@@ -64,7 +64,7 @@ impl Selected {
 
     /// Whether the folder may have changed since the last read (three `stat`s).
     pub fn may_have_changed(&self) -> bool {
-        index::stamp(&self.dir) != self.stamp
+        self.stamp.outdated(&self.dir)
     }
 
     /// Reads the index (blocking), claiming the \Recent messages for a read-write session.

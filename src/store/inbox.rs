@@ -69,17 +69,50 @@ fn wire_size_of(path: &Path) -> io::Result<u64> {
 }
 
 /// The stored form (LF line ends) to the wire form: every LF becomes CRLF. Exactly inverts the
-/// CRLF → LF conversion done at delivery, so sizes match the `W=` field.
+/// CRLF → LF conversion done at delivery, so sizes match the `W=` field. (On every FETCH and
+/// SEARCH path, so it copies whole lines rather than bytes.)
 pub fn to_wire_form(stored: &[u8]) -> Vec<u8> {
-    let lines = stored.iter().filter(|&&b| b == b'\n').count();
+    let lines = memchr::memchr_iter(b'\n', stored).count();
     let mut out = Vec::with_capacity(stored.len() + lines);
-    for &byte in stored {
-        if byte == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(byte);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', stored) {
+        out.extend_from_slice(&stored[start..end]);
+        out.extend_from_slice(b"\r\n");
+        start = end + 1;
     }
+    out.extend_from_slice(&stored[start..]);
     out
+}
+
+/// The header block of a stored message (through its blank line, or the whole file when it
+/// has none) in wire form, reading no more of the file than that takes.
+pub fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    const CHUNK: usize = 8 * 1024;
+    let mut file = fs::File::open(path)?;
+    let mut stored = Vec::with_capacity(CHUNK);
+    let mut searched: usize = 0;
+    loop {
+        let len = stored.len();
+        stored.resize(len + CHUNK, 0);
+        let read = file.read(&mut stored[len..])?;
+        stored.truncate(len + read);
+        // Look again from one byte back: the blank line may straddle two reads.
+        let from = searched.saturating_sub(1);
+        if let Some(at) = memchr::memmem::find(&stored[from..], b"\n\n") {
+            stored.truncate(from + at + 2);
+            break;
+        }
+        if stored.starts_with(b"\n") {
+            stored.truncate(1);
+            break;
+        }
+        searched = stored.len();
+        if read == 0 {
+            break;
+        }
+    }
+    Ok(to_wire_form(&stored))
 }
 
 /// Deletes message files and makes the deletion durable (directory fsyncs).
@@ -107,6 +140,29 @@ pub fn delete_messages(paths: &[PathBuf]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_form_and_header_block() {
+        assert_eq!(to_wire_form(b"a\nb\n\nc"), b"a\r\nb\r\n\r\nc");
+        assert_eq!(to_wire_form(b""), b"");
+        assert_eq!(to_wire_form(b"\n\n"), b"\r\n\r\n");
+        let dir = std::env::temp_dir().join(format!("icsmail-hdr-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m");
+        // A header longer than one read, with the blank line right at a read boundary.
+        let mut header = b"X: ".to_vec();
+        header.resize(8 * 1024 - 1, b'y');
+        header.extend_from_slice(b"\n\nbody\n");
+        fs::write(&path, &header).unwrap();
+        let block = read_header_block(&path).unwrap();
+        assert!(block.ends_with(b"y\r\n\r\n"));
+        assert_eq!(block.len(), 8 * 1024 - 1 + 4);
+        fs::write(&path, b"no blank line\n").unwrap();
+        assert_eq!(read_header_block(&path).unwrap(), b"no blank line\r\n");
+        fs::write(&path, b"\nbody").unwrap();
+        assert_eq!(read_header_block(&path).unwrap(), b"\r\n");
+        fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn wire_form_inverts_delivery_form() {

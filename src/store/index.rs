@@ -7,7 +7,7 @@
 //! imported once). File format (text; docs/storage.md):
 //!
 //! ```text
-//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid>
+//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid> <write id>
 //! <uid> <modseq> <internal date> <CRLF size> <base name> [flag ...]
 //! ```
 
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::create::UIDVALIDITY_FILE;
 use super::inbox::{list_messages, StoredMessage};
+use super::indexcache::{self, file_key, settled, FileKey};
 use crate::imap::message::FlagSet;
 
 pub const INDEX_FILE: &str = "ics-index";
@@ -49,6 +50,9 @@ pub struct FolderIndex {
     /// Messages with a UID at least this are \Recent for the next session that claims them.
     pub first_recent: u32,
     pub messages: Vec<IndexEntry>,
+    /// Random, new with every write: tells this process's memory of the index (indexcache)
+    /// whether the file is still the one it remembers.
+    pub write_id: u64,
     /// The folder's stamp as of this read: the directories as stat'd before they were listed,
     /// the index file as left by this update (all under the lock), so a holder of this index
     /// needn't re-read it until the stamp changes.
@@ -68,28 +72,33 @@ impl FolderIndex {
     }
 }
 
-/// What makes a session's cached index stale: the index file's identity and the message
-/// directories' change times. Comparing stamps avoids re-reading an unchanged folder.
+/// What makes a session's copy of the index stale: the index file's identity, the message
+/// directories' change times and this process's write id for the folder. Comparing stamps
+/// avoids re-reading an unchanged folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stamp([(u64, i64, i64); 3]);
+pub struct Stamp {
+    files: [FileKey; 3],
+    generation: u64,
+    /// The directories changed too recently to trust an equal stamp (see indexcache).
+    unsettled: bool,
+}
+
+impl Stamp {
+    /// Whether the folder may have changed since this stamp was taken.
+    pub fn outdated(&self, dir: &Path) -> bool {
+        let now = stamp(dir);
+        self.unsettled || now.files != self.files || now.generation != self.generation
+    }
+}
 
 /// The folder's current stamp (cheap: three `stat`s).
 pub fn stamp(dir: &Path) -> Stamp {
-    Stamp([
-        stat_key(&dir.join(INDEX_FILE)),
-        stat_key(&dir.join("new")),
-        stat_key(&dir.join("cur")),
-    ])
-}
-
-fn stat_key(path: &Path) -> (u64, i64, i64) {
-    match fs::metadata(path) {
-        Ok(meta) => (
-            meta.ino(),
-            meta.mtime(),
-            meta.mtime_nsec() ^ (meta.size() as i64),
-        ),
-        Err(_) => (0, 0, 0),
+    let new_dir = file_key(&dir.join("new"));
+    let cur_dir = file_key(&dir.join("cur"));
+    Stamp {
+        files: [file_key(&dir.join(INDEX_FILE)), new_dir, cur_dir],
+        generation: indexcache::generation(dir),
+        unsettled: !(settled(new_dir) && settled(cur_dir)),
     }
 }
 
@@ -106,25 +115,44 @@ pub fn update<R>(
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
-    let uid_validity = read_uid_validity(dir)?;
-    let mut index = match read_index(dir, uid_validity) {
-        Ok(Some(index)) => index,
-        Ok(None) => recover(dir, uid_validity, "is missing")?,
-        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-            recover(dir, uid_validity, &err.to_string())?
-        }
-        Err(err) => return Err(err),
+    let dirs = [file_key(&dir.join("new")), file_key(&dir.join("cur"))];
+    let (mut index, listing_current) = match indexcache::recall(dir, &dir.join(INDEX_FILE), dirs) {
+        Some(remembered) => remembered,
+        None => (read_or_recover(dir)?, false),
     };
     let before = fingerprint(&index);
-    let new_dir = stat_key(&dir.join("new"));
-    let cur_dir = stat_key(&dir.join("cur"));
-    reconcile(dir, &mut index)?;
-    let result = change(&mut index)?;
-    if fingerprint(&index) != before {
-        write_index(dir, &index)?;
+    if !listing_current {
+        reconcile(dir, &mut index)?;
     }
-    index.stamp = Stamp([stat_key(&dir.join(INDEX_FILE)), new_dir, cur_dir]);
+    let result = change(&mut index)?;
+    let after = fingerprint(&index);
+    if after != before || index.write_id == 0 {
+        index.write_id = rand::random::<u64>().max(1);
+        // New UIDs must never be handed out twice: those writes are fsync'd. Flag, \Recent and
+        // expunge changes are not (an old index after a crash costs a flag change, never mail;
+        // vanished files are dropped again at the next read).
+        write_index(dir, &index, after.0 != before.0)?;
+    }
+    indexcache::remember(dir, index.write_id, dirs, &index);
+    index.stamp = Stamp {
+        files: [file_key(&dir.join(INDEX_FILE)), dirs[0], dirs[1]],
+        generation: index.write_id,
+        unsettled: !(settled(dirs[0]) && settled(dirs[1])),
+    };
     Ok((index, result))
+}
+
+/// The index as stored, or a fresh start when it is lost or damaged.
+fn read_or_recover(dir: &Path) -> io::Result<FolderIndex> {
+    let uid_validity = read_uid_validity(dir)?;
+    match read_index(dir, uid_validity) {
+        Ok(Some(index)) => Ok(index),
+        Ok(None) => recover(dir, uid_validity, "is missing"),
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+            recover(dir, uid_validity, &err.to_string())
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// Cheap change detection: anything that changes the file changes one of these.
@@ -237,13 +265,14 @@ fn empty(uid_validity: u32) -> FolderIndex {
         highest_modseq: 1,
         first_recent: 1,
         messages: Vec::new(),
+        write_id: 0,
         stamp: Stamp::default(),
     }
 }
 
 /// Writes the empty index of a new folder (called when the folder is created).
 pub(super) fn create_empty(dir: &Path, uid_validity: u32) -> io::Result<()> {
-    write_index(dir, &empty(uid_validity))
+    write_index(dir, &empty(uid_validity), true)
 }
 
 /// A lost or damaged index: the UIDs it handed out are unknown, so the folder starts over
@@ -290,8 +319,10 @@ fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<FolderIndex>> 
         .split_whitespace()
         .map(|n| n.parse().map_err(|_| bad(1)))
         .collect::<io::Result<_>>()?;
-    let [validity, uid_next, highest_modseq, first_recent] = numbers[..] else {
-        return Err(bad(1));
+    let (validity, uid_next, highest_modseq, first_recent, write_id) = match numbers[..] {
+        [v, n, m, r, w] => (v, n, m, r, w),
+        [v, n, m, r] => (v, n, m, r, 0),
+        _ => return Err(bad(1)),
     };
     if validity != u64::from(uid_validity) {
         return Ok(Some(empty(uid_validity)));
@@ -303,6 +334,7 @@ fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<FolderIndex>> 
         highest_modseq,
         first_recent: as_u32(first_recent, 1)?,
         messages: Vec::new(),
+        write_id,
         stamp: Stamp::default(),
     };
     for (number, line) in lines.enumerate() {
@@ -363,12 +395,16 @@ fn flag_words(flags: &FlagSet) -> impl Iterator<Item = &str> {
 }
 
 /// Writes the index through a temporary file and a rename: readers see the old or the new one,
-/// never a torn one. fsync'd, since UIDs handed out must never be handed out again.
-fn write_index(dir: &Path, index: &FolderIndex) -> io::Result<()> {
+/// never a torn one. With `durable`, file and directory are fsync'd first.
+fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io::Result<()> {
     let mut text = String::with_capacity(64 + index.messages.len() * 80);
     text.push_str(&format!(
-        "{MAGIC} {} {} {} {}\n",
-        index.uid_validity, index.uid_next, index.highest_modseq, index.first_recent
+        "{MAGIC} {} {} {} {} {}\n",
+        index.uid_validity,
+        index.uid_next,
+        index.highest_modseq,
+        index.first_recent,
+        index.write_id
     ));
     for m in &index.messages {
         text.push_str(&format!(
@@ -384,9 +420,14 @@ fn write_index(dir: &Path, index: &FolderIndex) -> io::Result<()> {
     let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
     let mut file = File::create(&tmp)?;
     file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    if durable {
+        file.sync_all()?;
+    }
     fs::rename(&tmp, dir.join(INDEX_FILE))?;
-    File::open(dir)?.sync_all()
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Keywords as a set, for callers building a [`FlagSet`].
@@ -502,6 +543,40 @@ mod tests {
         assert_ne!(before, delivered);
         sync(&dir).unwrap();
         assert_ne!(stamp(&dir), delivered);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn age_dirs(dir: &Path) {
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for sub in ["new", "cur"] {
+            File::open(dir.join(sub))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn remembered_index_still_sees_deliveries_and_other_writers() {
+        let dir = folder("cache");
+        deliver(&dir, 100, 1);
+        age_dirs(&dir);
+        assert_eq!(uids(&sync(&dir).unwrap()), [1]);
+        // Settled and unchanged: the remembered listing is used, and still right.
+        assert_eq!(uids(&sync(&dir).unwrap()), [1]);
+        deliver(&dir, 200, 2);
+        assert_eq!(uids(&sync(&dir).unwrap()), [1, 2]);
+        // Another process rewrites the index (new write id, a flag set): it is read again.
+        let text = fs::read_to_string(dir.join(INDEX_FILE)).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut header: Vec<&str> = lines[0].split(' ').collect();
+        header[6] = "12345";
+        lines[0] = header.join(" ");
+        lines[1].push_str(" \\Flagged");
+        fs::write(dir.join(INDEX_FILE), lines.join("\n") + "\n").unwrap();
+        let index = sync(&dir).unwrap();
+        assert!(index.messages[0].flags.flagged);
+        assert_eq!(index.write_id, 12345);
         fs::remove_dir_all(dir).unwrap();
     }
 

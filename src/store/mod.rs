@@ -12,10 +12,11 @@ mod deliver;
 mod dirsync;
 mod inbox;
 pub mod index;
+mod indexcache;
 mod names;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
 pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
-pub use inbox::{delete_messages, list_messages, to_wire_form, StoredMessage};
+pub use inbox::{delete_messages, list_messages, read_header_block, to_wire_form, StoredMessage};
 pub use names::{folder_dir_name, folder_name_problem};

@@ -16,11 +16,11 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
-use super::super::mime;
 use super::super::response::nz;
 use super::super::selected::ViewMessage;
 use super::super::sequence::resolve;
 use super::super::session::{Done, Session};
+use super::super::{cache, mime};
 use super::flags::flag_items;
 use crate::store::{index, to_wire_form};
 
@@ -30,7 +30,6 @@ const CHUNK: usize = 32;
 /// What the items need beyond the index.
 struct Plan {
     names: Vec<MessageDataItemName<'static>>,
-    needs_body: bool,
     sets_seen: bool,
     uid: bool,
     modseq: bool,
@@ -77,16 +76,6 @@ pub async fn fetch(
         return Ok(Done::bad("Select a folder first"));
     };
     let plan = Plan {
-        needs_body: names.iter().any(|n| {
-            !matches!(
-                n,
-                MessageDataItemName::Flags
-                    | MessageDataItemName::InternalDate
-                    | MessageDataItemName::Rfc822Size
-                    | MessageDataItemName::Uid
-                    | MessageDataItemName::ModSeq
-            )
-        }),
         sets_seen: !selected.read_only
             && names.iter().any(|n| {
                 matches!(
@@ -194,14 +183,19 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
     Ok(())
 }
 
-/// One message's FETCH response; None when its file is gone.
+/// One message's FETCH response; None when its file is gone. The message file is read only
+/// for what the cache (imap::cache) doesn't hold, and then once.
 fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Option<Data<'static>> {
-    let raw = if plan.needs_body {
-        Some(to_wire_form(&std::fs::read(&message.path).ok()?))
-    } else {
-        None
+    let path = &message.path;
+    let mut whole: Option<Arc<Vec<u8>>> = None;
+    let mut raw = || -> std::io::Result<Arc<Vec<u8>>> {
+        if let Some(raw) = &whole {
+            return Ok(raw.clone());
+        }
+        let read = Arc::new(to_wire_form(&std::fs::read(path)?));
+        whole = Some(read.clone());
+        Ok(read)
     };
-    let raw = raw.as_deref().unwrap_or(&[]);
     let meta = &message.meta;
     let mut items = Vec::with_capacity(plan.names.len() + 2);
     let mut has_uid = false;
@@ -227,22 +221,45 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
                 has_modseq = true;
                 MessageDataItem::ModSeq(NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN))
             }
-            MessageDataItemName::Envelope => MessageDataItem::Envelope(mime::envelope(raw)),
-            MessageDataItemName::Body => MessageDataItem::Body(mime::body_structure(raw, false)),
-            MessageDataItemName::BodyStructure => {
-                MessageDataItem::BodyStructure(mime::body_structure(raw, true))
+            MessageDataItemName::Envelope => {
+                MessageDataItem::Envelope(cache::envelope(path).ok()?.as_ref().clone())
             }
-            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(raw.to_vec())),
-            MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
-                mime::section_bytes(raw, Some(&Section::Header(None))),
-            )),
+            MessageDataItemName::Body => MessageDataItem::Body(
+                cache::structure(path, false, &mut raw)
+                    .ok()?
+                    .as_ref()
+                    .clone(),
+            ),
+            MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(
+                cache::structure(path, true, &mut raw)
+                    .ok()?
+                    .as_ref()
+                    .clone(),
+            ),
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(raw().ok()?.to_vec())),
+            MessageDataItemName::Rfc822Header => {
+                MessageDataItem::Rfc822Header(nstring(cache::header_block(path).ok()?.to_vec()))
+            }
             MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(nstring(
-                mime::section_bytes(raw, Some(&Section::Text(None))),
+                mime::section_bytes(&raw().ok()?, Some(&Section::Text(None))),
             )),
             MessageDataItemName::BodyExt {
                 section, partial, ..
             } => {
-                let data = mime::section_bytes(raw, section.as_ref());
+                let top_header = matches!(
+                    section,
+                    Some(
+                        Section::Header(None)
+                            | Section::HeaderFields(None, _)
+                            | Section::HeaderFieldsNot(None, _)
+                    )
+                );
+                let source = if top_header {
+                    cache::header_block(path).ok()?
+                } else {
+                    raw().ok()?
+                };
+                let data = mime::section_bytes(&source, section.as_ref());
                 let (data, origin) = match partial {
                     Some((offset, length)) => {
                         let start = (*offset as usize).min(data.len());

@@ -7,6 +7,7 @@ use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::search::SearchKey;
 
+use super::super::cache;
 use super::super::message::MessageMeta;
 use super::super::response::nz;
 use super::super::search::{check_charset, matches, SearchError, SearchScope, SearchSubject};
@@ -17,7 +18,10 @@ use crate::store::to_wire_form;
 struct Subject<'a> {
     seq: u32,
     message: &'a ViewMessage,
+    /// The message, or only its header block until `whole`.
     raw: Option<Vec<u8>>,
+    whole: bool,
+    header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl SearchSubject for Subject<'_> {
@@ -31,10 +35,21 @@ impl SearchSubject for Subject<'_> {
         self.message.recent
     }
     fn raw(&mut self) -> std::io::Result<&[u8]> {
-        if self.raw.is_none() {
+        if !self.whole {
             self.raw = Some(to_wire_form(&std::fs::read(&self.message.path)?));
+            self.whole = true;
         }
         Ok(self.raw.as_deref().unwrap_or(&[]))
+    }
+    fn header_block(&mut self) -> std::io::Result<&[u8]> {
+        if self.raw.is_none() {
+            self.header = Some(cache::header_block(&self.message.path)?);
+        }
+        match (&self.raw, &self.header) {
+            (Some(raw), _) => Ok(raw),
+            (None, Some(header)) => Ok(header),
+            (None, None) => Ok(&[]),
+        }
     }
 }
 
@@ -87,6 +102,8 @@ pub async fn search(
                 seq: index as u32 + 1,
                 message,
                 raw: None,
+                whole: false,
+                header: None,
             };
             match matches(&keys, &mut subject, &scope) {
                 Ok(true) => {

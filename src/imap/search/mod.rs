@@ -25,6 +25,11 @@ pub trait SearchSubject {
     fn recent(&self) -> bool;
     /// The full message, CRLF line ends.
     fn raw(&mut self) -> std::io::Result<&[u8]>;
+    /// At least the message's header block (the full message will do): header keys need no
+    /// more, and a store can read less.
+    fn header_block(&mut self) -> std::io::Result<&[u8]> {
+        self.raw()
+    }
 }
 
 /// The folder as the session sees it, to resolve `*` in sequence sets and UID sets (an empty
@@ -181,7 +186,7 @@ impl Eval<'_> {
     fn header(&mut self) -> Result<&content::Header, SearchError> {
         let header = match self.header.take() {
             Some(header) => header,
-            None => content::header(self.subject.raw()?),
+            None => content::header(self.subject.header_block()?),
         };
         Ok(self.header.insert(header))
     }
