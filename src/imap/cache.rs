@@ -9,37 +9,37 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use imap_codec::imap_types::body::BodyStructure;
-use imap_codec::imap_types::envelope::Envelope;
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::response::Data;
 
 use super::mime;
+use super::response::{encode_data, nz};
 use crate::store::read_header_block;
 
 /// Memory the cache may use (estimated), per generation; at most twice this in all.
 const GENERATION_BYTES: usize = 32 * 1024 * 1024;
-/// Estimated size of a parsed structure beyond the header bytes.
-const STRUCTURE_ESTIMATE: usize = 2048;
 
 #[derive(Default, Clone)]
 struct Entry {
     header: Option<Arc<Vec<u8>>>,
-    envelope: Option<Arc<Envelope<'static>>>,
-    body: Option<Arc<BodyStructure<'static>>>,
-    body_structure: Option<Arc<BodyStructure<'static>>>,
+    /// The encoded FETCH items `ENVELOPE (...)`, `BODY (...)`, `BODYSTRUCTURE (...)`.
+    envelope: Option<Arc<Vec<u8>>>,
+    body: Option<Arc<Vec<u8>>>,
+    body_structure: Option<Arc<Vec<u8>>>,
 }
 
 impl Entry {
     fn size(&self) -> usize {
-        self.header.as_ref().map_or(0, |h| h.len())
-            + [
-                self.envelope.is_some(),
-                self.body.is_some(),
-                self.body_structure.is_some(),
-            ]
-            .iter()
-            .filter(|&&set| set)
-            .count()
-                * STRUCTURE_ESTIMATE
+        [
+            &self.header,
+            &self.envelope,
+            &self.body,
+            &self.body_structure,
+        ]
+        .iter()
+        .map(|part| part.as_ref().map_or(0, |bytes| bytes.len()))
+        .sum::<usize>()
             + 128
     }
 }
@@ -119,23 +119,37 @@ pub fn header_block(path: &Path) -> io::Result<Arc<Vec<u8>>> {
     Ok(header)
 }
 
-pub fn envelope(path: &Path) -> io::Result<Arc<Envelope<'static>>> {
+/// The wire form of one FETCH item (what goes between the parentheses of `* n FETCH (...)`).
+pub fn encode_item(item: MessageDataItem<'static>) -> Vec<u8> {
+    let wire = encode_data(Data::Fetch {
+        seq: nz(1),
+        items: Vec1::from(item),
+    });
+    let inner = wire
+        .strip_prefix(b"* 1 FETCH (")
+        .and_then(|rest| rest.strip_suffix(b")\r\n"));
+    inner.map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+/// `ENVELOPE (...)`, encoded.
+pub fn envelope(path: &Path) -> io::Result<Arc<Vec<u8>>> {
     let (key, entry) = lookup(path);
     if let Some(envelope) = entry.envelope {
         return Ok(envelope);
     }
-    let envelope = Arc::new(mime::envelope(&header_block(path)?));
+    let item = MessageDataItem::Envelope(mime::envelope(&header_block(path)?));
+    let envelope = Arc::new(encode_item(item));
     store(&key, |e| e.envelope = Some(envelope.clone()));
     Ok(envelope)
 }
 
-/// BODYSTRUCTURE (`extended`) or BODY; `raw` is the whole message (wire form) when the caller
-/// has it, else it is read.
+/// `BODYSTRUCTURE (...)` (`extended`) or `BODY (...)`, encoded; `raw` gives the whole message
+/// (wire form) when it must be parsed.
 pub fn structure(
     path: &Path,
     extended: bool,
     raw: &mut dyn FnMut() -> io::Result<Arc<Vec<u8>>>,
-) -> io::Result<Arc<BodyStructure<'static>>> {
+) -> io::Result<Arc<Vec<u8>>> {
     let (key, entry) = lookup(path);
     let cached = if extended {
         entry.body_structure
@@ -145,7 +159,13 @@ pub fn structure(
     if let Some(structure) = cached {
         return Ok(structure);
     }
-    let structure = Arc::new(mime::body_structure(&raw()?, extended));
+    let parsed = mime::body_structure(&raw()?, extended);
+    let item = if extended {
+        MessageDataItem::BodyStructure(parsed)
+    } else {
+        MessageDataItem::Body(parsed)
+    };
+    let structure = Arc::new(encode_item(item));
     store(&key, |e| {
         if extended {
             e.body_structure = Some(structure.clone());
@@ -154,4 +174,18 @@ pub fn structure(
         }
     });
     Ok(structure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_encode_without_their_frame() {
+        assert_eq!(encode_item(MessageDataItem::Uid(nz(7))), b"UID 7");
+        assert_eq!(
+            encode_item(MessageDataItem::Rfc822Size(42)),
+            b"RFC822.SIZE 42"
+        );
+    }
 }

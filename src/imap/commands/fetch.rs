@@ -16,7 +16,7 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
-use super::super::response::nz;
+use super::super::response::{encode_data, nz};
 use super::super::selected::ViewMessage;
 use super::super::sequence::resolve;
 use super::super::session::{Done, Session};
@@ -118,9 +118,9 @@ pub async fn fetch(
         })
         .await
         .map_err(std::io::Error::other)?;
-        for data in rendered {
-            match data {
-                Some(data) => session.send_data(data),
+        for wire in rendered {
+            match wire {
+                Some(wire) => session.out.extend_from_slice(&wire),
                 None => missing = true,
             }
         }
@@ -185,7 +185,7 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
 
 /// One message's FETCH response; None when its file is gone. The message file is read only
 /// for what the cache (imap::cache) doesn't hold, and then once.
-fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Option<Data<'static>> {
+fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Option<Vec<u8>> {
     let path = &message.path;
     let mut whole: Option<Arc<Vec<u8>>> = None;
     let mut raw = || -> std::io::Result<Arc<Vec<u8>>> {
@@ -198,6 +198,8 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
     };
     let meta = &message.meta;
     let mut items = Vec::with_capacity(plan.names.len() + 2);
+    // Items kept encoded by the cache, appended to the response as they are.
+    let mut encoded: Vec<Arc<Vec<u8>>> = Vec::new();
     let mut has_uid = false;
     let mut has_flags = false;
     let mut has_modseq = false;
@@ -222,20 +224,17 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
                 MessageDataItem::ModSeq(NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN))
             }
             MessageDataItemName::Envelope => {
-                MessageDataItem::Envelope(cache::envelope(path).ok()?.as_ref().clone())
+                encoded.push(cache::envelope(path).ok()?);
+                continue;
             }
-            MessageDataItemName::Body => MessageDataItem::Body(
-                cache::structure(path, false, &mut raw)
-                    .ok()?
-                    .as_ref()
-                    .clone(),
-            ),
-            MessageDataItemName::BodyStructure => MessageDataItem::BodyStructure(
-                cache::structure(path, true, &mut raw)
-                    .ok()?
-                    .as_ref()
-                    .clone(),
-            ),
+            MessageDataItemName::Body => {
+                encoded.push(cache::structure(path, false, &mut raw).ok()?);
+                continue;
+            }
+            MessageDataItemName::BodyStructure => {
+                encoded.push(cache::structure(path, true, &mut raw).ok()?);
+                continue;
+            }
             MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(nstring(raw().ok()?.to_vec())),
             MessageDataItemName::Rfc822Header => {
                 MessageDataItem::Rfc822Header(nstring(cache::header_block(path).ok()?.to_vec()))
@@ -295,10 +294,26 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
             NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN),
         ));
     }
-    Some(Data::Fetch {
-        seq: nz(seq),
-        items: Vec1::try_from(items).ok()?,
-    })
+    // `* n FETCH (` items `)`: the typed items through imap-codec, then the cached ones.
+    let mut wire = match Vec1::try_from(items) {
+        Ok(items) => {
+            let mut wire = encode_data(Data::Fetch {
+                seq: nz(seq),
+                items,
+            });
+            wire.truncate(wire.len().saturating_sub(3)); // ")\r\n"
+            wire
+        }
+        Err(_) => format!("* {seq} FETCH (").into_bytes(),
+    };
+    for (i, item) in encoded.iter().enumerate() {
+        if i > 0 || !wire.ends_with(b"(") {
+            wire.push(b' ');
+        }
+        wire.extend_from_slice(item);
+    }
+    wire.extend_from_slice(b")\r\n");
+    Some(wire)
 }
 
 /// Message bytes as a literal; NUL (not allowed outside BINARY) becomes 0x80 as in Dovecot.
