@@ -142,3 +142,29 @@ def test_many_idle_connections(imap_target):
         for s in socks:
             s.close()
     still_serves(imap_target, user)
+
+
+def test_sessions_per_account_are_capped(imap_target):
+    """50 sessions of one account are served; the 51st login is refused with NO [LIMIT] and
+    succeeds again once one of them has logged out (ics-mail's per-account cap)."""
+    imap_target.only_icsmail("per-account session cap (50)")
+    user = imap_target.fresh_user()
+    sessions = [imap_target.raw_login(user) for _ in range(50)]
+    try:
+        extra = imap_target.raw()
+        refused = extra.cmd(f'LOGIN "{user}" "{PASSWORD}"')
+        assert refused.status == "NO" and b"[LIMIT]" in refused.tagged, refused
+        sessions.pop().ok("LOGOUT")
+        # The slot is freed as the logged-out session ends, a moment after its OK.
+        for _ in range(50):
+            again = extra.cmd(f'LOGIN "{user}" "{PASSWORD}"')
+            if again.status == "OK":
+                break
+            assert b"[LIMIT]" in again.tagged, again
+            time.sleep(0.1)
+        assert again.status == "OK", again
+        extra.close()
+    finally:
+        for raw in sessions:
+            raw.close()
+    still_serves(imap_target, imap_target.fresh_user())
