@@ -51,10 +51,12 @@ pub fn default_config() -> anyhow::Result<Config> {
     let config = config::load_str(&value.to_string())
         .map_err(|errors| anyhow::anyhow!("embedded default configuration:\n{errors}"))?;
     println!(
-        "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}, POP3 :{}, POP3S :{}",
+        "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}, IMAP :{}, IMAPS :{}, POP3 :{}, POP3S :{}",
         config.smtp.port,
         config.smtp.submission_port.map_or(0, |p| p.0),
         config.smtp.smtps.port,
+        config.imap.port,
+        config.imap.imaps_port,
         config.pop3.port,
         config.pop3.pop3s_port
     );

@@ -457,6 +457,9 @@ def run_load(target: Target) -> dict:
     }
 
 
+IDLE_CPU_WINDOW = 10.0  # seconds over which the idle sessions' CPU use is measured
+
+
 def idle_sessions(target: Target, n: int) -> dict:
     """n sessions in IDLE; the server tree's PSS before and after."""
     if n <= 0:
@@ -495,6 +498,10 @@ def idle_sessions(target: Target, n: int) -> dict:
         setup = time.monotonic() - t0
         time.sleep(2)
         after = tree_pss_kib(target.proc.pid)
+        # What the idle sessions cost in CPU (polling, timers) while nothing happens.
+        cpu0 = tree_cpu_s(target.proc.pid)
+        time.sleep(IDLE_CPU_WINDOW)
+        idle_cpu = (tree_cpu_s(target.proc.pid) - cpu0) / IDLE_CPU_WINDOW
     finally:
         for s in socks:
             try:
@@ -509,6 +516,7 @@ def idle_sessions(target: Target, n: int) -> dict:
         "rss_before_kib": before[1], "rss_after_kib": after[1],
         "processes_before": before[2], "processes_after": after[2],
         "pss_per_session_kib": round((after[0] - before[0]) / max(ok, 1), 1),
+        "idle_cpu_percent": round(100 * idle_cpu, 1),
     }
 
 

@@ -3,6 +3,7 @@ state in ./icsmail-state, and a demo account that can receive mail."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import re
 import signal
@@ -85,3 +86,13 @@ def test_serve_default_demo(default_serve, tmp_path):
                and tok.encode() in p.read_bytes()]
     assert len(holders) == 1, f"message for {address} stored in {holders}"
     assert holders[0].parent.name == "new", holders[0]
+
+    # The demo account reads it back over IMAP (port 1143) with the printed password.
+    password = (tmp_path / "icsmail-state" / "demo-password").read_text().strip()
+    assert password in output(), "the printed password is not the stored one"
+    imap = imaplib.IMAP4("127.0.0.1", 1143, timeout=10)
+    imap.login(address, password)
+    imap.select("INBOX")
+    typ, found = imap.search(None, "TEXT", tok)
+    assert typ == "OK" and found[0].split(), f"IMAP SEARCH found nothing: {found}"
+    imap.logout()
