@@ -15,3 +15,4 @@ pub mod sequence;
 pub mod server;
 pub mod session;
 pub mod utf7;
+pub mod watch;

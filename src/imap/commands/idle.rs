@@ -11,7 +11,8 @@ use imap_next::{Interrupt, Io, State as _};
 
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
-use super::super::session::{Phase, Session, IDLE_POLL};
+use super::super::session::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
+use super::super::watch::watch_folder;
 use super::flags::flag_items;
 
 /// Re-reads the selected folder if it changed and sends the updates.
@@ -106,6 +107,15 @@ impl Session<'_> {
         }
         let timeout = self.timeout();
         let started = tokio::time::Instant::now();
+        // Woken by inotify where it can; else (and as a safety net) by polling.
+        let mut watch = self
+            .selected()
+            .and_then(|selected| watch_folder(&selected.dir));
+        let poll = if watch.is_some() {
+            IDLE_SAFETY_POLL
+        } else {
+            IDLE_POLL
+        };
         loop {
             // Drain what the parser has (the "+ idling", or DONE).
             loop {
@@ -139,9 +149,20 @@ impl Session<'_> {
             let woke = {
                 let stream = &mut self.stream;
                 let shutdown = &mut self.shutdown;
+                let changed = async {
+                    match &mut watch {
+                        Some(watch) => {
+                            if watch.changes.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 tokio::select! {
                     read = tokio::io::AsyncReadExt::read(stream, buf) => Woke::Read(read),
-                    () = tokio::time::sleep(IDLE_POLL) => Woke::Tick,
+                    () = changed => Woke::Tick,
+                    () = tokio::time::sleep(poll) => Woke::Tick,
                     _ = shutdown.wait_for(|stop| *stop) => Woke::Stop,
                 }
             };
