@@ -342,7 +342,7 @@ in
       "Default authorization domain": the login `user` means `user@<domain>`. Must be one of `domains`.
     '';
     stateDir = opt absPath defaultState ''
-      Queue, greylist data, IMAP UID maps and runtime overrides. Created (owned by `icsmail`)
+      Queue, greylist data and runtime overrides (IMAP UIDs and flags live with the mail). Created (owned by `icsmail`)
       and made writable for the daemons when outside /var/lib/icsmail.
     '';
 
