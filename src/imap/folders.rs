@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::model::SpecialUse;
 use crate::store::{folder_dir_name, folder_name_problem, FolderMeta, FOLDERS_FILE};
@@ -298,11 +298,6 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
         reach = next;
     }
     reach[name.len()]
-}
-
-/// Whether `path` is a folder directory of some mailbox (used by tests and the store).
-pub fn is_folder_dir(path: &Path) -> bool {
-    path.join("cur").is_dir()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! <uid> <modseq> <internal date> <CRLF size> <base name> [flag ...]
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -430,11 +430,6 @@ fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io::Result<()>
     Ok(())
 }
 
-/// Keywords as a set, for callers building a [`FlagSet`].
-pub fn keyword_set<'a>(words: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
-    words.into_iter().map(str::to_string).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,7 +486,7 @@ mod tests {
             let modseq = index.bump_modseq();
             let entry = &mut index.messages[0];
             entry.flags.seen = true;
-            entry.flags.keywords = keyword_set(["$Forwarded", "Work"]);
+            entry.flags.keywords = ["$Forwarded", "Work"].map(String::from).into();
             entry.modseq = modseq;
             Ok(modseq)
         })
