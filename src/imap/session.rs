@@ -39,7 +39,7 @@ pub const MAX_ERRORS: u32 = 20;
 /// How often IDLE looks for changes to the folder when inotify can't tell it.
 pub const IDLE_POLL: Duration = Duration::from_millis(400);
 /// How often IDLE looks anyway while inotify watches (a safety net, cheap).
-pub const IDLE_SAFETY_POLL: Duration = Duration::from_secs(15);
+pub const IDLE_SAFETY_POLL: Duration = Duration::from_secs(60);
 /// Commands beyond the literal: tag, command name, arguments (Dovecot allows 64 KiB).
 pub const MAX_COMMAND_OVERHEAD: u32 = 64 * 1024;
 
