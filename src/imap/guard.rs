@@ -207,6 +207,50 @@ mod tests {
         );
     }
 
+    /// Random command streams: the verdict (and where it comes) must not depend on how the
+    /// bytes are split into reads, and nothing may panic.
+    #[test]
+    fn verdicts_do_not_depend_on_read_boundaries() {
+        let mut next = crate::test_support::xorshift(0x1a2b_3c4d);
+        let pieces: [&[u8]; 9] = [
+            b"a1 NOOP\r\n",
+            b"b APPEND INBOX {5}\r\nhello\r\n",
+            b"c APPEND INBOX {12+}\r\n{99999999+}\r\n\r\n",
+            b"d LOGIN {3}\r\nbob {3+}\r\npw!\r\n",
+            b"e APPEND INBOX {2000+}\r\n",
+            b"f APPEND INBOX {2000}\r\ng NOOP\r\n",
+            b"\r\n\n{}{+}{x+}\r\n",
+            b"h SELECT xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            b"\xff\x00 garbage {\r\n",
+        ];
+        for _ in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 12) {
+                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+                if next() % 50 == 0 {
+                    input.extend(std::iter::repeat_n(b'x', MAX_LINE));
+                }
+            }
+            let mut whole = InputGuard::new(1000);
+            let expected = whole.inspect(&input);
+            let mut split = InputGuard::new(1000);
+            let mut verdict = None;
+            let mut rest = &input[..];
+            while !rest.is_empty() && verdict.is_none() {
+                let take = 1 + (next() % 97) as usize;
+                let (chunk, tail) = rest.split_at(take.min(rest.len()));
+                verdict = split.inspect(chunk);
+                rest = tail;
+            }
+            assert_eq!(
+                verdict,
+                expected,
+                "input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
     #[test]
     fn the_tag_of_a_later_line_is_the_commands() {
         let mut guard = InputGuard::new(1000);
