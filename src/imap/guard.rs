@@ -227,7 +227,7 @@ mod tests {
             let mut input = Vec::new();
             for _ in 0..(next() % 12) {
                 input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
-                if next() % 50 == 0 {
+                if next().is_multiple_of(50) {
                     input.extend(std::iter::repeat_n(b'x', MAX_LINE));
                 }
             }
