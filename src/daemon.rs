@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::config::Config;
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use crate::net::listeners::{self, ListenSpec};
 use crate::net::notify;
@@ -36,6 +37,29 @@ pub struct Service {
     pub limiter: ConnectionLimiter,
     /// Sent to a refused connection before closing it (e.g. SMTP `421 4.7.0 …`).
     pub refusal: fn(Refusal) -> Vec<u8>,
+}
+
+/// A listener named in the config: its socket name, port and the key that sets the port.
+pub type NamedPort = (&'static str, u16, &'static str);
+
+/// The listeners of a mailbox-access daemon (IMAP, POP3) on `access.interfaces`: the plain port,
+/// and its implicit-TLS twin when `access.implicitTls.enable`; tagged with "TLS is implicit".
+pub fn access_specs(
+    config: &Config,
+    plain: NamedPort,
+    implicit: NamedPort,
+) -> Vec<(ListenSpec, bool)> {
+    let spec = |(name, port, key): NamedPort| ListenSpec {
+        name,
+        port,
+        interfaces: config.access.interfaces.clone(),
+        key,
+    };
+    let mut specs = vec![(spec(plain), false)];
+    if config.access.implicit_tls.enable {
+        specs.push((spec(implicit), true));
+    }
+    specs
 }
 
 /// Opens the listeners of `specs` and makes one service per spec. `start` begins a session on an
@@ -174,7 +198,7 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        match limiter.acquire(peer.ip()) {
+        match limiter.acquire(peer.ip().to_canonical()) {
             Ok(slot) => {
                 let conn = Accepted {
                     stream,

@@ -41,6 +41,14 @@ pub struct Config {
     pub dns: Dns,
 }
 
+impl Config {
+    /// The server's host name: `heloName`, which validation always fills (from the host's
+    /// FQDN when the file leaves it null); `localhost` only for an unvalidated config.
+    pub fn hostname(&self) -> String {
+        self.helo_name.clone().unwrap_or_else(|| "localhost".into())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Account {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::message::{FlagSet, MessageMeta};
 use crate::store::index::{self, FolderIndex, IndexEntry, Stamp};
@@ -56,7 +56,7 @@ impl Selected {
             messages: Vec::new(),
             stamp: Stamp::default(),
         };
-        let (fresh, recent_from) = selected.read_index()?;
+        let (fresh, recent_from) = Selected::read_index(&selected.dir, read_only)?;
         selected.uid_validity = fresh.uid_validity;
         selected.apply(fresh, recent_from, true);
         Ok(selected)
@@ -67,10 +67,11 @@ impl Selected {
         self.stamp.outdated(&self.dir)
     }
 
-    /// Reads the index (blocking), claiming the \Recent messages for a read-write session.
-    pub fn read_index(&mut self) -> io::Result<(FolderIndex, u32)> {
-        let claim = !self.read_only;
-        let (fresh, recent_from) = index::update(&self.dir, |index| {
+    /// Reads the index of the folder at `dir` (blocking), claiming the \Recent messages unless
+    /// `read_only`. Also returns the first UID that is \Recent.
+    pub fn read_index(dir: &Path, read_only: bool) -> io::Result<(FolderIndex, u32)> {
+        let claim = !read_only;
+        let (fresh, recent_from) = index::update(dir, |index| {
             let from = index.first_recent;
             if claim {
                 index.first_recent = index.uid_next;

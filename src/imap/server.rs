@@ -8,7 +8,6 @@ use super::session::run_session;
 use crate::config::Config;
 use crate::daemon::{self, Service};
 use crate::net::limits::{ConnectionLimiter, Refusal};
-use crate::net::listeners::ListenSpec;
 
 /// Simultaneous IMAP connections from one address, and in all. Clients keep one connection
 /// per watched folder and webmail connects from one address, so the per-address cap is high.
@@ -16,19 +15,11 @@ pub const CONNECTIONS_PER_IP: u32 = 1000;
 pub const MAX_CONNECTIONS: u32 = 20_000;
 
 pub fn services(config: &Config, ctx: Arc<ImapContext>) -> anyhow::Result<Vec<Service>> {
-    let spec = |name, port: u16, key| ListenSpec {
-        name,
-        port,
-        interfaces: config.access.interfaces.clone(),
-        key,
-    };
-    let mut specs = vec![(spec("imap", config.imap.port.0, "imap.port"), false)];
-    if config.access.implicit_tls.enable {
-        specs.push((
-            spec("imaps", config.imap.imaps_port.0, "imap.imapsPort"),
-            true,
-        ));
-    }
+    let specs = daemon::access_specs(
+        config,
+        ("imap", config.imap.port.0, "imap.port"),
+        ("imaps", config.imap.imaps_port.0, "imap.imapsPort"),
+    );
     let limiter = ConnectionLimiter::new(CONNECTIONS_PER_IP, MAX_CONNECTIONS);
     daemon::services_for(
         specs,

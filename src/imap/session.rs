@@ -137,16 +137,10 @@ pub async fn run_session(
     let id = new_id();
     let span = tracing::info_span!("imap", cid = %id, peer = %peer.ip());
     async move {
-        let implicit = if implicit_tls { ctx.tls.as_ref() } else { None };
-        if implicit_tls && implicit.is_none() {
+        let Some(stream) =
+            MaybeTls::accept(tcp, ctx.tls.as_ref(), implicit_tls, PRE_AUTH_TIMEOUT).await
+        else {
             return;
-        }
-        let stream = match MaybeTls::accept(tcp, implicit, PRE_AUTH_TIMEOUT).await {
-            Ok(stream) => stream,
-            Err(err) => {
-                info!("TLS handshake failed: {err}");
-                return;
-            }
         };
         let server = new_server(&ctx, Some(greeting(&ctx, stream.is_tls())));
         let mut session = Session {

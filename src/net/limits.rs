@@ -1,69 +1,81 @@
-//! Connection limits: per client address and in total. A slot is held by a guard and freed when
-//! the guard drops, whatever way the session ends.
+//! Connection limits: per key (a client address, or an account) and in total. A slot is held
+//! by a guard and freed when the guard drops, whatever way the session ends.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug)]
-struct Counts {
-    per_ip: HashMap<IpAddr, u32>,
+struct Counts<K> {
+    per_key: HashMap<K, u32>,
     total: u32,
 }
 
-#[derive(Debug, Clone)]
-pub struct ConnectionLimiter {
-    counts: Arc<Mutex<Counts>>,
-    per_ip_limit: u32,
+#[derive(Debug)]
+pub struct ConnectionLimiter<K = IpAddr> {
+    counts: Arc<Mutex<Counts<K>>>,
+    per_key_limit: u32,
     total_limit: u32,
+}
+
+// Not derived: that would want `K: Clone` for the shared counts.
+impl<K> Clone for ConnectionLimiter<K> {
+    fn clone(&self) -> Self {
+        ConnectionLimiter {
+            counts: self.counts.clone(),
+            per_key_limit: self.per_key_limit,
+            total_limit: self.total_limit,
+        }
+    }
 }
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    PerIp,
+    /// Too many for this key (client address or account).
+    PerKey,
     Total,
 }
 
 /// Holds one connection slot.
 #[derive(Debug)]
-pub struct ConnectionSlot {
-    limiter: ConnectionLimiter,
-    ip: IpAddr,
+pub struct ConnectionSlot<K: Eq + Hash = IpAddr> {
+    limiter: ConnectionLimiter<K>,
+    key: K,
 }
 
-impl ConnectionLimiter {
-    pub fn new(per_ip_limit: u32, total_limit: u32) -> Self {
+impl<K: Eq + Hash + Clone> ConnectionLimiter<K> {
+    pub fn new(per_key_limit: u32, total_limit: u32) -> Self {
         ConnectionLimiter {
             counts: Arc::new(Mutex::new(Counts {
-                per_ip: HashMap::new(),
+                per_key: HashMap::new(),
                 total: 0,
             })),
-            per_ip_limit,
+            per_key_limit,
             total_limit,
         }
     }
 
-    pub fn acquire(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let ip = ip.to_canonical();
+    pub fn acquire(&self, key: K) -> Result<ConnectionSlot<K>, Refusal> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.total >= self.total_limit {
             return Err(Refusal::Total);
         }
-        let count = counts.per_ip.entry(ip).or_insert(0);
-        if *count >= self.per_ip_limit {
-            return Err(Refusal::PerIp);
+        let count = counts.per_key.entry(key.clone()).or_insert(0);
+        if *count >= self.per_key_limit {
+            return Err(Refusal::PerKey);
         }
         *count += 1;
         counts.total += 1;
         Ok(ConnectionSlot {
             limiter: self.clone(),
-            ip,
+            key,
         })
     }
 }
 
-impl Drop for ConnectionSlot {
+impl<K: Eq + Hash> Drop for ConnectionSlot<K> {
     fn drop(&mut self) {
         let mut counts = self
             .limiter
@@ -71,10 +83,10 @@ impl Drop for ConnectionSlot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(count) = counts.per_ip.get_mut(&self.ip) {
+        if let Some(count) = counts.per_key.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                counts.per_ip.remove(&self.ip);
+                counts.per_key.remove(&self.key);
             }
         }
     }
@@ -91,7 +103,7 @@ mod tests {
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let s1 = limiter.acquire(a).unwrap();
         let _s2 = limiter.acquire(a).unwrap();
-        assert_eq!(limiter.acquire(a).unwrap_err(), Refusal::PerIp);
+        assert_eq!(limiter.acquire(a).unwrap_err(), Refusal::PerKey);
         let _s3 = limiter.acquire(b).unwrap();
         assert_eq!(limiter.acquire(b).unwrap_err(), Refusal::Total);
         drop(s1);

@@ -19,18 +19,24 @@ pub enum MaybeTls {
 }
 
 impl MaybeTls {
-    /// A new connection: plain, or TLS from the first byte when `implicit` holds the acceptor
-    /// (SMTPS, POP3S, IMAPS).
+    /// A new connection: plain, or TLS from the first byte when `implicit` (SMTPS, POP3S,
+    /// IMAPS). None when it can't go on: an implicit-TLS port without a certificate (nothing to
+    /// say), or a failed handshake (logged).
     pub async fn accept(
         tcp: TcpStream,
-        implicit: Option<&TlsAcceptor>,
+        tls: Option<&TlsAcceptor>,
+        implicit: bool,
         timeout: Duration,
-    ) -> io::Result<MaybeTls> {
+    ) -> Option<MaybeTls> {
         let mut stream = MaybeTls::Plain(tcp);
-        if let Some(acceptor) = implicit {
-            stream.upgrade(acceptor, timeout).await?;
+        if implicit {
+            let acceptor = tls?;
+            if let Err(err) = stream.upgrade(acceptor, timeout).await {
+                tracing::info!("TLS handshake failed: {err}");
+                return None;
+            }
         }
-        Ok(stream)
+        Some(stream)
     }
 
     pub fn is_tls(&self) -> bool {

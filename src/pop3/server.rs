@@ -7,26 +7,17 @@ use super::session::{run_session, Pop3Context};
 use crate::config::Config;
 use crate::daemon::{self, Service};
 use crate::net::limits::{ConnectionLimiter, Refusal};
-use crate::net::listeners::ListenSpec;
 
 /// Simultaneous POP3 connections from one address, and in all.
 pub const CONNECTIONS_PER_IP: u32 = 20;
 pub const MAX_CONNECTIONS: u32 = 1000;
 
 pub fn services(config: &Config, ctx: Arc<Pop3Context>) -> anyhow::Result<Vec<Service>> {
-    let spec = |name, port: u16, key| ListenSpec {
-        name,
-        port,
-        interfaces: config.access.interfaces.clone(),
-        key,
-    };
-    let mut specs = vec![(spec("pop3", config.pop3.port.0, "pop3.port"), false)];
-    if config.access.implicit_tls.enable {
-        specs.push((
-            spec("pop3s", config.pop3.pop3s_port.0, "pop3.pop3sPort"),
-            true,
-        ));
-    }
+    let specs = daemon::access_specs(
+        config,
+        ("pop3", config.pop3.port.0, "pop3.port"),
+        ("pop3s", config.pop3.pop3s_port.0, "pop3.pop3sPort"),
+    );
     let limiter = ConnectionLimiter::new(CONNECTIONS_PER_IP, MAX_CONNECTIONS);
     daemon::services_for(
         specs,

@@ -43,10 +43,7 @@ impl Pop3Context {
         tls: Option<TlsAcceptor>,
     ) -> Pop3Context {
         Pop3Context {
-            hostname: config
-                .helo_name
-                .clone()
-                .unwrap_or_else(|| "localhost".into()),
+            hostname: config.hostname(),
             authenticator,
             store,
             tls,
@@ -66,16 +63,10 @@ pub async fn run_session(
     let id = new_id();
     let span = tracing::info_span!("pop3", cid = %id, peer = %peer.ip());
     async move {
-        let implicit = if implicit_tls { ctx.tls.as_ref() } else { None };
-        if implicit_tls && implicit.is_none() {
+        let Some(mut stream) =
+            MaybeTls::accept(tcp, ctx.tls.as_ref(), implicit_tls, IDLE_TIMEOUT).await
+        else {
             return;
-        }
-        let mut stream = match MaybeTls::accept(tcp, implicit, IDLE_TIMEOUT).await {
-            Ok(stream) => stream,
-            Err(err) => {
-                info!("TLS handshake failed: {err}");
-                return;
-            }
         };
         match drive(&mut stream, peer, &ctx, shutdown).await {
             Ok(()) => info!("session closed"),

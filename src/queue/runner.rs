@@ -95,10 +95,7 @@ impl Runner {
             transport: Arc::new(Transport::new(config)),
             directory,
             store,
-            hostname: config
-                .helo_name
-                .clone()
-                .unwrap_or_else(|| "localhost".into()),
+            hostname: config.hostname(),
             clock: Arc::new(SystemClock),
         }
     }

@@ -50,7 +50,7 @@ pub fn services(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Vec<Se
 
 fn refusal(why: Refusal) -> Vec<u8> {
     let text = match why {
-        Refusal::PerIp => "Too many connections from your address, try again later",
+        Refusal::PerKey => "Too many connections from your address, try again later",
         Refusal::Total => "Too many connections, try again later",
     };
     Reply::new(421, [4, 7, 0], text).to_wire()

@@ -71,10 +71,7 @@ impl SmtpContext {
         let limits = &config.smtp.limits;
         let outbound = Outbound::start(config, directory.clone(), store.clone());
         SmtpContext {
-            hostname: config
-                .helo_name
-                .clone()
-                .unwrap_or_else(|| "localhost".into()),
+            hostname: config.hostname(),
             max_message_size: usize::try_from(config.smtp.max_message_size).unwrap_or(usize::MAX),
             smtputf8: config.smtp.smtputf8,
             max_recipients: limits.max_recipients as usize,
@@ -168,20 +165,11 @@ pub async fn run_session(
     let id = new_id();
     let span = tracing::info_span!("smtp", cid = %id, peer = %peer.ip(), port = ?listener);
     async move {
-        let implicit = if listener == Listener::Smtps {
-            ctx.tls.as_ref()
-        } else {
-            None
-        };
-        if listener == Listener::Smtps && implicit.is_none() {
+        let implicit = listener == Listener::Smtps;
+        let Some(mut stream) =
+            MaybeTls::accept(tcp, ctx.tls.as_ref(), implicit, ctx.command_timeout).await
+        else {
             return;
-        }
-        let mut stream = match MaybeTls::accept(tcp, implicit, ctx.command_timeout).await {
-            Ok(stream) => stream,
-            Err(err) => {
-                info!("TLS handshake failed: {err}");
-                return;
-            }
         };
         match drive(&mut stream, peer, &ctx, &id, listener, shutdown).await {
             Ok(()) => info!("session closed"),

@@ -92,7 +92,7 @@ impl Stamp {
 }
 
 /// The folder's current stamp (cheap: three `stat`s).
-pub fn stamp(dir: &Path) -> Stamp {
+fn stamp(dir: &Path) -> Stamp {
     let new_dir = file_key(&dir.join("new"));
     let cur_dir = file_key(&dir.join("cur"));
     Stamp {

@@ -60,7 +60,7 @@ async fn finish_login(session: &mut Session<'_>, credentials: Credentials) -> Do
     else {
         return auth_failed();
     };
-    let Some(slot) = session.ctx.users.acquire(&account) else {
+    let Ok(slot) = session.ctx.users.acquire(account.clone()) else {
         return Done::no_code(other("LIMIT"), "Too many sessions for this account");
     };
     let store = session.ctx.store.clone();

@@ -27,29 +27,20 @@ pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std:
         }
         return Ok(());
     }
-    // The read runs on the blocking pool; the view is moved there and back.
-    let mut taken = std::mem::replace(&mut session.phase, Phase::Authenticated);
-    let result = tokio::task::spawn_blocking(move || {
-        let read = match &mut taken {
-            Phase::Selected(selected) => selected.read_index(),
-            _ => Err(std::io::Error::other("no folder selected")),
-        };
-        (taken, read)
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    let (mut taken, read) = result;
-    let updates = match (&mut taken, read) {
-        (Phase::Selected(selected), Ok((fresh, recent_from))) => {
+    let (dir, read_only) = (selected.dir.clone(), selected.read_only);
+    let read = tokio::task::spawn_blocking(move || Selected::read_index(&dir, read_only))
+        .await
+        .map_err(std::io::Error::other)?;
+    let updates = match (read, session.selected()) {
+        (Ok((fresh, recent_from)), Some(selected)) => {
             selected.apply(fresh, recent_from, announce_expunges)
         }
-        (_, Err(err)) => {
+        (Err(err), _) => {
             tracing::warn!("re-reading the selected folder: {err}");
             Vec::new()
         }
-        _ => Vec::new(),
+        (Ok(_), None) => Vec::new(),
     };
-    session.phase = taken;
     send_updates(session, updates);
     Ok(())
 }

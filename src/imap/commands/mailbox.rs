@@ -22,6 +22,13 @@ fn folders(session: &Session<'_>) -> Option<Folders> {
     session.account.as_ref().map(|(_, folders)| folders.clone())
 }
 
+/// The store's name of `mailbox` and the account's folders, or the reply refusing it.
+fn named_folder(session: &Session<'_>, mailbox: &Mailbox<'_>) -> Result<(String, Folders), Done> {
+    let name = folder_name(mailbox)?;
+    let folders = folders(session).ok_or_else(|| Done::bad("Log in first"))?;
+    Ok((name, folders))
+}
+
 fn folder_error(err: FolderError) -> Done {
     match err {
         FolderError::NotFound => Done::no_code(other("NONEXISTENT"), "No such folder"),
@@ -66,12 +73,9 @@ pub async fn select(
 ) -> std::io::Result<Done> {
     // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
     session.phase = Phase::Authenticated;
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
+    let (name, folders) = match named_folder(session, &mailbox) {
+        Ok(target) => target,
         Err(done) => return Ok(done),
-    };
-    let Some(folders) = folders(session) else {
-        return Ok(Done::bad("Log in first"));
     };
     if parameters
         .iter()
@@ -147,12 +151,9 @@ pub async fn select(
 }
 
 pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Done {
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
+    let (name, folders) = match named_folder(session, &mailbox) {
+        Ok(target) => target,
         Err(done) => return done,
-    };
-    let Some(folders) = folders(session) else {
-        return Done::bad("Log in first");
     };
     match blocking(move || folders.create(&name)).await {
         Ok(()) => Done::ok("CREATE completed"),
@@ -161,12 +162,9 @@ pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Don
 }
 
 pub async fn delete(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Done {
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
+    let (name, folders) = match named_folder(session, &mailbox) {
+        Ok(target) => target,
         Err(done) => return done,
-    };
-    let Some(folders) = folders(session) else {
-        return Done::bad("Log in first");
     };
     if session.selected().is_some_and(|s| s.name == name) {
         session.phase = Phase::Authenticated;
@@ -236,12 +234,9 @@ fn rename_inbox(
 }
 
 pub async fn subscribe(session: &mut Session<'_>, mailbox: Mailbox<'static>, on: bool) -> Done {
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
+    let (name, folders) = match named_folder(session, &mailbox) {
+        Ok(target) => target,
         Err(done) => return done,
-    };
-    let Some(folders) = folders(session) else {
-        return Done::bad("Log in first");
     };
     match blocking(move || folders.subscribe(&name, on)).await {
         Ok(()) if on => Done::ok("SUBSCRIBE completed"),
@@ -341,12 +336,9 @@ pub async fn status(
     mailbox: Mailbox<'static>,
     names: &[StatusDataItemName],
 ) -> Done {
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
+    let (name, folders) = match named_folder(session, &mailbox) {
+        Ok(target) => target,
         Err(done) => return done,
-    };
-    let Some(folders) = folders(session) else {
-        return Done::bad("Log in first");
     };
     let read = blocking(move || {
         let dir = folders.dir(&name)?;

@@ -18,9 +18,9 @@ use crate::store::to_wire_form;
 struct Subject<'a> {
     seq: u32,
     message: &'a ViewMessage,
-    /// The message, or only its header block until `whole`.
+    /// The whole message, once a key needed it.
     raw: Option<Vec<u8>>,
-    whole: bool,
+    /// Its header block (from the cache), for header keys.
     header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
@@ -35,21 +35,20 @@ impl SearchSubject for Subject<'_> {
         self.message.recent
     }
     fn raw(&mut self) -> std::io::Result<&[u8]> {
-        if !self.whole {
+        if self.raw.is_none() {
             self.raw = Some(to_wire_form(&std::fs::read(&self.message.path)?));
-            self.whole = true;
         }
         Ok(self.raw.as_deref().unwrap_or(&[]))
     }
     fn header_block(&mut self) -> std::io::Result<&[u8]> {
-        if self.raw.is_none() {
+        if self.raw.is_none() && self.header.is_none() {
             self.header = Some(cache::header_block(&self.message.path)?);
         }
-        match (&self.raw, &self.header) {
-            (Some(raw), _) => Ok(raw),
-            (None, Some(header)) => Ok(header),
-            (None, None) => Ok(&[]),
-        }
+        Ok(match (&self.raw, &self.header) {
+            (Some(raw), _) => raw,
+            (None, Some(header)) => header,
+            (None, None) => &[],
+        })
     }
 }
 
@@ -102,7 +101,6 @@ pub async fn search(
                 seq: index as u32 + 1,
                 message,
                 raw: None,
-                whole: false,
                 header: None,
             };
             match matches(&keys, &mut subject, &scope) {
