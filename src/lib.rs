@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod imap;
+pub mod mailtext;
 pub mod net;
 pub mod policy;
 pub mod pop3;

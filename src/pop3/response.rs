@@ -1,5 +1,7 @@
 //! POP3 responses as typed values, serialized in one place (RFC 1939, RFC 2449 codes).
 
+use crate::mailtext::{dot_stuff_into, LineEndPolicy};
+
 /// Extended response codes (RFC 2449 §8, RFC 3206).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -68,27 +70,12 @@ impl Response {
                 } else {
                     format!("+OK {}\r\n", clean(first)).into_bytes()
                 };
-                dot_stuff_into(body, &mut out);
+                // Not normalised: RETR sends exactly the octets LIST counted (docs/pop3.md).
+                dot_stuff_into(body, LineEndPolicy::Keep, &mut out);
                 out.extend_from_slice(b".\r\n");
                 out
             }
         }
-    }
-}
-
-/// Appends `body` with every line that starts with "." doubled (RFC 1939 §3), ending in CRLF.
-fn dot_stuff_into(body: &[u8], out: &mut Vec<u8>) {
-    out.reserve(body.len() + 16);
-    let mut line_start = true;
-    for &byte in body {
-        if line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        line_start = byte == b'\n';
-    }
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
     }
 }
 

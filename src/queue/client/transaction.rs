@@ -4,6 +4,7 @@
 
 use super::ehlo::Capabilities;
 use super::reply::ServerReply;
+use crate::mailtext::{dot_stuff_into, LineEndPolicy};
 
 /// A message ready to send on one connection.
 #[derive(Debug, Clone)]
@@ -120,20 +121,12 @@ pub fn rcpt_command(recipient: &str) -> String {
     format!("RCPT TO:<{recipient}>\r\n")
 }
 
-/// The message data as sent after `354`: dot-stuffed, CRLF-terminated, then `.CRLF`.
+/// The message data as sent after `354`: bare CR and bare LF turned into CRLF (a next hop must
+/// never see them: it may take `<CR>.<CR>` for the end of data), dot-stuffed, CRLF-terminated,
+/// then `.CRLF`.
 pub fn data_block(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &byte in message {
-        if at_line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        at_line_start = byte == b'\n';
-    }
-    if !message.is_empty() && !message.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    dot_stuff_into(message, LineEndPolicy::Normalise, &mut out);
     out.extend_from_slice(b".\r\n");
     out
 }
@@ -189,6 +182,10 @@ mod tests {
         );
         assert_eq!(data_block(b"x\r\n.\r\ny"), b"x\r\n..\r\ny\r\n.\r\n");
         assert_eq!(data_block(b""), b".\r\n");
+        // Issue 10: a bare CR is never relayed, and the dot after it is stuffed.
+        assert_eq!(data_block(b"A\r.\rX"), b"A\r\n..\r\nX\r\n.\r\n");
+        assert_eq!(data_block(b"A\r.\r\nX"), b"A\r\n..\r\nX\r\n.\r\n");
+        assert_eq!(data_block(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
     }
 
     #[test]
