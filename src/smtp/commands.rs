@@ -1,12 +1,14 @@
 //! The reply to each SMTP command (RFC 5321 §4.1, RFC 1870 SIZE, RFC 3030 CHUNKING,
 //! RFC 6531 SMTPUTF8). Pure functions of the session state.
 
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{
     MailFrom, RcptTo, Request, AUTH_LOGIN, AUTH_PLAIN, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME,
     MAIL_SMTPUTF8,
 };
 
+use super::chunk::ChunkReceiver;
+use super::data::DataReceiver;
 use super::proto::{
     login_challenge, too_big, Helo, RecipientResolver, SaslStep, Session, State, Step,
 };
@@ -14,6 +16,7 @@ use super::reply::Reply;
 use crate::address::Address;
 use crate::auth::sasl;
 use crate::auth::Recipient;
+use crate::mailtext::LineEnds;
 
 /// One mail transaction, from MAIL to the end of its data.
 #[derive(Debug, Clone, Default)]
@@ -28,8 +31,10 @@ pub struct Transaction {
     pub rcpt_to: Vec<String>,
     pub smtputf8: bool,
     pub eight_bit: bool,
-    /// Message data, CRLF line ends, dot-unstuffed.
+    /// Message data: CRLF line ends only (bare CR and LF were normalised), dot-unstuffed.
     pub body: Vec<u8>,
+    /// BDAT: a CR at the end of one chunk waits for the first byte of the next.
+    pub bdat_line_ends: LineEnds,
     /// BDAT was used (then DATA is not allowed in this transaction).
     pub chunking: bool,
     pub helo: String,
@@ -286,37 +291,38 @@ impl Session {
         if let Err(reply) = self.ready_for_data(false) {
             return self.reply(reply);
         }
-        let mut receiver = DataReceiver::new();
-        // The receiver recognises "<CRLF>.<CRLF>"; prime it with the CRLF that ended the DATA
-        // command so that an empty message (".<CRLF>" at once) ends too.
-        let mut primer = Vec::with_capacity(2);
-        receiver.ingest(&mut b"\r\n".iter(), &mut primer);
-        self.state = State::Data(receiver);
+        self.state = State::Data(DataReceiver::new(self.params.max_message_size));
         Step::Reply(Reply::plain(
             354,
             vec!["End data with <CR><LF>.<CR><LF>".to_string()],
         ))
     }
 
+    /// A chunk that cannot be taken is refused at once (its size is known now; waiting for
+    /// octets that may never come helps nobody) and its octets are drained as they arrive.
     fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Step {
+        let limit = self.params.max_message_size;
         let refusal = match self.ready_for_data(true) {
             Err(reply) => Some(reply),
             Ok(()) => self.tx.as_ref().and_then(|tx| {
-                (tx.body.len() + chunk_size > self.params.max_message_size)
-                    .then(|| too_big(self.params.max_message_size))
+                let fits = tx
+                    .body
+                    .len()
+                    .checked_add(chunk_size)
+                    .is_some_and(|total| total <= limit);
+                (!fits).then(|| too_big(limit))
             }),
         };
         if let Some(reply) = refusal {
-            // The chunk's bytes follow the command regardless: drain them, then refuse.
             self.tx = None;
-            self.state = State::Discard(DummyDataReceiver::new_bdat(chunk_size), reply);
-            return self.next_discard();
+            self.state = State::DrainChunk(DummyDataReceiver::new_bdat(chunk_size));
+            return self.reply(reply);
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.chunking = true;
-            tx.body.reserve(chunk_size);
         }
-        self.next_bdat(BdatReceiver::new(chunk_size, is_last))
+        // No reserve(chunk_size): memory grows with the octets that actually arrive.
+        self.next_bdat(ChunkReceiver::new(chunk_size, is_last))
     }
 
     /// MAIL and at least one accepted RCPT are needed; DATA and BDAT don't mix.

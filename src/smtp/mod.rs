@@ -1,11 +1,15 @@
-//! The SMTP server: sans-I/O protocol core (`proto`, `commands`, `reply`), trace headers
-//! (`trace`) and the tokio driver (`session`, `server`).
+//! The SMTP server: sans-I/O protocol core (`proto`, `commands`, `reply`; message data in
+//! `data` and `chunk`, declared sizes in `sizes`), trace headers (`trace`) and the tokio driver
+//! (`session`, `server`).
 
+pub mod chunk;
 pub mod commands;
+pub mod data;
 pub mod proto;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod sizes;
 pub mod trace;
 
 #[cfg(test)]

@@ -5,18 +5,19 @@
 //! When a message is complete the session yields [`Step::Deliver`] and waits for
 //! [`Session::delivered`]. No I/O, clock or store here, so every rule is unit-testable.
 
-use smtp_proto::request::receiver::{
-    BdatReceiver, DataReceiver, DummyDataReceiver, DummyLineReceiver, RequestReceiver,
-};
+use smtp_proto::request::receiver::{DummyDataReceiver, DummyLineReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
+use super::chunk::{ChunkEnd, ChunkReceiver};
 use super::commands::Transaction;
+use super::data::{DataEnd, DataReceiver};
 use super::reply::Reply;
+use super::sizes;
 use crate::address::Address;
 use crate::auth::sasl::{self, Credentials, SaslError};
 use crate::auth::Recipient;
 
-/// Longest command line accepted, CRLF included (smtp-proto's own buffer limit).
+/// Longest command line accepted, CRLF included (framed here; the same 4096 as smtp-proto).
 pub const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 
 /// Fixed facts of one session.
@@ -89,9 +90,9 @@ pub(super) enum State {
     /// Skipping the rest of an over-long command line.
     DiscardLine(DummyLineReceiver),
     Data(DataReceiver),
-    /// Draining a message or chunk that will be refused; then send `reply`.
-    Discard(DummyDataReceiver, Reply),
-    Bdat(BdatReceiver),
+    /// Draining the octets of a BDAT chunk that was refused (its reply is already out).
+    DrainChunk(DummyDataReceiver),
+    Bdat(ChunkReceiver),
     /// The driver is delivering or checking a login: no input is processed until it reports.
     Waiting,
     /// `220` to STARTTLS is queued; next comes [`Step::StartTls`].
@@ -104,7 +105,8 @@ pub(super) enum State {
 pub struct Session {
     pub(super) params: SessionParams,
     pub(super) state: State,
-    receiver: RequestReceiver,
+    /// The start of a command line that spans reads (at most [`MAX_COMMAND_LINE`] bytes).
+    line: Vec<u8>,
     input: Vec<u8>,
     pos: usize,
     pub(super) helo: Option<Helo>,
@@ -127,7 +129,7 @@ impl Session {
         Session {
             params,
             state: State::Command,
-            receiver: RequestReceiver::default(),
+            line: Vec::new(),
             input: Vec::new(),
             pos: 0,
             helo: None,
@@ -151,7 +153,7 @@ impl Session {
     pub fn in_data(&self) -> bool {
         matches!(
             self.state,
-            State::Data(_) | State::Bdat(_) | State::Discard(..)
+            State::Data(_) | State::Bdat(_) | State::DrainChunk(_)
         )
     }
 
@@ -180,6 +182,7 @@ impl Session {
         self.tx = None;
         self.user = None;
         self.input.clear();
+        self.line.clear();
         self.pos = 0;
         self.state = State::Command;
     }
@@ -245,46 +248,61 @@ impl Session {
                     Step::NeedInput
                 }
             }
-            discard @ State::Discard(..) => {
-                self.state = discard;
-                self.next_discard()
-            }
+            State::DrainChunk(receiver) => self.next_drain(receiver, resolver),
             State::Data(receiver) => self.next_data(receiver),
             State::Bdat(receiver) => self.next_bdat(receiver),
         }
     }
 
+    /// Frames the next command line (bounded) and answers it. smtp-proto parses the complete
+    /// line; the sizes in it are read again by [`sizes`].
     fn next_command(&mut self, resolver: &dyn RecipientResolver) -> Step {
-        if self.pos >= self.input.len() {
+        let pending = &self.input[self.pos..];
+        if pending.is_empty() {
             return Step::NeedInput;
         }
-        let mut bytes = self.input[self.pos..].iter();
-        let start = bytes.as_slice().len();
-        let parsed = self.receiver.ingest(&mut bytes).map(Request::into_owned);
-        let consumed = start - bytes.as_slice().len();
-        self.pos += consumed;
-        let complete_line = !matches!(
-            parsed,
-            Err(ParseError::NeedsMoreData { .. } | ParseError::ResponseTooLong)
-        );
-        if complete_line && consumed > MAX_COMMAND_LINE {
-            // Whatever the parser thought of it, an over-long line is refused as such.
-            return self.reply(Reply::new(
-                500,
-                [5, 5, 2],
-                format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"),
-            ));
-        }
-        match parsed {
-            Ok(request) => self.command(request, resolver),
-            Err(ParseError::NeedsMoreData { .. }) => Step::NeedInput,
-            Err(ParseError::ResponseTooLong) => {
+        let Some(newline) = memchr::memchr(b'\n', pending) else {
+            // With its LF still to come, a line this long is over the limit already.
+            if self.line.len().saturating_add(pending.len()) >= MAX_COMMAND_LINE {
+                self.line.clear();
+                self.pos = self.input.len();
                 self.state = State::DiscardLine(DummyLineReceiver::default());
-                self.reply(Reply::new(
-                    500,
-                    [5, 5, 2],
-                    format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"),
-                ))
+                return self.reply(line_too_long());
+            }
+            self.line.extend_from_slice(pending);
+            self.pos = self.input.len();
+            return Step::NeedInput;
+        };
+        let end = self.pos + newline + 1;
+        if self.line.len() + newline + 1 > MAX_COMMAND_LINE {
+            self.line.clear();
+            self.pos = end;
+            return self.reply(line_too_long());
+        }
+        let mut line = std::mem::take(&mut self.line);
+        line.extend_from_slice(&self.input[self.pos..end]);
+        self.pos = end;
+        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
+        match parsed {
+            Ok(request) => {
+                let request = with_declared_sizes(request, &line);
+                // Keep the buffer (cleared) for the next line that spans reads.
+                line.clear();
+                self.line = line;
+                self.command(request, resolver)
+            }
+            // smtp-proto refuses a chunk size of exactly usize::MAX as syntax; it is a size
+            // like any other too big, and its octets must be drained all the same.
+            Err(_) if sizes::bdat_chunk_size(&line) == Some(usize::MAX) => {
+                let request = Request::Bdat {
+                    chunk_size: usize::MAX,
+                    is_last: false,
+                };
+                self.command(request, resolver)
+            }
+            // The same for `SIZE=` at or past usize::MAX: too big, not a syntax error.
+            Err(_) if sizes::mail_size(&line) == Some(usize::MAX) => {
+                self.reply(too_big(self.params.max_message_size))
             }
             Err(err) => self.reply(parse_error_reply(err)),
         }
@@ -295,31 +313,26 @@ impl Session {
             self.state = State::Command;
             return Step::NeedInput;
         };
-        // Everything read is fed at once: the body may pass the limit by at most one read
-        // buffer before the check below stops it.
-        let mut bytes = self.input[self.pos..].iter();
-        let done = receiver.ingest(&mut bytes, &mut tx.body);
-        self.pos = self.input.len() - bytes.as_slice().len();
-        let limit = self.params.max_message_size;
-        if done {
-            self.state = State::Command;
-            let tx = self.tx.take();
-            return match tx {
-                Some(tx) if tx.body.len() <= limit => {
+        let (consumed, end) = receiver.ingest(&self.input[self.pos..], &mut tx.body);
+        self.pos += consumed;
+        match end {
+            None => {
+                self.state = State::Data(receiver);
+                Step::NeedInput
+            }
+            Some(DataEnd::Complete) => match self.tx.take() {
+                Some(tx) => {
                     self.state = State::Waiting;
                     Step::Deliver(Box::new(tx))
                 }
-                _ => self.reply(too_big(limit)),
-            };
+                None => Step::NeedInput,
+            },
+            Some(DataEnd::TooBig) => {
+                self.tx = None;
+                self.state = State::Command;
+                self.reply(too_big(self.params.max_message_size))
+            }
         }
-        // Two bytes of slack: a pending "\r" may still turn out to end the message.
-        if tx.body.len() > limit + 2 {
-            self.tx = None;
-            self.state = State::Discard(DummyDataReceiver::new_data(&receiver), too_big(limit));
-            return self.next_discard();
-        }
-        self.state = State::Data(receiver);
-        Step::NeedInput
     }
 
     /// Reads one SASL response line (bounded like a command line).
@@ -372,49 +385,60 @@ impl Session {
         }
     }
 
-    /// Drains a refused message or chunk; its reply is sent once the end is seen.
-    pub(super) fn next_discard(&mut self) -> Step {
-        let State::Discard(mut receiver, reply) = std::mem::replace(&mut self.state, State::Closed)
-        else {
-            return Step::NeedInput;
-        };
+    /// Drains the octets of a refused chunk; then commands follow.
+    fn next_drain(
+        &mut self,
+        mut receiver: DummyDataReceiver,
+        resolver: &dyn RecipientResolver,
+    ) -> Step {
         let mut bytes = self.input[self.pos..].iter();
         let done = receiver.ingest(&mut bytes);
         self.pos = self.input.len() - bytes.as_slice().len();
         if done {
             self.state = State::Command;
-            return self.reply(reply);
+            return self.next(resolver);
         }
-        self.state = State::Discard(receiver, reply);
+        self.state = State::DrainChunk(receiver);
         Step::NeedInput
     }
 
-    pub(super) fn next_bdat(&mut self, mut receiver: BdatReceiver) -> Step {
+    pub(super) fn next_bdat(&mut self, mut receiver: ChunkReceiver) -> Step {
+        let limit = self.params.max_message_size;
         let Some(tx) = self.tx.as_mut() else {
             self.state = State::Command;
             return Step::NeedInput;
         };
-        let mut bytes = self.input[self.pos..].iter();
-        let done = receiver.ingest(&mut bytes, &mut tx.body);
-        self.pos = self.input.len() - bytes.as_slice().len();
-        if !done {
-            self.state = State::Bdat(receiver);
-            return Step::NeedInput;
-        }
-        if receiver.is_last {
-            self.state = State::Waiting;
-            return match self.tx.take() {
-                Some(tx) => Step::Deliver(Box::new(tx)),
+        let input = &self.input[self.pos..];
+        let (consumed, end) = receiver.ingest(input, &mut tx.bdat_line_ends, &mut tx.body, limit);
+        self.pos += consumed;
+        match end {
+            None => {
+                self.state = State::Bdat(receiver);
+                Step::NeedInput
+            }
+            Some(ChunkEnd::TooBig) => {
+                // RFC 3030 §2: the transaction failed; later chunks are refused (no MAIL).
+                self.tx = None;
+                self.state = State::Command;
+                self.reply(too_big(limit))
+            }
+            Some(ChunkEnd::Complete) if receiver.is_last() => match self.tx.take() {
+                Some(tx) => {
+                    self.state = State::Waiting;
+                    Step::Deliver(Box::new(tx))
+                }
                 None => Step::NeedInput,
-            };
+            },
+            Some(ChunkEnd::Complete) => {
+                self.state = State::Command;
+                let size = tx.body.len();
+                self.reply(Reply::new(
+                    250,
+                    [2, 0, 0],
+                    format!("{size} octets received"),
+                ))
+            }
         }
-        self.state = State::Command;
-        let size = tx.body.len();
-        self.reply(Reply::new(
-            250,
-            [2, 0, 0],
-            format!("{size} octets received"),
-        ))
     }
 
     /// Counts errors; past `max_errors` the session ends with `421`.
@@ -441,6 +465,33 @@ impl Session {
 /// A `334` challenge of the LOGIN mechanism.
 pub(super) fn login_challenge(text: &str) -> Reply {
     Reply::plain(334, vec![text.to_string()])
+}
+
+fn line_too_long() -> Reply {
+    Reply::new(
+        500,
+        [5, 5, 2],
+        format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"),
+    )
+}
+
+/// The request with its declared sizes as [`sizes`] reads them from `line` (saturated, never
+/// wrapped around).
+fn with_declared_sizes(request: Request<String>, line: &[u8]) -> Request<String> {
+    match request {
+        Request::Bdat {
+            chunk_size,
+            is_last,
+        } => Request::Bdat {
+            chunk_size: sizes::bdat_chunk_size(line).unwrap_or(chunk_size),
+            is_last,
+        },
+        Request::Mail { mut from } => {
+            from.size = from.size.max(sizes::mail_size(line).unwrap_or(0));
+            Request::Mail { from }
+        }
+        other => other,
+    }
 }
 
 pub(super) fn too_big(limit: usize) -> Reply {

@@ -161,9 +161,44 @@ fn bare_lf_dot_does_not_end_data() {
     let outcome = run(&format!("{ENVELOPE}DATA\r\n{smuggled}.\r\n"));
     assert_eq!(outcome.delivered.len(), 1);
     assert_eq!(outcome.codes(), [250, 250, 250, 354, 250]);
-    // The dot of "\r\n.\n" is removed as dot-stuffing: the line is not an end marker.
-    let expected = smuggled.replace("\r\n.\n", "\r\n\n");
+    // Bare LFs became CRLF; the dot after a bare LF is text, the one after CRLF was stuffing.
+    let expected = "a\r\n.\r\nMAIL FROM:<x@evil.test>\r\nb\r\n\r\nRCPT TO:<alice@local.test>\r\n";
     assert_eq!(outcome.delivered[0].body, expected.as_bytes());
+}
+
+/// Issue 10 item 4, the exact input: `<CRLF>.<CR><CRLF>` does not end the data, so the smuggled
+/// MAIL/RCPT/DATA are message text: one 250, one message.
+#[test]
+fn smuggling_through_crlf_dot_cr_crlf() {
+    for fake in ["\r\n.\r\r\n", "\r\n.\r\r\r\n"] {
+        let input = format!(
+            "{ENVELOPE}DATA\r\nbefore{fake}MAIL FROM:<admin@local.test>\r\n\
+             RCPT TO:<alice@local.test>\r\nDATA\r\nSubject: SMUGGLED\r\n\r\nevil\r\n.\r\n"
+        );
+        for chunk in [1, 3, usize::MAX] {
+            let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+            assert_eq!(outcome.codes(), [250, 250, 250, 354, 250], "{fake:?}");
+            assert_eq!(outcome.delivered.len(), 1);
+            let body = String::from_utf8(outcome.delivered[0].body.clone()).unwrap();
+            assert!(body.starts_with("before\r\n"), "{body:?}");
+            assert!(
+                body.contains("MAIL FROM:<admin@local.test>\r\n"),
+                "{body:?}"
+            );
+            assert!(body.ends_with("evil\r\n"), "{body:?}");
+            assert!(!body.replace("\r\n", "").contains(['\r', '\n']), "{body:?}");
+        }
+    }
+}
+
+#[test]
+fn bare_cr_is_normalised_in_data_and_bdat() {
+    let outcome = run(&format!("{ENVELOPE}DATA\r\nA\r.\rX\r\n.\r\n"));
+    assert_eq!(outcome.delivered[0].body, b"A\r\n.\r\nX\r\n");
+    // A CR that ends one chunk and the LF that starts the next are one CRLF.
+    let outcome = run(&format!("{ENVELOPE}BDAT 2\r\nA\rBDAT 4 LAST\r\n\n.\rX"));
+    assert_eq!(outcome.codes(), [250, 250, 250, 250, 250]);
+    assert_eq!(outcome.delivered[0].body, b"A\r\n.\r\nX");
 }
 
 #[test]
@@ -202,6 +237,57 @@ fn bdat_chunks_and_limits() {
     // BDAT without a transaction: the chunk is drained, not read as commands.
     let outcome = run("EHLO c\r\nBDAT 6\r\nQUIT\r\nNOOP\r\n");
     assert_eq!(outcome.codes(), [250, 503, 250]);
+}
+
+/// Issue 10 item 3, the exact input: the second size overflows `body + chunk`. The refusal
+/// comes at once (the chunk is drained as it arrives) and nothing panics.
+#[test]
+fn bdat_size_overflow_is_552() {
+    let input = format!("{ENVELOPE}BDAT 10\r\n0123456789BDAT 18446744073709551609 LAST\r\n");
+    for chunk in [1, 7, usize::MAX] {
+        let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+        assert_eq!(outcome.codes(), [250, 250, 250, 250, 552]);
+        assert!(outcome.replies[4].starts_with("552 5.3.4"));
+        assert!(!outcome.closed && outcome.delivered.is_empty());
+    }
+    // A size past usize::MAX (smtp-proto would read it as 9) is just as big.
+    let outcome = run(&format!(
+        "{ENVELOPE}BDAT 999999999999999999999 LAST\r\n123456789NOOP\r\n"
+    ));
+    assert_eq!(outcome.codes(), [250, 250, 250, 552]);
+    assert!(outcome.delivered.is_empty());
+    // usize::MAX itself, which smtp-proto calls a syntax error: refused as too big and drained
+    // (a 501 would read the chunk's octets as commands).
+    let outcome = run(&format!(
+        "{ENVELOPE}BDAT 18446744073709551615 LAST\r\nMAIL FROM:<x@y.test>\r\n"
+    ));
+    assert_eq!(outcome.codes(), [250, 250, 250, 552]);
+    let outcome = run(&format!(
+        "{ENVELOPE}BDAT 1001\r\n{}NOOP\r\n",
+        "z".repeat(1001)
+    ));
+    assert_eq!(outcome.codes(), [250, 250, 250, 552, 250]);
+}
+
+#[test]
+fn huge_declared_sizes_are_refused() {
+    // At or past usize::MAX (smtp-proto calls the first a syntax error and wraps the last
+    // around to a small number): too big.
+    for size in [
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999",
+    ] {
+        let outcome = run(&format!(
+            "EHLO c\r\nMAIL FROM:<a@b.test> SIZE={size}\r\nNOOP\r\n"
+        ));
+        assert!(
+            outcome.replies[1].starts_with("552 5.3.4"),
+            "{size}: {}",
+            outcome.replies[1]
+        );
+        assert_eq!(outcome.codes()[2], 250);
+    }
 }
 
 #[test]
@@ -468,7 +554,7 @@ fn auth_plain_and_login_exchanges() {
 /// and always ends (every step consumes input or finishes).
 #[test]
 fn random_input_never_panics() {
-    let fragments: [&[u8]; 12] = [
+    let fragments: [&[u8]; 15] = [
         b"EHLO x\r\n",
         b"MAIL FROM:<a@b.test>\r\n",
         b"RCPT TO:<alice@local.test>\r\n",
@@ -481,6 +567,9 @@ fn random_input_never_panics() {
         b"\x00\xff",
         b".\n",
         b"RSET\r\n",
+        b"\r\n.\r\r\n",
+        b"BDAT 18446744073709551609 LAST\r\n",
+        b"\r.\r",
     ];
     let mut next = crate::test_support::xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..500 {
@@ -489,7 +578,7 @@ fn random_input_never_panics() {
             if next().is_multiple_of(3) {
                 input.extend((0..next() % 64).map(|_| next() as u8));
             } else {
-                input.extend_from_slice(fragments[(next() % 12) as usize]);
+                input.extend_from_slice(fragments[(next() % fragments.len() as u64) as usize]);
             }
         }
         let chunk = (next() % 50 + 1) as usize;
