@@ -4,12 +4,42 @@ use super::proto::{Session, State, Step};
 use super::response::{Code, Response};
 use crate::auth::sasl::{self, Credentials};
 
+/// The arguments each command takes (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH):
+/// at least, at most, and the syntax for the `-ERR` when the count is wrong. PASS is not here:
+/// its argument is the rest of the line, spaces included.
+fn arity(verb: &str) -> Option<(usize, usize, &'static str)> {
+    Some(match verb {
+        "CAPA" | "QUIT" | "NOOP" | "STLS" | "STAT" | "RSET" => (0, 0, "no arguments"),
+        "USER" => (1, 1, "USER name"),
+        "AUTH" => (0, 2, "AUTH [mechanism [initial-response]]"),
+        "LIST" => (0, 1, "LIST [msg]"),
+        "UIDL" => (0, 1, "UIDL [msg]"),
+        "RETR" => (1, 1, "RETR msg"),
+        "DELE" => (1, 1, "DELE msg"),
+        "TOP" => (2, 2, "TOP msg n"),
+        _ => return None,
+    })
+}
+
 impl Session {
     pub(super) fn command(&mut self, line: &str) -> Step {
-        let (verb, args) = match line.split_once(' ') {
-            Some((verb, args)) => (verb.to_ascii_uppercase(), args.trim()),
+        let (verb, rest) = match line.split_once(' ') {
+            Some((verb, rest)) => (verb.to_ascii_uppercase(), rest),
             None => (line.trim().to_ascii_uppercase(), ""),
         };
+        // The line is at most MAX_COMMAND_LINE bytes, so is this list.
+        let args: Vec<&str> = rest.split_ascii_whitespace().collect();
+        if let Some((min, max, syntax)) = arity(&verb) {
+            if args.len() < min || args.len() > max {
+                let text = if max == 0 {
+                    format!("{verb} takes {syntax}")
+                } else {
+                    format!("Syntax: {syntax}")
+                };
+                return self.reply(Response::err(text));
+            }
+        }
+        let arg = |n: usize| args.get(n).copied();
         match (&self.state, verb.as_str()) {
             (_, "CAPA") => Step::Reply(self.capa()),
             (_, "QUIT") => self.quit(),
@@ -17,15 +47,15 @@ impl Session {
                 Step::Reply(Response::ok(""))
             }
             (State::Authorization { .. }, "STLS") => self.stls(),
-            (State::Authorization { .. }, "USER") => self.user(args),
+            (State::Authorization { .. }, "USER") => self.user(arg(0).unwrap_or("")),
             (State::Authorization { .. }, "PASS") => self.pass(line),
-            (State::Authorization { .. }, "AUTH") => self.auth(args),
+            (State::Authorization { .. }, "AUTH") => self.auth(arg(0), arg(1)),
             (State::Transaction, "STAT") => self.stat(),
-            (State::Transaction, "LIST") => self.list(args),
-            (State::Transaction, "UIDL") => self.uidl(args),
-            (State::Transaction, "RETR") => self.retrieve(args, None),
-            (State::Transaction, "TOP") => self.top(args),
-            (State::Transaction, "DELE") => self.dele(args),
+            (State::Transaction, "LIST") => self.list(arg(0)),
+            (State::Transaction, "UIDL") => self.uidl(arg(0)),
+            (State::Transaction, "RETR") => self.retrieve(arg(0).unwrap_or(""), None),
+            (State::Transaction, "TOP") => self.top(arg(0).unwrap_or(""), arg(1).unwrap_or("")),
+            (State::Transaction, "DELE") => self.dele(arg(0).unwrap_or("")),
             (State::Transaction, "RSET") => {
                 self.deleted.iter_mut().for_each(|d| *d = false);
                 Step::Reply(Response::ok(format!("{} messages", self.messages.len())))
@@ -123,8 +153,8 @@ impl Session {
         self.credentials(Ok(credentials))
     }
 
-    fn auth(&mut self, args: &str) -> Step {
-        if args.is_empty() {
+    fn auth(&mut self, mechanism: Option<&str>, initial: Option<&str>) -> Step {
+        let Some(mechanism) = mechanism else {
             // RFC 5034 §4: AUTH without a mechanism lists them (a Thunderbird habit).
             let body = if self.login_allowed() {
                 "PLAIN\r\n"
@@ -132,14 +162,10 @@ impl Session {
                 ""
             };
             return Step::Reply(Response::Multi(String::new(), body.as_bytes().to_vec()));
-        }
+        };
         if !self.login_allowed() {
             return self.encryption_required();
         }
-        let (mechanism, initial) = match args.split_once(' ') {
-            Some((mechanism, initial)) => (mechanism, Some(initial.trim())),
-            None => (args, None),
-        };
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
             return self.reply(Response::err("Unsupported authentication mechanism"));
         }
@@ -152,20 +178,22 @@ impl Session {
         }
     }
 
-    /// A message number argument: 1-based, existing, not deleted.
+    /// A message number argument: digits only, 1-based, existing, not deleted. A number too
+    /// big for any maildrop is just "no such message".
     fn message_number(&self, arg: &str) -> Result<usize, Response> {
-        let number: usize = arg
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| Response::err("Invalid message number"))?;
-        if number == 0 || number > self.messages.len() {
-            return Err(Response::err("No such message"));
+        if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Response::err("Invalid message number"));
         }
-        if self.deleted[number - 1] {
+        let index = arg
+            .parse::<usize>()
+            .ok()
+            .and_then(|number| number.checked_sub(1))
+            .filter(|&index| index < self.messages.len())
+            .ok_or_else(|| Response::err("No such message"))?;
+        if self.deleted[index] {
             return Err(Response::err("Message is deleted"));
         }
-        Ok(number - 1)
+        Ok(index)
     }
 
     fn live(&self) -> impl Iterator<Item = usize> + '_ {
@@ -178,21 +206,21 @@ impl Session {
         Step::Reply(Response::ok(format!("{count} {octets}")))
     }
 
-    fn list(&mut self, args: &str) -> Step {
-        self.listing(args, |info| info.size.to_string())
+    fn list(&mut self, number: Option<&str>) -> Step {
+        self.listing(number, |info| info.size.to_string())
     }
 
-    fn uidl(&mut self, args: &str) -> Step {
-        self.listing(args, |info| info.uid.clone())
+    fn uidl(&mut self, number: Option<&str>) -> Step {
+        self.listing(number, |info| info.uid.clone())
     }
 
     fn listing(
         &mut self,
-        args: &str,
+        number: Option<&str>,
         field: impl Fn(&super::proto::MessageInfo) -> String,
     ) -> Step {
-        if !args.is_empty() {
-            return match self.message_number(args) {
+        if let Some(number) = number {
+            return match self.message_number(number) {
                 Ok(index) => Step::Reply(Response::ok(format!(
                     "{} {}",
                     index + 1,
@@ -208,8 +236,8 @@ impl Session {
         Step::Reply(Response::Multi(String::new(), body.into_bytes()))
     }
 
-    fn retrieve(&mut self, args: &str, top: Option<usize>) -> Step {
-        match self.message_number(args) {
+    fn retrieve(&mut self, number: &str, top: Option<usize>) -> Step {
+        match self.message_number(number) {
             Ok(index) => {
                 self.state = State::Waiting;
                 Step::Retrieve { index, top }
@@ -218,19 +246,22 @@ impl Session {
         }
     }
 
-    fn top(&mut self, args: &str) -> Step {
-        let mut parts = args.split_whitespace();
-        let (Some(number), Some(lines), None) = (parts.next(), parts.next(), parts.next()) else {
-            return self.reply(Response::err("Syntax: TOP msg n"));
-        };
-        match lines.parse::<usize>() {
-            Ok(lines) => self.retrieve(number, Some(lines)),
-            Err(_) => self.reply(Response::err("Invalid line count")),
+    /// TOP msg n: n is any count of body lines (past the end, the whole body); one too big
+    /// to be a number here is refused.
+    fn top(&mut self, number: &str, lines: &str) -> Step {
+        let lines = lines
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| lines.parse::<usize>().ok())
+            .flatten();
+        match lines {
+            Some(lines) => self.retrieve(number, Some(lines)),
+            None => self.reply(Response::err("Invalid line count")),
         }
     }
 
-    fn dele(&mut self, args: &str) -> Step {
-        match self.message_number(args) {
+    fn dele(&mut self, number: &str) -> Step {
+        match self.message_number(number) {
             Ok(index) => {
                 self.deleted[index] = true;
                 Step::Reply(Response::ok(format!("Message {} deleted", index + 1)))

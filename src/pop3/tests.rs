@@ -165,6 +165,69 @@ fn wrong_state_out_of_range_and_garbage() {
         .ends_with("-ERR Too many errors, closing the connection\r\n"));
 }
 
+/// Issue 10 item 8: every command takes the arguments RFC 1939 gives it, no more, no fewer.
+#[test]
+fn argument_counts_are_checked() {
+    let refused = [
+        "RETR 1 2",
+        "RETR",
+        "DELE 1 2",
+        "DELE",
+        "LIST 1 2",
+        "UIDL 1 2",
+        "TOP 1",
+        "TOP 1 2 3",
+        "STAT 1",
+        "NOOP x",
+        "RSET 1",
+        "CAPA x",
+    ];
+    for command in refused {
+        let out = run(
+            PLAIN_OK,
+            &format!("USER a\r\nPASS pw\r\n{command}\r\nQUIT\r\n"),
+        );
+        let reply = out.lines.lines().nth(2).unwrap_or_default();
+        assert!(reply.starts_with("-ERR"), "{command}: {}", out.lines);
+        // Nothing was deleted by a DELE with too many arguments.
+        assert_eq!(out.deleted, Some(vec![]), "{command}");
+    }
+    for command in ["USER a b", "USER", "STLS x", "AUTH PLAIN AGEAcHc= x"] {
+        let out = run(PLAIN_OK, &format!("{command}\r\n"));
+        assert!(out.lines.starts_with("-ERR"), "{command}: {}", out.lines);
+        assert!(!out.tls && !out.lines.contains("Logged in"), "{command}");
+    }
+    let out = run(PLAIN_OK, "QUIT now\r\n");
+    assert!(out.lines.starts_with("-ERR") && !out.closed);
+    // Surrounding spaces are not arguments.
+    let out = run(PLAIN_OK, "USER a\r\nPASS pw\r\nRETR 1 \r\n");
+    assert!(out.lines.contains("+OK 32 octets"), "{}", out.lines);
+}
+
+#[test]
+fn huge_and_odd_numbers_are_errors() {
+    for command in [
+        "RETR 18446744073709551616",
+        "RETR 99999999999999999999999",
+        "DELE 18446744073709551615",
+        "LIST +1",
+        "RETR -1",
+        "TOP 1 99999999999999999999999",
+        "TOP 99999999999999999999999 1",
+        "TOP 1 -1",
+    ] {
+        let out = run(PLAIN_OK, &format!("USER a\r\nPASS pw\r\n{command}\r\n"));
+        let reply = out.lines.lines().nth(2).unwrap_or_default();
+        assert!(reply.starts_with("-ERR"), "{command}: {}", out.lines);
+    }
+    // A line count past the end is the whole message (RFC 1939 TOP).
+    let out = run(
+        PLAIN_OK,
+        "USER a\r\nPASS pw\r\nTOP 2 18446744073709551615\r\n",
+    );
+    assert!(out.lines.ends_with("l3\r\n.\r\n"), "{}", out.lines);
+}
+
 #[test]
 fn overlong_line_is_refused_and_drained() {
     let long = format!("USER {}\r\nCAPA\r\n", "a".repeat(5000));
