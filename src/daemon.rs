@@ -35,8 +35,10 @@ pub struct Service {
     pub listeners: Vec<std::net::TcpListener>,
     pub handler: Handler,
     pub limiter: ConnectionLimiter,
-    /// Sent to a refused connection before closing it (e.g. SMTP `421 4.7.0 …`).
-    pub refusal: fn(Refusal) -> Vec<u8>,
+    /// Sent to a refused connection before closing it (e.g. SMTP `421 4.7.0 …`). None on an
+    /// implicit-TLS listener: there a refused connection is closed without a byte, since any
+    /// cleartext would only reach the client as a TLS error.
+    pub refusal: Option<fn(Refusal) -> Vec<u8>>,
 }
 
 /// A listener named in the config: its socket name, port and the key that sets the port.
@@ -49,21 +51,23 @@ pub fn access_specs(
     plain: NamedPort,
     implicit: NamedPort,
 ) -> Vec<(ListenSpec, bool)> {
-    let spec = |(name, port, key): NamedPort| ListenSpec {
+    let spec = |(name, port, key): NamedPort, implicit_tls| ListenSpec {
         name,
         port,
         interfaces: config.access.interfaces.clone(),
         key,
+        implicit_tls,
     };
-    let mut specs = vec![(spec(plain), false)];
+    let mut specs = vec![(spec(plain, false), false)];
     if config.access.implicit_tls.enable {
-        specs.push((spec(implicit), true));
+        specs.push((spec(implicit, true), true));
     }
     specs
 }
 
-/// Opens the listeners of `specs` and makes one service per spec. `start` begins a session on an
-/// accepted connection, given the tag that goes with its spec (e.g. which SMTP port it was).
+/// Opens the listeners of `specs` and makes one service per spec, all sharing one connection
+/// limiter. `start` begins a session on an accepted connection, given the tag that goes with its
+/// spec (e.g. "TLS is implicit").
 pub fn services_for<T, F>(
     specs: Vec<(ListenSpec, T)>,
     limiter: ConnectionLimiter,
@@ -78,10 +82,31 @@ where
         + Sync
         + 'static,
 {
-    let only: Vec<ListenSpec> = specs.iter().map(|(spec, _)| spec.clone()).collect();
+    let specs = specs
+        .into_iter()
+        .map(|(spec, tag)| (spec, tag, limiter.clone()))
+        .collect();
+    services_with_limiters(specs, refusal, start)
+}
+
+/// [`services_for`] with a connection limiter per spec (specs may share one by cloning it).
+pub fn services_with_limiters<T, F>(
+    specs: Vec<(ListenSpec, T, ConnectionLimiter)>,
+    refusal: fn(Refusal) -> Vec<u8>,
+    start: F,
+) -> anyhow::Result<Vec<Service>>
+where
+    T: Copy + Send + Sync + 'static,
+    F: Fn(TcpStream, SocketAddr, T, watch::Receiver<bool>) -> SessionFuture
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let only: Vec<ListenSpec> = specs.iter().map(|(spec, ..)| spec.clone()).collect();
     let mut opened = listeners::open(&only)?;
     let mut services = Vec::new();
-    for (spec, tag) in specs {
+    for (spec, tag, limiter) in specs {
         let start = start.clone();
         let handler: Handler =
             Arc::new(move |stream, peer, shutdown| start(stream, peer, tag, shutdown));
@@ -89,8 +114,8 @@ where
             name: spec.name,
             listeners: listeners::take(&mut opened, spec.name),
             handler,
-            limiter: limiter.clone(),
-            refusal,
+            limiter,
+            refusal: (!spec.implicit_tls).then_some(refusal),
         });
     }
     Ok(services)
@@ -184,7 +209,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     handler: Handler,
     limiter: ConnectionLimiter,
-    refusal: fn(Refusal) -> Vec<u8>,
+    refusal: Option<fn(Refusal) -> Vec<u8>>,
     accepted: mpsc::Sender<Accepted>,
 ) {
     loop {
@@ -212,6 +237,11 @@ async fn accept_loop(
             }
             Err(why) => {
                 info!(peer = %peer.ip(), ?why, "connection refused by limit");
+                let Some(refusal) = refusal else {
+                    // Implicit TLS: closed as it is, not a byte written.
+                    drop(stream);
+                    continue;
+                };
                 let message = refusal(why);
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(Duration::from_secs(5), async {

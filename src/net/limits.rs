@@ -45,6 +45,22 @@ pub struct ConnectionSlot<K: Eq + Hash = IpAddr> {
     key: K,
 }
 
+impl<K> ConnectionLimiter<K> {
+    /// Slots held now, as a share of the total limit in percent (100 when the limit is 0).
+    pub fn used_percent(&self) -> u32 {
+        let total = self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total;
+        if self.total_limit == 0 {
+            return 100;
+        }
+        let percent = u64::from(total) * 100 / u64::from(self.total_limit);
+        u32::try_from(percent).unwrap_or(u32::MAX)
+    }
+}
+
 impl<K: Eq + Hash + Clone> ConnectionLimiter<K> {
     pub fn new(per_key_limit: u32, total_limit: u32) -> Self {
         ConnectionLimiter {
@@ -108,5 +124,17 @@ mod tests {
         assert_eq!(limiter.acquire(b).unwrap_err(), Refusal::Total);
         drop(s1);
         assert!(limiter.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn used_share() {
+        let limiter = ConnectionLimiter::new(10, 4);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limiter.used_percent(), 0);
+        let slots: Vec<_> = (0..3).map(|_| limiter.acquire(a).unwrap()).collect();
+        assert_eq!(limiter.used_percent(), 75);
+        drop(slots);
+        assert_eq!(limiter.used_percent(), 0);
+        assert_eq!(ConnectionLimiter::<IpAddr>::new(1, 0).used_percent(), 100);
     }
 }

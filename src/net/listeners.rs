@@ -15,6 +15,8 @@ pub struct ListenSpec {
     pub interfaces: Vec<String>,
     /// The configuration key of the port, for error messages.
     pub key: &'static str,
+    /// TLS from the first byte (SMTPS, IMAPS, POP3S): nothing may be written in cleartext.
+    pub implicit_tls: bool,
 }
 
 /// The listeners of `specs`, each with the name of its spec. Sockets passed by systemd are used

@@ -6,7 +6,7 @@ use super::reply::Reply;
 use super::session::{run_session, Listener, SmtpContext};
 use crate::config::Config;
 use crate::daemon::{self, Service};
-use crate::net::limits::{ConnectionLimiter, Refusal};
+use crate::net::limits::Refusal;
 use crate::net::listeners::ListenSpec;
 
 /// The SMTP listeners: MX (`smtp`), `submission` when its port is set, `smtps` when enabled.
@@ -16,6 +16,7 @@ pub fn listen_specs(config: &Config) -> Vec<(ListenSpec, Listener)> {
         port,
         interfaces: config.smtp.interfaces.clone(),
         key,
+        implicit_tls: name == "smtps",
     };
     let mut specs = vec![(spec("smtp", config.smtp.port.0, "smtp.port"), Listener::Mx)];
     if let Some(port) = config.smtp.submission_port {
@@ -33,19 +34,17 @@ pub fn listen_specs(config: &Config) -> Vec<(ListenSpec, Listener)> {
     specs
 }
 
-/// Builds the SMTP services (one per listener kind) on their sockets.
+/// Builds the SMTP services (one per listener kind) on their sockets. Port 25 has its
+/// connection budget, submission and SMTPS share another (the context holds both), so a flood
+/// of MX connections never locks users out of sending.
 pub fn services(config: &Config, ctx: Arc<SmtpContext>) -> anyhow::Result<Vec<Service>> {
-    let limits = &config.smtp.limits;
-    // One limiter for all SMTP ports: the per-IP limit is about the client, not the port.
-    let limiter = ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections);
-    daemon::services_for(
-        listen_specs(config),
-        limiter,
-        refusal,
-        move |stream, peer, listener, shutdown| {
-            Box::pin(run_session(stream, peer, ctx.clone(), listener, shutdown))
-        },
-    )
+    let specs = listen_specs(config)
+        .into_iter()
+        .map(|(spec, listener)| (spec, listener, ctx.connections(listener).clone()))
+        .collect();
+    daemon::services_with_limiters(specs, refusal, move |stream, peer, listener, shutdown| {
+        Box::pin(run_session(stream, peer, ctx.clone(), listener, shutdown))
+    })
 }
 
 fn refusal(why: Refusal) -> Vec<u8> {

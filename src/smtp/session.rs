@@ -20,6 +20,7 @@ use crate::auth::{Authenticator, Directory, Recipient};
 use crate::config::{Config, TlsMode};
 use crate::net::ids::new_id;
 use crate::net::io::{read_or_stop, ReadOutcome};
+use crate::net::limits::ConnectionLimiter;
 use crate::net::stream::MaybeTls;
 use crate::policy::RateLimiter;
 use crate::queue::{NewMessage, Outbound};
@@ -27,6 +28,13 @@ use crate::store::{to_maildir_form, MailStore};
 
 /// Bytes read from the socket at a time; also the most the session buffers beyond its limits.
 const READ_BUFFER: usize = 64 * 1024;
+
+/// A connection budget this full (in percent of `smtp.limits.maxConnections`) is under stress:
+/// its sessions then wait at most [`STRESS_COMMAND_TIMEOUT`] for a command, as Postfix does in
+/// its stress mode, so idle connections cannot hold the budget for the whole command timeout.
+pub const STRESS_PERCENT: u32 = 75;
+/// The command timeout under stress (or `smtp.limits.commandTimeout` if that is shorter).
+pub const STRESS_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything sessions share: settings, accounts, the store.
 pub struct SmtpContext {
@@ -47,6 +55,10 @@ pub struct SmtpContext {
     pub outbound: Outbound,
     /// `rateLimit.*`, when enabled.
     pub rate_limit: Option<RateLimiter>,
+    /// The connection budget of port 25 (`smtp.limits.connectionsPerIp`, `maxConnections`).
+    pub mx_connections: ConnectionLimiter,
+    /// The budget of submission and SMTPS together: the same numbers, counted apart.
+    pub submission_connections: ConnectionLimiter,
 }
 
 /// Which port a connection came in on.
@@ -70,6 +82,7 @@ impl SmtpContext {
     ) -> SmtpContext {
         let limits = &config.smtp.limits;
         let outbound = Outbound::start(config, directory.clone(), store.clone());
+        let budget = || ConnectionLimiter::new(limits.connections_per_ip, limits.max_connections);
         SmtpContext {
             hostname: config.hostname(),
             max_message_size: usize::try_from(config.smtp.max_message_size).unwrap_or(usize::MAX),
@@ -85,6 +98,26 @@ impl SmtpContext {
             tls_mode: config.tls.mode,
             outbound,
             rate_limit: RateLimiter::from_config(config),
+            mx_connections: budget(),
+            submission_connections: budget(),
+        }
+    }
+
+    /// The connection budget `listener` draws on.
+    pub fn connections(&self, listener: Listener) -> &ConnectionLimiter {
+        match listener {
+            Listener::Mx => &self.mx_connections,
+            Listener::Submission | Listener::Smtps => &self.submission_connections,
+        }
+    }
+
+    /// How long a session on `listener` may wait for a command now: the short stress timeout
+    /// while its budget is [`STRESS_PERCENT`] full, else `smtp.limits.commandTimeout`.
+    pub fn command_timeout_now(&self, listener: Listener) -> Duration {
+        if self.connections(listener).used_percent() >= STRESS_PERCENT {
+            self.command_timeout.min(STRESS_COMMAND_TIMEOUT)
+        } else {
+            self.command_timeout
         }
     }
 
@@ -166,8 +199,13 @@ pub async fn run_session(
     let span = tracing::info_span!("smtp", cid = %id, peer = %peer.ip(), port = ?listener);
     async move {
         let implicit = listener == Listener::Smtps;
-        let Some(mut stream) =
-            MaybeTls::accept(tcp, ctx.tls.as_ref(), implicit, ctx.command_timeout).await
+        let Some(mut stream) = MaybeTls::accept(
+            tcp,
+            ctx.tls.as_ref(),
+            implicit,
+            ctx.command_timeout_now(listener),
+        )
+        .await
         else {
             return;
         };
@@ -227,7 +265,9 @@ async fn drive(
                 let Some(acceptor) = &ctx.tls else {
                     return Ok(());
                 };
-                stream.upgrade(acceptor, ctx.command_timeout).await?;
+                stream
+                    .upgrade(acceptor, ctx.command_timeout_now(listener))
+                    .await?;
                 info!(tls = stream.tls_info().unwrap_or_default(), "STARTTLS");
                 session.tls_started();
             }
@@ -250,13 +290,11 @@ async fn drive(
                     stream.write_all(&out).await?;
                     out.clear();
                 }
-                let in_data = session.in_data();
-                let timeout = if in_data {
-                    ctx.data_timeout
+                let read = if session.in_data() {
+                    read_or_stop(stream, &mut buf, ctx.data_timeout, &mut shutdown, false).await?
                 } else {
-                    ctx.command_timeout
+                    read_command(stream, &mut buf, ctx, listener, &mut shutdown).await?
                 };
-                let read = read_or_stop(stream, &mut buf, timeout, &mut shutdown, !in_data).await?;
                 match read {
                     ReadOutcome::Data(n) => session.push_input(&buf[..n]),
                     ReadOutcome::Closed => return Ok(()),
@@ -280,6 +318,34 @@ async fn drive(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Waits for command bytes. The timeout is looked at again at least every
+/// [`STRESS_COMMAND_TIMEOUT`]: a session that began before its budget came under stress gets
+/// the short timeout too once it has waited that long.
+async fn read_command(
+    stream: &mut MaybeTls,
+    buf: &mut [u8],
+    ctx: &SmtpContext,
+    listener: Listener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<ReadOutcome> {
+    let started = Instant::now();
+    loop {
+        let timeout = ctx.command_timeout_now(listener);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            if timeout < ctx.command_timeout {
+                info!("idle while the connection budget is under stress: closing");
+            }
+            return Ok(ReadOutcome::TimedOut);
+        }
+        let wait = remaining.min(STRESS_COMMAND_TIMEOUT);
+        match read_or_stop(stream, buf, wait, shutdown, true).await? {
+            ReadOutcome::TimedOut => continue,
+            outcome => return Ok(outcome),
         }
     }
 }
