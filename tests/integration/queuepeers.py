@@ -1,6 +1,7 @@
 """Real peers for the outbound queue tests, all on 127.0.0.x: a DNS server (dnsmasq) serving
 MX/A records for test domains, a private Postfix instance as remote MX, programmable SMTP peers
-(aiosmtpd) for 4xx answers, hangs, smarthost AUTH and SMTPS, and a throw-away TLS CA."""
+(aiosmtpd) for 4xx answers, hangs, smarthost AUTH and SMTPS, a capture peer that records the
+raw DATA bytes, and a throw-away TLS CA."""
 
 from __future__ import annotations
 
@@ -303,6 +304,60 @@ class Peer:
     def stop(self):
         self.handler.mode = "accept"
         self.controller.stop()
+
+
+class CapturePeer:
+    """A minimal SMTP receiver on `address:port` that records the message data exactly as it
+    came over the wire (dot-stuffing, line ends and all, up to and including `<CRLF>.<CRLF>`):
+    aiosmtpd hands over decoded data, which would hide what this is for. Plain SMTP, no
+    extensions but 8BITMIME; every command is accepted."""
+
+    def __init__(self, address: str, port: int):
+        import socketserver
+        import threading
+
+        self.wire: list[bytes] = []
+        peer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.request.settimeout(30)
+                self.wfile.write(b"220 capture.test ESMTP\r\n")
+                while True:
+                    line = self.rfile.readline(4096)
+                    if not line:
+                        return
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        self.wfile.write(b"250-capture.test\r\n250 8BITMIME\r\n")
+                    elif verb == b"DATA":
+                        self.wfile.write(b"354 go on\r\n")
+                        data = b""
+                        while not data.endswith(b"\r\n.\r\n"):
+                            chunk = self.rfile.read1(65536)
+                            if not chunk:
+                                return
+                            data += chunk
+                        peer.wire.append(data)
+                        self.wfile.write(b"250 2.0.0 captured\r\n")
+                    elif verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:
+                        self.wfile.write(b"250 ok\r\n")
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server((address, port), Handler)
+        self.port = port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def server_tls_context(ca: TestCA) -> ssl.SSLContext:

@@ -1,5 +1,5 @@
 """Protection limits and hostile input: sizes, recipients, long lines, garbage, timeouts,
-connection floods, SMTP smuggling. After each abuse the server must still serve."""
+connection floods and budgets, SMTP smuggling. After each abuse the server must still serve."""
 
 from __future__ import annotations
 
@@ -16,11 +16,19 @@ from icshelpers import (
     ALIAS,
     ALICE,
     BOB,
+    PASSWORD,
     ConnectionClosed,
+    SMTPClient,
+    TLSClient,
     all_message_files,
     crlf,
+    free_port,
     make_message,
+    read_until_closed,
+    smtps_port,
     split_stored,
+    submission_port,
+    tls_overrides,
 )
 
 SENDER = "sender@example.org"
@@ -114,6 +122,26 @@ def test_oversize_bdat(make_server):
         c.send(f"BDAT {len(chunk)} LAST\r\n".encode() + chunk)
         c.expect("552 5.3.4")
         c.cmd("NOOP", 250)
+    assert_nothing_stored(server)
+    assert_serves(server)
+
+
+def test_bdat_size_overflow(server):
+    """Issue 10 item 3, the exact bytes: 10 octets stored, then a chunk size that overflows
+    `body + chunk`. 552 at once (no panic), the connection stays up, the server serves on."""
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.send(b"BDAT 10\r\n0123456789")
+        c.expect("250")
+        c.send(b"BDAT 18446744073709551609 LAST\r\n")
+        c.expect("552 5.3.4")
+        # The declared chunk is being drained (RFC 3030): the session goes on, not closed.
+        assert not c.closed_by_server(timeout=1.0), "connection closed after the 552"
+        c.send(b"some chunk octets")
+        assert not c.closed_by_server(timeout=0.5)
+    assert server.alive()
     assert_nothing_stored(server)
     assert_serves(server)
 
@@ -399,6 +427,10 @@ SMUGGLE_ENDS = {
     "cr-dot-cr": b"\r.\r",
     "crlf-dot-cr": b"\r\n.\r",
     "cr-dot-crlf": b"\r.\r\n",
+    "lf-dot-cr-crlf": b"\n.\r\r\n",
+    "crlf-dot-cr-crlf": b"\r\n.\r\r\n",
+    "crlf-dot-cr-cr-crlf": b"\r\n.\r\r\r\n",
+    "crlf-dot-nul-crlf": b"\r\n.\x00\r\n",
 }
 
 
@@ -423,3 +455,125 @@ def test_smuggling(server, fake_end):
     assert b"RCPT TO:<bob@example.test>" in stored[0]
     assert b"SMUGGLED-BODY" in stored[0]
     assert stored[0].rstrip().endswith(b"after"), stored[0][-200:]
+
+
+def test_smuggling_exact_issue_input(server):
+    """Issue 10 item 4, the exact bytes: `<CRLF>.<CR><CRLF>` is text, so the smuggled
+    MAIL/RCPT/DATA never become a second transaction: one 250, one message, nothing for bob."""
+    smuggling = (b"before\r\n.\r\r\nMAIL FROM:<admin@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
+                 b"DATA\r\nSubject: SMUGGLED\r\n\r\nevil\r\n.\r\n")
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.cmd("DATA", 354)
+        c.send(smuggling)
+        c.expect("250 2.0.0 Ok: queued as")
+        # A second transaction would answer here (250 2.1.0 …); NOOP must get the next reply.
+        c.cmd("NOOP", "250 2.0.0 OK")
+        c.cmd("QUIT", 221)
+    assert server.new_files(BOB) == [], "the smuggled message was delivered to bob"
+    stored = server.new_messages(ALICE)
+    assert len(stored) == 1, f"{len(stored)} messages for alice"
+    # Stored with LF line ends: the bare CR became a line end of its own.
+    assert b"\nbefore\n\n\nMAIL FROM:<admin@example.test>\n" in stored[0], stored[0]
+    assert b"\r" not in stored[0], stored[0]
+    assert stored[0].endswith(b"\nevil\n"), stored[0][-100:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection budgets (issue 10 item 6): port 25 apart from submission/SMTPS, stress timeout,
+# silent refusal on implicit TLS
+
+
+def budget_server(make_server, certs, max_connections: int = 4, **limits):
+    extra = tls_overrides(certs.rsa, "optional", smtps_port=free_port(),
+                          submission_port=free_port())
+    extra["smtp"]["limits"] = {"maxConnections": max_connections, "connectionsPerIp": 50,
+                               **limits}
+    return make_server(extra=extra)
+
+
+def idle_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that say nothing (each greeted first, so each holds its slot)."""
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert s.recv(4096).startswith(b"220"), "not greeted"
+        socks.append(s)
+    return socks
+
+
+def test_port_25_flood_leaves_submission_open(make_server, certs):
+    server = budget_server(make_server, certs)
+    flood = idle_connections(server.port, 4)
+    try:
+        with server.client() as refused:
+            assert refused.greeting.lines[0].startswith("421 4.7.0"), refused.greeting.text
+        message = make_message(token(), sender=ALICE, to=BOB)
+        with TLSClient(submission_port(server)) as c:
+            assert c.greeting.code == 220, c.greeting.text
+            c.ehlo()
+            c.auth_plain("alice", PASSWORD, "235 2.7.0")
+            c.transaction(ALICE, [BOB], message)
+        split_stored(server.new_messages(BOB)[0], message)
+    finally:
+        for s in flood:
+            s.close()
+
+
+def test_smtps_refusal_writes_no_cleartext(make_server, certs):
+    server = budget_server(make_server, certs)
+    # Submission and SMTPS share their budget: fill it on 587.
+    flood = idle_connections(submission_port(server), 4)
+    try:
+        with socket.create_connection(("127.0.0.1", smtps_port(server)), timeout=10) as s:
+            data, closed = read_until_closed(s, timeout=5)
+            assert closed, "the refused SMTPS connection was not closed"
+            assert data == b"", f"cleartext on the SMTPS port: {data!r}"
+        # The plain submission port still says why.
+        with SMTPClient(submission_port(server)) as c:
+            assert c.greeting.lines[0].startswith("421 4.7.0"), c.greeting.text
+        # Port 25 has its own budget.
+        assert_serves(server)
+    finally:
+        for s in flood:
+            s.close()
+
+
+def test_idle_sessions_time_out_quickly_under_stress(make_server, certs):
+    """4 of 5 slots held is stress (>= 75 %): idle sessions wait about 10 s for a command, not
+    the configured 300 s, then get 421 4.4.2: one that came during the stress, and one that
+    began before it. Three busy clients (a NOOP a second) keep the stress up and stay."""
+    server = budget_server(make_server, certs, max_connections=5, commandTimeout=300)
+    early = server.client()  # 1 of 5: no stress yet
+    busy = [server.client() for _ in range(3)]  # 4 of 5: stress
+    late = server.client()
+    idle = {"early": early, "late": late}
+    cut = {}
+    start = time.monotonic()
+    try:
+        for c in idle.values():
+            c.settimeout(0.2)
+        while len(cut) < len(idle) and time.monotonic() - start < 45:
+            for c in busy:
+                c.cmd("NOOP", 250)
+            for name, c in idle.items():
+                if name in cut:
+                    continue
+                try:
+                    cut[name] = (c.read_reply(), time.monotonic() - start)
+                except (socket.timeout, TimeoutError):
+                    pass
+            time.sleep(0.8)
+        assert set(cut) == set(idle), f"still open after 45 s: {set(idle) - set(cut)}"
+        for name, (reply, elapsed) in cut.items():
+            assert reply.lines[0].startswith("421 4.4.2"), f"{name}: {reply.text}"
+            print(f"{name} session closed after {elapsed:.1f} s")
+            assert idle[name].closed_by_server()
+        for c in busy:
+            c.cmd("NOOP", 250)
+    finally:
+        for c in [early, late, *busy]:
+            c.close()
+    assert_serves(server)

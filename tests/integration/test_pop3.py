@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from icshelpers import (ALICE, DOMAIN, PASSWORD, client_tls_context, crlf, free_port,
-                        make_cert, tls_overrides, wait_for_port)
+                        make_cert, read_until_closed, tls_overrides, wait_for_port)
 
 
 def pop3_server(make_server, tmp_path: Path, mode: str = "optional", implicit: bool = True,
@@ -308,3 +308,44 @@ def test_bad_input(make_server, tmp_path):
     pop = login(server)
     assert pop.stat()[0] == 1
     pop.quit()
+
+
+def test_extra_and_missing_arguments_are_errors(make_server, tmp_path):
+    """Issue 10 item 8: RFC 1939 gives each command its arguments; `RETR 1 2` and the like are
+    -ERR (and do nothing), the session goes on."""
+    server = pop3_server(make_server, tmp_path)
+    send(server, "the only message")
+    pop = login(server)
+    # (Fewer than the 10 errors after which the session is closed.)
+    for line in ["RETR 1 2", "RETR", "DELE 1 2", "TOP 1", "TOP 1 0 0", "LIST 1 2", "UIDL 1 2",
+                 "STAT 1", "NOOP now"]:
+        with pytest.raises(poplib.error_proto, match="^b'-ERR"):
+            pop._shortcmd(line)
+    # Nothing was deleted by the DELE with two arguments; everything still works.
+    assert pop.stat()[0] == 1
+    _, lines, _ = pop.retr(1)
+    assert b"the only message" in lines
+    pop.quit()
+    assert len(list((server.mailbox(ALICE) / "cur").iterdir())
+               + list((server.mailbox(ALICE) / "new").iterdir())) == 1
+
+
+def test_refusal_on_pop3s_writes_no_cleartext(make_server, tmp_path):
+    """Issue 10 item 6: with the POP3 budget full (20 per address), POP3 still says why in
+    cleartext but POP3S closes without a byte (a TLS client would only see garbage)."""
+    server = pop3_server(make_server, tmp_path)
+    held = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", server.pop3_port), timeout=10)
+            assert s.recv(4096).startswith(b"+OK")
+            held.append(s)
+        with socket.create_connection(("127.0.0.1", server.pop3s_port), timeout=10) as s:
+            data, closed = read_until_closed(s, timeout=5)
+            assert closed and data == b"", f"cleartext on the POP3S port: {data!r}"
+        with socket.create_connection(("127.0.0.1", server.pop3_port), timeout=10) as s:
+            data, _ = read_until_closed(s, timeout=5)
+            assert data.startswith(b"-ERR [SYS/TEMP]"), data
+    finally:
+        for s in held:
+            s.close()

@@ -7,8 +7,9 @@ import smtplib
 
 import pytest
 
-from icshelpers import ALICE, PASSWORD, free_port, make_message
-from queuepeers import (Dnsmasq, Peer, envelopes, make_ca, server_tls_context, wait_until)
+from icshelpers import ALICE, PASSWORD, TLSClient, crlf, free_port, make_message
+from queuepeers import (CapturePeer, Dnsmasq, Peer, envelopes, make_ca, server_tls_context,
+                        wait_until)
 
 RELAY_IP = "127.0.0.6"
 RELAY_USER = "relay-user"
@@ -126,3 +127,31 @@ def test_change_sender_rewrites_envelope_and_from(relayed, peers):
     header = got.data.split(b"\r\n\r\n", 1)[0].decode()
     assert "From: <account@isp.test>" in header, header
     assert "alice@example.test" not in header.split("From:", 1)[1].split("\r\n")[0]
+
+
+@pytest.mark.parametrize("body", [b"A\r.\rX", b"A\r.\r\nX"], ids=["cr-dot-cr", "cr-dot-crlf"])
+def test_relayed_data_has_no_bare_cr(relayed, body):
+    """Issue 10 item 5: a submission with bare CRs around a dot line, relayed: on the wire to
+    the next hop every line ends in CRLF and the dot line is stuffed, so a next hop that takes
+    `<CR>.<CR>` for the end of data cannot be smuggled into through us."""
+    capture = CapturePeer(RELAY_IP, free_port())
+    try:
+        server = relayed(capture.port)
+        token = f"bare-cr-{len(body)}"
+        head = crlf(f"From: <{ALICE}>\nTo: <friend@far-away.test>\nSubject: {token}\n\n")
+        with TLSClient(server.port) as client:
+            client.ehlo()
+            client.auth_plain(ALICE, PASSWORD, "235 2.7.0")
+            client.cmd(f"MAIL FROM:<{ALICE}>", "250 2.1.0")
+            client.cmd("RCPT TO:<friend@far-away.test>", "250 2.1.5")
+            client.cmd("DATA", 354)
+            client.send(head + body + b"\r\n.\r\n")
+            client.expect("250 2.0.0")
+            client.cmd("QUIT", 221)
+        wire = wait_until(lambda: [w for w in capture.wire if token.encode() in w], 20,
+                          what="the message at the capture peer")[0]
+        assert wire.endswith(b"\r\nA\r\n..\r\nX\r\n.\r\n"), wire[-60:]
+        assert wire.count(b"\r") == wire.count(b"\r\n") == wire.count(b"\n"), wire
+        wait_until(lambda: not envelopes(server), 10, what="the queue to empty")
+    finally:
+        capture.stop()
