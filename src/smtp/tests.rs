@@ -348,6 +348,20 @@ fn long_line_is_refused_and_session_goes_on() {
     }
 }
 
+/// The command line limit (CRLF included) and limit + 1, whole and spanning reads.
+#[test]
+fn command_line_limit_and_one_more() {
+    for (length, code) in [(MAX_COMMAND_LINE, 250), (MAX_COMMAND_LINE + 1, 500)] {
+        let line = format!("NOOP {}\r\n", "a".repeat(length - 7));
+        assert_eq!(line.len(), length);
+        for chunk in [usize::MAX, 4095, 100, 1] {
+            let input = format!("{line}NOOP\r\n");
+            let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+            assert_eq!(outcome.codes(), [code, 250], "{length} bytes in {chunk}s");
+        }
+    }
+}
+
 #[test]
 fn long_line_with_a_syntax_error_is_still_too_long() {
     for command in ["RCPT TO:<", "MAIL FROM:<", "HELO ", "XYZZ "] {
