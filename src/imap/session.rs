@@ -233,9 +233,7 @@ impl Session<'_> {
                     self.idle(tag, &mut buf).await?;
                 }
                 Ok(Event::IdleDoneReceived) => {}
-                Err(Interrupt::Io(Io::Output(bytes))) => {
-                    self.out.extend_from_slice(&bytes);
-                }
+                Err(Interrupt::Io(Io::Output(bytes))) => self.parser_output(bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
                     self.flush().await?;
                     if !self.read_more(&mut buf).await? {
@@ -337,6 +335,12 @@ impl Session<'_> {
             return false;
         }
         true
+    }
+
+    /// What imap-next wrote (the greeting, `+` continuations, the statuses we hand it).
+    pub fn parser_output(&mut self, mut bytes: Vec<u8>) {
+        response::spell_imap4rev1(&mut bytes);
+        self.out.extend_from_slice(&bytes);
     }
 
     pub fn send_status(&mut self, status: Status<'static>) {

@@ -111,7 +111,7 @@ impl Session<'_> {
             // Drain what the parser has (the "+ idling", or DONE).
             loop {
                 match self.server.next() {
-                    Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
+                    Err(Interrupt::Io(Io::Output(bytes))) => self.parser_output(bytes),
                     Ok(Event::IdleDoneReceived) => {
                         refresh(self, true).await?;
                         self.send_status(status(Kind::Ok, Some(tag), None, "IDLE terminated"));
