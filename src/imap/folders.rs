@@ -368,7 +368,16 @@ mod tests {
     /// Issue 10 item 2: `pattern[..5]` panicked when byte 5 was inside a character.
     #[test]
     fn non_ascii_patterns_do_not_panic() {
-        for pattern in ["abcdé", "Entwürfe", "日本語", "INBOé", "INBOX", "inbox", "é", ""] {
+        for pattern in [
+            "abcdé",
+            "Entwürfe",
+            "日本語",
+            "INBOé",
+            "INBOX",
+            "inbox",
+            "é",
+            "",
+        ] {
             for name in ["INBOX", "Entwürfe", "abcdé", "日本語", "INBOé"] {
                 let _ = pattern_matches(pattern, name);
                 let _ = pattern_matches(&format!("{pattern}.*"), name);

@@ -6,6 +6,7 @@ mod commands;
 pub mod context;
 pub mod folders;
 pub mod guard;
+mod input;
 pub mod message;
 pub mod mime;
 pub mod response;

@@ -5,7 +5,9 @@ use std::num::NonZeroU32;
 
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::core::{Tag, Text};
-use imap_codec::imap_types::response::{Code, CodeOther, Data, Response, Status};
+use imap_codec::imap_types::response::{
+    Code, CodeOther, CommandContinuationRequest, Data, Response, Status,
+};
 use imap_codec::ResponseCodec;
 
 /// Response codes imap-types has no variant for (RFC 5530, RFC 3501).
@@ -98,6 +100,16 @@ pub fn encode_status(status: Status<'static>) -> Vec<u8> {
 
 pub fn encode_data(data: Data<'static>) -> Vec<u8> {
     encode(&Response::Data(data))
+}
+
+/// The text of our `+` for a literal (imap-next's, for literals it takes, says the same).
+pub const LITERAL_ACCEPT_TEXT: &str = "Ready for literal data";
+
+/// `+ Ready for literal data`: go ahead with the literal.
+pub fn continuation() -> Vec<u8> {
+    let request = CommandContinuationRequest::basic(None, LITERAL_ACCEPT_TEXT)
+        .unwrap_or_else(|_| CommandContinuationRequest::base64(Vec::new()));
+    encode(&Response::CommandContinuationRequest(request))
 }
 
 pub fn nz(n: u32) -> NonZeroU32 {
