@@ -89,6 +89,14 @@ impl Session<'_> {
     /// IDLE until DONE: changes are sent as they happen. Input still goes through the guard
     /// (in its IDLE mode: lines are framed and limited, nothing is taken from imap-next).
     pub(in super::super) async fn idle(&mut self, tag: Tag<'static>) -> std::io::Result<()> {
+        // IDLE is for the authenticated and selected states (RFC 2177).
+        if matches!(self.phase, Phase::NotAuthenticated) {
+            self.errors += 1;
+            let _ = self
+                .server
+                .idle_reject(status(Kind::Bad, Some(tag), None, "Log in first"));
+            return Ok(());
+        }
         let accept = CommandContinuationRequest::basic(None, "idling")
             .unwrap_or_else(|_| CommandContinuationRequest::base64(Vec::new()));
         if self.server.idle_accept(accept).is_err() {
