@@ -15,5 +15,7 @@ pub mod selected;
 pub mod sequence;
 pub mod server;
 pub mod session;
+#[cfg(test)]
+mod tests;
 pub mod utf7;
 pub mod watch;
