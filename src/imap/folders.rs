@@ -206,7 +206,8 @@ impl Folders {
             .collect();
         for old in renamed {
             subscribed.remove(&old);
-            subscribed.insert(format!("{to}{}", &old[from.len()..]));
+            let below = old.strip_prefix(from).unwrap_or_default();
+            subscribed.insert(format!("{to}{below}"));
         }
         self.write_subscriptions(&subscribed)?;
         Ok(())
