@@ -161,7 +161,8 @@ impl Session<'_> {
             Some(tag) => self.complete(tag, done),
             None => self.send_status(status(Kind::Bad, None, done.code, &done.text)),
         }
-        if refusal.close {
+        // (Unless `complete` has just said goodbye for too many errors.)
+        if refusal.close && !matches!(self.phase, Phase::Logout) {
             self.send_status(bye("Closing: the rest of this command can't be skipped"));
             self.phase = Phase::Logout;
         }

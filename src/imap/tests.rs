@@ -568,3 +568,145 @@ fn random_sessions_never_panic_and_answer_everything() {
     });
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A `SEARCH` of exactly `total` bytes: LITERAL+ literals of `literal` bytes, then a last
+/// quoted string that fills up.
+fn search_of_size(tag: &str, total: usize, literal: usize) -> Vec<u8> {
+    let mut command = Vec::new();
+    let mut first = true;
+    loop {
+        let head = if first {
+            format!("{tag} SEARCH TEXT")
+        } else {
+            " TEXT".to_string()
+        };
+        first = false;
+        let announce = format!("{head} {{{literal}+}}\r\n");
+        let last = b" TEXT \"\"\r\n".len();
+        if command.len() + announce.len() + literal + last > total {
+            let filler = total - command.len() - last;
+            command.extend_from_slice(b" TEXT \"");
+            command.extend(std::iter::repeat_n(b'y', filler));
+            command.extend_from_slice(b"\"\r\n");
+            return command;
+        }
+        command.extend_from_slice(announce.as_bytes());
+        command.extend(std::iter::repeat_n(b'q', literal));
+    }
+}
+
+/// Sends `bytes`, then reads until the line tagged `tag`; all lines read.
+async fn exchange(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    lines: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+    bytes: Vec<u8>,
+    tag: &str,
+) -> Vec<String> {
+    write.write_all(&bytes).await.expect("send");
+    until_tagged(lines, tag).await
+}
+
+/// Reads until the line tagged `tag`; all lines read.
+async fn until_tagged(lines: &mut mpsc::UnboundedReceiver<Vec<u8>>, tag: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(HANG, lines.recv())
+            .await
+            .expect("the session hangs")
+            .unwrap_or_else(|| panic!("closed before {tag}: {seen:?}"));
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let done = line.starts_with(&format!("{tag} "));
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The guard's command limits and imap-next's own (its backstop) agree: a command exactly at
+/// the guard's limit is parsed by imap-next and answered as itself (no `BYE [TOOBIG]` from
+/// imap-next), one byte more is refused by the guard and the session goes on.
+#[test]
+fn commands_at_the_limits_reach_imap_next() {
+    use super::guard::{MAX_COMMAND, PRE_AUTH_MAX_COMMAND};
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("icsmail-imap-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("temp dir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ctx = context(&root);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, peer) = listener.accept().await.expect("accept");
+        let (_stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run_session(server, peer, ctx, false, shutdown));
+        let (read, mut write) = client.into_split();
+        let (lines_tx, mut lines) = mpsc::unbounded_channel();
+        tokio::spawn(read_lines(read, lines_tx));
+        let limit = PRE_AUTH_MAX_COMMAND as usize;
+        let at = exchange(
+            &mut write,
+            &mut lines,
+            search_of_size("a1", limit, 4096),
+            "a1",
+        )
+        .await;
+        assert!(
+            at.last().unwrap().starts_with("a1 BAD Log in first"),
+            "{at:?}"
+        );
+        let over = exchange(
+            &mut write,
+            &mut lines,
+            search_of_size("a2", limit + 1, 4096),
+            "a2",
+        )
+        .await;
+        assert!(
+            over.last().unwrap().starts_with("a2 BAD [TOOBIG]"),
+            "{over:?}"
+        );
+        exchange(
+            &mut write,
+            &mut lines,
+            format!("l LOGIN {USER} pw\r\ns SELECT INBOX\r\n").into_bytes(),
+            "s",
+        )
+        .await;
+        let limit = MAX_COMMAND as usize;
+        let at = exchange(
+            &mut write,
+            &mut lines,
+            search_of_size("b1", limit, 60 * 1024),
+            "b1",
+        )
+        .await;
+        assert!(at.last().unwrap().starts_with("b1 OK"), "{at:?}");
+        let over = exchange(
+            &mut write,
+            &mut lines,
+            search_of_size("b2", limit + 1, 60 * 1024),
+            "b2",
+        )
+        .await;
+        assert!(
+            over.last().unwrap().starts_with("b2 BAD [TOOBIG]"),
+            "{over:?}"
+        );
+        let after = exchange(&mut write, &mut lines, b"c LOGOUT\r\n".to_vec(), "c").await;
+        assert!(after.last().unwrap().starts_with("c OK"), "{after:?}");
+        drop(write);
+        tokio::time::timeout(HANG, task)
+            .await
+            .expect("the session did not end")
+            .expect("the session task failed");
+    });
+    let _ = std::fs::remove_dir_all(&root);
+}
