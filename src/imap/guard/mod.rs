@@ -20,9 +20,8 @@ mod framing;
 mod tests;
 
 pub use append::AppendCommand;
-pub use framing::MAX_TAG;
 
-use framing::Announcement;
+use framing::{Announcement, MAX_TAG};
 
 /// Longest command line before login, its CRLF included.
 pub const PRE_AUTH_MAX_LINE: usize = 8 * 1024;
@@ -187,10 +186,6 @@ impl InputGuard {
     /// The session is in IDLE (`true`) or back out of it.
     pub fn set_idle(&mut self, idle: bool) {
         self.idle = idle;
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     /// The next step for `input` (the bytes read and not yet taken): how many of them it took,

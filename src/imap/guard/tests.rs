@@ -472,3 +472,30 @@ fn steps_do_not_depend_on_read_boundaries() {
         assert_eq!(split, whole, "input {:?}", String::from_utf8_lossy(&input));
     }
 }
+
+#[test]
+fn append_head_limit_is_exact() {
+    // `a APPEND {n}` CRLF, n bytes of mailbox name, ` {5}` CRLF: the head, MAX_APPEND_HEAD
+    // bytes and one more.
+    let head = |total: usize| {
+        let tail = b" {5}\r\n";
+        let mut n = total - tail.len() - b"a APPEND {}\r\n".len();
+        n -= n.to_string().len();
+        let mut input = format!("a APPEND {{{n}}}\r\n").into_bytes();
+        input.extend(std::iter::repeat_n(b'm', n));
+        input.extend_from_slice(tail);
+        assert_eq!(input.len(), total);
+        input
+    };
+    let events = run(&mut logged_in(), &head(MAX_APPEND_HEAD));
+    assert_eq!(events[0], Event::Continue);
+    let Event::Append(command) = &events[1] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(command.size, 5);
+    let events = run(&mut logged_in(), &head(MAX_APPEND_HEAD + 1));
+    let reason = Reason::CommandTooBig {
+        limit: MAX_APPEND_HEAD as u64,
+    };
+    assert_eq!(events[1..], [refusal("a", reason, false, false)]);
+}
