@@ -20,8 +20,8 @@ pub struct ImapContext {
     pub store: Arc<MailStore>,
     pub tls: Option<TlsAcceptor>,
     pub tls_mode: TlsMode,
-    /// Largest literal (APPEND message) accepted: `smtp.maxMessageSize`.
-    pub max_literal: u32,
+    /// Largest message APPEND takes: `smtp.maxMessageSize`.
+    pub max_message: u32,
     /// Sessions per account (no total here: connections are capped by the listeners).
     pub users: ConnectionLimiter<Address>,
 }
@@ -39,7 +39,7 @@ impl ImapContext {
             store,
             tls,
             tls_mode: config.tls.mode,
-            max_literal: u32::try_from(config.smtp.max_message_size).unwrap_or(u32::MAX),
+            max_message: u32::try_from(config.smtp.max_message_size).unwrap_or(u32::MAX),
             users: ConnectionLimiter::new(SESSIONS_PER_USER, u32::MAX),
         }
     }

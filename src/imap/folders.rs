@@ -206,7 +206,8 @@ impl Folders {
             .collect();
         for old in renamed {
             subscribed.remove(&old);
-            subscribed.insert(format!("{to}{}", &old[from.len()..]));
+            let below = old.strip_prefix(from).unwrap_or_default();
+            subscribed.insert(format!("{to}{below}"));
         }
         self.write_subscriptions(&subscribed)?;
         Ok(())
@@ -259,19 +260,19 @@ impl Folders {
 }
 
 /// IMAP LIST pattern matching (RFC 3501 §6.3.8): `*` matches anything, `%` anything but the
-/// delimiter; INBOX is matched case-insensitively.
+/// delimiter; a leading `INBOX` is matched case-insensitively. Patterns come from the client:
+/// they are compared as bytes, never sliced as text (a multi-byte character may sit anywhere).
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    let name_for_match = if name == "INBOX" {
-        "INBOX".to_string()
-    } else {
-        name.to_string()
+    let pattern = pattern.as_bytes();
+    let normalised;
+    let pattern = match pattern.split_at_checked(5) {
+        Some((head, rest)) if head.eq_ignore_ascii_case(b"INBOX") => {
+            normalised = [b"INBOX".as_slice(), rest].concat();
+            &normalised[..]
+        }
+        _ => pattern,
     };
-    let pattern = if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case("INBOX") {
-        format!("INBOX{}", &pattern[5..])
-    } else {
-        pattern.to_string()
-    };
-    matches(pattern.as_bytes(), name_for_match.as_bytes())
+    matches(pattern, name.as_bytes())
 }
 
 /// Wildcard matcher by dynamic programming: O(pattern × name), whatever the pattern (patterns
@@ -363,5 +364,32 @@ mod tests {
         assert!(!pattern_matches("W%4", "Work.2024"));
         assert!(pattern_matches(&"*".repeat(5000), "x"));
         assert!(!pattern_matches(&"%a".repeat(2000), &"a".repeat(1999)));
+    }
+
+    /// Issue 10 item 2: `pattern[..5]` panicked when byte 5 was inside a character.
+    #[test]
+    fn non_ascii_patterns_do_not_panic() {
+        for pattern in [
+            "abcdé",
+            "Entwürfe",
+            "日本語",
+            "INBOé",
+            "INBOX",
+            "inbox",
+            "é",
+            "",
+        ] {
+            for name in ["INBOX", "Entwürfe", "abcdé", "日本語", "INBOé"] {
+                let _ = pattern_matches(pattern, name);
+                let _ = pattern_matches(&format!("{pattern}.*"), name);
+                let _ = pattern_matches(&format!("{pattern}%"), name);
+            }
+        }
+        assert!(pattern_matches("Entwürfe", "Entwürfe"));
+        assert!(pattern_matches("Entw%", "Entwürfe"));
+        assert!(!pattern_matches("entwürfe", "Entwürfe"));
+        assert!(pattern_matches("abcdé", "abcdé"));
+        assert!(!pattern_matches("INBOé", "INBOX"));
+        assert!(pattern_matches("iNbOx", "INBOX"));
     }
 }

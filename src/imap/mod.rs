@@ -6,6 +6,7 @@ mod commands;
 pub mod context;
 pub mod folders;
 pub mod guard;
+mod input;
 pub mod message;
 pub mod mime;
 pub mod response;
@@ -14,5 +15,7 @@ pub mod selected;
 pub mod sequence;
 pub mod server;
 pub mod session;
+#[cfg(test)]
+mod tests;
 pub mod utf7;
 pub mod watch;

@@ -1,7 +1,8 @@
 //! The tokio driver of one IMAP connection: imap-next's sans-I/O server parses commands
-//! (literals, AUTHENTICATE, IDLE framing); this file does the socket, STARTTLS, timeouts and
-//! hands each command to its handler in `commands/`. Responses are encoded with imap-codec and
-//! written in order; a large FETCH is flushed as it goes.
+//! (literals, AUTHENTICATE, IDLE framing) from what the input guard lets through (`input`,
+//! `guard`); this file does the socket, STARTTLS, timeouts and hands each command to its
+//! handler in `commands/`. Responses are encoded with imap-codec and written in order; a large
+//! FETCH is flushed as it goes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,17 +18,18 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
+use super::commands::append::Appending;
 use super::context::{ImapContext, UserSlot};
 use super::folders::Folders;
-use super::guard::{InputGuard, Violation, MAX_LINE};
-use super::response::{self, bye, encode_data, encode_status, status, Kind};
+use super::guard::{InputGuard, MAX_COMMAND, MAX_LITERAL};
+use super::input::InputBuffer;
+use super::response::{self, bye, encode_data, encode_status, status, Kind, LITERAL_ACCEPT_TEXT};
 use super::selected::Selected;
 use crate::address::Address;
 use crate::net::ids::new_id;
 use crate::net::io::{read_or_stop, ReadOutcome};
 use crate::net::stream::MaybeTls;
 
-const READ_BUFFER: usize = 16 * 1024;
 /// Output is written once this much is pending, so a big FETCH doesn't pile up in memory.
 const FLUSH_AT: usize = 256 * 1024;
 /// Inactivity allowed before login.
@@ -40,8 +42,6 @@ pub const MAX_ERRORS: u32 = 20;
 pub const IDLE_POLL: Duration = Duration::from_millis(400);
 /// How often IDLE looks anyway while inotify watches (a safety net, cheap).
 pub const IDLE_SAFETY_POLL: Duration = Duration::from_secs(60);
-/// Commands beyond the literal: tag, command name, arguments (Dovecot allows 64 KiB).
-pub const MAX_COMMAND_OVERHEAD: u32 = 64 * 1024;
 
 /// Where the session is (RFC 3501 §3).
 pub(super) enum Phase {
@@ -124,6 +124,9 @@ pub(super) struct Session<'a> {
     pub auth_tag: Option<Tag<'static>>,
     pub shutdown: watch::Receiver<bool>,
     pub guard: InputGuard,
+    pub input: InputBuffer,
+    /// The APPEND whose message is arriving.
+    pub appending: Option<Appending>,
 }
 
 /// Runs one session; `implicit_tls` for the IMAPS port.
@@ -142,7 +145,7 @@ pub async fn run_session(
         else {
             return;
         };
-        let server = new_server(&ctx, Some(greeting(&ctx, stream.is_tls())));
+        let server = new_server(Some(greeting(&ctx, stream.is_tls())));
         let mut session = Session {
             ctx: &ctx,
             peer,
@@ -156,7 +159,9 @@ pub async fn run_session(
             errors: 0,
             auth_tag: None,
             shutdown,
-            guard: InputGuard::new(ctx.max_literal),
+            guard: InputGuard::new(),
+            input: InputBuffer::default(),
+            appending: None,
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -167,17 +172,15 @@ pub async fn run_session(
     .await
 }
 
-fn new_server(ctx: &ImapContext, greeting: Option<Greeting<'static>>) -> Server {
+fn new_server(greeting: Option<Greeting<'static>>) -> Server {
+    // The guard refuses every literal and command beyond these before imap-next sees it (and
+    // takes APPEND's message itself): they only back it up, and bound what imap-next buffers.
     let mut options = Options::default();
-    options.max_literal_size = ctx.max_literal;
-    options.max_command_size = ctx.max_literal.saturating_add(MAX_COMMAND_OVERHEAD);
-    // imap-next answers an oversized synchronizing literal itself (a tagged BAD, no room for a
-    // response code) with this text.
-    let _ = options.set_literal_reject_text(format!(
-        "Literal too big: the limit is {} bytes",
-        ctx.max_literal
-    ));
-    let _ = options.set_literal_accept_text("Ready for literal data".to_string());
+    options.max_literal_size = MAX_LITERAL;
+    options.max_command_size = u32::try_from(MAX_COMMAND).unwrap_or(u32::MAX);
+    let _ = options
+        .set_literal_reject_text(format!("Literal too big: the limit is {MAX_LITERAL} bytes"));
+    let _ = options.set_literal_accept_text(LITERAL_ACCEPT_TEXT.to_string());
     // After STARTTLS there is no second greeting; a placeholder one is sent nowhere (see
     // `start_tls`).
     let greeting = greeting.unwrap_or_else(|| Greeting {
@@ -210,7 +213,6 @@ impl Session<'_> {
     }
 
     async fn drive(&mut self) -> std::io::Result<()> {
-        let mut buf = vec![0u8; READ_BUFFER];
         loop {
             if matches!(self.phase, Phase::Logout) {
                 self.flush().await?;
@@ -230,16 +232,16 @@ impl Session<'_> {
                     self.authenticate_data(authenticate_data).await?;
                 }
                 Ok(Event::IdleCommandReceived { tag }) => {
-                    self.idle(tag, &mut buf).await?;
+                    self.idle(tag).await?;
                 }
                 Ok(Event::IdleDoneReceived) => {}
-                Err(Interrupt::Io(Io::Output(bytes))) => {
-                    self.out.extend_from_slice(&bytes);
-                }
+                Err(Interrupt::Io(Io::Output(bytes))) => self.parser_output(bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
-                    self.flush().await?;
-                    if !self.read_more(&mut buf).await? {
+                    if !self.supply_reading().await? {
                         self.flush().await?;
+                        if matches!(self.phase, Phase::Logout) {
+                            return self.stream.shutdown().await;
+                        }
                         return Ok(());
                     }
                 }
@@ -253,12 +255,16 @@ impl Session<'_> {
         }
     }
 
-    /// Waits for client bytes and feeds them to the parser; false when the session is over
-    /// (closed, timed out, shutting down: the last two get a BYE).
-    pub async fn read_more(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+    /// Waits for client bytes (into `input`); false when the session is over (closed, timed
+    /// out, shutting down: the last two get a BYE).
+    pub async fn read_more(&mut self) -> std::io::Result<bool> {
         let timeout = self.timeout();
-        match read_or_stop(&mut self.stream, buf, timeout, &mut self.shutdown, true).await? {
-            ReadOutcome::Data(n) => Ok(self.feed(&buf[..n])),
+        let space = self.input.space();
+        match read_or_stop(&mut self.stream, space, timeout, &mut self.shutdown, true).await? {
+            ReadOutcome::Data(n) => {
+                self.input.filled(n);
+                Ok(true)
+            }
             ReadOutcome::Closed => Ok(false),
             ReadOutcome::TimedOut => {
                 self.send_status(bye("Autologout; idle for too long"));
@@ -271,39 +277,6 @@ impl Session<'_> {
                 Ok(false)
             }
         }
-    }
-
-    /// Passes client bytes to the parser after the input guard's look; false (with the reply
-    /// queued) when they break a limit the connection can't recover from.
-    pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        let Some(violation) = self.guard.inspect(bytes) else {
-            self.server.enqueue_input(bytes);
-            return true;
-        };
-        info!("refused: {violation:?}");
-        let (tag, code, text) = match violation {
-            Violation::LineTooLong { tag } => (
-                tag,
-                None,
-                format!("Command line longer than {MAX_LINE} bytes"),
-            ),
-            Violation::LiteralTooBig { tag, size } => (
-                tag,
-                Some(Code::TooBig),
-                format!(
-                    "Literal of {size} bytes is larger than the limit of {}",
-                    self.ctx.max_literal
-                ),
-            ),
-        };
-        let tag = tag.and_then(|t| Tag::try_from(t).ok());
-        match tag {
-            Some(tag) => self.send_status(status(Kind::No, Some(tag), code, &text)),
-            None => self.send_status(status(Kind::Bad, None, None, &text)),
-        }
-        self.send_status(bye("Closing: the rest of this command can't be skipped"));
-        self.phase = Phase::Logout;
-        false
     }
 
     /// Bad input the parser discarded; false when the connection must close.
@@ -339,6 +312,12 @@ impl Session<'_> {
         true
     }
 
+    /// What imap-next wrote (the greeting, `+` continuations, the statuses we hand it).
+    pub fn parser_output(&mut self, mut bytes: Vec<u8>) {
+        response::spell_imap4rev1(&mut bytes);
+        self.out.extend_from_slice(&bytes);
+    }
+
     pub fn send_status(&mut self, status: Status<'static>) {
         self.out.extend_from_slice(&encode_status(status));
     }
@@ -369,21 +348,28 @@ impl Session<'_> {
         let name = command.body.name();
         let done = super::commands::dispatch(self, command.body).await?;
         if done.kind == Kind::Bad {
-            self.errors += 1;
             info!(command = name, "BAD: {}", done.text);
+        }
+        let starttls = done.starttls;
+        self.complete(tag, done);
+        if starttls {
+            self.start_tls().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a command's tagged completion; too many BADs in a row end the session.
+    pub fn complete(&mut self, tag: Tag<'static>, done: Done) {
+        if done.kind == Kind::Bad {
+            self.errors += 1;
         } else {
             self.errors = 0;
         }
-        let starttls = done.starttls;
         self.send_status(status(done.kind, Some(tag), done.code, &done.text));
         if self.errors >= MAX_ERRORS {
             self.send_status(bye("Too many invalid commands"));
             self.phase = Phase::Logout;
         }
-        if starttls {
-            self.start_tls().await?;
-        }
-        Ok(())
     }
 
     /// STARTTLS after its OK was queued: write it, then handshake. Bytes the client pipelined
@@ -393,8 +379,18 @@ impl Session<'_> {
         let Some(acceptor) = self.ctx.tls.clone() else {
             return Ok(());
         };
+        self.input.clear();
+        self.guard = InputGuard::new();
+        self.reset_parser();
         self.stream.upgrade(&acceptor, PRE_AUTH_TIMEOUT).await?;
-        self.server = new_server(self.ctx, None);
+        Ok(())
+    }
+
+    /// A fresh imap-next, which forgets what it had of a command (one the guard refused
+    /// half-way, or plaintext before STARTTLS).
+    pub fn reset_parser(&mut self) {
+        self.server = new_server(None);
+        self.auth_tag = None;
         // Swallow the placeholder greeting the new parser wants to send.
         loop {
             match self.server.next() {
@@ -403,7 +399,6 @@ impl Session<'_> {
                 _ => break,
             }
         }
-        Ok(())
     }
 
     pub fn is_selected(&self) -> bool {
@@ -422,6 +417,7 @@ impl Session<'_> {
         self.account = Some((account, Folders::new(root)));
         self.user_slot = Some(slot);
         self.phase = Phase::Authenticated;
+        self.guard.logged_in();
     }
 }
 

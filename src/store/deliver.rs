@@ -121,37 +121,6 @@ impl MailStore {
         Ok(())
     }
 
-    /// Places one message (in Maildir form, LF line ends) into the folder at `folder` (its
-    /// `new/`), with `mtime` as its INTERNALDATE when given: tmp → fsync → rename → directory
-    /// fsync. Returns the Maildir base name. Used by IMAP APPEND. Blocking.
-    pub fn place(
-        &self,
-        folder: &Path,
-        message: &[u8],
-        mtime: Option<SystemTime>,
-    ) -> io::Result<String> {
-        let name = self.unique_name(message);
-        let tmp = folder.join("tmp").join(&name);
-        let result = (|| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            file.write_all(message)?;
-            if let Some(mtime) = mtime {
-                file.set_modified(mtime)?;
-            }
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, folder.join("new").join(&name))?;
-            self.syncer.sync(&folder.join("new"))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map(|()| name)
-    }
-
     /// Links (or copies, across file systems) an existing message file into the folder at
     /// `folder` under a new name, keeping its mtime (INTERNALDATE). The caller syncs the
     /// target's `new/` once for a batch ([`MailStore::sync_dir`]). Used by IMAP COPY/MOVE.
@@ -182,13 +151,18 @@ impl MailStore {
 
     /// A new unique name for a message of `size` bytes on disk and `wire` bytes in CRLF form
     fn unique_name_sized(&self, size: u64, wire: Option<u64>) -> String {
+        let wire = wire.map(|w| format!(",W={w}")).unwrap_or_default();
+        format!("{},S={size}{wire}", self.unique_base())
+    }
+
+    /// `<secs>.M<µs>P<pid>Q<n>.<host>`: the unique part of a new message's name.
+    pub(super) fn unique_base(&self) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let sequence = self.counter.fetch_add(1, Ordering::Relaxed);
-        let wire = wire.map(|w| format!(",W={w}")).unwrap_or_default();
         format!(
-            "{}.M{}P{}Q{}.{},S={size}{wire}",
+            "{}.M{}P{}Q{}.{}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),

@@ -50,6 +50,15 @@ SPECIAL_USE = {"Drafts": "\\Drafts", "Sent": "\\Sent", "Trash": "\\Trash", "Junk
 imaplib._MAXLINE = 10_000_000  # big FETCH responses
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def make_cert(directory: Path, name: str) -> CertPair:
     """A self-signed certificate for mx.example.test that also names the loopback addresses
     the targets listen on (as DNS and IP names: mbsync compares the host string)."""
@@ -158,11 +167,13 @@ class IcsTarget(ImapTarget):
             overrides = {"tls": {"mode": "none"}, "access": {}}
             if default_auth_domain:
                 overrides["defaultAuthDomain"] = default_auth_domain
-        self.port = free_port()
-        self.imaps_port = free_port() if implicit else None
-        overrides["imap"] = {"port": self.port, "imapsPort": self.imaps_port or free_port()}
+        # Four distinct ports (free_port alone may hand out the same one twice).
+        imap, imaps, pop3, pop3s = distinct_free_ports(4)
+        self.port = imap
+        self.imaps_port = imaps if implicit else None
+        overrides["imap"] = {"port": self.port, "imapsPort": imaps}
         overrides["access"]["implicitTls"] = {"enable": implicit}
-        overrides["pop3"] = {"port": free_port(), "pop3sPort": free_port()}
+        overrides["pop3"] = {"port": pop3, "pop3sPort": pop3s}
         overrides["accounts"] = {u: {"hashedPassword": password_hash} for u in EXTRA_USERS}
         from icshelpers import deep_merge
         overrides = deep_merge(overrides, extra)

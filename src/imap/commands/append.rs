@@ -1,92 +1,187 @@
-//! APPEND (with LITERAL+ and UIDPLUS APPENDUID): the message is stored durably (tmp → fsync →
-//! rename → directory fsync) with its flags and date before the OK.
+//! APPEND (with LITERAL+ and UIDPLUS APPENDUID), streamed to disk. imap-next never sees an
+//! APPEND after login: the input guard reports it once its message literal is announced
+//! (`guard::Step::Append`). `begin` checks it and opens the message's file in the folder's
+//! `tmp/` (or gives the answer, before any `+`); the message is written as it arrives, at most
+//! `APPEND_WRITE_CHUNK` of it in memory; `finish` makes it durable (fsync, rename into `new/`,
+//! directory fsync), records its flags in the index and answers `OK [APPENDUID]`.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::datetime::DateTime;
-use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
-use imap_codec::imap_types::flag::Flag;
-use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::Code;
 
 use super::super::folders::FolderError;
+use super::super::guard::AppendCommand;
+use super::super::message::FlagSet;
 use super::super::response::{nz, other};
 use super::super::session::{Done, Session};
 use super::flags::flag_set;
 use super::names::folder_name;
-use crate::store::{index, to_maildir_form};
+use crate::store::index;
+use crate::store::IncomingMessage;
 
-pub async fn append(
-    session: &mut Session<'_>,
-    mailbox: Mailbox<'static>,
-    flags: Vec<Flag<'static>>,
-    date: Option<DateTime>,
-    message: LiteralOrLiteral8<'static>,
-) -> Done {
-    let name = match folder_name(&mailbox) {
-        Ok(name) => name,
-        Err(done) => return done,
-    };
-    let flags = match flag_set(&flags) {
-        Ok(flags) => flags,
-        Err(done) => return done,
-    };
-    let bytes: Vec<u8> = match message {
-        LiteralOrLiteral8::Literal(literal) => literal.data().to_vec(),
-        LiteralOrLiteral8::Literal8(_) => return Done::bad("BINARY literals are not supported"),
-    };
-    if bytes.is_empty() {
-        return Done::bad("Empty message");
+/// Message bytes gathered before they are written (one write on the blocking pool each).
+pub const APPEND_WRITE_CHUNK: usize = 256 * 1024;
+
+/// An accepted APPEND whose message is arriving.
+pub struct Appending {
+    pub tag: Tag<'static>,
+    dir: PathBuf,
+    flags: FlagSet,
+    mtime: SystemTime,
+    /// None once a write failed (the file is gone; the rest of the message is read and dropped).
+    message: Option<IncomingMessage>,
+    failure: Option<String>,
+    pending: Vec<u8>,
+}
+
+/// Checks an announced APPEND and opens its file; an `Err` is the answer to give instead of
+/// taking the message.
+pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<Appending, Done> {
+    if command.binary {
+        return Err(Done::bad("BINARY literals are not supported"));
     }
-    if bytes.len() as u64 > u64::from(session.ctx.max_literal) {
-        return Done::no_code(Code::TooBig, "Message too large");
+    if command.size == 0 {
+        return Err(Done::bad("Empty message"));
     }
-    let mtime = date.map(|d| {
-        let seconds = d.as_ref().timestamp();
-        if seconds >= 0 {
-            UNIX_EPOCH + Duration::from_secs(seconds as u64)
-        } else {
-            UNIX_EPOCH
-        }
-    });
+    let limit = session.ctx.max_message;
+    if command.size > limit {
+        return Err(Done::no_code(
+            Code::TooBig,
+            format!(
+                "Message of {} bytes is larger than the limit of {limit} bytes",
+                command.size
+            ),
+        ));
+    }
+    let name = folder_name(&command.mailbox)?;
+    let flags = flag_set(&command.flags)?;
+    let mtime = command
+        .date
+        .as_ref()
+        .map_or_else(SystemTime::now, internal_date);
     let Some((_, folders)) = session.account.clone() else {
-        return Done::bad("Log in first");
+        return Err(Done::bad("Log in first"));
     };
     let store = session.ctx.store.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<(u32, u32), FolderError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, FolderError> {
         let dir = folders.dir(&name)?;
-        let stored = to_maildir_form("", &bytes);
-        let base = store.place(&dir, &stored, Some(mtime.unwrap_or_else(SystemTime::now)))?;
-        let (index, uid) = index::update(&dir, |index| {
-            let mut uid = 0;
-            if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
-                uid = entry.uid;
-                if entry.flags != flags {
-                    entry.flags = flags.clone();
-                }
-            }
-            index.bump_modseq();
-            if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
-                entry.modseq = index.highest_modseq;
-            }
-            Ok(uid)
-        })?;
-        Ok((index.uid_validity, uid))
+        let message = store.begin_message(&dir)?;
+        Ok((dir, message))
     })
     .await;
-    match result {
-        Ok(Ok((validity, uid))) => Done::ok_code(
-            Code::AppendUid {
-                uid_validity: nz(validity),
-                uid: nz(uid),
-            },
-            "APPEND completed",
-        ),
-        Ok(Err(FolderError::NotFound)) => Done::no_code(Code::TryCreate, "No such folder"),
-        Ok(Err(FolderError::BadName(why))) => {
+    let (dir, message) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(err)) => return Err(folder_refusal(err)),
+        Err(err) => return Err(Done::server_error("APPEND", err)),
+    };
+    Ok(Appending {
+        tag: command.tag.clone(),
+        dir,
+        flags,
+        mtime,
+        message: Some(message),
+        failure: None,
+        pending: Vec::new(),
+    })
+}
+
+/// The client's date as a file time (times before 1970 become 1970).
+fn internal_date(date: &DateTime) -> SystemTime {
+    let seconds = date.as_ref().timestamp();
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+fn folder_refusal(err: FolderError) -> Done {
+    match err {
+        FolderError::NotFound => Done::no_code(Code::TryCreate, "No such folder"),
+        FolderError::BadName(why) => {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
-        Ok(Err(err)) => Done::server_error("APPEND", err),
-        Err(err) => Done::server_error("APPEND", err),
+        err => Done::server_error("APPEND", err),
     }
+}
+
+impl Appending {
+    /// Takes a piece of the message (wire form); writes once enough is gathered.
+    pub async fn write(&mut self, piece: &[u8]) {
+        self.pending.extend_from_slice(piece);
+        if self.pending.len() >= APPEND_WRITE_CHUNK {
+            self.write_pending().await;
+        }
+    }
+
+    async fn write_pending(&mut self) {
+        let Some(mut message) = self.message.take() else {
+            self.pending.clear();
+            return;
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let written = tokio::task::spawn_blocking(move || {
+            let result = message.write(&pending);
+            (message, pending, result)
+        })
+        .await;
+        match written {
+            Ok((message, mut pending, Ok(()))) => {
+                pending.clear();
+                self.pending = pending;
+                self.message = Some(message);
+            }
+            // The message is dropped with its file; the answer comes at the end.
+            Ok((_, _, Err(err))) => self.failure = Some(err.to_string()),
+            Err(err) => self.failure = Some(err.to_string()),
+        }
+    }
+
+    /// The whole message arrived: makes it durable and answers.
+    pub async fn finish(mut self, session: &Session<'_>) -> Done {
+        self.write_pending().await;
+        if let Some(failure) = self.failure.take() {
+            return Done::server_error("APPEND", failure);
+        }
+        let Some(message) = self.message.take() else {
+            return Done::server_error("APPEND", "message file missing");
+        };
+        let store = session.ctx.store.clone();
+        let (dir, flags, mtime) = (self.dir.clone(), self.flags.clone(), self.mtime);
+        let placed = tokio::task::spawn_blocking(move || -> Result<(u32, u32), FolderError> {
+            let base = store.finish_message(message, Some(mtime))?;
+            Ok(record(&dir, &base, flags)?)
+        })
+        .await;
+        match placed {
+            Ok(Ok((validity, uid))) => Done::ok_code(
+                Code::AppendUid {
+                    uid_validity: nz(validity),
+                    uid: nz(uid),
+                },
+                "APPEND completed",
+            ),
+            Ok(Err(err)) => folder_refusal(err),
+            Err(err) => Done::server_error("APPEND", err),
+        }
+    }
+}
+
+/// Gives the new message (Maildir base name `base`) its UID, flags and modification sequence;
+/// its UIDVALIDITY and UID.
+fn record(dir: &std::path::Path, base: &str, flags: FlagSet) -> std::io::Result<(u32, u32)> {
+    let (index, uid) = index::update(dir, |index| {
+        let mut uid = 0;
+        if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
+            uid = entry.uid;
+            if entry.flags != flags {
+                entry.flags = flags.clone();
+            }
+        }
+        index.bump_modseq();
+        if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
+            entry.modseq = index.highest_modseq;
+        }
+        Ok(uid)
+    })?;
+    Ok((index.uid_validity, uid))
 }

@@ -26,6 +26,10 @@ use crate::store::{index, to_wire_form};
 
 /// Messages read and rendered per trip to the blocking pool.
 const CHUNK: usize = 32;
+/// Message bytes (wire size) a trip renders at most when the items read message text: a
+/// batch of big messages would otherwise sit in memory whole, 32 at a time (a trip still
+/// takes one message, however big).
+const CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// What the items need beyond the index.
 struct Plan {
@@ -99,12 +103,32 @@ pub async fn fetch(
     if plan.sets_seen {
         mark_seen(session, &positions).await?;
     }
+    let reads_text = plan.names.iter().any(|n| {
+        matches!(
+            n,
+            MessageDataItemName::BodyExt { .. }
+                | MessageDataItemName::Body
+                | MessageDataItemName::BodyStructure
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Text
+        )
+    });
     let plan = Arc::new(plan);
     let mut missing = false;
-    for chunk in positions.chunks(CHUNK) {
+    let mut rest = &positions[..];
+    while !rest.is_empty() {
         let Some(selected) = session.selected() else {
             break;
         };
+        let take = if reads_text {
+            batch_len(rest, |i| {
+                selected.messages.get(i).map_or(0, |m| m.meta.size)
+            })
+        } else {
+            rest.len().min(CHUNK)
+        };
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
         let batch: Vec<(u32, ViewMessage)> = chunk
             .iter()
             .filter_map(|&i| Some((i as u32 + 1, selected.messages.get(i)?.clone())))
@@ -131,6 +155,21 @@ pub async fn fetch(
     } else {
         Done::ok("FETCH completed")
     })
+}
+
+/// How many of `positions` go into one trip: at most `CHUNK`, and no more than `CHUNK_BYTES`
+/// of message (`size` of a position) unless it is a single message.
+fn batch_len(positions: &[usize], size: impl Fn(usize) -> u64) -> usize {
+    let mut total = 0u64;
+    let mut n = 0;
+    for &i in positions.iter().take(CHUNK) {
+        total = total.saturating_add(size(i));
+        if n > 0 && total > CHUNK_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n.max(1).min(positions.len())
 }
 
 /// Sets \Seen on the messages at `positions` that lack it (one index update).
@@ -336,4 +375,21 @@ pub fn internal_date(seconds: i64) -> DateTime {
             .unwrap_or_else(|| unreachable!())
     });
     DateTime::unvalidated(when)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let half = CHUNK_BYTES / 2;
+        let sizes = |list: Vec<u64>| move |i: usize| list[i];
+        assert_eq!(batch_len(&[0, 1], sizes(vec![half, half])), 2);
+        assert_eq!(batch_len(&[0, 1], sizes(vec![half, half + 1])), 1);
+        assert_eq!(batch_len(&[0, 1], sizes(vec![5 * CHUNK_BYTES, 1])), 1);
+        let many: Vec<usize> = (0..40).collect();
+        assert_eq!(batch_len(&many, |_| 10), CHUNK);
+        assert_eq!(batch_len(&many[..3], |_| 10), 3);
+    }
 }

@@ -9,6 +9,7 @@ use imap_codec::imap_types::response::{CommandContinuationRequest, Data};
 use imap_next::server::Event;
 use imap_next::{Interrupt, Io, State as _};
 
+use super::super::input::Supplied;
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
 use super::super::session::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
@@ -85,17 +86,29 @@ pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data
 }
 
 impl Session<'_> {
-    /// IDLE until DONE: changes are polled every `IDLE_POLL` and sent at once.
-    pub(in super::super) async fn idle(
-        &mut self,
-        tag: Tag<'static>,
-        buf: &mut [u8],
-    ) -> std::io::Result<()> {
+    /// IDLE until DONE: changes are sent as they happen. Input still goes through the guard
+    /// (in its IDLE mode: lines are framed and limited, nothing is taken from imap-next).
+    pub(in super::super) async fn idle(&mut self, tag: Tag<'static>) -> std::io::Result<()> {
+        // IDLE is for the authenticated and selected states (RFC 2177).
+        if matches!(self.phase, Phase::NotAuthenticated) {
+            self.errors += 1;
+            let _ = self
+                .server
+                .idle_reject(status(Kind::Bad, Some(tag), None, "Log in first"));
+            return Ok(());
+        }
         let accept = CommandContinuationRequest::basic(None, "idling")
             .unwrap_or_else(|_| CommandContinuationRequest::base64(Vec::new()));
         if self.server.idle_accept(accept).is_err() {
             return Ok(());
         }
+        self.guard.set_idle(true);
+        let result = self.idle_until_done(tag).await;
+        self.guard.set_idle(false);
+        result
+    }
+
+    async fn idle_until_done(&mut self, tag: Tag<'static>) -> std::io::Result<()> {
         let timeout = self.timeout();
         let started = tokio::time::Instant::now();
         // Woken by inotify where it can; else (and as a safety net) by polling.
@@ -108,21 +121,24 @@ impl Session<'_> {
             IDLE_POLL
         };
         loop {
-            // Drain what the parser has (the "+ idling", or DONE).
+            // Drain what the parser has (the "+ idling", or DONE), feeding it what was read.
             loop {
                 match self.server.next() {
-                    Err(Interrupt::Io(Io::Output(bytes))) => self.out.extend_from_slice(&bytes),
+                    Err(Interrupt::Io(Io::Output(bytes))) => self.parser_output(bytes),
                     Ok(Event::IdleDoneReceived) => {
                         refresh(self, true).await?;
                         self.send_status(status(Kind::Ok, Some(tag), None, "IDLE terminated"));
                         return Ok(());
                     }
-                    Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+                    Err(Interrupt::Io(Io::NeedMoreInput)) => match self.supply().await? {
+                        Supplied::Parser => continue,
+                        Supplied::NeedInput => break,
+                        Supplied::Over => return Ok(()),
+                    },
                     Err(Interrupt::Error(_)) => {
                         self.send_status(status(Kind::Bad, None, None, "Expected DONE"));
-                        break;
                     }
-                    Ok(_) => break,
+                    Ok(_) => {}
                 }
             }
             refresh(self, true).await?;
@@ -140,6 +156,7 @@ impl Session<'_> {
             let woke = {
                 let stream = &mut self.stream;
                 let shutdown = &mut self.shutdown;
+                let space = self.input.space();
                 let changed = async {
                     match &mut watch {
                         Some(watch) => {
@@ -151,30 +168,25 @@ impl Session<'_> {
                     }
                 };
                 tokio::select! {
-                    read = tokio::io::AsyncReadExt::read(stream, buf) => Woke::Read(read),
+                    read = tokio::io::AsyncReadExt::read(stream, space) => Woke::Read(read),
                     () = changed => Woke::Tick,
                     () = tokio::time::sleep(poll) => Woke::Tick,
                     _ = shutdown.wait_for(|stop| *stop) => Woke::Stop,
                 }
             };
-            let read = match woke {
-                Woke::Read(read) => Some(read),
-                Woke::Tick => None,
+            match woke {
+                Woke::Read(Ok(0)) => {
+                    self.phase = Phase::Logout;
+                    return Ok(());
+                }
+                Woke::Read(Ok(n)) => self.input.filled(n),
+                Woke::Read(Err(err)) => return Err(err),
+                Woke::Tick => {}
                 Woke::Stop => {
                     self.send_status(super::super::response::bye("Server shutting down"));
                     self.phase = Phase::Logout;
                     return Ok(());
                 }
-            };
-            match read {
-                Some(Ok(0)) => {
-                    self.phase = Phase::Logout;
-                    return Ok(());
-                }
-                Some(Ok(n)) if !self.feed(&buf[..n]) => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Err(err),
-                None => {}
             }
         }
     }

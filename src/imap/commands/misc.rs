@@ -66,6 +66,11 @@ pub fn logout(session: &mut Session<'_>) -> Done {
 }
 
 pub async fn starttls(session: &mut Session<'_>) -> std::io::Result<Done> {
+    // Valid only in the not-authenticated state (RFC 3501 §6.2.1); after login the session goes
+    // on as it is.
+    if !matches!(session.phase, Phase::NotAuthenticated) {
+        return Ok(Done::bad("STARTTLS is only valid before login"));
+    }
     if session.stream.is_tls() {
         return Ok(Done::bad("TLS is already active"));
     }

@@ -69,12 +69,9 @@ pub(super) async fn dispatch(
             mailbox,
             item_names,
         } => mailbox::status(session, mailbox, &item_names).await,
-        CommandBody::Append {
-            mailbox,
-            flags,
-            date,
-            message,
-        } => append::append(session, mailbox, flags, date, message).await,
+        // After login the input guard takes every APPEND, and its message streams to disk
+        // (`append`, `guard`): imap-next never delivers one here.
+        CommandBody::Append { .. } => Done::bad("Unexpected command"),
         _ if !selected => needs_select(),
         CommandBody::Check => Done::ok("CHECK completed"),
         CommandBody::Close => expunge::close(session).await,

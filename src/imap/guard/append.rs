@@ -1,0 +1,69 @@
+//! Recognising the APPEND command whose message the session streams to disk: the head (every
+//! byte up to the announcement of the message literal, with any literal before it, such as a
+//! mailbox name sent as one) is decoded by imap-codec with a one-byte placeholder standing in
+//! for the message, so mailbox, flags and date are read by the same parser as every other
+//! command, and no message byte is held for it.
+
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::CommandCodec;
+
+/// An APPEND whose message literal has been announced but not yet read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendCommand {
+    pub tag: Tag<'static>,
+    pub mailbox: Mailbox<'static>,
+    pub flags: Vec<Flag<'static>>,
+    pub date: Option<DateTime>,
+    /// The message literal's size.
+    pub size: u32,
+    /// The client waits for `+` before sending the message.
+    pub sync: bool,
+    /// A BINARY literal8 (`~{n}`), which we don't take.
+    pub binary: bool,
+}
+
+/// `head` is an APPEND up to a literal announced at `announcement` (the index of its `{`):
+/// the command, when that literal is its message; None when it isn't (the literal is an
+/// earlier argument, or the head is no valid APPEND).
+pub fn decode_head(
+    head: &[u8],
+    announcement: usize,
+    size: u32,
+    sync: bool,
+) -> Option<AppendCommand> {
+    let placeholder: &[u8] = if sync {
+        b"{1}\r\nX\r\n"
+    } else {
+        b"{1+}\r\nX\r\n"
+    };
+    let candidate = [head.get(..announcement)?, placeholder].concat();
+    let (rest, command) = CommandCodec::default().decode(&candidate).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let CommandBody::Append {
+        mailbox,
+        flags,
+        date,
+        message,
+    } = command.body
+    else {
+        return None;
+    };
+    Some(AppendCommand {
+        tag: command.tag.into_static(),
+        mailbox: mailbox.into_static(),
+        flags: flags.into_static(),
+        date,
+        size,
+        sync,
+        binary: matches!(message, LiteralOrLiteral8::Literal8(_)),
+    })
+}

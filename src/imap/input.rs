@@ -1,0 +1,206 @@
+//! The session's input path: what is read from the client waits in one buffer of
+//! `READ_BUFFER` bytes and goes through the input guard (`guard`) one step at a time — to
+//! imap-next (complete lines, literals of commands it parses), to the streaming APPEND
+//! (`commands::append`), or to an answer for a command the guard refused. A step is taken only
+//! when imap-next has nothing left to do, so answers keep the order of the commands, and
+//! nothing more is read before the buffer is used up, so memory stays bounded.
+
+use std::ops::Range;
+
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::Code;
+use imap_next::State as _;
+use tracing::info;
+
+use super::commands::append;
+use super::commands::idle::refresh;
+use super::guard::{AppendCommand, Reason, Refusal, Step};
+use super::response::{bye, continuation, status, Kind};
+use super::session::{Done, Phase, Session};
+
+/// Bytes read from the client at a time.
+pub const READ_BUFFER: usize = 16 * 1024;
+
+/// Read bytes not yet taken by the guard.
+pub struct InputBuffer {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Default for InputBuffer {
+    fn default() -> Self {
+        InputBuffer {
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+impl InputBuffer {
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` pending bytes as taken; their place in the buffer.
+    fn take(&mut self, n: usize) -> Range<usize> {
+        let from = self.start;
+        self.start = (self.start + n).min(self.end);
+        from..self.start
+    }
+
+    /// Where to read into: the whole buffer, once everything read before was taken.
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into `space()`.
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Forgets what was read (STARTTLS: nothing pipelined in plaintext survives).
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// How far [`Session::supply`] got.
+pub enum Supplied {
+    /// imap-next has new bytes to parse.
+    Parser,
+    /// Everything read was taken: read more.
+    NeedInput,
+    /// The session is over (an answer that closes it is queued).
+    Over,
+}
+
+impl Session<'_> {
+    /// Works through the guard's steps on what was read until imap-next has bytes, all of it
+    /// is taken, or the session is over.
+    pub async fn supply(&mut self) -> std::io::Result<Supplied> {
+        loop {
+            if matches!(self.phase, Phase::Logout) {
+                return Ok(Supplied::Over);
+            }
+            let (used, step) = self.guard.next(self.input.pending());
+            let taken = self.input.take(used);
+            match step {
+                Step::NeedInput => return Ok(Supplied::NeedInput),
+                Step::Pass(bytes) => {
+                    self.server.enqueue_input(&bytes);
+                    return Ok(Supplied::Parser);
+                }
+                Step::Message(n) => {
+                    let data = &self.input.buf[taken.end - n..taken.end];
+                    if let Some(appending) = &mut self.appending {
+                        appending.write(data).await;
+                    }
+                }
+                Step::Refuse(refusal) => self.refused(refusal),
+                Step::Continue => self.out.extend_from_slice(&continuation()),
+                Step::Append(command) => self.begin_append(command).await,
+                Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
+            }
+        }
+    }
+
+    /// [`Session::supply`], reading from the client as needed; false when the session is over.
+    pub async fn supply_reading(&mut self) -> std::io::Result<bool> {
+        loop {
+            match self.supply().await? {
+                Supplied::Parser => return Ok(true),
+                Supplied::Over => return Ok(false),
+                Supplied::NeedInput => {
+                    self.flush().await?;
+                    if !self.read_more().await? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn refused(&mut self, refusal: Refusal) {
+        info!("refused: {refusal:?}");
+        if refusal.reset_parser {
+            self.reset_parser();
+        }
+        let before_login = matches!(self.phase, Phase::NotAuthenticated);
+        let (code, text) = match refusal.reason {
+            Reason::LineTooLong { limit } => (
+                Some(Code::TooBig),
+                format!("Command line longer than {limit} bytes"),
+            ),
+            Reason::LiteralTooBig { size, limit } => (
+                Some(Code::TooBig),
+                format!(
+                    "Literal of {size} bytes is larger than the limit of {limit} bytes{}",
+                    if before_login { " before login" } else { "" }
+                ),
+            ),
+            Reason::CommandTooBig { limit } => (
+                Some(Code::TooBig),
+                format!("Command larger than {limit} bytes"),
+            ),
+            Reason::AppendSyntax => (None, "Syntax error in APPEND".to_string()),
+        };
+        let done = Done {
+            kind: Kind::Bad,
+            code,
+            text,
+            starttls: false,
+        };
+        match refusal.tag.and_then(|tag| Tag::try_from(tag).ok()) {
+            Some(tag) => self.complete(tag, done),
+            None => self.send_status(status(Kind::Bad, None, done.code, &done.text)),
+        }
+        // (Unless `complete` has just said goodbye for too many errors.)
+        if refusal.close && !matches!(self.phase, Phase::Logout) {
+            self.send_status(bye("Closing: the rest of this command can't be skipped"));
+            self.phase = Phase::Logout;
+        }
+    }
+
+    async fn begin_append(&mut self, command: AppendCommand) {
+        match append::begin(self, &command).await {
+            Ok(appending) => {
+                self.guard.accept_message();
+                if command.sync {
+                    self.out.extend_from_slice(&continuation());
+                }
+                self.appending = Some(appending);
+            }
+            Err(done) => {
+                self.guard.refuse_message();
+                self.complete(command.tag, done);
+            }
+        }
+    }
+
+    async fn end_append(&mut self, well_formed: bool) -> std::io::Result<()> {
+        let Some(appending) = self.appending.take() else {
+            return Ok(());
+        };
+        let tag = appending.tag.clone();
+        let done = if well_formed {
+            appending.finish(self).await
+        } else {
+            drop(appending);
+            Done::bad("Syntax error after the message (one message per APPEND)")
+        };
+        // As after every command: changes to the selected folder (this message, if it went
+        // there) before the completion.
+        if self.is_selected() {
+            refresh(self, true).await?;
+        }
+        self.complete(tag, done);
+        Ok(())
+    }
+}
