@@ -170,7 +170,7 @@ if ((WITH_VM)); then
   if have mkfs.ext4 && mkfs.ext4 -V 2>&1 | grep -q 'mke2fs' && truncate -s 16M "$T/disk" && mkdir -p "$T/root/etc" \
      && mkfs.ext4 -q -F -d "$T/root" "$T/disk" >/dev/null 2>&1; then ok "mkfs.ext4 -d"
   else missing "mkfs.ext4 with -d (package e2fsprogs)"; fi
-  if have objcopy && objcopy --strip-debug "$(command -v true)" "$T/true" 2>/dev/null; then ok "objcopy --strip-debug"
+  if have objcopy && objcopy --strip-debug "$(type -P true)" "$T/true" 2>/dev/null; then ok "objcopy --strip-debug"
   else missing "objcopy (package binutils)"; fi
   # QEMU as the VM test starts it: TCG, the PC machine's BIOS, virtio-net's and -rng's option
   # ROMs, user networking; paused (-S) and quit from the monitor
