@@ -60,7 +60,7 @@ export DEBIAN_FRONTEND=noninteractive
 # other apt users (unattended upgrades, a parallel job) hold the lock for a while
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 names() { local e; for e in "$@"; do printf '%s\n' "${e%%:*}"; done; }
 
 missing=()

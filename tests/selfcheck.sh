@@ -4,6 +4,7 @@
 # piece that is not there (naming the package that brings it), and exits 1 if any is missing.
 # Usage: tests/selfcheck.sh [--vm | --vm-only]
 #   --vm       also the VM test's host tools;  --vm-only  only those (tests/vm/run.sh)
+# (No `cmd | grep -q` here: with pipefail, grep's early exit can fail cmd with SIGPIPE.)
 set -uo pipefail
 WITH_TESTS=1 WITH_VM=0
 case "${1:-}" in
@@ -40,7 +41,7 @@ done
 # openssl: the tests make RSA and EC certificates and run s_client / s_server
 if have openssl && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
      -subj /CN=selfcheck -addext subjectAltName=DNS:selfcheck -keyout "$T/key.pem" -out "$T/cert.pem" 2>"$T/openssl.err" \
-   && openssl s_client -help 2>&1 | grep -q -- '-starttls' && openssl s_server -help 2>&1 | grep -q -- '-accept'; then
+   && grep -q -- '-starttls' <<<"$(openssl s_client -help 2>&1)" && grep -q -- '-accept' <<<"$(openssl s_server -help 2>&1)"; then
   ok "openssl $(openssl version | cut -d' ' -f2): req -x509 (EC), s_client -starttls, s_server"
 else
   missing "openssl with req/s_client/s_server (package openssl): $(cat "$T/openssl.err" 2>/dev/null | tail -1)"
@@ -167,7 +168,7 @@ if ((WITH_VM)); then
   done
   if have mmdebstrap && v=$(mmdebstrap --version 2>&1); then ok "$v"
   else missing "mmdebstrap (package mmdebstrap)"; fi
-  if have mkfs.ext4 && mkfs.ext4 -V 2>&1 | grep -q 'mke2fs' && truncate -s 16M "$T/disk" && mkdir -p "$T/root/etc" \
+  if have mkfs.ext4 && truncate -s 16M "$T/disk" && mkdir -p "$T/root/etc" \
      && mkfs.ext4 -q -F -d "$T/root" "$T/disk" >/dev/null 2>&1; then ok "mkfs.ext4 -d"
   else missing "mkfs.ext4 with -d (package e2fsprogs)"; fi
   if have objcopy && objcopy --strip-debug "$(type -P true)" "$T/true" 2>/dev/null; then ok "objcopy --strip-debug"
