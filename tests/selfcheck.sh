@@ -184,8 +184,18 @@ if ((WITH_VM)); then
   for t in systemd-analyze systemd-sysusers systemctl; do
     if have "$t"; then ok "$t (VM test)"; else missing "$t (package systemd)"; fi
   done
-  if have mmdebstrap && v=$(mmdebstrap --version 2>&1); then ok "$v"
-  else missing "mmdebstrap (package mmdebstrap)"; fi
+  # mmdebstrap: resolves the guest's bookworm minbase from this machine's mirror and keyring
+  # (--simulate: apt runs, nothing is downloaded beyond the indices)
+  HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  if ! have mmdebstrap; then
+    missing "mmdebstrap (package mmdebstrap)"
+  elif ! mirror=$(bash "$HERE/mirror.sh" archive 2>&1); then
+    missing "a Debian mirror in this machine's apt sources for the VM guest: $mirror"
+  elif out=$(timeout 300 mmdebstrap --simulate --quiet --variant=minbase bookworm "$T/guest" "$mirror" 2>&1); then
+    ok "$(mmdebstrap --version 2>&1): resolves bookworm minbase from $mirror"
+  else
+    missing "mmdebstrap --simulate from $mirror failed: $(tail -2 <<<"$out" | tr '\n' ' ')"
+  fi
   if have mkfs.ext4 && truncate -s 16M "$T/disk" && mkdir -p "$T/root/etc" \
      && mkfs.ext4 -q -F -d "$T/root" "$T/disk" >/dev/null 2>&1; then ok "mkfs.ext4 -d"
   else missing "mkfs.ext4 with -d (package e2fsprogs)"; fi
