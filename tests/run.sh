@@ -52,8 +52,8 @@ stage() {
 }
 
 # --- system packages, then every tool once -------------------------------------------------
-build "install the test packages (tests/install.sh ${VM_FLAG[*]})" bash "$ROOT/tests/install.sh" "${VM_FLAG[@]}"
-build "self-check of every tool (tests/selfcheck.sh ${VM_FLAG[*]})" bash "$ROOT/tests/selfcheck.sh" "${VM_FLAG[@]}"
+build "install the test packages (tests/install.sh${VM_FLAG[*]:+ ${VM_FLAG[*]}})" bash "$ROOT/tests/install.sh" "${VM_FLAG[@]}"
+build "self-check of every tool (tests/selfcheck.sh${VM_FLAG[*]:+ ${VM_FLAG[*]}})" bash "$ROOT/tests/selfcheck.sh" "${VM_FLAG[@]}"
 if ((INSTALL_ONLY)); then
   summary
   echo "run.sh: --install-only: packages installed and checked; no test was run"
