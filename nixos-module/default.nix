@@ -5,27 +5,36 @@
 # units/ (systemd.packages) and sets their listen addresses, ports, timer and firewall from the
 # options. The Nix-only options are `enable`, `package`, `openFirewall` and `webmail.*`.
 #
+# One validator (docs/nixos.md, "The build-time check"): the generated JSON is checked when the
+# system is built, by the package's own `icsmail check-config --static`, and /etc/icsmail/
+# config.json is the output of that check. The option types are the JSON's shapes plus the
+# bounds the module's own arithmetic needs (ports, queue.interval); the assertions are only
+# what Nix alone can know (secrets in the store, the webmail's loopback connections).
+#
 # Defaults (docs/nixos.md, "Defaults"): the program owns its defaults (src/config/model.rs). An
 # option the module does not act on defaults to null, which leaves its key out of the JSON so
 # the program's default applies. The options the module acts on itself (ports, interfaces,
 # the listeners' enable switches, tls.mode, queue.interval, stateDir, storage.path,
-# smtp.maxMessageSize, the relay/antivirus/DLP/address book switches its assertions read) carry
-# their real default, equal to the program's, and are always written. `smtp.submissionPort` is
-# written even when null: there null means "submission disabled".
+# smtp.maxMessageSize, addressBook.enable for the webmail) carry their real default, equal to
+# the program's, and are always written; so do the other on/off switches (false, as in the
+# program) and the lists. `smtp.submissionPort` is written even when null: there null means
+# "submission disabled".
 { config, lib, pkgs, ... }:
 
 let
   inherit (lib)
-    mkOption mkEnableOption mkIf mkMerge mkDefault types literalExpression optional optionals
-    optionalString concatStringsSep concatMap filter filterAttrs mapAttrs mapAttrs' nameValuePair
-    attrValues attrNames length head tail unique any all hasPrefix elem listToAttrs genList
-    groupBy escapeShellArg;
+    mkOption mkEnableOption mkIf mkMerge mkDefault types literalExpression optionalString
+    concatStringsSep concatMap filter filterAttrs mapAttrs nameValuePair attrNames head tail
+    unique any hasPrefix elem listToAttrs genList groupBy;
 
   cfg = config.services.icsMail;
 
   # ------------------------------------------------------------------------------ types
+  # The module builds socket units and the firewall from the ports, and the queue timer from
+  # queue.interval (a period of 0 minutes would not evaluate): those bounds are the module's
+  # own. Every other value is checked by the program (the build-time check).
   portType = types.ints.between 1 65535;
-  countType = types.ints.between 1 4294967295;
+  intervalType = types.ints.between 1 4294967295;
   u32Type = types.ints.u32;
   # Paths are strings, never Nix path values: a path literal would copy the file (a secret,
   # say) into the world-readable Nix store.
@@ -38,6 +47,8 @@ let
   specialUses = [ "all" "archive" "drafts" "flagged" "junk" "sent" "trash" ];
 
   opt = type: default: description: mkOption { inherit type default description; };
+  # an option with an example (lists, DNS names, URLs, base DNs: the forms are not obvious)
+  withExample = example: option: option // { inherit example; };
   nullOpt = type: description: mkOption { type = types.nullOr type; default = null; inherit description; };
   # A setting whose default the program owns (src/config/model.rs): null leaves the key out of
   # the JSON, and the program uses its default (quoted in the description, docs/settings.md).
@@ -75,7 +86,7 @@ let
         mailbox owning `postmaster@<domain>` also receives `RCPT TO:<postmaster>`.
       '';
       displayName = nullOpt types.str "The person's name (address book).";
-      quota = nullOpt types.ints.positive "Mailbox size limit in bytes; null = unlimited.";
+      quota = nullOpt types.ints.unsigned "Mailbox size limit in bytes (positive); null = unlimited.";
     };
   };
 
@@ -149,6 +160,22 @@ let
 
   configPath = "/etc/icsmail/config.json";
   icsmail = "${cfg.package}/bin/icsmail";
+
+  # ------------------------------------------------------------------------------ build-time check
+  # Rust is the one validator: the JSON is checked by this package's own check-config when the
+  # system is built (as NixOS does for nginx and sshd configurations), and /etc links to the
+  # checked copy, so a bad value fails nixos-rebuild with the program's line naming the key.
+  # --static: the build sandbox has no secret files, certificates or the host's name; the
+  # daemons' full check at start reads those. A cross build cannot run the host's binary.
+  configText = builtins.toJSON configJson;
+  uncheckedConfig = pkgs.writeText "icsmail-config-unchecked.json" configText;
+  canRunPackage = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+  checkCommand = optionalString canRunPackage ''
+    ${icsmail} check-config --static --config ${uncheckedConfig}
+  '' + ''
+    cp ${uncheckedConfig} "$out"
+  '';
+  checkedConfig = pkgs.runCommand "icsmail-config.json" { } checkCommand;
 
   # ------------------------------------------------------------------------------ listeners
   isIPv4 = s: builtins.match "[0-9]{1,3}(\\.[0-9]{1,3}){3}" s != null;
@@ -255,29 +282,20 @@ let
   underDefaultState = p: p == defaultState || hasPrefix "${defaultState}/" p;
   extraDirs = unique (filter (p: !underDefaultState p) [ cfg.stateDir cfg.storage.path ]);
 
-  # ------------------------------------------------------------------------------ checks
-  domainOf = addr: let parts = lib.splitString "@" addr; in lib.toLower (lib.last parts);
-  lowerDomains = map lib.toLower cfg.domains;
-  accountErrors = concatMap (address:
-    let a = cfg.accounts.${address}; in
-    optional ((a.hashedPassword == null) == (a.hashedPasswordFile == null))
-      "services.icsMail.accounts.\"${address}\": set exactly one of hashedPassword and hashedPasswordFile."
-    ++ optional (!(elem (domainOf address) lowerDomains))
-      "services.icsMail.accounts.\"${address}\": its domain ${domainOf address} is not in services.icsMail.domains."
-    ++ map (alias: "services.icsMail.accounts.\"${address}\".aliases: the domain of ${alias} is not in services.icsMail.domains.")
-      (filter (alias: !(elem (domainOf alias) lowerDomains)) a.aliases)
-  ) (attrNames cfg.accounts);
-
-  overlaps = a: b: a.interfaces == [ ] || b.interfaces == [ ] || any (i: elem i b.interfaces) a.interfaces;
-  portClashes =
-    let
-      listeners = enabledSockets
-        ++ optional cfg.addressBook.enable { name = "ldap"; port = cfg.addressBook.port; interfaces = [ ]; };
-      pairs = concatMap (i: map (j: [ (builtins.elemAt listeners i) (builtins.elemAt listeners j) ])
-        (lib.range (i + 1) (length listeners - 1))) (lib.range 0 (length listeners - 1));
-    in
-    map (p: "services.icsMail: ${(head p).name} and ${(lib.last p).name} both use port ${toString (head p).port} on overlapping interfaces.")
-      (filter (p: (head p).port == (lib.last p).port && overlaps (head p) (lib.last p)) pairs);
+  # ------------------------------------------------------------------------------ assertions
+  # Secrets named by a store path: the Nix store is world-readable, so the file would be
+  # readable by every local user (and copied to every machine the closure goes to).
+  inStore = p: p != null && hasPrefix "${builtins.storeDir}/" p;
+  secretPaths =
+    lib.mapAttrsToList (address: a: { option = "accounts.\"${address}\".hashedPasswordFile"; path = a.hashedPasswordFile; }) cfg.accounts
+    ++ [
+      { option = "relay.auth.passwordFile"; path = cfg.relay.auth.passwordFile; }
+      { option = "smtp.certificate.keyFile"; path = if cfg.smtp.certificate == null then null else cfg.smtp.certificate.keyFile; }
+      { option = "access.certificate.keyFile"; path = if cfg.access.certificate == null then null else cfg.access.certificate.keyFile; }
+      { option = "dkim.keyDirectory"; path = cfg.dkim.keyDirectory; }
+    ];
+  storeSecretErrors = map (s: "services.icsMail.${s.option} = \"${s.path}\" is in the Nix store, which every local user can read: put the secret in a file outside the store (e.g. deployed by agenix, sops-nix or systemd credentials) and give that file's path as a string.")
+    (filter (s: inStore s.path) secretPaths);
 
   phpString = s: "'" + builtins.replaceStrings [ "\\" "'" ] [ "\\\\" "\\'" ] s + "'";
   localReachable = ifaces: ifaces == [ ] || any (i: isLoopback i || isLoopbackName i) ifaces;
@@ -322,10 +340,10 @@ in
     };
 
     # ---------------------------------------------------------------- accounts and domains
-    domains = opt (types.listOf types.str) [ ] ''
+    domains = withExample [ "example.org" "example.net" ] (opt (types.listOf types.str) [ ] ''
       The mail domains this server is final destination for (compared case-insensitively).
       Mail to other domains is refused unless relayed for an authenticated or whitelisted client.
-    '';
+    '');
     accounts = mkOption {
       type = types.attrsOf accountType;
       default = { };
@@ -334,13 +352,16 @@ in
       '';
       description = "One mailbox per attribute; the name is its address, whose domain must be in `domains`.";
     };
-    heloName = nullOpt types.str ''
-      "Server name for SMTP HELO": the host name used in the greeting, EHLO, Received headers
-      and outgoing HELO. null = the machine's host name.
-    '';
-    defaultAuthDomain = nullOpt types.str ''
-      "Default authorization domain": the login `user` means `user@<domain>`. Must be one of `domains`.
-    '';
+    heloName = withExample "mail.example.org" (nullOpt types.str ''
+      "Server name for SMTP HELO": the host name passed in HELO/EHLO to the remote party when
+      sending, and used in the greeting, the EHLO reply and Received headers. ASCII (an
+      internationalised name in its `xn--` form). null = the machine's host name.
+    '');
+    defaultAuthDomain = withExample "example.org" (nullOpt types.str ''
+      "Default authorization domain": users of this domain may log in with the local part alone
+      (`usermail` for `usermail@example.org`), in mail clients and the webmail. Must be one of
+      `domains`.
+    '');
     stateDir = opt absPath defaultState ''
       Queue, greylist data and runtime overrides (IMAP UIDs and flags live with the mail). Created (owned by `icsmail`)
       and made writable for the daemons when outside /var/lib/icsmail.
@@ -348,56 +369,83 @@ in
 
     # ---------------------------------------------------------------- SMTP
     smtp = {
-      port = opt portType 25 "\"SMTP port\": inbound SMTP (MX).";
-      interfaces = opt (types.listOf interfaceType) [ ] ''
+      port = opt portType 25 ''
+        "SMTP port": where other mail servers deliver mail for `domains` (the MX port; STARTTLS
+        offered when `tls.mode` is not `none`). Other servers only ever use 25.
+      '';
+      interfaces = withExample [ "eth0" "192.0.2.10" "lo" ] (opt (types.listOf interfaceType) [ ] ''
         "SMTP interfaces": IP addresses or interface names SMTP, submission and SMTPS listen on;
         empty = every address. An address becomes `ListenStream=ADDR:PORT` (with FreeBind), a
         name `BindToDevice=NAME` in the socket units.
-      '';
+      '');
       submissionPort = mkOption {
         type = types.nullOr portType;
         default = 587;
-        description = "Port for message submission (AUTH required); null disables submission.";
+        description = ''
+          Message submission (RFC 6409): where mail clients hand in outgoing mail, after AUTH
+          (STARTTLS first when `tls.mode` is `required`). null disables submission.
+        '';
       };
-      maxMessageSize = opt (types.ints.between 1024 1073741824) 26214400 ''
-        "Maximum message size" in bytes (advertised as SIZE), also the webmail's attachment limit.
+      maxMessageSize = opt types.ints.unsigned 26214400 ''
+        "Maximum message size" in bytes (1024 to 1073741824), advertised as SIZE; larger mail is
+        refused with 552. Also the webmail's attachment limit (less base64's 37 %).
       '';
-      smtputf8 = progOpt types.bool "true" "\"SMTPUTF8 support\" (RFC 6531) in EHLO.";
+      smtputf8 = progOpt types.bool "true" ''
+        "SMTPUTF8 support" (RFC 6531): accept and send mail with UTF-8 addresses and headers.
+      '';
       certificate = nullOpt certificateType ''
         "SMTP certificate": PEM chain and key for STARTTLS and SMTPS; reloaded on
         `systemctl reload icsmail-smtpd` (SIGHUP).
       '';
       smtps = {
-        enable = opt types.bool false "\"Enable SMTPS\": also listen for implicit-TLS SMTP. Needs `smtp.certificate`.";
-        port = opt portType 465 "\"SMTPS port\".";
+        enable = opt types.bool false ''
+          "Enable SMTPS": also listen on `smtp.smtps.port` for implicit-TLS SMTP (RFC 8314),
+          beside port 25; encryption is mandatory there, with no plain-text fallback. Needs
+          `smtp.certificate`.
+        '';
+        port = opt portType 465 ''
+          "SMTPS port": where clients submit over implicit TLS (TLS from the first byte, then AUTH),
+          when `smtp.smtps.enable`. 465 is the standard port.
+        '';
       };
       limits = {
-        maxRecipients = progOpt countType "100" "Recipients per message; more get `452 4.5.3`.";
-        maxErrors = progOpt countType "10" "Error replies per session before `421` and disconnect.";
-        commandTimeout = progOpt countType "300" "Seconds to wait for the next command.";
-        dataTimeout = progOpt countType "600" "Seconds to wait for the next block of message data.";
-        connectionsPerIp = progOpt countType "50" "Simultaneous connections from one client address.";
-        maxConnections = progOpt countType "1000" "Simultaneous SMTP connections in all.";
+        maxRecipients = progOpt u32Type "100" "Recipients per message; more get `452 4.5.3`.";
+        maxErrors = progOpt u32Type "10" "Error replies per session before `421` and disconnect.";
+        commandTimeout = progOpt u32Type "300" "Seconds to wait for the next command.";
+        dataTimeout = progOpt u32Type "600" "Seconds to wait for the next block of message data.";
+        connectionsPerIp = progOpt u32Type "50" "Simultaneous connections from one client address.";
+        maxConnections = progOpt u32Type "1000" "Simultaneous SMTP connections in all.";
       };
     };
 
     # ---------------------------------------------------------------- IMAP / POP3
     access = {
-      interfaces = opt (types.listOf interfaceType) [ ] ''
+      interfaces = withExample [ "lo" "eth1" ] (opt (types.listOf interfaceType) [ ] ''
         "POP3/IMAP interfaces": the same as `smtp.interfaces`, for IMAP, IMAPS, POP3 and POP3S.
-      '';
+      '');
       certificate = nullOpt certificateType "\"POP3/IMAP certificate\": for STARTTLS/STLS and IMAPS/POP3S.";
       implicitTls.enable = opt types.bool false ''
-        "Enable POP3S/IMAPS": also listen on `imap.imapsPort` and `pop3.pop3sPort`. Needs `access.certificate`.
+        "Enable POP3S/IMAPS": also listen on `imap.imapsPort` and `pop3.pop3sPort`, where
+        encryption is mandatory (TLS from the first byte). Needs `access.certificate`.
       '';
     };
     imap = {
-      port = opt portType 143 "\"IMAP port\".";
-      imapsPort = opt portType 993 "\"IMAPS port\" (when `access.implicitTls.enable`).";
+      port = opt portType 143 ''
+        "IMAP port": where mail clients read and manage their folders on the server (IMAP4rev1;
+        STARTTLS offered when `tls.mode` is not `none`).
+      '';
+      imapsPort = opt portType 993 ''
+        "IMAPS port": IMAP over implicit TLS, when `access.implicitTls.enable`.
+      '';
     };
     pop3 = {
-      port = opt portType 110 "\"POP3 port\".";
-      pop3sPort = opt portType 995 "\"POP3S port\" (when `access.implicitTls.enable`).";
+      port = opt portType 110 ''
+        "POP3 port": where mail clients download the INBOX (POP3; STLS offered when `tls.mode` is
+        not `none`).
+      '';
+      pop3sPort = opt portType 995 ''
+        "POP3S port": POP3 over implicit TLS, when `access.implicitTls.enable`.
+      '';
     };
 
     # ---------------------------------------------------------------- encryption
@@ -407,165 +455,198 @@ in
         (STARTTLS offered, plain logins allowed), `required` (logins only inside TLS).
         Anything but `none` needs `smtp.certificate` and `access.certificate`. TLS 1.2 and 1.3 only.
       '';
-      dhKeyLength = progOpt (types.enum [ 2048 3072 4096 ]) "2048" ''
-        "DH key length", as the minimum key-exchange strength (rustls has ECDHE only): 2048 and
-        3072 allow every group, 4096 only P-384 and X25519MLKEM768 (docs/settings.md).
+      dhKeyLength = progOpt u32Type "2048" ''
+        "DH key length" (2048, 3072 or 4096; the seed's 1024 is refused), as the minimum
+        key-exchange strength (rustls has ECDHE only): 2048 and 3072 allow every group, 4096
+        only P-384 and X25519MLKEM768 (docs/settings.md).
       '';
     };
 
     # ---------------------------------------------------------------- sending
     rateLimit = {
-      enable = opt types.bool false "\"Restrict frequent mail sending\" (per client IP).";
-      messagesPerMinute = progOpt u32Type "60" "\"Maximum number of messages from one IP per minute\".";
-      exemptWhitelist = progOpt types.bool "true" "\"Ignore sending mails from permitted addresses and networks\" (`lists.whitelist`).";
+      enable = opt types.bool false ''
+        "Restrict frequent mail sending": limit the messages one client IP address may send per
+        minute (`rateLimit.messagesPerMinute`); mail from the webmail is never limited.
+      '';
+      messagesPerMinute = progOpt u32Type "60" "\"Maximum number of messages from one IP per minute\"; more get `450 4.7.1`.";
+      exemptWhitelist = progOpt types.bool "true" ''
+        "Ignore sending mails from permitted addresses and networks": the IP addresses and
+        networks of `lists.whitelist` are not rate-limited.
+      '';
     };
     queue = {
-      interval = opt countType 30 ''
-        "Interval between sending queued mails", in minutes: the period of icsmail-queue.timer.
+      interval = opt intervalType 30 ''
+        "Interval between sending queued mails", in minutes: how often the queue runner starts
+        (the period of icsmail-queue.timer).
       '';
-      delayMin = progOpt countType "180" "\"Queue delay from\" (minutes): the first retry wait.";
-      delayMax = progOpt countType "300" "\"Queue delay … to\" (minutes): the longest retry wait.";
-      maxLifetime = progOpt countType "5760" "\"Maximum queue lifetime\" (minutes); then a bounce (DSN) to the sender.";
+      delayMin = progOpt u32Type "180" ''
+        "Queue delay from" (minutes): the wait before the first retry of a message that could not
+        be delivered; it grows with each further failure up to `queue.delayMax`.
+      '';
+      delayMax = progOpt u32Type "300" "\"Queue delay … to\" (minutes): the longest wait between two retries.";
+      maxLifetime = progOpt u32Type "5760" ''
+        "Maximum queue lifetime" (minutes): after this long in the queue a message is given up
+        and its sender gets a delivery status notification (bounce).
+      '';
     };
     relay = {
-      host = nullOpt types.str "\"Default relay\": smarthost for non-local mail (host name or IP); null = direct MX delivery.";
-      port = progOpt portType "25" "Relay \"connection port\".";
-      smtps = opt types.bool false "\"Use SMTPS\" to the smarthost (implicit TLS; otherwise STARTTLS when offered). Needs `relay.host`.";
+      host = withExample "smtp.provider.example" (nullOpt types.str ''
+        "Default relay": send all mail for non-local recipients through this smarthost (host name
+        or IP address) instead of to the recipients' MX. null = direct MX delivery.
+      '');
+      port = progOpt portType "25" ''
+        "Connection port" of the smarthost in `relay.host`: 25 or 587 (STARTTLS whenever the
+        smarthost offers it), 465 with `relay.smtps`.
+      '';
+      smtps = opt types.bool false ''
+        "Use SMTPS" to the smarthost: implicit TLS, as port 465 needs. Leave it off for 25/587,
+        where STARTTLS is used automatically when offered. Needs `relay.host`.
+      '';
       auth = {
-        enable = opt types.bool false "\"Use SMTP authentication\" at the smarthost. Needs `relay.host`, `relay.auth.user` and `relay.auth.passwordFile`.";
-        user = nullOpt types.str "SMTP authentication user name.";
-        passwordFile = nullOpt absPath "File holding the smarthost password (readable by `icsmail`; never in the JSON).";
+        enable = opt types.bool false ''
+          "Use SMTP authentication": log in to the smarthost. Needs `relay.host`,
+          `relay.auth.user` and `relay.auth.passwordFile`.
+        '';
+        user = withExample "mailer@example.org" (nullOpt types.str "User name at the smarthost (\"SMTP authentication\").");
+        passwordFile = withExample "/run/secrets/icsmail-relay-password" (nullOpt absPath ''
+          File whose first line is the smarthost password (readable by `icsmail`; never in the
+          JSON, and refused inside the Nix store).
+        '');
       };
       changeSender = {
-        enable = opt types.bool false "\"Change sender email\" of relayed mail.";
-        address = nullOpt types.str "\"Sender email\" used when `relay.changeSender.enable`.";
+        enable = opt types.bool false ''
+          "Change sender email": rewrite the envelope sender and From: of relayed mail to
+          `relay.changeSender.address`, for providers that accept only their logged-in user as
+          sender.
+        '';
+        address = withExample "mailer@example.org" (nullOpt types.str ''
+          "Sender email" used when `relay.changeSender.enable`; must be a valid address.
+        '');
       };
     };
 
     # ---------------------------------------------------------------- policy
     lists = {
-      whitelist = opt (types.listOf types.str) [ ] ''
-        "Whitelist": IP addresses, CIDR networks, domains or mail server names (`*.example.com`),
-        mailboxes. Always accepted, no greylisting or DNS checks, may relay.
-      '';
-      blacklist = opt (types.listOf types.str) [ ] "\"Blacklist\": the same forms; their mail is refused.";
+      whitelist = withExample [ "192.0.2.0/24" "2001:db8::/32" "partner.example" "*.trusted.example" "boss@partner.example" ]
+        (opt (types.listOf types.str) [ ] ''
+          "Whitelist": IP addresses, CIDR networks, domains or mail server names (`*.example.com`),
+          mailboxes. Always accepted, without greylisting or the forward/reverse DNS check, and
+          may relay: only truly trusted senders belong here.
+        '');
+      blacklist = withExample [ "198.51.100.7" "203.0.113.0/24" "spam.example" ]
+        (opt (types.listOf types.str) [ ] ''
+          "Blacklist": the same forms as the whitelist; mail from them is refused.
+        '');
     };
     storage = {
       path = opt absPath "/var/lib/icsmail/mail" ''
         "Drive for keeping mail": root of the Maildir++ store (`<path>/<domain>/<local part>/`).
         Created and made writable for the daemons when outside /var/lib/icsmail.
       '';
-      defaultFolders = progOpt (types.listOf folderType)
-        "[ Drafts (drafts) Sent (sent) Trash (trash) Junk (junk) ]"
-        "\"On creating a mailbox automatically create next folders\", with SPECIAL-USE roles.";
+      defaultFolders = withExample (literalExpression ''
+        [ { name = "Drafts"; specialUse = "drafts"; } { name = "Sent"; specialUse = "sent"; }
+          { name = "Archive"; specialUse = "archive"; } { name = "Archive.2024"; } ]
+      '') (progOpt (types.listOf folderType)
+        "[ Drafts (drafts) Sent (sent) Trash (trash) Junk (junk) ]" ''
+          "On creating a mailbox automatically create next folders": the folders every mailbox
+          gets, with their SPECIAL-USE roles (each role once; not INBOX).
+        '');
     };
     antivirus = {
       clamav = {
-        enable = opt types.bool false "Anti-virus \"Clamav\": scan mail with clamd.";
+        enable = opt types.bool false ''
+          Anti-virus "Clamav": scan incoming and outgoing mail with clamd; for an infected
+          message the recipient gets the result of the check, with the message attached.
+        '';
         socket = progOpt absPath "/run/clamav/clamd.ctl" "clamd's Unix socket.";
       };
       kaspersky = {
-        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\" over ICAP.";
-        icapUrl = nullOpt (types.strMatching "icap://.*") "`icap://host:port/service` of the Kaspersky ICAP server.";
+        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\": the same check through a Kaspersky ICAP server.";
+        icapUrl = withExample "icap://127.0.0.1:1344/av/respmod" (nullOpt types.str ''
+          `icap://host:port/service` of the Kaspersky ICAP server.
+        '');
       };
     };
     dkim = {
-      verify = opt types.bool false "\"Verify DKIM-signature\" of incoming mail.";
-      sign = opt types.bool false "\"Add DKIM-signature\" to outgoing mail.";
-      selector = progOpt types.str "\"default\"" "DKIM \"Selector\" of this server.";
+      verify = opt types.bool false "\"Verify DKIM-signature\": check incoming mail for a DKIM signature and its correctness.";
+      sign = opt types.bool false "\"Add DKIM-signature\" to mail sent from this server (keys in `dkim.keyDirectory`).";
+      selector = withExample "mail2024" (progOpt types.str "\"default\"" ''
+        DKIM "Selector" of this server: the public key is published at
+        `<selector>._domainkey.<domain>`. Each mail server of one domain needs its own selector.
+      '');
       keyDirectory = progOpt absPath "/var/lib/icsmail/dkim" "Directory of `<domain>.<selector>.key` private keys (PEM).";
     };
     dlp = {
-      enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP.";
-      icapUrl = nullOpt (types.strMatching "icap://.*") "`icap://` URL of the DLP system.";
+      enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).";
+      icapUrl = withExample "icap://dlp.example.org:1344/dlp" (nullOpt types.str "`icap://` URL of the DLP system.");
     };
-    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\" for outgoing mail.";
+    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": mail sent from this server gets its Subject in UTF-8 encoding.";
     spam = {
-      dnsbl = opt (types.listOf types.str) [ ] "\"DNSBL blacklists\": zones queried with the client's address.";
+      dnsbl = withExample [ "zen.spamhaus.org" "bl.spamcop.net" ] (opt (types.listOf types.str) [ ] ''
+        "DNSBL blacklists": DNS zones asked about the sending client's IP address while mail is
+        received; a client listed by one of them is refused with a 5xx error.
+      '');
       greylist = {
-        enable = opt types.bool false "\"Use grey lists\".";
-        ignoreSeconds = progOpt u32Type "60" "\"Ignore resending\" sooner than this many seconds.";
-        awaitHours = progOpt countType "4" "\"Await resending\" for this many hours.";
-        keepDays = progOpt countType "36" "\"Keep in white list\" this many days.";
+        enable = opt types.bool false ''
+          "Use grey lists": the first message from an unknown (client address, sender,
+          recipient) triple is refused with a temporary error; a real mail server retries and is
+          then accepted, most spam senders never do.
+        '';
+        ignoreSeconds = progOpt u32Type "60" ''
+          "Ignore resending": a retry sooner than this many seconds does not count (a reliable
+          server does not resend that fast). Shorter than `awaitHours`.
+        '';
+        awaitHours = progOpt u32Type "4" ''
+          "Await resending": a retry must come within this many hours, or the triple starts over.
+        '';
+        keepDays = progOpt u32Type "36" ''
+          "Keep in white list": a server that passed is not greylisted again for this many days.
+        '';
       };
     };
     addressBook = {
-      enable = opt types.bool false "Run the read-only LDAP address book. Needs a `baseDn`.";
-      port = opt portType 389 "\"The port on which LDAP is running\".";
-      baseDn = opt types.str "" "\"Base DN\": one or more search bases separated by `;`.";
-      publishToClients = progOpt types.bool "true" "\"Use ICS Address Book\": publish the book to mail clients.";
+      enable = opt types.bool false "Run the read-only LDAP address book for mail clients. Needs a `baseDn`.";
+      port = opt portType 389 "\"The port on which LDAP is running\" (the address book's LDAP listener).";
+      baseDn = withExample "dc=example,dc=org;ou=people,dc=example,dc=net" (opt types.str "" ''
+        "Base DN": the LDAP search base(s) clients use; several are separated by `;`.
+      '');
+      publishToClients = progOpt types.bool "true" "\"Use ICS Address Book\": publish the book to users' mail clients.";
     };
-    dns.nameservers = opt (types.listOf types.str) [ ] ''
-      Resolvers as `ip` or `ip:port` (`[::1]:53`); empty = /etc/resolv.conf.
-    '';
+    dns.nameservers = withExample [ "127.0.0.1:53" "[::1]:53" ] (opt (types.listOf types.str) [ ] ''
+      Resolvers for MX and DNSBL lookups, as `ip` or `ip:port` (`[::1]:53`); empty =
+      /etc/resolv.conf.
+    '');
+
+    # ---------------------------------------------------------------- internal
+    generated = mkOption {
+      internal = true;
+      readOnly = true;
+      type = types.attrs;
+      default = {
+        inherit configText checkCommand icsmail;
+        uncheckedConfig = "${uncheckedConfig}";
+        configFile = checkedConfig;
+      };
+      defaultText = literalExpression "{ configText, uncheckedConfig, checkCommand, icsmail, configFile }";
+      description = ''
+        What the module generates from the options, for tooling and debugging
+        (nixos-module/eval/check.sh): the config.json text, the build-time check's command and
+        the checked file that /etc/icsmail/config.json links to.
+      '';
+    };
   };
 
   config = mkIf cfg.enable (mkMerge [
     {
+      # Only what Nix alone can know; every value of the JSON is checked by the program at
+      # build time (checkedConfig above).
       assertions = [
-        {
-          assertion = cfg.tls.mode == "none" || (cfg.smtp.certificate != null && cfg.access.certificate != null);
-          message = "services.icsMail.tls.mode = \"${cfg.tls.mode}\" needs certificates: set services.icsMail.smtp.certificate and services.icsMail.access.certificate (or tls.mode = \"none\").";
-        }
-        {
-          assertion = cfg.smtp.smtps.enable -> cfg.smtp.certificate != null;
-          message = "services.icsMail.smtp.smtps.enable needs services.icsMail.smtp.certificate (SMTPS has no plain-text fallback).";
-        }
-        {
-          assertion = cfg.access.implicitTls.enable -> cfg.access.certificate != null;
-          message = "services.icsMail.access.implicitTls.enable (IMAPS/POP3S) needs services.icsMail.access.certificate.";
-        }
-        {
-          assertion = cfg.relay.auth.enable -> cfg.relay.auth.passwordFile != null;
-          message = "services.icsMail.relay.auth.enable needs services.icsMail.relay.auth.passwordFile (the password is never put in the configuration).";
-        }
-        {
-          assertion = cfg.relay.auth.enable -> (cfg.relay.auth.user != null && cfg.relay.auth.user != "");
-          message = "services.icsMail.relay.auth.enable needs services.icsMail.relay.auth.user.";
-        }
-        {
-          assertion = (cfg.relay.auth.enable || cfg.relay.smtps) -> cfg.relay.host != null;
-          message = "services.icsMail.relay.auth.enable and relay.smtps need services.icsMail.relay.host (the smarthost).";
-        }
-        {
-          assertion = cfg.relay.changeSender.enable -> cfg.relay.changeSender.address != null;
-          message = "services.icsMail.relay.changeSender.enable needs services.icsMail.relay.changeSender.address.";
-        }
-        {
-          assertion = cfg.antivirus.kaspersky.enable -> cfg.antivirus.kaspersky.icapUrl != null;
-          message = "services.icsMail.antivirus.kaspersky.enable needs services.icsMail.antivirus.kaspersky.icapUrl (icap://…).";
-        }
-        {
-          assertion = cfg.dlp.enable -> cfg.dlp.icapUrl != null;
-          message = "services.icsMail.dlp.enable needs services.icsMail.dlp.icapUrl (icap://…).";
-        }
-        {
-          assertion = cfg.addressBook.enable -> baseDns != [ ];
-          message = "services.icsMail.addressBook.enable needs services.icsMail.addressBook.baseDn (e.g. \"dc=example,dc=org\").";
-        }
-        {
-          assertion = cfg.queue.delayMin == null || cfg.queue.delayMax == null || cfg.queue.delayMin <= cfg.queue.delayMax;
-          message = "services.icsMail.queue.delayMin (${toString cfg.queue.delayMin}) must not be greater than queue.delayMax (${toString cfg.queue.delayMax}).";
-        }
-        {
-          assertion = cfg.queue.maxLifetime == null || cfg.queue.delayMin == null || cfg.queue.maxLifetime >= cfg.queue.delayMin;
-          message = "services.icsMail.queue.maxLifetime (${toString cfg.queue.maxLifetime}) must be at least queue.delayMin (${toString cfg.queue.delayMin}), or no retry could ever happen.";
-        }
-        {
-          assertion = cfg.spam.greylist.ignoreSeconds == null || cfg.spam.greylist.awaitHours == null
-            || cfg.spam.greylist.ignoreSeconds < cfg.spam.greylist.awaitHours * 3600;
-          message = "services.icsMail.spam.greylist.ignoreSeconds (${toString cfg.spam.greylist.ignoreSeconds} s) must be shorter than greylist.awaitHours (${toString cfg.spam.greylist.awaitHours} h): no retry could pass.";
-        }
-        {
-          assertion = cfg.defaultAuthDomain == null || elem (lib.toLower cfg.defaultAuthDomain) lowerDomains;
-          message = "services.icsMail.defaultAuthDomain (${toString cfg.defaultAuthDomain}) must be one of services.icsMail.domains.";
-        }
         {
           assertion = cfg.webmail.enable -> localReachable cfg.access.interfaces && localReachable cfg.smtp.interfaces;
           message = "services.icsMail.webmail.enable: Roundcube talks to IMAP and submission on localhost; add \"lo\" (or 127.0.0.1) to services.icsMail.access.interfaces and smtp.interfaces.";
         }
       ]
-      ++ map (message: { assertion = false; inherit message; }) (accountErrors ++ portClashes);
+      ++ map (message: { assertion = false; inherit message; }) storeSecretErrors;
 
       users.users.icsmail = {
         isSystemUser = true;
@@ -575,7 +656,7 @@ in
       };
       users.groups.icsmail = { };
 
-      environment.etc."icsmail/config.json".text = builtins.toJSON configJson;
+      environment.etc."icsmail/config.json".source = checkedConfig;
       environment.systemPackages = [ cfg.package ];
 
       # The unit files of units/, with this package's binary (overridden below as well).

@@ -17,8 +17,9 @@ let
 
   mailtest = ./mailtest.py;
 
-  # test-only certificate and password hash, made at build time (the key is in the store:
-  # acceptable for a throwaway test VM, never for a real server)
+  # test-only certificate and password hash, made at build time (the key and the hash are in
+  # the store: acceptable for a throwaway test VM, never for a real server). The module refuses
+  # secret options that name a store path, so the server gets copies outside the store below.
   cert = pkgs.runCommand "icsmail-test-cert" { nativeBuildInputs = [ pkgs.openssl ]; } ''
     mkdir $out
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 36500 \
@@ -35,12 +36,19 @@ let
         openFirewall = true;
         domains = [ "example.test" ];
         heloName = "server";
-        accounts."alice@example.test".hashedPasswordFile = "${aliceHash config.services.icsMail.package}";
-        smtp.certificate = { certFile = "${cert}/cert.pem"; keyFile = "${cert}/key.pem"; };
-        access.certificate = { certFile = "${cert}/cert.pem"; keyFile = "${cert}/key.pem"; };
+        accounts."alice@example.test".hashedPasswordFile = "/etc/icsmail-test/alice.hash";
+        smtp.certificate = { certFile = "${cert}/cert.pem"; keyFile = "/etc/icsmail-test/key.pem"; };
+        access.certificate = { certFile = "${cert}/cert.pem"; keyFile = "/etc/icsmail-test/key.pem"; };
       }
       extra
     ];
+    # copies (not store symlinks), readable by the icsmail group only
+    environment.etc."icsmail-test/key.pem" = { source = "${cert}/key.pem"; mode = "0640"; group = "icsmail"; };
+    environment.etc."icsmail-test/alice.hash" = {
+      source = aliceHash config.services.icsMail.package;
+      mode = "0640";
+      group = "icsmail";
+    };
     environment.systemPackages = [ pkgs.iproute2 pkgs.procps ];
   };
 

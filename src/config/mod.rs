@@ -1,8 +1,9 @@
 //! Configuration: the model (`model`), its value types (`types`), reading JSON with key paths
-//! (`load`) and the semantic checks (`validate`).
+//! (`load`), the syntax of names and networks (`syntax`) and the semantic checks (`validate`).
 
 pub mod load;
 pub mod model;
+pub mod syntax;
 pub mod types;
 pub mod validate;
 
@@ -11,6 +12,7 @@ mod tests;
 
 pub use model::Config;
 pub use types::{Port, TlsMode};
+pub use validate::Scope;
 
 use std::fmt;
 use std::path::Path;
@@ -47,13 +49,24 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads, parses and validates a configuration file.
+/// Reads, parses and validates a configuration file (with everything the machine says: see
+/// [`Scope::Machine`]).
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file_in(path, Scope::Machine)
+}
+
+/// Reads, parses and validates a configuration file, looking only as far as `scope` allows.
+pub fn load_file_in(path: &Path, scope: Scope) -> Result<Config, ConfigErrors> {
     let config = load::read(path)?;
-    validate::validate(config)
+    validate::validate_in(config, scope)
 }
 
 /// Parses and validates configuration text.
 pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
-    validate::validate(load::parse(text)?)
+    load_str_in(text, Scope::Machine)
+}
+
+/// Parses and validates configuration text, looking only as far as `scope` allows.
+pub fn load_str_in(text: &str, scope: Scope) -> Result<Config, ConfigErrors> {
+    validate::validate_in(load::parse(text)?, scope)
 }

@@ -1,6 +1,6 @@
 //! Every class of bad value gives a line that starts with its key path.
 
-use super::{load_str, ConfigErrors};
+use super::{load_str, load_str_in, ConfigErrors, Scope};
 
 const HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
@@ -113,4 +113,228 @@ fn domains_are_normalised() {
     ))
     .unwrap();
     assert_eq!(config.domains, ["example.test"]);
+}
+
+/// The values issue 11 found the NixOS module letting through: each one must be refused by
+/// the one validator, in both scopes, with a line naming its key (the module's build check
+/// runs `check-config --static`, the daemons the full check).
+const BAD_VALUES: &[(&str, &str, &str)] = &[
+    (
+        r#"{"domains":["exa mple.org"]}"#,
+        "domains[0]",
+        "not a DNS name",
+    ),
+    (r#"{"domains":["-x-.org"]}"#, "domains[0]", "not a DNS name"),
+    (r#"{"domains":["192.0.2.1"]}"#, "domains[0]", "IP address"),
+    (
+        r#"{"heloName":"mail_server!"}"#,
+        "heloName",
+        "not a DNS name",
+    ),
+    (r#"{"heloName":"mäil.example.org"}"#, "heloName", "xn--"),
+    (r#"{"heloName":"192.0.2.1"}"#, "heloName", "IP address"),
+    (
+        r#"{"relay":{"changeSender":{"enable":true,"address":"nobody"}}}"#,
+        "relay.changeSender.address",
+        "",
+    ),
+    (
+        r#"{"relay":{"changeSender":{"address":"not an address"}}}"#,
+        "relay.changeSender.address",
+        "",
+    ),
+    (
+        r#"{"dkim":{"selector":"sel ector"}}"#,
+        "dkim.selector",
+        "not a DNS name",
+    ),
+    (
+        r#"{"dkim":{"selector":""}}"#,
+        "dkim.selector",
+        "not a DNS name",
+    ),
+    (
+        r#"{"dkim":{"selector":"schlüssel"}}"#,
+        "dkim.selector",
+        "xn--",
+    ),
+    (
+        r#"{"spam":{"dnsbl":["zen spamhaus org"]}}"#,
+        "spam.dnsbl[0]",
+        "not a DNS name",
+    ),
+    (
+        r#"{"spam":{"dnsbl":["http://zen.spamhaus.org"]}}"#,
+        "spam.dnsbl[0]",
+        "not a DNS name",
+    ),
+    (
+        r#"{"spam":{"dnsbl":["127.0.0.2"]}}"#,
+        "spam.dnsbl[0]",
+        "IP address",
+    ),
+    (
+        r#"{"lists":{"whitelist":["10.0.0.0/33"]}}"#,
+        "lists.whitelist[0]",
+        "0 to 32",
+    ),
+    (
+        r#"{"lists":{"whitelist":["10.0.0.0/+8"]}}"#,
+        "lists.whitelist[0]",
+        "0 to 32",
+    ),
+    (
+        r#"{"lists":{"whitelist":["10.0.0.0/"]}}"#,
+        "lists.whitelist[0]",
+        "0 to 32",
+    ),
+    (
+        r#"{"lists":{"whitelist":["2001:db8::/129"]}}"#,
+        "lists.whitelist[0]",
+        "0 to 128",
+    ),
+    (
+        r#"{"lists":{"whitelist":["10.0.0.300/8"]}}"#,
+        "lists.whitelist[0]",
+        "not an IP address",
+    ),
+    (
+        r#"{"lists":{"whitelist":["10.0.0.1/24"]}}"#,
+        "lists.whitelist[0]",
+        "the network is 10.0.0.0/24",
+    ),
+    (
+        r#"{"lists":{"blacklist":["2001:db8::1/32"]}}"#,
+        "lists.blacklist[0]",
+        "the network is 2001:db8::/32",
+    ),
+    (
+        r#"{"dns":{"nameservers":["8.8.8"]}}"#,
+        "dns.nameservers[0]",
+        "address:port",
+    ),
+    (
+        r#"{"dns":{"nameservers":["::1:53:"]}}"#,
+        "dns.nameservers[0]",
+        "address:port",
+    ),
+    (
+        r#"{"dns":{"nameservers":["192.0.2.53:0"]}}"#,
+        "dns.nameservers[0]",
+        "port 0",
+    ),
+    (
+        r#"{"domains":["a.test"],"accounts":{"x@a.test":{"hashedPassword":"plaintext"}}}"#,
+        "accounts.x@a.test.hashedPassword",
+        "not a supported hash",
+    ),
+    (
+        r#"{"storage":{"defaultFolders":[{"name":"INBOX"}]}}"#,
+        "storage.defaultFolders[0].name",
+        "INBOX",
+    ),
+    (
+        r#"{"storage":{"defaultFolders":[{"name":"Sent","specialUse":"sent"},{"name":"Outbox","specialUse":"sent"}]}}"#,
+        "storage.defaultFolders[1].specialUse",
+        "two folders",
+    ),
+    (
+        r#"{"spam":{"greylist":{"ignoreSeconds":20000}}}"#,
+        "spam.greylist.ignoreSeconds",
+        "awaitHours (4 h)",
+    ),
+    (
+        r#"{"queue":{"delayMin":400}}"#,
+        "queue.delayMin",
+        "queue.delayMax (300)",
+    ),
+];
+
+fn errors_in(json: &str, scope: Scope) -> Vec<String> {
+    match load_str_in(json, scope) {
+        Ok(_) => Vec::new(),
+        Err(ConfigErrors(lines)) => lines,
+    }
+}
+
+#[test]
+fn the_issue_11_values_are_refused_in_both_scopes() {
+    for scope in [Scope::Machine, Scope::FileOnly] {
+        for (json, key, fragment) in BAD_VALUES {
+            let lines = errors_in(json, scope);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{key}: ")) && l.contains(fragment)),
+                "{scope:?}: no `{key}: …{fragment}…` line for {json}: {lines:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_alias_equal_to_another_account_is_refused_in_both_scopes() {
+    let json = format!(
+        r#"{{"domains":["a.test"],"accounts":{{"x@a.test":{{"hashedPassword":"{HASH}","aliases":["y@a.test"]}},"y@a.test":{{"hashedPassword":"{HASH}"}}}}}}"#
+    );
+    for scope in [Scope::Machine, Scope::FileOnly] {
+        let lines = errors_in(&json, scope);
+        assert!(
+            lines.iter().any(|l| l.starts_with("accounts.y@a.test: ")
+                && l.contains("already used by accounts.x@a.test.aliases[0]")),
+            "{scope:?}: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn good_names_and_networks_pass() {
+    let json = r#"{"domains":["example.org","bücher.example"],"heloName":"Mail.Example.org.",
+        "dkim":{"selector":"s2024"},"spam":{"dnsbl":["zen.spamhaus.org"]},
+        "lists":{"whitelist":["10.0.0.0/8","10.1.2.3/32","10.1.2.3","0.0.0.0/0","2001:db8::/32",
+          "*.example.com","user@example.com","example.net"]},
+        "dns":{"nameservers":["192.0.2.53","192.0.2.53:5353","[::1]:53","::1"]},
+        "relay":{"changeSender":{"address":"mailer@example.org"}}}"#;
+    for scope in [Scope::Machine, Scope::FileOnly] {
+        assert_eq!(errors_in(json, scope), Vec::<String>::new(), "{scope:?}");
+    }
+    let config = load_str_in(json, Scope::FileOnly).unwrap();
+    assert_eq!(config.helo_name.as_deref(), Some("mail.example.org"));
+}
+
+#[test]
+fn file_only_reads_no_secret_file_and_looks_up_no_host_name() {
+    let json = r#"{"domains":["a.test"],"accounts":{"x@a.test":{"hashedPasswordFile":"/nonexistent/x.hash"}}}"#;
+    let config = load_str_in(json, Scope::FileOnly).unwrap();
+    assert_eq!(config.helo_name, None, "no host name lookup");
+    let lines = errors_in(json, Scope::Machine);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("accounts.x@a.test.hashedPasswordFile: cannot read")),
+        "{lines:?}"
+    );
+    assert!(load_str_in("{}", Scope::Machine)
+        .unwrap()
+        .helo_name
+        .is_some());
+}
+
+#[test]
+fn file_only_still_checks_the_password_keys() {
+    let both = format!(
+        r#"{{"domains":["a.test"],"accounts":{{"x@a.test":{{"hashedPassword":"{HASH}","hashedPasswordFile":"/h"}}}}}}"#
+    );
+    let none = r#"{"domains":["a.test"],"accounts":{"x@a.test":{}}}"#;
+    for (json, fragment) in [(both.as_str(), "not both"), (none, "no password")] {
+        for scope in [Scope::Machine, Scope::FileOnly] {
+            let lines = errors_in(json, scope);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("accounts.x@a.test: ") && l.contains(fragment)),
+                "{scope:?}: {lines:?}"
+            );
+        }
+    }
 }

@@ -4,20 +4,41 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use super::model::{Config, DefaultFolder};
+use super::model::{Account, Config, DefaultFolder};
+use super::syntax::{dns_name, list_entry_problem, Letters};
 use super::{ConfigErrors, TlsMode};
 use crate::address::{normalize_domain, Address};
+use crate::auth::password::StoredHash;
 use crate::auth::Directory;
 
 /// Largest `smtp.maxMessageSize` accepted: messages are held in memory while received.
 pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1 << 30;
 
-/// Checks `config`, normalises it (lowercase domains, `heloName` filled in) and returns it.
-pub fn validate(mut config: Config) -> Result<Config, ConfigErrors> {
+/// How far the checks may look beyond the configuration text itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The file and the machine it runs on: every `hashedPasswordFile` is read and parsed, and
+    /// an unset `heloName` is filled in from the host name. What the daemons do before they
+    /// start, and what `icsmail check-config` does by default.
+    Machine,
+    /// Only what the file itself says: no secret file is read, the host name is not looked up
+    /// (`heloName` stays unset). For a Nix build sandbox, which has neither the secrets nor the
+    /// target's host name (`icsmail check-config --static`). Not for starting a daemon.
+    FileOnly,
+}
+
+/// Checks `config` with everything the machine says ([`Scope::Machine`]).
+pub fn validate(config: Config) -> Result<Config, ConfigErrors> {
+    validate_in(config, Scope::Machine)
+}
+
+/// Checks `config`, normalises it (lowercase domains; `heloName` filled in when `scope` is
+/// [`Scope::Machine`]) and returns it.
+pub fn validate_in(mut config: Config, scope: Scope) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     check_domains(&mut config, &mut errors);
-    check_accounts(&config, &mut errors);
-    check_names(&mut config, &mut errors);
+    check_accounts(&config, scope, &mut errors);
+    check_names(&mut config, scope, &mut errors);
     check_smtp(&config, &mut errors);
     check_ports(&config, &mut errors);
     check_tls(&config, &mut errors);
@@ -39,15 +60,15 @@ pub fn validate(mut config: Config) -> Result<Config, ConfigErrors> {
 fn check_domains(config: &mut Config, errors: &mut ConfigErrors) {
     let mut seen = HashSet::new();
     for (index, domain) in config.domains.iter_mut().enumerate() {
-        match normalize_domain(domain) {
-            Some(normal) if seen.insert(normal.clone()) => *domain = normal,
-            Some(normal) => errors.push(format!("domains[{index}]: {normal} is listed twice")),
-            None => errors.push(format!("domains[{index}]: {domain:?} is not a domain name")),
+        match dns_name(domain, Letters::Unicode) {
+            Ok(normal) if seen.insert(normal.clone()) => *domain = normal,
+            Ok(normal) => errors.push(format!("domains[{index}]: {normal} is listed twice")),
+            Err(why) => errors.push(format!("domains[{index}]: {domain:?} {why}")),
         }
     }
 }
 
-fn check_accounts(config: &Config, errors: &mut ConfigErrors) {
+fn check_accounts(config: &Config, scope: Scope, errors: &mut ConfigErrors) {
     let local = |address: &Address| config.domains.iter().any(|d| d == address.domain());
     // address → the key that claimed it first
     let mut claimed: BTreeMap<Address, String> = BTreeMap::new();
@@ -76,8 +97,37 @@ fn check_accounts(config: &Config, errors: &mut ConfigErrors) {
             errors.push(format!("{path}.quota: must be positive (null = unlimited)"));
         }
     }
-    if let Err(more) = Directory::from_config(config) {
-        errors.0.extend(more.0);
+    match scope {
+        Scope::Machine => {
+            if let Err(more) = Directory::from_config(config) {
+                errors.0.extend(more.0);
+            }
+        }
+        Scope::FileOnly => {
+            for (key, account) in &config.accounts {
+                check_password_in_file(&format!("accounts.{key}"), account, errors);
+            }
+        }
+    }
+}
+
+/// The password settings of one account as far as the file shows them: exactly one of the two
+/// keys, and an inline hash that parses. (With [`Scope::Machine`], `Directory::from_config`
+/// does this and also reads the `hashedPasswordFile`.)
+fn check_password_in_file(path: &str, account: &Account, errors: &mut ConfigErrors) {
+    match (&account.hashed_password, &account.hashed_password_file) {
+        (Some(text), None) => {
+            if let Err(err) = StoredHash::parse(text) {
+                errors.push(format!("{path}.hashedPassword: {err}"));
+            }
+        }
+        (None, Some(_)) => {}
+        (Some(_), Some(_)) => errors.push(format!(
+            "{path}: set either hashedPassword or hashedPasswordFile, not both"
+        )),
+        (None, None) => errors.push(format!(
+            "{path}: no password: set hashedPassword or hashedPasswordFile (icsmail hash-password makes one)"
+        )),
     }
 }
 
@@ -94,13 +144,14 @@ fn claim(
     }
 }
 
-fn check_names(config: &mut Config, errors: &mut ConfigErrors) {
+fn check_names(config: &mut Config, scope: Scope, errors: &mut ConfigErrors) {
     match &config.helo_name {
-        Some(name) => match normalize_domain(name) {
-            Some(normal) => config.helo_name = Some(normal),
-            None => errors.push(format!("heloName: {name:?} is not a host name")),
+        Some(name) => match dns_name(name, Letters::Ascii) {
+            Ok(normal) => config.helo_name = Some(normal),
+            Err(why) => errors.push(format!("heloName: {name:?} {why}")),
         },
-        None => config.helo_name = Some(host_fqdn()),
+        None if scope == Scope::Machine => config.helo_name = Some(host_fqdn()),
+        None => {}
     }
     if let Some(domain) = &config.default_auth_domain {
         let normal = normalize_domain(domain).unwrap_or_default();
@@ -311,30 +362,16 @@ fn check_relay(config: &Config, errors: &mut ConfigErrors) {
     if relay.smtps {
         needs_host("relay.smtps", errors);
     }
-    if relay.change_sender.enable {
-        match relay.change_sender.address.as_deref().map(Address::parse) {
-            Some(Ok(_)) => {}
-            Some(Err(err)) => errors.push(format!("relay.changeSender.address: {err}")),
-            None => errors.push(
-                "relay.changeSender.address: required when relay.changeSender.enable is true"
-                    .into(),
-            ),
-        }
+    // A set address must be valid even while the rewrite is off: switching it on later must
+    // not be what reveals the mistake.
+    match relay.change_sender.address.as_deref().map(Address::parse) {
+        Some(Ok(_)) => {}
+        Some(Err(err)) => errors.push(format!("relay.changeSender.address: {err}")),
+        None if relay.change_sender.enable => errors.push(
+            "relay.changeSender.address: required when relay.changeSender.enable is true".into(),
+        ),
+        None => {}
     }
-}
-
-/// A whitelist or blacklist entry: IP address, network, domain / mail server name, or mailbox.
-pub fn list_entry_is_valid(entry: &str) -> bool {
-    if let Some((net, bits)) = entry.split_once('/') {
-        return match (net.parse::<IpAddr>(), bits.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(bits)) => bits <= 32,
-            (Ok(IpAddr::V6(_)), Ok(bits)) => bits <= 128,
-            _ => false,
-        };
-    }
-    entry.parse::<IpAddr>().is_ok()
-        || (entry.contains('@') && Address::parse(entry).is_ok())
-        || normalize_domain(entry.strip_prefix("*.").unwrap_or(entry)).is_some()
 }
 
 fn check_lists(config: &Config, errors: &mut ConfigErrors) {
@@ -343,10 +380,8 @@ fn check_lists(config: &Config, errors: &mut ConfigErrors) {
         ("lists.blacklist", &config.lists.blacklist),
     ] {
         for (index, entry) in list.iter().enumerate() {
-            if !list_entry_is_valid(entry) {
-                errors.push(format!(
-                    "{key}[{index}]: {entry:?} is not an IP address, network, domain, mail server or mailbox"
-                ));
+            if let Some(why) = list_entry_problem(entry) {
+                errors.push(format!("{key}[{index}]: {entry:?} {why}"));
             }
         }
     }
@@ -406,17 +441,15 @@ fn check_filters(config: &Config, errors: &mut ConfigErrors) {
         errors,
     );
     let selector = &config.dkim.selector;
-    if selector.is_empty() || normalize_domain(selector).is_none() {
-        errors.push(format!(
-            "dkim.selector: {selector:?} is not a valid selector"
-        ));
+    if let Err(why) = dns_name(selector, Letters::Ascii) {
+        errors.push(format!("dkim.selector: {selector:?} {why}"));
     }
 }
 
 fn check_spam(config: &Config, errors: &mut ConfigErrors) {
     for (index, zone) in config.spam.dnsbl.iter().enumerate() {
-        if normalize_domain(zone).is_none() {
-            errors.push(format!("spam.dnsbl[{index}]: {zone:?} is not a DNS zone"));
+        if let Err(why) = dns_name(zone, Letters::Ascii) {
+            errors.push(format!("spam.dnsbl[{index}]: {zone:?} {why}"));
         }
     }
     let greylist = &config.spam.greylist;
@@ -453,9 +486,19 @@ fn check_address_book(config: &Config, errors: &mut ConfigErrors) {
 
 fn check_dns(config: &Config, errors: &mut ConfigErrors) {
     for (index, server) in config.dns.nameservers.iter().enumerate() {
-        if server.parse::<IpAddr>().is_err() && server.parse::<SocketAddr>().is_err() {
+        let port = match (server.parse::<IpAddr>(), server.parse::<SocketAddr>()) {
+            (Ok(_), _) => None,
+            (_, Ok(socket)) => Some(socket.port()),
+            _ => {
+                errors.push(format!(
+                    "dns.nameservers[{index}]: {server:?} is not an address or address:port (IPv6 with a port: [::1]:53)"
+                ));
+                continue;
+            }
+        };
+        if port == Some(0) {
             errors.push(format!(
-                "dns.nameservers[{index}]: {server:?} is not an address or address:port"
+                "dns.nameservers[{index}]: {server:?}: port 0 is not a port (leave it out for 53)"
             ));
         }
     }

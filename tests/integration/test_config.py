@@ -194,3 +194,130 @@ def test_smtpd_refuses_invalid_config(bin_path, tmp_path, valid_config):
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "tls.dhKeyLength" in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: the values the NixOS module used to let through. Rust is the one validator: the
+# module's build check runs `check-config --static` on the generated JSON, the daemons run the
+# full check; both must refuse each value with a line naming its key.
+
+ISSUE_11 = {
+    "domain-malformed": ({"domains": ["exa mple.test"]}, "domains[0]", "not a DNS name"),
+    "domain-ip": ({"domains": ["192.0.2.1"]}, "domains[0]", "IP address"),
+    "helo-malformed": ({"heloName": "mail_server!"}, "heloName", "not a DNS name"),
+    "helo-not-ascii": ({"heloName": "mäil.example.test"}, "heloName", "xn--"),
+    "change-sender-address": ({"relay": {"changeSender": {"enable": True,
+                                                           "address": "nobody"}}},
+                              "relay.changeSender.address", None),
+    "change-sender-address-while-off": ({"relay": {"changeSender": {"address": "a b@c"}}},
+                                        "relay.changeSender.address", None),
+    "dkim-selector": ({"dkim": {"selector": "sel ector"}}, "dkim.selector", "not a DNS name"),
+    "dnsbl-zone": ({"spam": {"dnsbl": ["zen spamhaus org"]}}, "spam.dnsbl[0]", "not a DNS name"),
+    "dnsbl-url": ({"spam": {"dnsbl": ["https://zen.spamhaus.org"]}}, "spam.dnsbl[0]", None),
+    "whitelist-prefix": ({"lists": {"whitelist": ["10.0.0.0/33"]}}, "lists.whitelist[0]",
+                         "0 to 32"),
+    "whitelist-host-bits": ({"lists": {"whitelist": ["10.0.0.1/24"]}}, "lists.whitelist[0]",
+                            "the network is 10.0.0.0/24"),
+    "nameserver": ({"dns": {"nameservers": ["8.8.8"]}}, "dns.nameservers[0]", None),
+    "nameserver-port-0": ({"dns": {"nameservers": ["192.0.2.53:0"]}}, "dns.nameservers[0]",
+                          "port 0"),
+    "hashed-password-plaintext": ({"accounts": {"alice@example.test": {
+        "hashedPassword": "plaintext"}}}, "accounts.alice@example.test.hashedPassword",
+        "not a supported hash"),
+    "alias-is-another-account": ({"accounts": {"bob@example.test": {
+        "aliases": ["alice@example.test"]}}},
+        ["accounts.bob@example.test.aliases[0]", "accounts.alice@example.test"],
+        "already used by"),
+    "default-folder-inbox": ({"storage": {"defaultFolders": [{"name": "INBOX"}]}},
+                             "storage.defaultFolders[0].name", "INBOX"),
+    "default-folder-special-use-twice": ({"storage": {"defaultFolders": [
+        {"name": "Sent", "specialUse": "sent"}, {"name": "Outbox", "specialUse": "sent"}]}},
+        "storage.defaultFolders[1].specialUse", "two folders"),
+    "greylist-ignore-vs-default-await": ({"spam": {"greylist": {"ignoreSeconds": 20000}}},
+                                         "spam.greylist.ignoreSeconds", "awaitHours (4 h)"),
+    "queue-delay-min-vs-default-max": ({"queue": {"delayMin": 400}}, "queue.delayMin",
+                                       "queue.delayMax (300)"),
+}
+
+
+def check_config_args(bin_path, path, *args):
+    result = subprocess.run([bin_path, "check-config", *args, "--config", str(path)],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return result.returncode, [l for l in (result.stdout + "\n" + result.stderr).splitlines()
+                               if l.strip()]
+
+
+@pytest.mark.parametrize("mode", [[], ["--static"]], ids=["full", "static"])
+@pytest.mark.parametrize("extra,key,fragment", list(ISSUE_11.values()), ids=list(ISSUE_11))
+def test_issue_11_values_are_refused(bin_path, tmp_path, valid_config, mode, extra, key,
+                                     fragment):
+    path = write_config(tmp_path / "bad.json", deep_merge(valid_config, extra))
+    code, lines = check_config_args(bin_path, path, *mode)
+    assert code != 0, f"accepted; output {lines}"
+    assert_problem(lines, key, fragment)
+
+
+def machine_dependent_config(valid_config, tmp_path) -> dict:
+    """Valid as far as the file goes, but every file it names is missing and heloName is unset."""
+    missing = tmp_path / "missing"
+    config = deep_merge(valid_config, {
+        "accounts": {"alice@example.test": {"hashedPassword": None,
+                                            "hashedPasswordFile": str(missing / "alice.hash")}},
+        "tls": {"mode": "optional"},
+        "smtp": {"certificate": {"certFile": str(missing / "smtp.crt"),
+                                 "keyFile": str(missing / "smtp.key")}},
+        "access": {"certificate": {"certFile": str(missing / "access.crt"),
+                                   "keyFile": str(missing / "access.key")}},
+        "relay": {"host": "smarthost.example.org",
+                  "auth": {"enable": True, "user": "u", "passwordFile": str(missing / "pw")}},
+    })
+    del config["accounts"]["alice@example.test"]["hashedPassword"]
+    del config["heloName"]
+    return config
+
+
+def test_static_reads_no_secret_file_and_no_certificate(bin_path, tmp_path, valid_config):
+    path = write_config(tmp_path / "c.json", machine_dependent_config(valid_config, tmp_path))
+    code, lines = check_config_args(bin_path, path, "--static")
+    assert code == 0, lines
+    assert any("ok (static" in l for l in lines), lines
+
+
+def test_full_check_reads_every_file_the_daemons_need(bin_path, tmp_path, valid_config):
+    path = write_config(tmp_path / "c.json", machine_dependent_config(valid_config, tmp_path))
+    code, lines = check_config_args(bin_path, path)
+    assert code != 0, lines
+    assert_problem(lines, "accounts.alice@example.test.hashedPasswordFile", "cannot read")
+    # Validation stops before the files when a key is wrong; fix the password file, then the
+    # certificates and the smarthost password are read.
+    config = machine_dependent_config(valid_config, tmp_path)
+    hash_file = tmp_path / "alice.hash"
+    hash_file.write_text(valid_config["accounts"]["alice@example.test"]["hashedPassword"] + "\n")
+    config["accounts"]["alice@example.test"]["hashedPasswordFile"] = str(hash_file)
+    write_config(path, config)
+    code, lines = check_config_args(bin_path, path)
+    assert code != 0, lines
+    assert_problem(lines, "smtp.certificate.certFile", "cannot read")
+    assert_problem(lines, "access.certificate.certFile", "cannot read")
+    assert_problem(lines, "relay.auth.passwordFile", "cannot read")
+
+
+def test_full_check_loads_the_certificates(bin_path, tmp_path, valid_config, certs):
+    (tmp_path / "pw").write_text("\n")
+    config = deep_merge(valid_config, {
+        "tls": {"mode": "optional"},
+        "smtp": {"certificate": {"certFile": str(certs.mismatched.cert),
+                                 "keyFile": str(certs.mismatched.key)}},
+        "access": {"certificate": {"certFile": str(certs.rsa.cert),
+                                   "keyFile": str(certs.rsa.cert)}},
+        "relay": {"host": "smarthost.example.org",
+                  "auth": {"enable": True, "user": "u", "passwordFile": str(tmp_path / "pw")}},
+    })
+    path = write_config(tmp_path / "c.json", config)
+    code, lines = check_config_args(bin_path, path)
+    assert code != 0, lines
+    assert_problem(lines, "smtp.certificate", "does not match")
+    assert_problem(lines, "access.certificate.keyFile")
+    assert_problem(lines, "relay.auth.passwordFile", "empty first line")
+    code, lines = check_config_args(bin_path, path, "--static")
+    assert code == 0, lines

@@ -19,7 +19,8 @@
 #      PORTBASE     host ports ${PORTBASE}25 (SMTP), …87 (submission), …65 (SMTPS), …10 (POP3),
 #                   …95 (POP3S), …43 (IMAP), …93 (IMAPS), …99 (test hook); default: free ports
 #                   the kernel picks (bind to port 0), picked again if QEMU can't bind one
-#      MIRROR       Debian mirror (default: the one in this machine's apt sources)
+#      MIRROR       Debian mirror for the guest (default: this machine's own, from its apt
+#                   sources: tests/mirror.sh; no mirror's name lives in the repository)
 #      REBUILD=1    rebuild the cached base image
 #      KEEP=1       leave the VM running at the end (kill it with: kill $(cat $WORK/qemu.pid))
 #      BOOT_TIMEOUT seconds to wait for the guest (default 240)
@@ -31,9 +32,10 @@ CACHE=${CACHE:-/var/cache/icsmail-vm}
 WORK=${WORK:-/tmp/icsmail-vm}
 PORTBASE=${PORTBASE:-}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
-MIRROR=${MIRROR:-$(grep -h "^URIs:" /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep "/debian$" | head -n1 || true)}
-[ -n "$MIRROR" ] || MIRROR=$(grep -h "^deb " /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep "/debian/\?$" | head -n1 || true)
-[ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
+if [ -z "${MIRROR:-}" ]; then
+  MIRROR=$(bash "$ROOT/tests/mirror.sh" archive) \
+    || { echo "FAIL: no Debian mirror in this machine's apt sources (set MIRROR=URL)"; exit 1; }
+fi
 PY=/usr/bin/python3
 
 now() { date +%s%N; }
@@ -46,27 +48,13 @@ timing() { TIMINGS+=("$1: $2 s"); log "$1 took $2 s"; }
 [ "$(id -u)" -eq 0 ] || { echo "tests/vm/run.sh needs root (mmdebstrap, guest file ownership)" >&2; exit 2; }
 
 # ------------------------------------------------------------------------------- host tools
-# qemu-system-x86 comes from bookworm-backports: bookworm's 7.2 would make apt remove the
-# qemu-utils 10.x (qemu-img) this machine ships. A private sources list: nothing global changes.
+# tests/install.sh --vm-only: QEMU from bookworm-backports (through a private sources list made
+# from this machine's mirror), mmdebstrap, e2fsprogs, binutils, systemd, openssl, python3; then
+# the self-check runs each of them once (after tests/run.sh, both find everything in place).
 t=$(now)
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86/bookworm-backports
-  qemu-system-common/bookworm-backports qemu-system-data/bookworm-backports seabios/bookworm-backports
-  qemu-utils/bookworm-backports)
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v openssl >/dev/null || need+=(openssl)
-command -v objcopy >/dev/null || need+=(binutils)
-command -v systemd-analyze >/dev/null || need+=(systemd)
-[ -x $PY ] || need+=(python3)
-if ((${#need[@]})); then
-  log "installing host packages: ${need[*]}"
-  APTD=$CACHE/apt-host; mkdir -p "$APTD/lists/partial"
-  printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-backports main\ndeb %s-security bookworm-security main\n' \
-    "$MIRROR" "$MIRROR" "$MIRROR" "$MIRROR" > "$APTD/sources.list"
-  A=(-o Dir::Etc::sourcelist="$APTD/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::lists="$APTD/lists" -o DPkg::Lock::Timeout=600)
-  apt-get -qq "${A[@]}" update
-  DEBIAN_FRONTEND=noninteractive apt-get -qq -y "${A[@]}" install --no-install-recommends "${need[@]}" >/dev/null
+CACHE="$CACHE" bash "$ROOT/tests/install.sh" --vm-only
+if ! out=$(bash "$ROOT/tests/selfcheck.sh" --vm-only); then
+  grep -v '^selfcheck ok' <<<"$out"; echo "FAIL: host tools missing (above)"; exit 1
 fi
 timing "host tools" "$(secs "$t")"
 

@@ -1,0 +1,28 @@
+# For nixos-module/eval/check.sh: evaluates the module (enabled) with `extra` against the
+# partial nixpkgs of ../shared/tools/nixos-eval and returns what the build-time check needs:
+# the generated config.json text, the check's shell command with the two store paths it names
+# (the package's icsmail and the unchecked JSON), and the module's failed assertions.
+#   nix-instantiate --eval --strict --json nixos-module/eval/generated.nix \
+#     --arg nixpkgs /tmp/nixos-eval/nixpkgs --arg extra ./some-settings.nix
+{ nixpkgs, extra ? { } }:
+let
+  lib = import (nixpkgs + "/lib");
+  pkgs = import (nixpkgs + "/pkgs-stub") { inherit lib; };
+  eval = import (nixpkgs + "/nixos/lib/eval-config.nix") {
+    inherit lib pkgs;
+    system = null;
+    modules = [
+      { nixpkgs.hostPlatform = "x86_64-linux"; boot.isContainer = true; system.stateVersion = "24.05"; }
+      ../default.nix
+      { services.icsMail.enable = true; }
+      extra
+    ];
+  };
+  inherit (eval.config.services.icsMail) generated;
+in
+{
+  inherit (generated) configText checkCommand icsmail uncheckedConfig;
+  etcSource = toString eval.config.environment.etc."icsmail/config.json".source;
+  configFile = toString generated.configFile;
+  failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
+}

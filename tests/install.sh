@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the tests use, with everything each needs for the way the
+# tests use it (tests/run.sh runs this first, then tests/selfcheck.sh). apt installs with
+# --no-install-recommends, so each needed piece is listed here by name, with the reason.
+# Usage: tests/install.sh [--vm | --vm-only]
+#   --vm       also the host tools of the VM test (tests/vm/run.sh)
+#   --vm-only  only those (what tests/vm/run.sh installs when run on its own)
+# Needs root (or sudo). Installs only what is missing; apt-get update only when something is.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+WITH_TESTS=1 WITH_VM=0
+case "${1:-}" in
+  --vm) WITH_VM=1 ;;
+  --vm-only) WITH_TESTS=0 WITH_VM=1 ;;
+  "") ;;
+  *) echo "usage: tests/install.sh [--vm | --vm-only]" >&2; exit 2 ;;
+esac
+
+# package: why (the test that needs it)
+PACKAGES=(
+  "swaks: SMTP client of test_delivery, test_submission, test_tls"
+  "libnet-ssleay-perl: swaks --tls/--tlsc (Net::SSLeay; only a Recommends of swaks)"
+  "libio-socket-ssl-perl: swaks' TLS socket layer (IO::Socket::SSL)"
+  "openssl: s_client/s_server/req/x509 in the tests, certificates of the VM and Nix checks"
+  "curl: IMAP/IMAPS/POP3/POP3S client (test_imap_clients, test_pop3); libcurl4 has OpenSSL"
+  "fetchmail: POP3 client with STLS and POP3S (test_pop3)"
+  "isync: mbsync, IMAP sync client with STARTTLS (test_imap_clients)"
+  "libsasl2-modules: the SASL PLAIN/LOGIN mechanisms mbsync's AUTHENTICATE needs (a Recommends)"
+  "testssl.sh: TLS protocol/cipher scans (test_tls); brings bsdextrautils, dnsutils, procps"
+  "postfix: the remote MX of the queue tests (test_queue)"
+  "dnsmasq-base: the DNS server of the queue tests (MX records)"
+  "python3: the integration tests (/usr/bin/python3), the VM checks, mirror/selfcheck helpers"
+  "python3-pytest: runs tests/integration"
+  "python3-cryptography: certificates made in the tests (icshelpers.make_dated_cert)"
+  "python3-aiosmtpd: the smarthost peers of test_queue_relay"
+  "systemd: systemd-socket-activate (test_socket_activation); systemd-analyze, -sysusers (VM)"
+  "nix-bin: nix-instantiate/nix for the Nix checks (nixos-module/eval/check.sh)"
+)
+VM_PACKAGES=(
+  "mmdebstrap: builds the VM test's Debian guest"
+  "e2fsprogs: mkfs.ext4 -d makes the guest's disk from a directory"
+  "binutils: objcopy strips the binary copied into the guest"
+  "systemd: systemd-analyze verify/security, systemd-sysusers --root, systemctl --root"
+  "openssl: the guest's test certificate"
+  "python3: tests/vm/check.py, the kernel's decompression"
+)
+# QEMU from bookworm-backports: bookworm's 7.2 would make apt remove a qemu-utils 10.x that a
+# machine may already have (this development machine does). Each package whose version the
+# others pin exactly is named; ipxe-qemu (virtio-net's option ROM) comes from bookworm itself.
+VM_BACKPORTS=(
+  "qemu-system-x86: the VM test's QEMU (TCG)"
+  "qemu-system-common: its common files (pinned to the same version)"
+  "qemu-system-data: its firmware blobs, e.g. the PVH boot ROM (same version)"
+  "seabios: its BIOS (the version qemu 10 needs)"
+)
+
+SUDO=()
+[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+# other apt users (unattended upgrades, a parallel job) hold the lock for a while
+APT_OPTS=(-o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
+
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+names() { local e; for e in "$@"; do printf '%s\n' "${e%%:*}"; done; }
+
+missing=()
+lists=()
+((WITH_TESTS)) && lists+=("${PACKAGES[@]}")
+((WITH_VM)) && lists+=("${VM_PACKAGES[@]}")
+while read -r pkg; do
+  installed "$pkg" || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+done < <(names "${lists[@]}")
+if ((${#missing[@]})); then
+  echo "install.sh: installing ${missing[*]}"
+  "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=600 update
+  postfix_before=0; installed postfix && postfix_before=1
+  "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" "${missing[@]}"
+  # The tests run private Postfix instances on 127.0.0.x:25; the system instance that the
+  # package starts under systemd (inet_interfaces = all) would hold that port. Only a
+  # Postfix installed here and now is stopped: an existing one is the machine's business.
+  if [ "$postfix_before" = 0 ] && [ -d /run/systemd/system ]; then
+    echo "install.sh: stopping and disabling the system postfix.service just installed (the tests start their own)"
+    "${SUDO[@]}" systemctl disable --now postfix.service
+  fi
+fi
+
+if ((WITH_VM)) && ! command -v qemu-system-x86_64 >/dev/null; then
+  # a private sources list from this machine's own mirror: nothing global changes
+  archive=$("$HERE/mirror.sh" archive)
+  security=$("$HERE/mirror.sh" security 2>/dev/null || true)
+  APTD=${CACHE:-/var/cache/icsmail-vm}/apt-host
+  "${SUDO[@]}" mkdir -p "$APTD/lists/partial"
+  {
+    printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s bookworm-backports main\n' \
+      "$archive" "$archive" "$archive"
+    [ -z "$security" ] || printf 'deb %s bookworm-security main\n' "$security"
+  } | "${SUDO[@]}" tee "$APTD/sources.list" >/dev/null
+  A=(-o Dir::Etc::sourcelist="$APTD/sources.list" -o Dir::Etc::sourceparts=- -o Dir::State::lists="$APTD/lists")
+  bp=()
+  while read -r pkg; do bp+=("$pkg/bookworm-backports"); done < <(names "${VM_BACKPORTS[@]}")
+  echo "install.sh: installing ${bp[*]} (sources: $APTD/sources.list)"
+  "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=600 "${A[@]}" update
+  "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" "${A[@]}" "${bp[@]}"
+fi
