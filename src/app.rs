@@ -1,14 +1,19 @@
-//! Assembling the daemons of one process from a validated configuration: shared accounts,
-//! store, authenticator and TLS certificates, then the chosen protocol services.
+//! Assembling the daemons of one process: the live settings, the store, the authenticator, the
+//! TLS certificates, the queue's delivery task, then the chosen protocol services; and what a
+//! reload (SIGHUP) does.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use tracing::info;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
 
-use crate::auth::{Authenticator, Directory};
-use crate::config::Config;
+use crate::auth::Authenticator;
+use crate::config::layers::Source;
 use crate::daemon::{self, Service};
+use crate::queue::{self, Outbound};
+use crate::settings::{Live, Settings};
+use crate::smtp::inbound::Inbound;
 use crate::store::MailStore;
 use crate::tls::{self, ReloadableCert};
 use crate::{imap, pop3, smtp};
@@ -37,82 +42,153 @@ impl Daemons {
     }
 }
 
-/// Starts the chosen daemons and serves until SIGTERM.
-pub fn run(config: Config, which: Daemons) -> anyhow::Result<()> {
-    init_logging();
+/// Starts the chosen daemons of `source`'s configuration and serves until SIGTERM; SIGHUP
+/// reloads the settings and the certificates.
+pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
+    crate::logging::init();
     return_big_allocations_to_the_system();
-    let directory =
-        Arc::new(Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?);
+    let settings = Settings::load(&source)
+        .map_err(|errors| anyhow::anyhow!("{}:\n{errors}", source.name()))?;
+    let live = Arc::new(Live::new(source, settings));
+    let settings = live.load();
+    let storage = &settings.storage;
     let store = Arc::new(MailStore::new(
-        config.storage.path.clone(),
-        config.storage.default_folders.clone(),
+        storage.path.clone(),
+        storage.default_folders.clone(),
     ));
-    for account in directory.accounts() {
-        store.ensure_account(&account.address).with_context(|| {
-            format!("storage.path: creating the mailbox of {}", account.address)
-        })?;
-    }
-    let authenticator = Arc::new(Authenticator::new(
-        directory.clone(),
-        config.default_auth_domain.clone(),
-    )?);
-    let provider = Arc::new(tls::provider(config.tls.dh_key_length));
-    let load_cert = |pair: &Option<_>, key| -> anyhow::Result<Option<Arc<ReloadableCert>>> {
-        Ok(match pair {
-            Some(pair) => Some(Arc::new(ReloadableCert::load(pair, key, provider.clone())?)),
-            None => None,
-        })
-    };
-    let smtp_cert = if which.smtp() {
-        load_cert(&config.smtp.certificate, "smtp.certificate")?
-    } else {
-        None
-    };
-    let access_cert = if which.pop3() || which.imap() {
-        load_cert(&config.access.certificate, "access.certificate")?
-    } else {
-        None
-    };
-    let smtp_tls = smtp_cert.clone().map(tls::acceptor).transpose()?;
-    let access_tls = access_cert.clone().map(tls::acceptor).transpose()?;
-    let certificates: Vec<Arc<ReloadableCert>> = smtp_cert.into_iter().chain(access_cert).collect();
+    ensure_mailboxes(&store, &settings)?;
+    let authenticator = Arc::new(Authenticator::new(live.clone())?);
+    let certificates = Certificates::load(&settings, which)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let mut services: Vec<Service> = Vec::new();
+        let mut smtp_ctx = None;
         if which.smtp() {
+            let kicks = queue::start_delivery(live.clone(), store.clone());
+            let inbound = Inbound {
+                store: store.clone(),
+                outbound: Outbound::new(&settings.queue.state_dir, Some(kicks)),
+            };
             let ctx = Arc::new(smtp::session::SmtpContext::new(
-                &config,
-                directory.clone(),
-                store.clone(),
+                live.clone(),
                 authenticator.clone(),
-                smtp_tls,
+                certificates.smtp_acceptor()?,
+                inbound,
             ));
-            services.extend(smtp::server::services(&config, ctx)?);
+            services.extend(smtp::server::services(&settings.model, ctx.clone())?);
+            smtp_ctx = Some(ctx);
         }
+        let access_tls = certificates.access_acceptor()?;
         if which.imap() {
             let ctx = Arc::new(imap::context::ImapContext::new(
-                &config,
+                &settings,
                 authenticator.clone(),
                 store.clone(),
                 access_tls.clone(),
             ));
-            services.extend(imap::server::services(&config, ctx)?);
+            services.extend(imap::server::services(&settings.model, ctx)?);
         }
         if which.pop3() {
-            let ctx = Arc::new(pop3::session::Pop3Context::new(
-                &config,
-                authenticator.clone(),
-                store.clone(),
-                access_tls,
-            ));
-            services.extend(pop3::server::services(&config, ctx)?);
+            let ctx = Arc::new(pop3::session::Pop3Context {
+                live: live.clone(),
+                authenticator: authenticator.clone(),
+                store: store.clone(),
+                tls: access_tls,
+            });
+            services.extend(pop3::server::services(&settings.model, ctx)?);
         }
-        info!(
-            hostname = config.helo_name.as_deref().unwrap_or(""),
-            "ics-mail starting"
-        );
-        daemon::run(services, certificates).await
+        info!(hostname = settings.hostname, "ics-mail starting");
+        let reload = move || {
+            reload(&live, &store, smtp_ctx.as_deref());
+            certificates.reload();
+        };
+        daemon::run(services, Box::new(reload)).await
     })
+}
+
+/// The mailbox of every account, made now rather than at the first delivery.
+fn ensure_mailboxes(store: &MailStore, settings: &Settings) -> anyhow::Result<()> {
+    for account in settings.directory.accounts() {
+        store.ensure_account(&account.address).with_context(|| {
+            format!("storage.path: creating the mailbox of {}", account.address)
+        })?;
+    }
+    Ok(())
+}
+
+/// SIGHUP: the settings are read again and put in force for new sessions (on error the old
+/// ones stay), and what holds settings outside the sessions takes the new values.
+fn reload(live: &Live, store: &MailStore, smtp: Option<&smtp::session::SmtpContext>) {
+    match live.reload() {
+        Ok(reloaded) => {
+            let settings = live.load();
+            store.set_default_folders(settings.storage.default_folders.clone());
+            if let Err(err) = ensure_mailboxes(store, &settings) {
+                warn!("after the reload: {err:#}");
+            }
+            if let Some(smtp) = smtp {
+                smtp.apply(&settings);
+            }
+            info!(source = live.source().name(), "settings reloaded");
+            for key in reloaded.restart_needed {
+                warn!(
+                    key,
+                    "this setting changed: it takes effect at the next restart"
+                );
+            }
+        }
+        Err(errors) => warn!(
+            source = live.source().name(),
+            "reload refused, the settings stay as they were:\n{errors}"
+        ),
+    }
+}
+
+/// The certificates of the daemons of this process, reloadable in place.
+struct Certificates {
+    smtp: Option<Arc<ReloadableCert>>,
+    access: Option<Arc<ReloadableCert>>,
+}
+
+impl Certificates {
+    fn load(settings: &Settings, which: Daemons) -> anyhow::Result<Certificates> {
+        let provider = Arc::new(tls::provider(settings.model.tls.dh_key_length));
+        let load = |pair: &Option<_>, key| -> anyhow::Result<Option<Arc<ReloadableCert>>> {
+            Ok(match pair {
+                Some(pair) => Some(Arc::new(ReloadableCert::load(pair, key, provider.clone())?)),
+                None => None,
+            })
+        };
+        Ok(Certificates {
+            smtp: match which.smtp() {
+                true => load(&settings.smtp.certificate, "smtp.certificate")?,
+                false => None,
+            },
+            access: match which.pop3() || which.imap() {
+                true => load(&settings.access.certificate, "access.certificate")?,
+                false => None,
+            },
+        })
+    }
+
+    fn smtp_acceptor(&self) -> anyhow::Result<Option<TlsAcceptor>> {
+        Ok(self.smtp.clone().map(tls::acceptor).transpose()?)
+    }
+
+    fn access_acceptor(&self) -> anyhow::Result<Option<TlsAcceptor>> {
+        Ok(self.access.clone().map(tls::acceptor).transpose()?)
+    }
+
+    /// Re-reads the certificate files (sessions in progress keep theirs).
+    fn reload(&self) {
+        for cert in self.smtp.iter().chain(&self.access) {
+            let (cert_file, _) = cert.files();
+            match cert.reload() {
+                Ok(()) => info!(file = %cert_file.display(), "certificate reloaded"),
+                Err(err) => warn!("certificate reload failed, keeping the old one: {err}"),
+            }
+        }
+    }
 }
 
 /// Large allocations (an argon2id verification takes 19 MiB; big messages) get their own
@@ -125,21 +201,4 @@ fn return_big_allocations_to_the_system() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
-}
-
-/// Logs to stderr (the journal under systemd, which stamps lines itself); `RUST_LOG` filters.
-pub fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // A second call (several roles in one process) keeps the first subscriber.
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
 }

@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, Daemons};
 use crate::auth::hash_argon2id;
-use crate::config::{self, Config, ConfigErrors, Scope};
-use crate::tls;
+use crate::config::layers::Source;
+use crate::settings;
 
 #[derive(Parser)]
 #[command(
@@ -70,25 +70,19 @@ enum Command {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let file = |path: PathBuf| Source::File(path);
     let result = match cli.command {
-        Command::CheckConfig { config, file_only } => {
-            let scope = if file_only {
-                Scope::FileOnly
-            } else {
-                Scope::Machine
-            };
-            return check_config(&config, scope);
-        }
+        Command::CheckConfig { config, file_only } => return check_config(&config, file_only),
         Command::HashPassword => hash_password(),
         Command::Queue { command } => crate::queue::cli::run(command),
-        Command::Smtpd { config } => load(&config).and_then(|c| app::run(c, Daemons::Smtp)),
-        Command::Imapd { config } => load(&config).and_then(|c| app::run(c, Daemons::Imap)),
-        Command::Pop3d { config } => load(&config).and_then(|c| app::run(c, Daemons::Pop3)),
+        Command::Smtpd { config } => app::run(file(config), Daemons::Smtp),
+        Command::Imapd { config } => app::run(file(config), Daemons::Imap),
+        Command::Pop3d { config } => app::run(file(config), Daemons::Pop3),
         Command::Serve { config } => match config {
-            Some(path) => load(&path),
-            None => crate::demo::default_config(),
+            Some(path) => Ok(file(path)),
+            None => crate::demo::default_source(),
         }
-        .and_then(|c| app::run(c, Daemons::All)),
+        .and_then(|source| app::run(source, Daemons::All)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,18 +93,21 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn check_config(path: &Path, scope: Scope) -> ExitCode {
-    let result = config::load_file_in(path, scope).and_then(|config| match scope {
-        Scope::Machine => check_machine_files(&config),
-        Scope::FileOnly => Ok(()),
-    });
+/// `check-config`: the file alone with `--static`; otherwise everything the daemons read at
+/// start (the override layer, secret files, the host name, the certificates).
+fn check_config(path: &Path, file_only: bool) -> ExitCode {
+    let source = Source::File(path.to_path_buf());
+    let result = if file_only {
+        settings::check_static(&source).map(drop)
+    } else {
+        settings::check_machine(&source)
+    };
     match result {
         Ok(()) => {
-            let how = match scope {
-                Scope::Machine => "",
-                Scope::FileOnly => {
-                    " (static: secret files, certificates and host name not checked)"
-                }
+            let how = if file_only {
+                " (static: the override layer, secret files, certificates and host name not checked)"
+            } else {
+                ""
             };
             println!("{}: ok{how}", path.display());
             ExitCode::SUCCESS
@@ -119,43 +116,6 @@ fn check_config(path: &Path, scope: Scope) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The files a valid configuration names that only the daemons read, checked the way they
-/// read them: the certificates with their keys (as at start), the smarthost password (as the
-/// queue runner does at every pass). The password hash files were read by validation already.
-fn check_machine_files(config: &Config) -> Result<(), ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let provider = tls::provider(config.tls.dh_key_length);
-    for (key, pair) in [
-        ("smtp.certificate", &config.smtp.certificate),
-        ("access.certificate", &config.access.certificate),
-    ] {
-        if let Some(pair) = pair {
-            if let Err(err) = tls::load_certified_key(pair, key, &provider) {
-                errors.push(err.to_string());
-            }
-        }
-    }
-    let auth = &config.relay.auth;
-    if let (true, Some(file)) = (auth.enable, &auth.password_file) {
-        match std::fs::read_to_string(file) {
-            Ok(text) if text.lines().next().unwrap_or("").is_empty() => errors.push(format!(
-                "relay.auth.passwordFile: {} has an empty first line (the password)",
-                file.display()
-            )),
-            Ok(_) => {}
-            Err(err) => errors.push(format!(
-                "relay.auth.passwordFile: cannot read {}: {err}",
-                file.display()
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
     }
 }
 
@@ -171,9 +131,4 @@ fn hash_password() -> anyhow::Result<()> {
     anyhow::ensure!(!password.is_empty(), "empty password on stdin");
     println!("{}", hash_argon2id(password.as_bytes())?);
     Ok(())
-}
-
-/// Reads and validates a configuration file; the error lists every problem.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
-    config::load_file(path).map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))
 }

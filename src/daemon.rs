@@ -19,7 +19,6 @@ use crate::config::Config;
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use crate::net::listeners::{self, ListenSpec};
 use crate::net::notify;
-use crate::tls::ReloadableCert;
 
 /// How long sessions may take to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -128,12 +127,12 @@ struct Accepted {
     handler: Handler,
 }
 
+/// What SIGHUP does (re-read the settings and certificates; sessions in progress keep theirs).
+pub type OnReload = Box<dyn Fn() + Send + Sync>;
+
 /// Serves until SIGTERM or SIGINT, then lets sessions finish (at most [`SHUTDOWN_GRACE`]).
-/// SIGHUP re-reads the certificates in `certificates` (sessions in progress keep theirs).
-pub async fn run(
-    services: Vec<Service>,
-    certificates: Vec<Arc<ReloadableCert>>,
-) -> anyhow::Result<()> {
+/// SIGHUP runs `on_reload`, with `RELOADING=1` and `READY=1` around it for systemd.
+pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
     let mut acceptors = JoinSet::new();
@@ -165,7 +164,11 @@ pub async fn run(
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => reload_certificates(&certificates),
+            _ = hangup.recv() => {
+                notify::reloading();
+                on_reload();
+                notify::ready("reloaded");
+            }
             Some(conn) = accepted_rx.recv() => {
                 let Accepted { stream, peer, slot, handler } = conn;
                 let session = handler(stream, peer, shutdown_rx.clone());
@@ -193,16 +196,6 @@ pub async fn run(
         sessions.abort_all();
     }
     Ok(())
-}
-
-fn reload_certificates(certificates: &[Arc<ReloadableCert>]) {
-    for cert in certificates {
-        let (cert_file, _) = cert.files();
-        match cert.reload() {
-            Ok(()) => info!(file = %cert_file.display(), "certificate reloaded"),
-            Err(err) => warn!("certificate reload failed, keeping the old one: {err}"),
-        }
-    }
 }
 
 async fn accept_loop(

@@ -12,7 +12,7 @@ use anyhow::Context;
 use rand::distributions::{Alphanumeric, DistString};
 
 use crate::auth::hash_argon2id;
-use crate::config::{self, Config};
+use crate::config::{self, layers::Source};
 use crate::tls::ensure_self_signed;
 
 pub const STATE_DIR: &str = "icsmail-state";
@@ -34,7 +34,7 @@ const DEFAULT_CONFIG: &str = r#"{
 }"#;
 
 /// The default configuration with the demo account; prints its credentials.
-pub fn default_config() -> anyhow::Result<Config> {
+pub fn default_source() -> anyhow::Result<Source> {
     let password = demo_password(Path::new(STATE_DIR))?;
     let mut value: serde_json::Value =
         serde_json::from_str(DEFAULT_CONFIG).context("embedded default configuration")?;
@@ -48,7 +48,11 @@ pub fn default_config() -> anyhow::Result<Config> {
     let certificate = serde_json::json!({ "certFile": pair.cert_file, "keyFile": pair.key_file });
     value["smtp"]["certificate"] = certificate.clone();
     value["access"]["certificate"] = certificate;
-    let config = config::load_str(&value.to_string())
+    let source = Source::Text {
+        name: "the embedded demo configuration".into(),
+        text: value.to_string(),
+    };
+    let config = config::layers::read(&source)
         .map_err(|errors| anyhow::anyhow!("embedded default configuration:\n{errors}"))?;
     println!(
         "ics-mail demo: SMTP on 127.0.0.1:{} (STARTTLS), submission :{}, SMTPS :{}, IMAP :{}, IMAPS :{}, POP3 :{}, POP3S :{}",
@@ -65,7 +69,7 @@ pub fn default_config() -> anyhow::Result<Config> {
         "ics-mail demo: mail is stored under {}",
         config.storage.path.display()
     );
-    Ok(config)
+    Ok(source)
 }
 
 /// Reads the demo password, creating it (mode 0600) on first start.

@@ -41,9 +41,32 @@ pub enum AuthFailure {
     Invalid,
 }
 
+/// Where the authenticator finds the accounts: the settings in force at the moment of each
+/// login (so a changed password or a removed account counts at once, also for sessions that
+/// started before the change).
+pub trait Accounts: Send + Sync {
+    fn directory(&self) -> Arc<Directory>;
+    /// `defaultAuthDomain`.
+    fn default_domain(&self) -> Option<String>;
+}
+
+/// A fixed account list (tests, one-shot commands).
+pub struct FixedAccounts {
+    pub directory: Arc<Directory>,
+    pub default_domain: Option<String>,
+}
+
+impl Accounts for FixedAccounts {
+    fn directory(&self) -> Arc<Directory> {
+        self.directory.clone()
+    }
+    fn default_domain(&self) -> Option<String> {
+        self.default_domain.clone()
+    }
+}
+
 pub struct Authenticator {
-    directory: Arc<Directory>,
-    default_domain: Option<String>,
+    accounts: Arc<dyn Accounts>,
     throttle: Mutex<Throttle>,
     /// Verified against when the account doesn't exist, so both cases cost the same.
     decoy: StoredHash,
@@ -52,12 +75,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(directory: Arc<Directory>, default_domain: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(accounts: Arc<dyn Accounts>) -> anyhow::Result<Self> {
         let decoy = StoredHash::parse(&hash_argon2id(b"decoy password for unknown users")?)
             .map_err(anyhow::Error::msg)?;
         Ok(Authenticator {
-            directory,
-            default_domain,
+            accounts,
             throttle: Mutex::new(Throttle::default()),
             decoy,
             verify_slots: tokio::sync::Semaphore::new(concurrent_verifications()),
@@ -67,7 +89,8 @@ impl Authenticator {
     /// The account a login name means: `user` → `user@<defaultAuthDomain>`; full addresses as
     /// they are.
     pub fn account_for(&self, login: &str) -> Option<Address> {
-        let full = match (&self.default_domain, login.contains('@')) {
+        let default_domain = self.accounts.default_domain();
+        let full = match (&default_domain, login.contains('@')) {
             (Some(domain), false) => format!("{login}@{domain}"),
             _ => login.to_string(),
         };
@@ -96,9 +119,10 @@ impl Authenticator {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let directory = self.accounts.directory();
         let stored = account
             .as_ref()
-            .and_then(|address| self.directory.account(address))
+            .and_then(|address| directory.account(address))
             .map(|account| account.password.clone());
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.clone());

@@ -1,11 +1,10 @@
-//! The accounts and aliases of the local domains, resolved from the configuration.
+//! The accounts and aliases of the local domains, as the settings give them.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::password::StoredHash;
 use crate::address::Address;
-use crate::config::{Config, ConfigErrors};
+use crate::config::Config;
 
 /// One mailbox owner.
 #[derive(Debug, Clone)]
@@ -35,24 +34,15 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Builds the directory, reading `hashedPasswordFile`s. Every problem names its key.
-    pub fn from_config(config: &Config) -> Result<Directory, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
+    /// The directory of `config`'s accounts with their password `hashes` (by account key, as
+    /// the settings read them). Entries validation refused are left out.
+    pub fn new(config: &Config, hashes: &BTreeMap<String, StoredHash>) -> Directory {
         let mut directory = Directory {
             domains: config.domains.iter().map(|d| d.to_lowercase()).collect(),
             ..Directory::default()
         };
         for (key, account) in &config.accounts {
-            let path = format!("accounts.{key}");
-            let Ok(address) = Address::parse(key) else {
-                continue; // reported by validation
-            };
-            let Some(password) = load_hash(
-                &path,
-                &account.hashed_password,
-                &account.hashed_password_file,
-                &mut errors,
-            ) else {
+            let (Ok(address), Some(password)) = (Address::parse(key), hashes.get(key)) else {
                 continue;
             };
             for alias in &account.aliases {
@@ -65,16 +55,12 @@ impl Directory {
                 Account {
                     address,
                     display_name: account.display_name.clone(),
-                    password,
+                    password: password.clone(),
                     quota: account.quota,
                 },
             );
         }
-        if errors.is_empty() {
-            Ok(directory)
-        } else {
-            Err(errors)
-        }
+        directory
     }
 
     pub fn is_local_domain(&self, domain: &str) -> bool {
@@ -110,46 +96,6 @@ impl Directory {
         match self.aliases.get(address) {
             Some(target) => Recipient::Local(target.clone()),
             None => Recipient::UnknownLocal,
-        }
-    }
-}
-
-fn load_hash(
-    path: &str,
-    inline: &Option<String>,
-    file: &Option<PathBuf>,
-    errors: &mut ConfigErrors,
-) -> Option<StoredHash> {
-    let (key, text) = match (inline, file) {
-        (Some(text), None) => (format!("{path}.hashedPassword"), text.clone()),
-        (None, Some(file)) => {
-            let key = format!("{path}.hashedPasswordFile");
-            match std::fs::read_to_string(file) {
-                Ok(text) => (key, text),
-                Err(err) => {
-                    errors.push(format!("{key}: cannot read {}: {err}", file.display()));
-                    return None;
-                }
-            }
-        }
-        (Some(_), Some(_)) => {
-            errors.push(format!(
-                "{path}: set either hashedPassword or hashedPasswordFile, not both"
-            ));
-            return None;
-        }
-        (None, None) => {
-            errors.push(format!(
-                "{path}: no password: set hashedPassword or hashedPasswordFile (icsmail hash-password makes one)"
-            ));
-            return None;
-        }
-    };
-    match StoredHash::parse(&text) {
-        Ok(hash) => Some(hash),
-        Err(err) => {
-            errors.push(format!("{key}: {err}"));
-            None
         }
     }
 }

@@ -5,6 +5,6 @@ pub mod directory;
 pub mod password;
 pub mod sasl;
 
-pub use authenticator::{AuthFailure, Authenticator};
+pub use authenticator::{Accounts, AuthFailure, Authenticator, FixedAccounts};
 pub use directory::{Account, Directory, Recipient};
 pub use password::{hash_argon2id, StoredHash};

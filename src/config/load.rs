@@ -9,13 +9,22 @@ use super::ConfigErrors;
 /// Parses `text` (JSON) into a [`Config`]. Type errors and unknown keys are reported per top-level
 /// key, so one bad section does not hide the problems of another.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let value: Value = serde_json::from_str(text).map_err(|err| {
+    parse_value(json(text)?)
+}
+
+/// `text` as a JSON value (a parse error names line and column).
+pub fn json(text: &str) -> Result<Value, ConfigErrors> {
+    serde_json::from_str(text).map_err(|err| {
         ConfigErrors::single(format!(
             "(file): not valid JSON: {err} (line {}, column {})",
             err.line(),
             err.column()
         ))
-    })?;
+    })
+}
+
+/// A JSON value into a [`Config`], every problem with its key path.
+pub fn parse_value(value: Value) -> Result<Config, ConfigErrors> {
     let Value::Object(map) = value else {
         return Err(ConfigErrors::single(
             "(file): the configuration must be a JSON object".to_string(),

@@ -1,21 +1,21 @@
 //! Configuration: the model (`model`), its value types (`types`), reading JSON with key paths
-//! (`load`), the syntax of names and networks (`syntax`) and the semantic checks (`validate`).
+//! (`load`), the declarative file and its override layer (`layers`), the syntax of names and
+//! networks (`syntax`), the semantic checks (`validate`) and the refusal of what this version
+//! lacks (`unimplemented`). Everything here looks at the file alone: what the machine adds
+//! (secret files, the host name) is read by `settings`.
 
+pub mod layers;
 pub mod load;
 pub mod model;
 pub mod syntax;
 pub mod types;
+mod unimplemented;
 pub mod validate;
-
-#[cfg(test)]
-mod tests;
 
 pub use model::Config;
 pub use types::{Port, TlsMode};
-pub use validate::Scope;
 
 use std::fmt;
-use std::path::Path;
 
 /// Every problem found in a configuration, one line each, each starting with its key path.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -49,24 +49,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads, parses and validates a configuration file (with everything the machine says: see
-/// [`Scope::Machine`]).
-pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    load_file_in(path, Scope::Machine)
-}
-
-/// Reads, parses and validates a configuration file, looking only as far as `scope` allows.
-pub fn load_file_in(path: &Path, scope: Scope) -> Result<Config, ConfigErrors> {
-    let config = load::read(path)?;
-    validate::validate_in(config, scope)
-}
-
-/// Parses and validates configuration text.
+/// Parses and validates configuration text (the file alone: see [`validate::validate`]).
 pub fn load_str(text: &str) -> Result<Config, ConfigErrors> {
-    load_str_in(text, Scope::Machine)
-}
-
-/// Parses and validates configuration text, looking only as far as `scope` allows.
-pub fn load_str_in(text: &str, scope: Scope) -> Result<Config, ConfigErrors> {
-    validate::validate_in(load::parse(text)?, scope)
+    validate::validate(load::parse(text)?)
 }

@@ -2,13 +2,13 @@
 //! `services.icsMail` (minus the Nix-only options). Every struct denies unknown keys, and every
 //! default here is the seed's default (DESIGN.md §3); the NixOS module does not repeat them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::types::{Port, TlsMode};
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Config {
     /// Mail domains this server is final destination for (case-insensitive).
@@ -47,9 +47,18 @@ impl Config {
     pub fn hostname(&self) -> String {
         self.helo_name.clone().unwrap_or_else(|| "localhost".into())
     }
+
+    /// `dns.nameservers` as socket addresses (validation refuses entries that aren't).
+    pub fn nameservers(&self) -> Vec<std::net::SocketAddr> {
+        self.dns
+            .nameservers
+            .iter()
+            .filter_map(|server| crate::dns::parse_nameserver(server))
+            .collect()
+    }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Account {
     /// argon2id (`$argon2id$…`) or SHA-512-crypt (`$6$…`) hash.
@@ -63,7 +72,7 @@ pub struct Account {
     pub quota: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct StateDir(pub PathBuf);
 
@@ -73,14 +82,14 @@ impl Default for StateDir {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CertificatePair {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Smtp {
     /// Inbound SMTP (MX) port.
@@ -113,7 +122,7 @@ impl Default for Smtp {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Smtps {
     pub enable: bool,
@@ -130,7 +139,7 @@ impl Default for Smtps {
 }
 
 /// Protection limits of the SMTP server (not in the seed; Postfix-like defaults).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct SmtpLimits {
     /// Recipients per message; more get `452 4.5.3`.
@@ -160,7 +169,7 @@ impl Default for SmtpLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Access {
     /// Interface names or addresses IMAP and POP3 listen on; empty = all.
@@ -169,14 +178,14 @@ pub struct Access {
     pub implicit_tls: ImplicitTls,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ImplicitTls {
     /// Also listen for IMAPS and POP3S.
     pub enable: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Imap {
     pub port: Port,
@@ -192,7 +201,7 @@ impl Default for Imap {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Pop3 {
     pub port: Port,
@@ -208,7 +217,7 @@ impl Default for Pop3 {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Tls {
     pub mode: TlsMode,
@@ -225,7 +234,7 @@ impl Default for Tls {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RateLimit {
     pub enable: bool,
@@ -244,7 +253,7 @@ impl Default for RateLimit {
 }
 
 /// All values in minutes, as in the seed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Queue {
     pub interval: u32,
@@ -264,7 +273,7 @@ impl Default for Queue {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Relay {
     /// Smarthost for all non-local mail; null = direct MX delivery.
@@ -287,7 +296,7 @@ impl Default for Relay {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RelayAuth {
     pub enable: bool,
@@ -295,14 +304,14 @@ pub struct RelayAuth {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ChangeSender {
     pub enable: bool,
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Lists {
     /// IP addresses, networks (CIDR), domains, mail server host names, mailboxes.
@@ -310,7 +319,7 @@ pub struct Lists {
     pub blacklist: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Storage {
     /// Root of the Maildir++ tree: `<path>/<domain>/<local part>/`.
@@ -337,7 +346,7 @@ impl Default for Storage {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DefaultFolder {
     pub name: String,
@@ -346,7 +355,7 @@ pub struct DefaultFolder {
 }
 
 /// RFC 6154 roles.
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum SpecialUse {
     All,
@@ -373,14 +382,14 @@ impl SpecialUse {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Antivirus {
     pub clamav: Clamav,
     pub kaspersky: Kaspersky,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Clamav {
     pub enable: bool,
@@ -397,7 +406,7 @@ impl Default for Clamav {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Kaspersky {
     pub enable: bool,
@@ -405,7 +414,7 @@ pub struct Kaspersky {
     pub icap_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Dkim {
     pub verify: bool,
@@ -426,14 +435,14 @@ impl Default for Dkim {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Dlp {
     pub enable: bool,
     pub icap_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Spam {
     /// DNSBL zones queried with the client's address.
@@ -441,7 +450,7 @@ pub struct Spam {
     pub greylist: Greylist,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Greylist {
     pub enable: bool,
@@ -464,7 +473,7 @@ impl Default for Greylist {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AddressBook {
     pub enable: bool,
@@ -486,7 +495,7 @@ impl Default for AddressBook {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Dns {
     /// `ip` or `ip:port` resolvers; empty = the system's resolv.conf.

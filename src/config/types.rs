@@ -1,11 +1,12 @@
 //! Small value types of the configuration with their own checks at parse time.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 /// A TCP port, 1–65535. Zero and larger values are rejected while parsing, so the error names
 /// the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct Port(pub u16);
 
 impl<'de> Deserialize<'de> for Port {
@@ -27,7 +28,7 @@ impl fmt::Display for Port {
 }
 
 /// The seed's three encryption modes: "Not use", "May use", "Use".
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// No STARTTLS; passwords in plain text.

@@ -8,37 +8,17 @@ use super::model::{Account, Config, DefaultFolder};
 use super::syntax::{dns_name, list_entry_problem, Letters};
 use super::{ConfigErrors, TlsMode};
 use crate::address::{normalize_domain, Address};
-use crate::auth::password::StoredHash;
-use crate::auth::Directory;
 
 /// Largest `smtp.maxMessageSize` accepted: messages are held in memory while received.
 pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1 << 30;
 
-/// How far the checks may look beyond the configuration text itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// The file and the machine it runs on: every `hashedPasswordFile` is read and parsed, and
-    /// an unset `heloName` is filled in from the host name. What the daemons do before they
-    /// start, and what `icsmail check-config` does by default.
-    Machine,
-    /// Only what the file itself says: no secret file is read, the host name is not looked up
-    /// (`heloName` stays unset). For a Nix build sandbox, which has neither the secrets nor the
-    /// target's host name (`icsmail check-config --static`). Not for starting a daemon.
-    FileOnly,
-}
-
-/// Checks `config` with everything the machine says ([`Scope::Machine`]).
-pub fn validate(config: Config) -> Result<Config, ConfigErrors> {
-    validate_in(config, Scope::Machine)
-}
-
-/// Checks `config`, normalises it (lowercase domains; `heloName` filled in when `scope` is
-/// [`Scope::Machine`]) and returns it.
-pub fn validate_in(mut config: Config, scope: Scope) -> Result<Config, ConfigErrors> {
+/// Checks `config` as far as the file itself goes — no file is read, no name looked up —
+/// and normalises it (lowercase domains and names). Every problem is collected.
+pub fn validate(mut config: Config) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     check_domains(&mut config, &mut errors);
-    check_accounts(&config, scope, &mut errors);
-    check_names(&mut config, scope, &mut errors);
+    check_accounts(&config, &mut errors);
+    check_names(&mut config, &mut errors);
     check_smtp(&config, &mut errors);
     check_ports(&config, &mut errors);
     check_tls(&config, &mut errors);
@@ -68,7 +48,7 @@ fn check_domains(config: &mut Config, errors: &mut ConfigErrors) {
     }
 }
 
-fn check_accounts(config: &Config, scope: Scope, errors: &mut ConfigErrors) {
+fn check_accounts(config: &Config, errors: &mut ConfigErrors) {
     let local = |address: &Address| config.domains.iter().any(|d| d == address.domain());
     // address → the key that claimed it first
     let mut claimed: BTreeMap<Address, String> = BTreeMap::new();
@@ -97,31 +77,15 @@ fn check_accounts(config: &Config, scope: Scope, errors: &mut ConfigErrors) {
             errors.push(format!("{path}.quota: must be positive (null = unlimited)"));
         }
     }
-    match scope {
-        Scope::Machine => {
-            if let Err(more) = Directory::from_config(config) {
-                errors.0.extend(more.0);
-            }
-        }
-        Scope::FileOnly => {
-            for (key, account) in &config.accounts {
-                check_password_in_file(&format!("accounts.{key}"), account, errors);
-            }
-        }
+    for (key, account) in &config.accounts {
+        check_password_keys(&format!("accounts.{key}"), account, errors);
     }
 }
 
-/// The password settings of one account as far as the file shows them: exactly one of the two
-/// keys, and an inline hash that parses. (With [`Scope::Machine`], `Directory::from_config`
-/// does this and also reads the `hashedPasswordFile`.)
-fn check_password_in_file(path: &str, account: &Account, errors: &mut ConfigErrors) {
+/// Exactly one of the two password keys (the hash itself is checked where hashes are known).
+fn check_password_keys(path: &str, account: &Account, errors: &mut ConfigErrors) {
     match (&account.hashed_password, &account.hashed_password_file) {
-        (Some(text), None) => {
-            if let Err(err) = StoredHash::parse(text) {
-                errors.push(format!("{path}.hashedPassword: {err}"));
-            }
-        }
-        (None, Some(_)) => {}
+        (Some(_), None) | (None, Some(_)) => {}
         (Some(_), Some(_)) => errors.push(format!(
             "{path}: set either hashedPassword or hashedPasswordFile, not both"
         )),
@@ -144,14 +108,12 @@ fn claim(
     }
 }
 
-fn check_names(config: &mut Config, scope: Scope, errors: &mut ConfigErrors) {
-    match &config.helo_name {
-        Some(name) => match dns_name(name, Letters::Ascii) {
+fn check_names(config: &mut Config, errors: &mut ConfigErrors) {
+    if let Some(name) = &config.helo_name {
+        match dns_name(name, Letters::Ascii) {
             Ok(normal) => config.helo_name = Some(normal),
             Err(why) => errors.push(format!("heloName: {name:?} {why}")),
-        },
-        None if scope == Scope::Machine => config.helo_name = Some(host_fqdn()),
-        None => {}
+        }
     }
     if let Some(domain) = &config.default_auth_domain {
         let normal = normalize_domain(domain).unwrap_or_default();
@@ -163,47 +125,6 @@ fn check_names(config: &mut Config, scope: Scope, errors: &mut ConfigErrors) {
             ));
         }
     }
-}
-
-/// The machine's fully qualified name: the host name, or its canonical name from the resolver
-/// (`/etc/hosts`, DNS) when the host name has no dot; `localhost` if neither is a host name.
-fn host_fqdn() -> String {
-    let name = gethostname::gethostname().to_string_lossy().into_owned();
-    let qualified = if name.contains('.') {
-        Some(name.clone())
-    } else {
-        canonical_name(&name)
-    };
-    qualified
-        .and_then(|fqdn| normalize_domain(&fqdn))
-        .or_else(|| normalize_domain(&name))
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// getaddrinfo(3) with AI_CANONNAME.
-fn canonical_name(host: &str) -> Option<String> {
-    let host = std::ffi::CString::new(host).ok()?;
-    // SAFETY: a zeroed addrinfo is a valid "no hints" value; we set the flags we need.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_flags = libc::AI_CANONNAME;
-    let mut result: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid C strings and pointers; the result list is freed below.
-    let status = unsafe { libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut result) };
-    if status != 0 || result.is_null() {
-        return None;
-    }
-    // SAFETY: `result` is a valid list from getaddrinfo; ai_canonname is NUL-terminated or null.
-    let name = unsafe {
-        let canon = (*result).ai_canonname;
-        (!canon.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(canon)
-                .to_string_lossy()
-                .into_owned()
-        })
-    };
-    // SAFETY: freed once.
-    unsafe { libc::freeaddrinfo(result) };
-    name.filter(|name| name.contains('.'))
 }
 
 fn check_smtp(config: &Config, errors: &mut ConfigErrors) {
@@ -400,9 +321,6 @@ fn check_storage(config: &Config, errors: &mut ConfigErrors) {
         config.storage.default_folders.iter().enumerate()
     {
         let key = format!("storage.defaultFolders[{index}]");
-        if let Err(why) = crate::store::folder_name_problem(name) {
-            errors.push(format!("{key}.name: {name:?} {why}"));
-        }
         if !names.insert(name.to_lowercase()) {
             errors.push(format!("{key}.name: {name:?} is listed twice"));
         }

@@ -6,8 +6,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::address::Address;
 use crate::auth::Authenticator;
-use crate::config::{Config, TlsMode};
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot};
+use crate::settings::{ListenerRules, Settings};
 use crate::store::MailStore;
 
 /// Simultaneous sessions of one account (Dovecot's `mail_max_userip_connections` is 10 per
@@ -19,7 +19,8 @@ pub struct ImapContext {
     pub authenticator: Arc<Authenticator>,
     pub store: Arc<MailStore>,
     pub tls: Option<TlsAcceptor>,
-    pub tls_mode: TlsMode,
+    /// What `tls.mode` allows (with `access.certificate`).
+    pub tls_rules: ListenerRules,
     /// Largest message APPEND takes: `smtp.maxMessageSize`.
     pub max_message: u32,
     /// Sessions per account (no total here: connections are capped by the listeners).
@@ -28,30 +29,30 @@ pub struct ImapContext {
 
 impl ImapContext {
     pub fn new(
-        config: &Config,
+        settings: &Settings,
         authenticator: Arc<Authenticator>,
         store: Arc<MailStore>,
         tls: Option<TlsAcceptor>,
     ) -> ImapContext {
         ImapContext {
-            hostname: config.hostname(),
+            hostname: settings.hostname.clone(),
             authenticator,
             store,
             tls,
-            tls_mode: config.tls.mode,
-            max_message: u32::try_from(config.smtp.max_message_size).unwrap_or(u32::MAX),
+            tls_rules: settings.access.tls,
+            max_message: u32::try_from(settings.access.max_message_size).unwrap_or(u32::MAX),
             users: ConnectionLimiter::new(SESSIONS_PER_USER, u32::MAX),
         }
     }
 
     /// STARTTLS is offered (a certificate is there and the mode isn't `none`).
     pub fn starttls_offered(&self) -> bool {
-        self.tls.is_some() && self.tls_mode != TlsMode::None
+        self.tls.is_some() && self.tls_rules.starttls
     }
 
     /// Passwords may be sent on this connection.
     pub fn login_allowed(&self, tls_active: bool) -> bool {
-        tls_active || self.tls_mode != TlsMode::Required
+        self.tls_rules.login_allowed(tls_active)
     }
 }
 

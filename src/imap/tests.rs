@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, watch};
 use super::context::ImapContext;
 use super::session::run_session;
 use super::utf7;
-use crate::auth::{Authenticator, Directory};
+use crate::auth::{Authenticator, FixedAccounts};
+use crate::config::layers::Source;
+use crate::settings::Settings;
 use crate::store::MailStore;
 
 const USER: &str = "alice@example.test";
@@ -30,25 +32,30 @@ const HANG: Duration = Duration::from_secs(30);
 const SESSIONS: u64 = 48;
 
 fn context(root: &std::path::Path) -> Arc<ImapContext> {
-    let config = crate::config::load_str(
-        &serde_json::json!({
+    let source = Source::Text {
+        name: "test".into(),
+        text: serde_json::json!({
             "domains": ["example.test"],
+            "heloName": "mx.example.test",
+            "defaultAuthDomain": "example.test",
             "accounts": { USER: { "hashedPassword": HASH } },
             "storage": { "path": root.join("mail") },
             "stateDir": root.join("state"),
             "tls": { "mode": "none" },
         })
         .to_string(),
-    )
-    .expect("test config");
-    let directory = Arc::new(Directory::from_config(&config).expect("directory"));
-    let authenticator =
-        Arc::new(Authenticator::new(directory, Some("example.test".into())).expect("auth"));
+    };
+    let settings = Settings::load(&source).expect("test settings");
+    let accounts = FixedAccounts {
+        directory: settings.directory.clone(),
+        default_domain: settings.default_auth_domain.clone(),
+    };
+    let authenticator = Arc::new(Authenticator::new(Arc::new(accounts)).expect("auth"));
     let store = Arc::new(MailStore::new(
-        config.storage.path.clone(),
-        config.storage.default_folders.clone(),
+        settings.storage.path.clone(),
+        settings.storage.default_folders.clone(),
     ));
-    let mut ctx = ImapContext::new(&config, authenticator, store, None);
+    let mut ctx = ImapContext::new(&settings, authenticator, store, None);
     // Small, so that random APPENDs hit the limit too.
     ctx.max_message = 4096;
     Arc::new(ctx)

@@ -6,17 +6,19 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// The counts and the limits they are held to (limits can change on reload: slots already
+/// held stay, new ones are counted against the new limits).
 #[derive(Debug)]
 struct Counts<K> {
     per_key: HashMap<K, u32>,
     total: u32,
+    per_key_limit: u32,
+    total_limit: u32,
 }
 
 #[derive(Debug)]
 pub struct ConnectionLimiter<K = IpAddr> {
     counts: Arc<Mutex<Counts<K>>>,
-    per_key_limit: u32,
-    total_limit: u32,
 }
 
 // Not derived: that would want `K: Clone` for the shared counts.
@@ -24,8 +26,6 @@ impl<K> Clone for ConnectionLimiter<K> {
     fn clone(&self) -> Self {
         ConnectionLimiter {
             counts: self.counts.clone(),
-            per_key_limit: self.per_key_limit,
-            total_limit: self.total_limit,
         }
     }
 }
@@ -48,16 +48,19 @@ pub struct ConnectionSlot<K: Eq + Hash = IpAddr> {
 impl<K> ConnectionLimiter<K> {
     /// Slots held now, as a share of the total limit in percent (100 when the limit is 0).
     pub fn used_percent(&self) -> u32 {
-        let total = self
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .total;
-        if self.total_limit == 0 {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.total_limit == 0 {
             return 100;
         }
-        let percent = u64::from(total) * 100 / u64::from(self.total_limit);
+        let percent = u64::from(counts.total) * 100 / u64::from(counts.total_limit);
         u32::try_from(percent).unwrap_or(u32::MAX)
+    }
+
+    /// New limits for new connections (a reload); connections over them are not cut.
+    pub fn set_limits(&self, per_key_limit: u32, total_limit: u32) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.per_key_limit = per_key_limit;
+        counts.total_limit = total_limit;
     }
 }
 
@@ -67,19 +70,20 @@ impl<K: Eq + Hash + Clone> ConnectionLimiter<K> {
             counts: Arc::new(Mutex::new(Counts {
                 per_key: HashMap::new(),
                 total: 0,
+                per_key_limit,
+                total_limit,
             })),
-            per_key_limit,
-            total_limit,
         }
     }
 
     pub fn acquire(&self, key: K) -> Result<ConnectionSlot<K>, Refusal> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if counts.total >= self.total_limit {
+        if counts.total >= counts.total_limit {
             return Err(Refusal::Total);
         }
+        let per_key_limit = counts.per_key_limit;
         let count = counts.per_key.entry(key.clone()).or_insert(0);
-        if *count >= self.per_key_limit {
+        if *count >= per_key_limit {
             return Err(Refusal::PerKey);
         }
         *count += 1;

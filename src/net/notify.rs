@@ -7,6 +7,15 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A reload begins (systemd waits for the next `READY=1`, `Type=notify-reload` semantics).
+pub fn reloading() {
+    // systemd 253+ wants the monotonic time with it.
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
 pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }

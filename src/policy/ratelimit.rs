@@ -11,54 +11,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::settings::RateLimitSettings;
 
 /// The window of `messagesPerMinute`.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Client addresses tracked at once; past this, idle ones are dropped and, if none is idle,
 /// new clients pass unrecorded (memory stays bounded under a flood of addresses).
 pub const MAX_TRACKED_CLIENTS: usize = 100_000;
-
-/// An IPv4 or IPv6 network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// `192.0.2.1`, `192.0.2.0/24`, `2001:db8::/32`; `None` for other list entries.
-    pub fn parse(text: &str) -> Option<Network> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, bits)) => (address.parse::<IpAddr>().ok()?, bits.parse::<u8>().ok()?),
-            None => {
-                let address = text.parse::<IpAddr>().ok()?;
-                (address, if address.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Network { address, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
@@ -72,44 +31,22 @@ pub fn is_exempt_loopback(ip: IpAddr) -> bool {
     }
 }
 
+fn exempts(limit: &RateLimitSettings, ip: IpAddr) -> bool {
+    is_exempt_loopback(ip) || limit.exempt.iter().any(|net| net.contains(ip))
+}
+
+/// The recent messages of each client address (kept across reloads: a new limit applies to
+/// the counts so far).
+#[derive(Default)]
 pub struct RateLimiter {
-    limit: usize,
-    exempt: Vec<Network>,
     clients: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
 }
 
 impl RateLimiter {
-    /// `None` when `rateLimit.enable` is false.
-    pub fn from_config(config: &Config) -> Option<RateLimiter> {
-        let settings = &config.rate_limit;
-        if !settings.enable {
-            return None;
-        }
-        let exempt = if settings.exempt_whitelist {
-            config
-                .lists
-                .whitelist
-                .iter()
-                .filter_map(|entry| Network::parse(entry))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Some(RateLimiter::new(settings.messages_per_minute, exempt))
-    }
-
-    pub fn new(messages_per_minute: u32, exempt: Vec<Network>) -> RateLimiter {
-        RateLimiter {
-            limit: messages_per_minute.max(1) as usize,
-            exempt,
-            clients: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// May `ip` start another message at `now`? Counts it when it may.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+    /// May `ip` start another message at `now` under `limit`? Counts it when it may.
+    pub fn allow(&self, limit: &RateLimitSettings, ip: IpAddr, now: Instant) -> bool {
         let ip = canonical(ip);
-        if is_exempt_loopback(ip) || self.exempt.iter().any(|net| net.contains(ip)) {
+        if exempts(limit, ip) {
             return true;
         }
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
@@ -130,7 +67,7 @@ impl RateLimiter {
         {
             times.pop_front();
         }
-        if times.len() >= self.limit {
+        if times.len() >= limit.per_minute as usize {
             return false;
         }
         times.push_back(now);
@@ -141,6 +78,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::network::Network;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -148,29 +86,34 @@ mod tests {
 
     #[test]
     fn limit_plus_one_is_refused_then_the_window_slides() {
-        let limiter = RateLimiter::new(3, Vec::new());
+        let limiter = RateLimiter::default();
+        let limit = RateLimitSettings {
+            per_minute: 3,
+            exempt: Vec::new(),
+        };
         let start = Instant::now();
         let client = ip("192.0.2.7");
         for _ in 0..3 {
-            assert!(limiter.allow(client, start));
+            assert!(limiter.allow(&limit, client, start));
         }
-        assert!(!limiter.allow(client, start + Duration::from_secs(59)));
+        assert!(!limiter.allow(&limit, client, start + Duration::from_secs(59)));
         assert!(
-            limiter.allow(ip("192.0.2.8"), start),
+            limiter.allow(&limit, ip("192.0.2.8"), start),
             "other clients are separate"
         );
-        assert!(limiter.allow(client, start + WINDOW));
+        assert!(limiter.allow(&limit, client, start + WINDOW));
     }
 
     #[test]
     fn loopback_and_whitelisted_networks_are_exempt() {
-        let limiter = RateLimiter::new(
-            1,
-            vec![
+        let limiter = RateLimiter::default();
+        let limit = RateLimitSettings {
+            per_minute: 1,
+            exempt: vec![
                 Network::parse("10.0.0.0/8").unwrap(),
                 Network::parse("2001:db8::1").unwrap(),
             ],
-        );
+        };
         let now = Instant::now();
         for client in [
             "127.0.0.1",
@@ -180,25 +123,15 @@ mod tests {
             "2001:db8::1",
         ] {
             for _ in 0..5 {
-                assert!(limiter.allow(ip(client), now), "{client}");
+                assert!(limiter.allow(&limit, ip(client), now), "{client}");
             }
         }
-        assert!(limiter.allow(ip("127.0.0.2"), now));
+        assert!(limiter.allow(&limit, ip("127.0.0.2"), now));
         assert!(
-            !limiter.allow(ip("127.0.0.2"), now),
+            !limiter.allow(&limit, ip("127.0.0.2"), now),
             "only 127.0.0.1 is the webmail"
         );
-        assert!(limiter.allow(ip("2001:db8::2"), now));
-        assert!(!limiter.allow(ip("2001:db8::2"), now));
-    }
-
-    #[test]
-    fn networks_parse_and_match() {
-        let net = Network::parse("192.0.2.0/24").unwrap();
-        assert!(net.contains(ip("192.0.2.200")) && !net.contains(ip("192.0.3.1")));
-        assert!(Network::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(Network::parse("10.0.0.0/33").is_none());
-        assert!(Network::parse("example.com").is_none());
-        assert!(Network::parse("user@example.com").is_none());
+        assert!(limiter.allow(&limit, ip("2001:db8::2"), now));
+        assert!(!limiter.allow(&limit, ip("2001:db8::2"), now));
     }
 }

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -15,10 +14,9 @@ use super::proto::{LoginError, MessageInfo, Security, Session, Step};
 use super::response::Response;
 use crate::auth::sasl::Credentials;
 use crate::auth::Authenticator;
-use crate::config::{Config, TlsMode};
+use crate::net::driver::{record_user, Accept, Connection, Input};
 use crate::net::ids::new_id;
-use crate::net::io::{read_or_stop, ReadOutcome};
-use crate::net::stream::MaybeTls;
+use crate::settings::{Live, Settings};
 use crate::store::MailStore;
 
 const READ_BUFFER: usize = 16 * 1024;
@@ -27,29 +25,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Protocol errors before the session is closed.
 pub const MAX_ERRORS: u32 = 10;
 
+/// What the sessions of one daemon share; each session takes the settings in force when it
+/// starts.
 pub struct Pop3Context {
-    pub hostname: String,
+    pub live: Arc<Live>,
     pub authenticator: Arc<Authenticator>,
     pub store: Arc<MailStore>,
+    /// Present when `access.certificate` was set at start.
     pub tls: Option<TlsAcceptor>,
-    pub tls_mode: TlsMode,
-}
-
-impl Pop3Context {
-    pub fn new(
-        config: &Config,
-        authenticator: Arc<Authenticator>,
-        store: Arc<MailStore>,
-        tls: Option<TlsAcceptor>,
-    ) -> Pop3Context {
-        Pop3Context {
-            hostname: config.hostname(),
-            authenticator,
-            store,
-            tls,
-            tls_mode: config.tls.mode,
-        }
-    }
 }
 
 /// Runs one session; `implicit_tls` for the POP3S port.
@@ -61,14 +44,20 @@ pub async fn run_session(
     shutdown: watch::Receiver<bool>,
 ) {
     let id = new_id();
-    let span = tracing::info_span!("pop3", cid = %id, peer = %peer.ip());
+    let span =
+        tracing::info_span!("pop3", cid = %id, peer = %peer.ip(), user = tracing::field::Empty);
     async move {
-        let Some(mut stream) =
-            MaybeTls::accept(tcp, ctx.tls.as_ref(), implicit_tls, IDLE_TIMEOUT).await
-        else {
+        let how = Accept {
+            tls: ctx.tls.as_ref(),
+            implicit_tls,
+            handshake_timeout: IDLE_TIMEOUT,
+            read_buffer: READ_BUFFER,
+        };
+        let Some(mut conn) = Connection::accept(tcp, peer, how, shutdown).await else {
             return;
         };
-        match drive(&mut stream, peer, &ctx, shutdown).await {
+        let settings = ctx.live.load();
+        match drive(&mut conn, &ctx, &settings).await {
             Ok(()) => info!("session closed"),
             Err(err) => info!("session ended: {err}"),
         }
@@ -78,21 +67,20 @@ pub async fn run_session(
 }
 
 async fn drive(
-    stream: &mut MaybeTls,
-    peer: SocketAddr,
+    conn: &mut Connection,
     ctx: &Pop3Context,
-    mut shutdown: watch::Receiver<bool>,
+    settings: &Settings,
 ) -> std::io::Result<()> {
+    let rules = settings.access.tls;
     let security = Security {
-        stls: ctx.tls.is_some() && ctx.tls_mode != TlsMode::None,
-        auth_in_plaintext: ctx.tls_mode != TlsMode::Required,
+        stls: ctx.tls.is_some() && rules.starttls,
+        auth_in_plaintext: rules.auth_in_plaintext,
     };
     let mut session = Session::new(security, MAX_ERRORS);
-    if stream.is_tls() {
+    if conn.is_tls() {
         session.set_tls_active();
     }
-    let mut out = session.greeting(&ctx.hostname).to_wire();
-    let mut buf = vec![0u8; READ_BUFFER];
+    conn.send(&session.greeting(&settings.hostname).to_wire());
     let mut maildrop: Option<Arc<Maildrop>> = None;
     loop {
         match session.step() {
@@ -103,28 +91,20 @@ async fn drive(
                         String::from_utf8_lossy(&response.to_wire()).trim_end()
                     );
                 }
-                out.extend_from_slice(&response.to_wire());
+                conn.send(&response.to_wire());
                 // Don't let a long listing pile up in memory.
-                if out.len() > READ_BUFFER {
-                    stream.write_all(&out).await?;
-                    out.clear();
-                }
+                conn.flush_above(READ_BUFFER).await?;
             }
-            Step::Close => {
-                stream.write_all(&out).await?;
-                return stream.shutdown().await;
-            }
+            Step::Close => return conn.close().await,
             Step::StartTls => {
-                stream.write_all(&out).await?;
-                out.clear();
                 let Some(acceptor) = &ctx.tls else {
-                    return Ok(());
+                    return conn.close().await;
                 };
-                stream.upgrade(acceptor, IDLE_TIMEOUT).await?;
+                conn.start_tls(acceptor, IDLE_TIMEOUT).await?;
                 session.tls_started();
             }
             Step::Authenticate(credentials) => {
-                let result = login(ctx, &credentials, peer).await;
+                let result = login(ctx, &credentials, conn.peer()).await;
                 let info = result.map(|(drop, info)| {
                     maildrop = Some(drop);
                     info
@@ -132,68 +112,66 @@ async fn drive(
                 session.logged_in(info);
             }
             Step::Retrieve { index, top } => {
-                let content = match &maildrop {
-                    Some(drop) => {
-                        let drop = drop.clone();
-                        tokio::task::spawn_blocking(move || drop.read(index))
-                            .await
-                            .map_err(std::io::Error::other)
-                            .and_then(|read| read)
-                    }
-                    None => Err(std::io::Error::other("no maildrop")),
-                };
-                if let Err(err) = &content {
-                    warn!(index, "cannot read message: {err}");
-                }
+                let content = read_message(maildrop.as_ref(), index).await;
                 session.message(index, top, content.map_err(|_| ()));
             }
             Step::Update(doomed) => {
-                let ok = match &maildrop {
-                    Some(drop) if !doomed.is_empty() => {
-                        let drop = drop.clone();
-                        let count = doomed.len();
-                        let result =
-                            tokio::task::spawn_blocking(move || drop.delete(&doomed)).await;
-                        match result {
-                            Ok(Ok(())) => {
-                                info!(count, "deleted at QUIT");
-                                true
-                            }
-                            Ok(Err(err)) => {
-                                warn!("deleting at QUIT failed: {err}");
-                                false
-                            }
-                            Err(err) => {
-                                warn!("deleting at QUIT failed: {err}");
-                                false
-                            }
-                        }
-                    }
-                    _ => true,
-                };
+                let ok = delete_at_quit(maildrop.as_ref(), doomed).await;
                 session.updated(ok);
             }
-            Step::NeedInput => {
-                if !out.is_empty() {
-                    stream.write_all(&out).await?;
-                    out.clear();
+            Step::NeedInput => match conn.read(IDLE_TIMEOUT, true).await? {
+                Input::Data(bytes) => session.push_input(bytes),
+                // A dropped connection deletes nothing (RFC 1939 §6).
+                Input::Closed => return Ok(()),
+                Input::TimedOut => {
+                    let bye = Response::err("Idle for too long, closing (nothing deleted)");
+                    return conn.farewell(&bye.to_wire()).await;
                 }
-                match read_or_stop(stream, &mut buf, IDLE_TIMEOUT, &mut shutdown, true).await? {
-                    ReadOutcome::Data(n) => session.push_input(&buf[..n]),
-                    // A dropped connection deletes nothing (RFC 1939 §6).
-                    ReadOutcome::Closed => return Ok(()),
-                    ReadOutcome::TimedOut => {
-                        let bye = Response::err("Idle for too long, closing (nothing deleted)");
-                        stream.write_all(&bye.to_wire()).await?;
-                        return Ok(());
-                    }
-                    ReadOutcome::ShuttingDown => {
-                        let bye = Response::err("Server shutting down (nothing deleted)");
-                        stream.write_all(&bye.to_wire()).await?;
-                        return Ok(());
-                    }
+                Input::ShuttingDown => {
+                    let bye = Response::err("Server shutting down (nothing deleted)");
+                    return conn.farewell(&bye.to_wire()).await;
                 }
-            }
+            },
+        }
+    }
+}
+
+/// One message of the maildrop, read on a blocking thread.
+async fn read_message(maildrop: Option<&Arc<Maildrop>>, index: usize) -> std::io::Result<Vec<u8>> {
+    let content = match maildrop {
+        Some(drop) => {
+            let drop = drop.clone();
+            tokio::task::spawn_blocking(move || drop.read(index))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|read| read)
+        }
+        None => Err(std::io::Error::other("no maildrop")),
+    };
+    if let Err(err) = &content {
+        warn!(index, "cannot read message: {err}");
+    }
+    content
+}
+
+/// The deletions of the UPDATE state (QUIT); false when they failed.
+async fn delete_at_quit(maildrop: Option<&Arc<Maildrop>>, doomed: Vec<usize>) -> bool {
+    let Some(drop) = maildrop.filter(|_| !doomed.is_empty()).cloned() else {
+        return true;
+    };
+    let count = doomed.len();
+    let result = tokio::task::spawn_blocking(move || drop.delete(&doomed))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|deleted| deleted);
+    match result {
+        Ok(()) => {
+            info!(count, "deleted at QUIT");
+            true
+        }
+        Err(err) => {
+            warn!("deleting at QUIT failed: {err}");
+            false
         }
     }
 }
@@ -209,6 +187,7 @@ async fn login(
         .authenticate(credentials, peer.ip())
         .await
         .map_err(|_| LoginError::Invalid)?;
+    record_user(&account);
     let store = ctx.store.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let root = store

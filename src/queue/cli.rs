@@ -11,8 +11,7 @@ use tracing::info;
 use super::envelope::{format_time, Status};
 use super::runner::{Runner, Selection};
 use super::spool::Spool;
-use crate::auth::Directory;
-use crate::config::Config;
+use crate::settings::Settings;
 use crate::store::MailStore;
 
 #[derive(Debug, Subcommand)]
@@ -50,24 +49,23 @@ pub fn run(command: QueueCommand) -> anyhow::Result<()> {
     match command {
         QueueCommand::Run { config } => pass(&config, Selection::Due),
         QueueCommand::Flush { config } => pass(&config, Selection::All),
-        QueueCommand::List { config } => list(&crate::cli::load(&config)?),
-        QueueCommand::Show { id, config } => show(&crate::cli::load(&config)?, &id),
-        QueueCommand::Delete { id, config } => delete(&crate::cli::load(&config)?, &id),
+        QueueCommand::List { config } => list(&Settings::from_file(&config)?),
+        QueueCommand::Show { id, config } => show(&Settings::from_file(&config)?, &id),
+        QueueCommand::Delete { id, config } => delete(&Settings::from_file(&config)?, &id),
     }
 }
 
 fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
-    let config = crate::cli::load(path)?;
-    crate::app::init_logging();
-    let directory =
-        Arc::new(Directory::from_config(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?);
+    let settings = Settings::from_file(path)?;
+    crate::logging::init();
+    let storage = &settings.storage;
     let store = Arc::new(MailStore::new(
-        config.storage.path.clone(),
-        config.storage.default_folders.clone(),
+        storage.path.clone(),
+        storage.default_folders.clone(),
     ));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
-        let runner = Runner::new(&config, directory, store);
+        let runner = Runner::new(&settings, store);
         runner.spool().ensure_dirs()?;
         runner.run_pass(selection).await
     })?;
@@ -81,8 +79,8 @@ fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(config: &Config) -> anyhow::Result<()> {
-    let spool = Spool::new(&config.state_dir.0);
+fn list(settings: &Settings) -> anyhow::Result<()> {
+    let spool = Spool::new(&settings.queue.state_dir);
     let ids = spool.list()?;
     println!(
         "{:<24} {:>9} {:>8} {:<20} {:<20} SENDER -> RECIPIENTS (open)",
@@ -113,8 +111,8 @@ fn list(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(config: &Config, id: &str) -> anyhow::Result<()> {
-    let spool = Spool::new(&config.state_dir.0);
+fn show(settings: &Settings, id: &str) -> anyhow::Result<()> {
+    let spool = Spool::new(&settings.queue.state_dir);
     let env = spool.load(id)?;
     print!("{}", String::from_utf8_lossy(&env.to_json()));
     let path = spool.dir().join(format!("{id}.eml"));
@@ -137,9 +135,9 @@ fn show(config: &Config, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delete(config: &Config, id: &str) -> anyhow::Result<()> {
-    crate::app::init_logging();
-    let spool = Spool::new(&config.state_dir.0);
+fn delete(settings: &Settings, id: &str) -> anyhow::Result<()> {
+    crate::logging::init();
+    let spool = Spool::new(&settings.queue.state_dir);
     let env = spool.load(id)?;
     let locked = spool
         .try_lock(id)?

@@ -15,6 +15,6 @@ pub mod schedule;
 pub mod spool;
 pub mod transport;
 
-pub use outbound::{NewMessage, Outbound};
+pub use outbound::{start_delivery, NewMessage, Outbound};
 pub use runner::{Runner, Selection};
 pub use spool::Spool;

@@ -1,11 +1,12 @@
 //! The queue as the SMTP daemon sees it: spool a message before the `250`, then have it tried
-//! at once by a delivery task inside the daemon (a new message never waits for the timer).
+//! at once by a delivery task inside the daemon (a new message never waits for the timer). The
+//! task is started by the process (`app`), not by whoever writes to the queue.
 //! The same task also runs a full pass every `queue.interval` minutes, so a daemon without the
 //! systemd timer (`icsmail serve`) retries too; the per-message lock keeps it and the timer's
 //! runner from ever delivering one message twice at once.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tracing::warn;
@@ -13,8 +14,7 @@ use tracing::warn;
 use super::envelope::{Envelope, Kind};
 use super::runner::{Clock, Runner, Selection, SystemClock};
 use super::spool::Spool;
-use crate::auth::Directory;
-use crate::config::Config;
+use crate::settings::Live;
 use crate::store::MailStore;
 
 /// Passes for new messages running at once (more kicks wait and are batched together).
@@ -30,8 +30,12 @@ pub struct NewMessage<'a> {
     pub smtputf8: bool,
     /// CRLF form, trace header first.
     pub message: &'a [u8],
+    /// The first retry delay (`queue.delayMin` of the session's settings).
+    pub first_delay_minutes: u32,
 }
 
+/// The queue as the SMTP daemon sees it: it writes new messages and asks the delivery task
+/// for a first attempt.
 pub struct Outbound {
     writer: QueueWriter,
     kicks: Option<mpsc::UnboundedSender<String>>,
@@ -41,7 +45,6 @@ pub struct Outbound {
 #[derive(Clone)]
 pub struct QueueWriter {
     spool: Spool,
-    delay_min: u32,
 }
 
 impl QueueWriter {
@@ -54,7 +57,7 @@ impl QueueWriter {
             new.recipients.to_vec(),
             new.message.len() as u64,
             SystemClock.now(),
-            self.delay_min,
+            new.first_delay_minutes,
         );
         envelope.smtputf8 = new.smtputf8;
         self.spool.enqueue(&envelope, new.message)
@@ -62,20 +65,12 @@ impl QueueWriter {
 }
 
 impl Outbound {
-    /// The queue of `config`; inside a tokio runtime it also starts the delivery task.
-    pub fn start(config: &Config, directory: Arc<Directory>, store: Arc<MailStore>) -> Outbound {
-        let spool = Spool::new(&config.state_dir.0);
-        let kicks = tokio::runtime::Handle::try_current().ok().map(|handle| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let runner = Arc::new(Runner::new(config, directory, store));
-            let interval = Duration::from_secs(u64::from(config.queue.interval) * 60);
-            handle.spawn(delivery_task(runner, receiver, interval));
-            sender
-        });
+    /// The queue in `state_dir`; `kicks` go to the delivery task ([`start_delivery`]), when
+    /// this process runs one.
+    pub fn new(state_dir: &Path, kicks: Option<mpsc::UnboundedSender<String>>) -> Outbound {
         Outbound {
             writer: QueueWriter {
-                spool,
-                delay_min: config.queue.delay_min,
+                spool: Spool::new(state_dir),
             },
             kicks,
         }
@@ -102,15 +97,23 @@ impl Outbound {
     }
 }
 
+/// Starts the delivery task of this process (in the running tokio runtime) and returns where
+/// to send the ids of new messages. Each pass runs with the settings in force when it starts.
+pub fn start_delivery(live: Arc<Live>, store: Arc<MailStore>) -> mpsc::UnboundedSender<String> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(delivery_task(live, store, receiver));
+    sender
+}
+
 async fn delivery_task(
-    runner: Arc<Runner>,
+    live: Arc<Live>,
+    store: Arc<MailStore>,
     mut kicks: mpsc::UnboundedReceiver<String>,
-    interval: Duration,
 ) {
     let passes = Arc::new(Semaphore::new(MAX_KICK_PASSES));
     let periodic = Arc::new(Semaphore::new(1));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = live.load().queue.interval;
+    let mut ticker = periodic_ticker(interval);
     loop {
         let Ok(permit) = passes.clone().acquire_owned().await else {
             return;
@@ -125,7 +128,7 @@ async fn delivery_task(
                         Err(_) => break,
                     }
                 }
-                let runner = runner.clone();
+                let runner = Runner::new(&live.load(), store.clone());
                 tokio::spawn(async move {
                     if let Err(err) = runner.run_pass(Selection::Only(ids)).await {
                         warn!("queue pass for new messages failed: {err:#}");
@@ -135,8 +138,14 @@ async fn delivery_task(
             }
             _ = ticker.tick() => {
                 drop(permit);
+                let settings = live.load();
+                if settings.queue.interval != interval {
+                    // `queue.interval` changed by a reload: the next pass comes at the new pace.
+                    interval = settings.queue.interval;
+                    ticker = periodic_ticker(interval);
+                }
                 let Ok(only_one) = periodic.clone().try_acquire_owned() else { continue };
-                let runner = runner.clone();
+                let runner = Runner::new(&settings, store.clone());
                 tokio::spawn(async move {
                     if let Err(err) = runner.run_pass(Selection::Due).await {
                         warn!("periodic queue pass failed: {err:#}");
@@ -146,4 +155,11 @@ async fn delivery_task(
             }
         }
     }
+}
+
+/// A ticker every `interval`, the first tick one interval from now.
+fn periodic_ticker(interval: std::time::Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
 }

@@ -1,21 +1,13 @@
 //! Where mail for a domain goes: MX records by preference (equal preferences in random order,
 //! RFC 5321 §5.1), the domain itself when it has no MX (implicit MX), nowhere for a null MX
-//! (RFC 7505); then each host's A/AAAA addresses. Uses hickory, pointed at `dns.nameservers`
-//! when set, else at the system's resolv.conf.
+//! (RFC 7505); then each host's A/AAAA addresses, through the shared [`Resolver`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
-use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
 
 use super::client::ServerReply;
-use crate::config::model::Dns;
-
-/// The standard DNS port, for `dns.nameservers` entries without one.
-const DNS_PORT: u16 = 53;
+use crate::dns::{DnsError, Resolver};
 
 /// Why a destination can't be reached now or ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,94 +26,40 @@ impl RouteError {
     }
 }
 
-pub struct Resolver {
-    inner: TokioResolver,
+/// The hosts to try for `domain`, best first.
+pub async fn mx_hosts(resolver: &dyn Resolver, domain: &str) -> Result<Vec<String>, RouteError> {
+    match resolver.mx(domain).await {
+        Ok(records) => {
+            let mut records: Vec<(u16, String)> = records
+                .into_iter()
+                .map(|mx| (mx.preference, mx.exchange))
+                .collect();
+            order_mx(&mut records, domain)
+        }
+        Err(DnsError::NoSuchName(_)) => Err(RouteError::Permanent(ServerReply::local(
+            550,
+            format!("5.1.2 The domain {domain} does not exist (DNS: NXDOMAIN)"),
+        ))),
+        Err(DnsError::NoRecords(_)) => Ok(vec![domain.to_string()]),
+        Err(err) => Err(RouteError::Temporary(ServerReply::local(
+            451,
+            format!("4.4.3 DNS lookup of the MX of {domain} failed: {err}"),
+        ))),
+    }
 }
 
-impl Resolver {
-    pub fn from_config(dns: &Dns) -> anyhow::Result<Resolver> {
-        let provider = TokioRuntimeProvider::default();
-        let builder = if dns.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|err| {
-                anyhow::anyhow!("reading the system resolver configuration: {err}")
-            })?
-        } else {
-            let mut servers = Vec::new();
-            for server in &dns.nameservers {
-                let addr = server
-                    .parse::<SocketAddr>()
-                    .or_else(|_| {
-                        server
-                            .parse::<IpAddr>()
-                            .map(|ip| SocketAddr::new(ip, DNS_PORT))
-                    })
-                    .map_err(|_| {
-                        anyhow::anyhow!("dns.nameservers: {server:?} is not an address")
-                    })?;
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                let mut config = NameServerConfig::udp_and_tcp(addr.ip());
-                config.connections = vec![udp, tcp];
-                servers.push(config);
-            }
-            let config = ResolverConfig::from_name_servers(servers);
-            let mut builder = TokioResolver::builder_with_config(config, provider);
-            // The configured servers are the whole truth (tests, split-horizon setups).
-            builder.options_mut().use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-            builder
-        };
-        let inner = builder
-            .build()
-            .map_err(|err| anyhow::anyhow!("building the DNS resolver: {err}"))?;
-        Ok(Resolver { inner })
+/// The addresses of one host (none when it has no A/AAAA record).
+pub async fn addresses(resolver: &dyn Resolver, host: &str) -> Result<Vec<IpAddr>, RouteError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
     }
-
-    /// The hosts to try for `domain`, best first.
-    pub async fn mx_hosts(&self, domain: &str) -> Result<Vec<String>, RouteError> {
-        let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        match self.inner.mx_lookup(fqdn.as_str()).await {
-            Ok(lookup) => {
-                let mut records: Vec<(u16, String)> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|record| match &record.data {
-                        RData::MX(mx) => Some((
-                            mx.preference,
-                            mx.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                Ok(order_mx(&mut records, domain)?)
-            }
-            Err(err) if err.is_nx_domain() => Err(RouteError::Permanent(ServerReply::local(
-                550,
-                format!("5.1.2 The domain {domain} does not exist (DNS: NXDOMAIN)"),
-            ))),
-            Err(err) if err.is_no_records_found() => Ok(vec![domain.to_string()]),
-            Err(err) => Err(RouteError::Temporary(ServerReply::local(
-                451,
-                format!("4.4.3 DNS lookup of the MX of {domain} failed: {err}"),
-            ))),
-        }
-    }
-
-    /// The addresses of one host (none when it has no A/AAAA record).
-    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, RouteError> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![ip]);
-        }
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match self.inner.lookup_ip(fqdn.as_str()).await {
-            Ok(lookup) => Ok(lookup.iter().collect()),
-            Err(err) if err.is_nx_domain() || err.is_no_records_found() => Ok(Vec::new()),
-            Err(err) => Err(RouteError::Temporary(ServerReply::local(
-                451,
-                format!("4.4.3 DNS lookup of {host} failed: {err}"),
-            ))),
-        }
+    match resolver.ips(host).await {
+        Ok(ips) => Ok(ips),
+        Err(DnsError::NoSuchName(_) | DnsError::NoRecords(_)) => Ok(Vec::new()),
+        Err(err) => Err(RouteError::Temporary(ServerReply::local(
+            451,
+            format!("4.4.3 DNS lookup of {host} failed: {err}"),
+        ))),
     }
 }
 

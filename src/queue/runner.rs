@@ -17,8 +17,8 @@ use super::spool::{Locked, Spool};
 use super::transport::{Attempted, Destination, Job, Transport};
 use crate::address::Address;
 use crate::auth::{Directory, Recipient};
-use crate::config::Config;
 use crate::net::ids::new_id;
+use crate::settings::Settings;
 use crate::store::{to_maildir_form, MailStore};
 
 /// Messages locked and held in memory at once (each holds an open file).
@@ -88,14 +88,15 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(config: &Config, directory: Arc<Directory>, store: Arc<MailStore>) -> Runner {
+    /// The runner of one pass, with `settings` as they are when the pass starts.
+    pub fn new(settings: &Settings, store: Arc<MailStore>) -> Runner {
         Runner {
-            spool: Spool::new(&config.state_dir.0),
-            schedule: Schedule::from_config(&config.queue),
-            transport: Arc::new(Transport::new(config)),
-            directory,
+            spool: Spool::new(&settings.queue.state_dir),
+            schedule: Schedule::new(&settings.queue),
+            transport: Arc::new(Transport::new(settings)),
+            directory: settings.directory.clone(),
             store,
-            hostname: config.hostname(),
+            hostname: settings.hostname.clone(),
             clock: Arc::new(SystemClock),
         }
     }

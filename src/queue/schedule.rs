@@ -11,14 +11,14 @@
 //!   recipients still open fail and the sender gets a bounce.
 
 use super::envelope::{Envelope, Timestamp};
-use crate::config::model::Queue;
+use crate::settings::QueueSettings;
 
 const MINUTE: i64 = 60;
 
-/// `queue.*` in seconds.
+/// The retry rules of `queue.*`: the delays in whole minutes (as envelopes keep them), the
+/// lifetime in seconds (as timestamps count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
-    pub interval: i64,
     pub delay_min: u32,
     pub delay_max: u32,
     pub max_lifetime: i64,
@@ -26,13 +26,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn from_config(queue: &Queue) -> Schedule {
+    pub fn new(queue: &QueueSettings) -> Schedule {
+        let minutes = |d: std::time::Duration| u32::try_from(d.as_secs() / 60).unwrap_or(u32::MAX);
         Schedule {
-            interval: i64::from(queue.interval) * MINUTE,
-            delay_min: queue.delay_min,
-            delay_max: queue.delay_max,
-            max_lifetime: i64::from(queue.max_lifetime) * MINUTE,
-            interval_minutes: queue.interval,
+            delay_min: queue.delay_min_minutes,
+            delay_max: queue.delay_max_minutes,
+            max_lifetime: i64::try_from(queue.max_lifetime.as_secs()).unwrap_or(i64::MAX),
+            interval_minutes: minutes(queue.interval),
         }
     }
 
@@ -77,10 +77,23 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::Queue;
     use crate::queue::envelope::Kind;
 
+    /// The schedule of `queue.*` set to `queue` (minutes, as in the file).
+    fn from_config(queue: &Queue) -> Schedule {
+        let minutes = |m: u32| std::time::Duration::from_secs(u64::from(m) * 60);
+        Schedule::new(&QueueSettings {
+            interval: minutes(queue.interval),
+            delay_min_minutes: queue.delay_min,
+            delay_max_minutes: queue.delay_max,
+            max_lifetime: minutes(queue.max_lifetime),
+            state_dir: Default::default(),
+        })
+    }
+
     fn seed() -> Schedule {
-        Schedule::from_config(&Queue::default())
+        from_config(&Queue::default())
     }
 
     fn envelope(now: Timestamp) -> Envelope {
@@ -123,7 +136,7 @@ mod tests {
 
     #[test]
     fn delay_never_exceeds_max_nor_falls_below_min() {
-        let schedule = Schedule::from_config(&Queue {
+        let schedule = from_config(&Queue {
             interval: 100,
             delay_min: 5,
             delay_max: 50,
@@ -132,7 +145,7 @@ mod tests {
         assert_eq!(schedule.grow(5), 50);
         assert_eq!(schedule.grow(0), 50);
         assert_eq!(schedule.grow(u32::MAX), 50);
-        let same = Schedule::from_config(&Queue {
+        let same = from_config(&Queue {
             interval: 1,
             delay_min: 3,
             delay_max: 3,

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
@@ -15,8 +14,9 @@ use super::client::{
     TlsPolicy,
 };
 use super::rewrite::rewrite_from;
-use super::route::{Resolver, RouteError};
-use crate::config::Config;
+use super::route::{self, RouteError};
+use crate::dns::Resolver;
+use crate::settings::{Settings, Smarthost};
 
 /// The SMTP port of MX hosts.
 pub const SMTP_PORT: u16 = 25;
@@ -45,21 +45,12 @@ pub struct Attempted {
     pub remote_mta: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-struct RelaySettings {
-    host: String,
-    port: u16,
-    smtps: bool,
-    auth: Option<(String, std::path::PathBuf)>,
-    change_sender: Option<String>,
-}
-
 /// Everything needed to talk to the next hops; shared by the deliveries of a pass.
 pub struct Transport {
     helo_name: String,
-    resolver: Result<Resolver, String>,
+    resolver: Arc<dyn Resolver>,
     opportunistic: Result<Arc<ClientConfig>, String>,
-    relay: Option<RelaySettings>,
+    relay: Option<Smarthost>,
 }
 
 /// How to reach a destination in this pass.
@@ -74,37 +65,13 @@ struct Plan {
 }
 
 impl Transport {
-    pub fn new(config: &Config) -> Transport {
-        let relay = config.relay.host.as_ref().map(|host| RelaySettings {
-            host: host.clone(),
-            port: config.relay.port.0,
-            smtps: config.relay.smtps,
-            auth: config
-                .relay
-                .auth
-                .enable
-                .then(|| {
-                    Some((
-                        config.relay.auth.user.clone()?,
-                        config.relay.auth.password_file.clone()?,
-                    ))
-                })
-                .flatten(),
-            change_sender: config
-                .relay
-                .change_sender
-                .enable
-                .then(|| config.relay.change_sender.address.clone())
-                .flatten(),
-        });
+    /// The transport of one pass, with the settings it started with.
+    pub fn new(settings: &Settings) -> Transport {
         Transport {
-            helo_name: config
-                .helo_name
-                .clone()
-                .unwrap_or_else(|| "localhost".into()),
-            resolver: Resolver::from_config(&config.dns).map_err(|e| format!("{e:#}")),
+            helo_name: settings.hostname.clone(),
+            resolver: settings.resolver(),
             opportunistic: opportunistic_config().map_err(|e| format!("{e:#}")),
-            relay,
+            relay: settings.relay.clone(),
         }
     }
 
@@ -185,26 +152,17 @@ impl Transport {
     }
 
     async fn addresses(&self, host: &str) -> Result<Vec<std::net::IpAddr>, RouteError> {
-        match &self.resolver {
-            Ok(resolver) => resolver.addresses(host).await,
-            Err(err) => Err(RouteError::Temporary(ServerReply::local(
-                451,
-                format!("4.4.3 No DNS resolver: {err}"),
-            ))),
-        }
+        route::addresses(self.resolver.as_ref(), host).await
     }
 
     async fn plan(&self, destination: &Destination) -> Result<Plan, RouteError> {
         let temporary = |text: String| RouteError::Temporary(ServerReply::local(451, text));
         match (destination, &self.relay) {
             (Destination::Relay, Some(relay)) => {
-                let auth = match &relay.auth {
-                    Some((user, file)) => Some(AuthCredentials {
-                        user: user.clone(),
-                        password: read_password(file).map_err(temporary)?,
-                    }),
-                    None => None,
-                };
+                let auth = relay.auth.as_ref().map(|(user, password)| AuthCredentials {
+                    user: user.clone(),
+                    password: password.clone(),
+                });
                 let verified = match auth {
                     Some(_) => Some(verified_config().map_err(|err| {
                         temporary(format!(
@@ -222,20 +180,14 @@ impl Transport {
                     change_sender: relay.change_sender.clone(),
                 })
             }
-            (Destination::Domain(domain), _) => {
-                let resolver = self
-                    .resolver
-                    .as_ref()
-                    .map_err(|err| temporary(format!("4.4.3 No DNS resolver: {err}")))?;
-                Ok(Plan {
-                    hosts: resolver.mx_hosts(domain).await?,
-                    port: SMTP_PORT,
-                    implicit_tls: false,
-                    verified: None,
-                    auth: None,
-                    change_sender: None,
-                })
-            }
+            (Destination::Domain(domain), _) => Ok(Plan {
+                hosts: route::mx_hosts(self.resolver.as_ref(), domain).await?,
+                port: SMTP_PORT,
+                implicit_tls: false,
+                verified: None,
+                auth: None,
+                change_sender: None,
+            }),
             (Destination::Relay, None) => Err(temporary(
                 "4.3.5 Queued for the relay, but relay.host is no longer set".into(),
             )),
@@ -378,15 +330,4 @@ fn all_with(
             (job, attempted)
         })
         .collect()
-}
-
-/// The smarthost password: the file's first line.
-fn read_password(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        format!(
-            "4.7.0 relay.auth.passwordFile: cannot read {}: {err}",
-            path.display()
-        )
-    })?;
-    Ok(text.lines().next().unwrap_or("").to_string())
 }

@@ -7,43 +7,18 @@ use smtp_proto::{
     MAIL_SMTPUTF8,
 };
 
+use super::check::Pending;
 use super::chunk::ChunkReceiver;
 use super::data::DataReceiver;
 use super::proto::{
     login_challenge, too_big, Helo, RecipientResolver, SaslStep, Session, State, Step,
 };
 use super::reply::Reply;
+use super::transaction::Transaction;
 use crate::address::Address;
 use crate::auth::sasl;
 use crate::auth::Recipient;
-use crate::mailtext::LineEnds;
-
-/// One mail transaction, from MAIL to the end of its data.
-#[derive(Debug, Clone, Default)]
-pub struct Transaction {
-    /// The reverse path as given; empty for the null sender (bounces).
-    pub mail_from: String,
-    /// Accounts that receive the message (aliases expanded, duplicates removed).
-    pub accounts: Vec<Address>,
-    /// Remote recipients for the outbound queue, as given (authenticated senders only).
-    pub remote: Vec<String>,
-    /// The forward paths as given, in order.
-    pub rcpt_to: Vec<String>,
-    pub smtputf8: bool,
-    pub eight_bit: bool,
-    /// Message data: CRLF line ends only (bare CR and LF were normalised), dot-unstuffed.
-    pub body: Vec<u8>,
-    /// BDAT: a CR at the end of one chunk waits for the first byte of the next.
-    pub bdat_line_ends: LineEnds,
-    /// BDAT was used (then DATA is not allowed in this transaction).
-    pub chunking: bool,
-    pub helo: String,
-    pub esmtp: bool,
-    /// The session was inside TLS (for the Received protocol name, RFC 3848).
-    pub tls: bool,
-    /// The sender logged in (RFC 3848).
-    pub authenticated: bool,
-}
+use crate::policy::Destination;
 
 fn ok(text: &str) -> Reply {
     Reply::new(250, [2, 0, 0], text)
@@ -64,10 +39,20 @@ impl Session {
         resolver: &dyn RecipientResolver,
     ) -> Step {
         let reply = match request {
-            Request::Ehlo { host } => self.ehlo(host, true),
-            Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from } => self.mail(from, resolver),
-            Request::Rcpt { to } => self.rcpt(to, resolver),
+            Request::Quit => Reply::new(221, [2, 0, 0], "Bye"),
+            _ if matches!(self.state, State::Refused) => {
+                bad_sequence("This server refused the connection: send QUIT")
+            }
+            Request::Ehlo { host } => return self.ehlo(host, true),
+            Request::Helo { host } => return self.ehlo(host, false),
+            Request::Mail { from } => match self.mail(from, resolver) {
+                Ok(tx) => return self.check(Pending::Mail(tx)),
+                Err(reply) => reply,
+            },
+            Request::Rcpt { to } => match self.rcpt(to, resolver) {
+                Ok(pending) => return self.check(pending),
+                Err(reply) => reply,
+            },
             Request::Data => return self.data(),
             Request::Bdat {
                 chunk_size,
@@ -84,7 +69,6 @@ impl Session {
                 "Cannot VRFY user, but will accept message and attempt delivery",
             ),
             Request::Help { .. } => Reply::new(214, [2, 0, 0], "See RFC 5321"),
-            Request::Quit => Reply::new(221, [2, 0, 0], "Bye"),
             Request::Lhlo { .. } => Reply::new(500, [5, 5, 1], "This is not an LMTP server"),
             Request::StartTls => return self.starttls(),
             Request::Auth {
@@ -99,14 +83,28 @@ impl Session {
         self.reply(reply)
     }
 
-    fn ehlo(&mut self, host: String, extended: bool) -> Reply {
+    /// EHLO/HELO ends any transaction (RFC 5321 §4.1.4); the policy has its say on the name.
+    fn ehlo(&mut self, name: String, extended: bool) -> Step {
         self.tx = None;
-        self.helo = Some(Helo {
-            name: host.clone(),
-            extended,
-        });
+        self.check(Pending::Helo(Helo { name, extended }))
+    }
+
+    /// Stops for the policy's verdict on `pending` ([`Session::checked`] goes on).
+    fn check(&mut self, pending: Pending) -> Step {
+        self.state = State::Checking(pending);
+        Step::Check
+    }
+
+    /// The reply to an accepted EHLO/HELO, which is now the session's.
+    pub(super) fn greet(&mut self, helo: Helo) -> Reply {
         let params = &self.params;
-        let greeting = format!("{} Hello {} [{}]", params.hostname, host, params.peer_ip);
+        let greeting = format!(
+            "{} Hello {} [{}]",
+            params.hostname, helo.name, params.peer_ip
+        );
+        let extended = helo.extended;
+        self.helo = Some(helo);
+        let params = &self.params;
         if !extended {
             return Reply::plain(250, vec![greeting]);
         }
@@ -202,51 +200,57 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, from: MailFrom<String>, resolver: &dyn RecipientResolver) -> Reply {
+    /// MAIL: the transaction it starts once the policy agrees, or the refusal.
+    fn mail(
+        &mut self,
+        from: MailFrom<String>,
+        resolver: &dyn RecipientResolver,
+    ) -> Result<Transaction, Reply> {
         let Some(helo) = &self.helo else {
-            return bad_sequence("Send EHLO or HELO first");
+            return Err(bad_sequence("Send EHLO or HELO first"));
         };
         if self.tx.is_some() {
-            return bad_sequence("Nested MAIL command");
+            return Err(bad_sequence("Nested MAIL command"));
         }
         if self.params.security.submission && self.user.is_none() {
-            return Reply::new(530, [5, 7, 0], "Authentication required");
+            return Err(Reply::new(530, [5, 7, 0], "Authentication required"));
         }
         if let Some(user) = &self.user {
             let owned =
                 Address::parse(&from.address).is_ok_and(|sender| resolver.owns(user, &sender));
             if !owned {
-                return Reply::new(
+                return Err(Reply::new(
                     553,
                     [5, 7, 1],
                     format!(
                         "<{}>: Sender address rejected: not owned by user {user}",
                         from.address
                     ),
-                );
+                ));
             }
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if smtputf8 && !self.params.smtputf8 {
-            return Reply::new(555, [5, 5, 4], "SMTPUTF8 is not supported by this server");
+            return Err(Reply::new(
+                555,
+                [5, 5, 4],
+                "SMTPUTF8 is not supported by this server",
+            ));
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
-            return Reply::new(555, [5, 5, 4], "BODY=BINARYMIME is not supported");
+            return Err(Reply::new(
+                555,
+                [5, 5, 4],
+                "BODY=BINARYMIME is not supported",
+            ));
         }
         if !from.address.is_ascii() && !smtputf8 {
-            return non_ascii_refused();
+            return Err(non_ascii_refused());
         }
         if from.size > self.params.max_message_size {
-            return too_big(self.params.max_message_size);
+            return Err(too_big(self.params.max_message_size));
         }
-        if !resolver.message_allowed() {
-            return Reply::new(
-                450,
-                [4, 7, 1],
-                "Too many messages from your address, try again later",
-            );
-        }
-        self.tx = Some(Transaction {
+        Ok(Transaction {
             mail_from: from.address,
             smtputf8,
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
@@ -255,36 +259,29 @@ impl Session {
             tls: self.tls_active,
             authenticated: self.user.is_some(),
             ..Transaction::default()
-        });
-        Reply::new(250, [2, 1, 0], "Sender OK")
+        })
     }
 
-    fn rcpt(&mut self, to: RcptTo<String>, resolver: &dyn RecipientResolver) -> Reply {
-        let max_recipients = self.params.max_recipients;
-        let Some(tx) = self.tx.as_mut() else {
-            return bad_sequence("Need MAIL before RCPT");
+    /// RCPT: where the recipient leads (for the policy to judge), or the refusal.
+    fn rcpt(
+        &mut self,
+        to: RcptTo<String>,
+        resolver: &dyn RecipientResolver,
+    ) -> Result<Pending, Reply> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(bad_sequence("Need MAIL before RCPT"));
         };
         if !to.address.is_ascii() && !tx.smtputf8 {
-            return non_ascii_refused();
+            return Err(non_ascii_refused());
         }
-        if tx.rcpt_to.len() >= max_recipients {
-            return Reply::new(452, [4, 5, 3], "Too many recipients");
+        if tx.rcpt_to.len() >= self.params.max_recipients {
+            return Err(Reply::new(452, [4, 5, 3], "Too many recipients"));
         }
-        match resolve(&to.address, resolver, tx.authenticated) {
-            Ok(Accepted::Local(account)) => {
-                if !tx.accounts.contains(&account) {
-                    tx.accounts.push(account);
-                }
-            }
-            Ok(Accepted::Remote) => {
-                if !tx.remote.contains(&to.address) {
-                    tx.remote.push(to.address.clone());
-                }
-            }
-            Err(reply) => return reply,
-        }
-        tx.rcpt_to.push(to.address);
-        Reply::new(250, [2, 1, 5], "Recipient OK")
+        let destination = resolve(&to.address, resolver)?;
+        Ok(Pending::Rcpt {
+            path: to.address,
+            destination,
+        })
     }
 
     fn data(&mut self) -> Step {
@@ -346,22 +343,9 @@ fn non_ascii_refused() -> Reply {
     )
 }
 
-/// Where an accepted recipient goes.
-enum Accepted {
-    /// A local mailbox (the account, aliases expanded).
-    Local(Address),
-    /// The outbound queue.
-    Remote,
-}
-
-/// Where a forward path leads, or the refusal. Unauthenticated clients never relay: a non-local
-/// domain gets `554 5.7.1`. Authenticated users may send anywhere: remote recipients go to the
-/// outbound queue.
-fn resolve(
-    path: &str,
-    resolver: &dyn RecipientResolver,
-    authenticated: bool,
-) -> Result<Accepted, Reply> {
+/// Where a forward path leads, or the refusal: an unknown user of a local domain gets
+/// `550 5.1.1`; whether a remote one may be relayed to is the policy's call.
+fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Destination, Reply> {
     let unknown = || {
         Reply::new(
             550,
@@ -369,28 +353,30 @@ fn resolve(
             format!("<{path}>: Recipient address rejected: user unknown"),
         )
     };
-    let relay_denied = || Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"));
     if path.is_empty() {
         // smtp-proto reports "<postmaster>" as the empty path.
         return resolver
             .postmaster()
-            .map(Accepted::Local)
+            .map(Destination::Local)
             .ok_or_else(unknown);
     }
     match Address::parse(path) {
         Ok(address) => match resolver.resolve(&address) {
-            Recipient::Local(account) => Ok(Accepted::Local(account)),
+            Recipient::Local(account) => Ok(Destination::Local(account)),
             Recipient::UnknownLocal => Err(unknown()),
-            Recipient::Remote if authenticated => Ok(Accepted::Remote),
-            Recipient::Remote => Err(relay_denied()),
+            Recipient::Remote => Ok(Destination::Remote),
         },
         // Unparseable (quoted routing, `%`, literals…): "unknown user" for a local domain,
-        // relay refusal for anything else.
+        // and never relayed (there is no telling where it would lead).
         Err(_) => {
             let domain = path.rsplit('@').next().unwrap_or("");
             let local = crate::address::normalize_domain(domain)
                 .is_some_and(|d| resolver.is_local_domain(&d));
-            Err(if local { unknown() } else { relay_denied() })
+            Err(if local {
+                unknown()
+            } else {
+                Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"))
+            })
         }
     }
 }

@@ -2,15 +2,19 @@
 //! `data` and `chunk`, declared sizes in `sizes`), trace headers (`trace`) and the tokio driver
 //! (`session`, `server`).
 
+pub mod check;
 pub mod chunk;
 pub mod commands;
 pub mod data;
+pub mod inbound;
+mod notice;
 pub mod proto;
 pub mod reply;
 pub mod server;
 pub mod session;
 pub mod sizes;
 pub mod trace;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;

@@ -8,11 +8,12 @@
 use smtp_proto::request::receiver::{DummyDataReceiver, DummyLineReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
+use super::check::{Handling, Pending};
 use super::chunk::{ChunkEnd, ChunkReceiver};
-use super::commands::Transaction;
 use super::data::{DataEnd, DataReceiver};
 use super::reply::Reply;
 use super::sizes;
+use super::transaction::Transaction;
 use crate::address::Address;
 use crate::auth::sasl::{self, Credentials, SaslError};
 use crate::auth::Recipient;
@@ -61,11 +62,6 @@ pub trait RecipientResolver {
     fn postmaster(&self) -> Option<Address>;
     /// May `account` send as `sender` (its own address or an alias)?
     fn owns(&self, account: &Address, sender: &Address) -> bool;
-    /// May the client start another message now (`rateLimit.*`)? Asked once per MAIL; a
-    /// `true` counts the message.
-    fn message_allowed(&self) -> bool {
-        true
-    }
 }
 
 /// What the driver must do next.
@@ -81,12 +77,19 @@ pub enum Step {
     StartTls,
     /// Check these credentials, then call [`Session::auth_result`].
     Authenticate(Credentials),
+    /// Ask the policy about [`Session::query`], then call [`Session::checked`].
+    Check,
     /// Send pending replies and close the connection.
     Close,
 }
 
 pub(super) enum State {
     Command,
+    /// A command (or the connection) waits for the policy's verdict.
+    Checking(Pending),
+    /// The policy refused the connection with a 5xx greeting: only QUIT is answered
+    /// (RFC 5321 §3.1).
+    Refused,
     /// Skipping the rest of an over-long command line.
     DiscardLine(DummyLineReceiver),
     Data(DataReceiver),
@@ -115,7 +118,9 @@ pub struct Session {
     pub(super) user: Option<Address>,
     pub(super) tls_active: bool,
     errors: u32,
-    pending: Option<Reply>,
+    pub(super) pending: Option<Reply>,
+    /// What a verdict at connect or EHLO said to do with every message of the session.
+    pub(super) handling: Handling,
 }
 
 #[derive(Debug, Clone)]
@@ -128,7 +133,7 @@ impl Session {
     pub fn new(params: SessionParams) -> Session {
         Session {
             params,
-            state: State::Command,
+            state: State::Checking(Pending::Connect),
             line: Vec::new(),
             input: Vec::new(),
             pos: 0,
@@ -138,11 +143,12 @@ impl Session {
             tls_active: false,
             errors: 0,
             pending: None,
+            handling: Handling::default(),
         }
     }
 
-    /// The `220` greeting.
-    pub fn greeting(&self) -> Reply {
+    /// The `220` greeting (once the policy accepted the connection).
+    pub(super) fn greeting(&self) -> Reply {
         Reply::plain(
             220,
             vec![format!("{} ESMTP ics-mail", self.params.hostname)],
@@ -199,18 +205,16 @@ impl Session {
         });
     }
 
-    /// Reports the outcome of the [`Step::Deliver`] just handled.
-    pub fn delivered(&mut self, outcome: Result<String, String>) {
+    /// Reports the reply to the [`Step::Deliver`] just handled (the inbound outcome's).
+    pub fn delivered(&mut self, reply: Reply) {
         self.state = State::Command;
         self.tx = None;
-        self.pending = Some(match outcome {
-            Ok(id) => Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}")),
-            Err(id) => Reply::new(
-                451,
-                [4, 3, 0],
-                format!("Local delivery failed, please try again later ({id})"),
-            ),
-        });
+        self.pending = Some(reply);
+    }
+
+    /// The account the client logged in as.
+    pub fn user(&self) -> Option<&Address> {
+        self.user.as_ref()
     }
 
     /// The next thing to do.
@@ -227,6 +231,14 @@ impl Session {
             State::StartTls => {
                 self.state = State::Waiting;
                 Step::StartTls
+            }
+            State::Checking(pending) => {
+                self.state = State::Checking(pending);
+                Step::Check
+            }
+            State::Refused => {
+                self.state = State::Refused;
+                self.next_command(resolver)
             }
             State::Sasl(step) => self.next_sasl(step),
             State::Command => {

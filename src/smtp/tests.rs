@@ -1,9 +1,12 @@
 //! Unit tests of the sans-I/O SMTP core: bytes in, replies and deliveries out.
 
-use super::commands::Transaction;
+use super::inbound::Outcome as Delivery;
 use super::proto::{RecipientResolver, Security, Session, SessionParams, Step, MAX_COMMAND_LINE};
+use super::transaction::Transaction;
 use crate::address::Address;
 use crate::auth::Recipient;
+use crate::policy::{Client, Engine, Port};
+use crate::settings::PolicySettings;
 
 struct Local;
 
@@ -46,6 +49,42 @@ fn params() -> SessionParams {
     }
 }
 
+/// A session whose connection the policy accepted (its `220` greeting taken).
+fn connected(params: SessionParams) -> Session {
+    let mut session = Session::new(params);
+    match step(&mut session) {
+        Step::Reply(greeting) => assert_eq!(greeting.code, 220),
+        other => panic!("expected the greeting, got {other:?}"),
+    }
+    session
+}
+
+/// The session's next step, with policy questions answered by the real engine (no rate
+/// limit: relaying needs a login) in between.
+fn step(session: &mut Session) -> Step {
+    let engine = Engine::new();
+    let rules = PolicySettings::default();
+    let client = Client {
+        ip: "192.0.2.1".parse().unwrap(),
+        port: Port::Mx,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    loop {
+        match session.next(&Local) {
+            Step::Check => {
+                let verdict = match session.query(&client) {
+                    Some(query) => runtime.block_on(engine.check(&rules, &query)),
+                    None => crate::policy::Verdict::Accept,
+                };
+                session.checked(verdict);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What a run of input produced: reply lines (codes and text) and delivered transactions.
 #[derive(Default)]
 struct Outcome {
@@ -68,13 +107,13 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
     let mut outcome = Outcome::default();
     let mut chunks = input.chunks(chunk.max(1));
     loop {
-        match session.next(&Local) {
+        match step(session) {
             Step::Reply(reply) => outcome
                 .replies
                 .push(String::from_utf8(reply.to_wire()).unwrap()),
             Step::Deliver(tx) => {
                 outcome.delivered.push(*tx);
-                session.delivered(Ok("ID".into()));
+                session.delivered(Delivery::Accepted { id: "ID".into() }.reply());
             }
             // A completed handshake; a login succeeds for alice with "pw".
             Step::StartTls => session.tls_started(),
@@ -86,6 +125,7 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
                 outcome.closed = true;
                 return outcome;
             }
+            Step::Check => unreachable!("step() answers policy questions"),
             Step::NeedInput => match chunks.next() {
                 Some(bytes) => session.push_input(bytes),
                 None => return outcome,
@@ -95,7 +135,7 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
 }
 
 fn run(input: &str) -> Outcome {
-    run_chunked(&mut Session::new(params()), input.as_bytes(), usize::MAX)
+    run_chunked(&mut connected(params()), input.as_bytes(), usize::MAX)
 }
 
 const ENVELOPE: &str = "EHLO c.test\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@local.test>\r\n";
@@ -116,7 +156,7 @@ fn any_chunking_of_the_input_gives_the_same_result() {
     let input = format!("{ENVELOPE}DATA\r\nA\r\n..dot\r\n.\r\nBDAT 3\r\nabcRSET\r\n");
     let whole = run(&input);
     for chunk in 1..8 {
-        let split = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+        let split = run_chunked(&mut connected(params()), input.as_bytes(), chunk);
         assert_eq!(split.replies, whole.replies, "chunk size {chunk}");
         assert_eq!(split.delivered[0].body, b"A\r\n.dot\r\n");
     }
@@ -139,7 +179,7 @@ fn ehlo_advertises_extensions() {
     let mut off = params();
     off.smtputf8 = false;
     let outcome = run_chunked(
-        &mut Session::new(off),
+        &mut connected(off),
         b"EHLO c\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\n",
         100,
     );
@@ -176,7 +216,7 @@ fn smuggling_through_crlf_dot_cr_crlf() {
              RCPT TO:<alice@local.test>\r\nDATA\r\nSubject: SMUGGLED\r\n\r\nevil\r\n.\r\n"
         );
         for chunk in [1, 3, usize::MAX] {
-            let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+            let outcome = run_chunked(&mut connected(params()), input.as_bytes(), chunk);
             assert_eq!(outcome.codes(), [250, 250, 250, 354, 250], "{fake:?}");
             assert_eq!(outcome.delivered.len(), 1);
             let body = String::from_utf8(outcome.delivered[0].body.clone()).unwrap();
@@ -245,7 +285,7 @@ fn bdat_chunks_and_limits() {
 fn bdat_size_overflow_is_552() {
     let input = format!("{ENVELOPE}BDAT 10\r\n0123456789BDAT 18446744073709551609 LAST\r\n");
     for chunk in [1, 7, usize::MAX] {
-        let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+        let outcome = run_chunked(&mut connected(params()), input.as_bytes(), chunk);
         assert_eq!(outcome.codes(), [250, 250, 250, 250, 552]);
         assert!(outcome.replies[4].starts_with("552 5.3.4"));
         assert!(!outcome.closed && outcome.delivered.is_empty());
@@ -339,7 +379,7 @@ fn long_line_is_refused_and_session_goes_on() {
     let long = "NOOP ".to_string() + &"a".repeat(MAX_COMMAND_LINE * 256);
     for chunk in [usize::MAX, 65536, 1000] {
         let outcome = run_chunked(
-            &mut Session::new(params()),
+            &mut connected(params()),
             format!("{long}\r\nNOOP\r\n").as_bytes(),
             chunk,
         );
@@ -356,7 +396,7 @@ fn command_line_limit_and_one_more() {
         assert_eq!(line.len(), length);
         for chunk in [usize::MAX, 4095, 100, 1] {
             let input = format!("{line}NOOP\r\n");
-            let outcome = run_chunked(&mut Session::new(params()), input.as_bytes(), chunk);
+            let outcome = run_chunked(&mut connected(params()), input.as_bytes(), chunk);
             assert_eq!(outcome.codes(), [code, 250], "{length} bytes in {chunk}s");
         }
     }
@@ -379,7 +419,7 @@ fn long_line_with_a_syntax_error_is_still_too_long() {
 #[test]
 fn garbage_closes_after_max_errors() {
     let garbage = b"\x00\x01\xff\xfe garbage\r\n".repeat(10);
-    let outcome = run_chunked(&mut Session::new(params()), &garbage, 7);
+    let outcome = run_chunked(&mut connected(params()), &garbage, 7);
     assert_eq!(outcome.codes(), [500, 500, 500, 500, 421]);
     assert!(outcome.closed);
 }
@@ -400,19 +440,19 @@ fn helo_vrfy_noop_rset_quit() {
 
 #[test]
 fn failed_delivery_is_a_temporary_error() {
-    let mut session = Session::new(params());
+    let mut session = connected(params());
     session.push_input(format!("{ENVELOPE}DATA\r\nx\r\n.\r\n").as_bytes());
     loop {
-        match session.next(&Local) {
+        match step(&mut session) {
             Step::Deliver(_) => {
-                session.delivered(Err("ID".into()));
+                session.delivered(Delivery::Failed { id: "ID".into() }.reply());
                 break;
             }
             Step::Reply(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
-    let Step::Reply(reply) = session.next(&Local) else {
+    let Step::Reply(reply) = step(&mut session) else {
         panic!("no reply")
     };
     assert_eq!(reply.code, 451);
@@ -430,7 +470,7 @@ fn secure_params(starttls: bool, auth_in_plaintext: bool, submission: bool) -> S
 }
 
 fn run_secure(params: SessionParams, input: &str) -> Outcome {
-    run_chunked(&mut Session::new(params), input.as_bytes(), usize::MAX)
+    run_chunked(&mut connected(params), input.as_bytes(), usize::MAX)
 }
 
 fn plain(login: &str, password: &str) -> String {
@@ -448,11 +488,11 @@ fn required_mode_hides_auth_until_tls() {
     assert!(!outcome.replies[0].contains("AUTH"));
     assert!(outcome.replies[1].starts_with("538 5.7.11"));
     // After STARTTLS: AUTH offered, STARTTLS not.
-    let mut session = Session::new(secure_params(true, false, true));
+    let mut session = connected(secure_params(true, false, true));
     session.push_input(b"EHLO c\r\nSTARTTLS\r\n");
     let mut replies = Vec::new();
     loop {
-        match session.next(&Local) {
+        match step(&mut session) {
             Step::Reply(reply) => replies.push(String::from_utf8(reply.to_wire()).unwrap()),
             Step::StartTls => break,
             other => panic!("{other:?}"),
@@ -460,9 +500,9 @@ fn required_mode_hides_auth_until_tls() {
     }
     assert!(replies[1].starts_with("220 2.0.0"));
     session.tls_started();
-    assert!(matches!(session.next(&Local), Step::NeedInput));
+    assert!(matches!(step(&mut session), Step::NeedInput));
     session.push_input(b"EHLO c\r\n");
-    let Step::Reply(ehlo) = session.next(&Local) else {
+    let Step::Reply(ehlo) = step(&mut session) else {
         panic!()
     };
     let ehlo = String::from_utf8(ehlo.to_wire()).unwrap();
@@ -495,13 +535,13 @@ fn pipelining_after_starttls_is_refused() {
 fn starttls_resets_the_session() {
     let outcome = run_secure(secure_params(true, true, false), "EHLO c\r\nSTARTTLS\r\n");
     assert_eq!(outcome.codes(), [250, 220]);
-    let mut session = Session::new(secure_params(true, true, false));
+    let mut session = connected(secure_params(true, true, false));
     session.push_input(b"EHLO c\r\nSTARTTLS\r\n");
-    while !matches!(session.next(&Local), Step::StartTls) {}
+    while !matches!(step(&mut session), Step::StartTls) {}
     session.tls_started();
-    let _ = session.next(&Local);
+    let _ = step(&mut session);
     session.push_input(b"MAIL FROM:<a@b.test>\r\n");
-    let Step::Reply(reply) = session.next(&Local) else {
+    let Step::Reply(reply) = step(&mut session) else {
         panic!()
     };
     assert_eq!(reply.code, 503, "EHLO is needed again after STARTTLS");
@@ -598,6 +638,6 @@ fn random_input_never_panics() {
         let chunk = (next() % 50 + 1) as usize;
         let mut params = secure_params(true, next().is_multiple_of(2), next().is_multiple_of(2));
         params.max_errors = 1000;
-        let _ = run_chunked(&mut Session::new(params), &input, chunk);
+        let _ = run_chunked(&mut connected(params), &input, chunk);
     }
 }

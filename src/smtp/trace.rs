@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::commands::Transaction;
+use super::transaction::Transaction;
 
 /// What the `Received:` header records about the connection.
 pub struct TraceInfo<'a> {

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::create::{clean_stale_tmp, ensure_mailbox};
@@ -17,7 +17,8 @@ use crate::config::model::DefaultFolder;
 /// The mail store rooted at `storage.path`. Cheap to share behind an `Arc`.
 pub struct MailStore {
     root: PathBuf,
-    default_folders: Vec<DefaultFolder>,
+    /// `storage.defaultFolders`, for mailboxes made from now on (a reload may change them).
+    default_folders: RwLock<Vec<DefaultFolder>>,
     syncer: DirSyncer,
     /// Mailboxes known to exist, so the hot path skips `ensure_mailbox`.
     known: Mutex<HashSet<PathBuf>>,
@@ -34,12 +35,20 @@ impl MailStore {
             .replace(':', "\\072");
         MailStore {
             root,
-            default_folders,
+            default_folders: RwLock::new(default_folders),
             syncer: DirSyncer::default(),
             known: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
             host,
         }
+    }
+
+    /// The folders made with mailboxes created from now on.
+    pub fn set_default_folders(&self, folders: Vec<DefaultFolder>) {
+        *self
+            .default_folders
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = folders;
     }
 
     /// `<root>/<domain>/<local part>`.
@@ -52,7 +61,12 @@ impl MailStore {
         let path = self.mailbox_path(account);
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         if !known.contains(&path) {
-            ensure_mailbox(&path, &self.default_folders)?;
+            let folders = self
+                .default_folders
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            ensure_mailbox(&path, &folders)?;
             // Best effort: a leftover in tmp/ harms nothing but space.
             let _ = clean_stale_tmp(&path);
             known.insert(path.clone());

@@ -1,6 +1,38 @@
-//! Every class of bad value gives a line that starts with its key path.
+//! Every class of bad value gives a line that starts with its key path, whether the file is
+//! checked alone (`--static`) or with what the machine adds (what the daemons do).
 
-use super::{load_str, load_str_in, ConfigErrors, Scope};
+use super::{check_static, Settings};
+use crate::config::layers::Source;
+use crate::config::{Config, ConfigErrors};
+
+/// How far a check looks: the machine too (the daemons, `check-config`), or the file alone
+/// (`check-config --static`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Machine,
+    FileOnly,
+}
+
+/// The checked model of `json`; with [`Scope::Machine`] its `heloName` is the host name the
+/// settings found.
+fn load_str_in(json: &str, scope: Scope) -> Result<Config, ConfigErrors> {
+    let source = Source::Text {
+        name: "test".into(),
+        text: json.to_string(),
+    };
+    match scope {
+        Scope::Machine => Settings::load(&source).map(|settings| {
+            let mut model = settings.model.clone();
+            model.helo_name = Some(settings.hostname.clone());
+            model
+        }),
+        Scope::FileOnly => check_static(&source),
+    }
+}
+
+fn load_str(json: &str) -> Result<Config, ConfigErrors> {
+    load_str_in(json, Scope::Machine)
+}
 
 const HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
@@ -290,9 +322,8 @@ fn an_alias_equal_to_another_account_is_refused_in_both_scopes() {
 #[test]
 fn good_names_and_networks_pass() {
     let json = r#"{"domains":["example.org","bücher.example"],"heloName":"Mail.Example.org.",
-        "dkim":{"selector":"s2024"},"spam":{"dnsbl":["zen.spamhaus.org"]},
-        "lists":{"whitelist":["10.0.0.0/8","10.1.2.3/32","10.1.2.3","0.0.0.0/0","2001:db8::/32",
-          "*.example.com","user@example.com","example.net"]},
+        "dkim":{"selector":"s2024"},
+        "lists":{"whitelist":["10.0.0.0/8","10.1.2.3/32","10.1.2.3","0.0.0.0/0","2001:db8::/32"]},
         "dns":{"nameservers":["192.0.2.53","192.0.2.53:5353","[::1]:53","::1"]},
         "relay":{"changeSender":{"address":"mailer@example.org"}}}"#;
     for scope in [Scope::Machine, Scope::FileOnly] {
@@ -300,6 +331,18 @@ fn good_names_and_networks_pass() {
     }
     let config = load_str_in(json, Scope::FileOnly).unwrap();
     assert_eq!(config.helo_name.as_deref(), Some("mail.example.org"));
+    // The syntax of the entries and zones whose behaviour comes later is checked all the same
+    // (the whole check refuses them as not implemented: config::unimplemented).
+    let later = r#"{"spam":{"dnsbl":["zen.spamhaus.org"]},
+        "lists":{"whitelist":["*.example.com","user@example.com","example.net"]}}"#;
+    assert!(crate::config::load_str(later).is_ok());
+    for scope in [Scope::Machine, Scope::FileOnly] {
+        let lines = errors_in(later, scope);
+        assert!(
+            lines.len() == 4 && lines.iter().all(|l| l.contains("not implemented")),
+            "{lines:?}"
+        );
+    }
 }
 
 #[test]

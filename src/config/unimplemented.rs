@@ -1,0 +1,141 @@
+//! Settings whose behaviour this version does not have yet. Turning one on is refused — by
+//! `icsmail check-config` (also `--static`, so the NixOS build fails) and at start-up — with a
+//! line naming the key, instead of a server that silently ignores it. Their defaults are off,
+//! so a configuration that leaves them alone is unaffected. docs/settings.md marks each one.
+
+use super::model::Config;
+use super::ConfigErrors;
+use crate::net::network::Network;
+
+/// The refusals of `config`: one line per setting it turns on that is not built yet.
+pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut refuse = |key: String, what: &str| {
+        errors.push(format!(
+            "{key}: {what} is not implemented in this version; leave it off"
+        ))
+    };
+    for (index, entry) in config.lists.whitelist.iter().enumerate() {
+        // IP addresses and networks work: they relay without a login and skip the rate limit.
+        if Network::parse(entry).is_err() {
+            refuse(
+                format!("lists.whitelist[{index}]"),
+                "a domain, mail server or mailbox entry",
+            );
+        }
+    }
+    if !config.lists.blacklist.is_empty() {
+        refuse("lists.blacklist".into(), "the blacklist");
+    }
+    if !config.spam.dnsbl.is_empty() {
+        refuse("spam.dnsbl".into(), "DNSBL checking");
+    }
+    let switches = [
+        (
+            "spam.greylist.enable",
+            config.spam.greylist.enable,
+            "greylisting",
+        ),
+        ("dkim.verify", config.dkim.verify, "DKIM verification"),
+        ("dkim.sign", config.dkim.sign, "DKIM signing"),
+        (
+            "antivirus.clamav.enable",
+            config.antivirus.clamav.enable,
+            "ClamAV scanning",
+        ),
+        (
+            "antivirus.kaspersky.enable",
+            config.antivirus.kaspersky.enable,
+            "Kaspersky scanning",
+        ),
+        ("dlp.enable", config.dlp.enable, "DLP"),
+        (
+            "recodeSubjectUtf8",
+            config.recode_subject_utf8,
+            "recoding subjects",
+        ),
+        (
+            "addressBook.enable",
+            config.address_book.enable,
+            "the LDAP address book",
+        ),
+    ];
+    for (key, on, what) in switches {
+        if on {
+            refuse(key.into(), what);
+        }
+    }
+    for (address, account) in &config.accounts {
+        if account.quota.is_some() {
+            refuse(format!("accounts.{address}.quota"), "a mailbox quota");
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::parse;
+
+    fn refused(json: &str) -> Vec<String> {
+        refuse(&parse(json).unwrap()).err().unwrap_or_default().0
+    }
+
+    #[test]
+    fn each_switch_is_refused_with_its_key() {
+        for (json, key) in [
+            (
+                r#"{"lists":{"blacklist":["192.0.2.1"]}}"#,
+                "lists.blacklist",
+            ),
+            (
+                r#"{"lists":{"whitelist":["example.org"]}}"#,
+                "lists.whitelist[0]",
+            ),
+            (r#"{"spam":{"dnsbl":["zen.example"]}}"#, "spam.dnsbl"),
+            (
+                r#"{"spam":{"greylist":{"enable":true}}}"#,
+                "spam.greylist.enable",
+            ),
+            (r#"{"dkim":{"verify":true}}"#, "dkim.verify"),
+            (r#"{"dkim":{"sign":true}}"#, "dkim.sign"),
+            (
+                r#"{"antivirus":{"clamav":{"enable":true}}}"#,
+                "antivirus.clamav.enable",
+            ),
+            (
+                r#"{"antivirus":{"kaspersky":{"enable":true}}}"#,
+                "antivirus.kaspersky.enable",
+            ),
+            (r#"{"dlp":{"enable":true}}"#, "dlp.enable"),
+            (r#"{"recodeSubjectUtf8":true}"#, "recodeSubjectUtf8"),
+            (r#"{"addressBook":{"enable":true}}"#, "addressBook.enable"),
+            (
+                r#"{"accounts":{"a@b.test":{"quota":1000}}}"#,
+                "accounts.a@b.test.quota",
+            ),
+        ] {
+            let lines = refused(json);
+            assert!(
+                lines.len() == 1
+                    && lines[0].starts_with(&format!("{key}: "))
+                    && lines[0].contains("not implemented"),
+                "{json}: {lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_works_is_not_refused() {
+        assert!(refused("{}").is_empty());
+        assert!(refused(r#"{"lists":{"whitelist":["192.0.2.0/24","2001:db8::1"]}}"#).is_empty());
+        assert!(
+            refused(r#"{"dkim":{"selector":"s1"},"spam":{"greylist":{"keepDays":3}}}"#).is_empty()
+        );
+    }
+}

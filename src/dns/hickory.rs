@@ -1,0 +1,147 @@
+//! [`Resolver`] on hickory-resolver.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+
+use super::{fqdn, DnsError, Lookup, MxRecord, Resolver};
+
+pub struct HickoryResolver {
+    inner: TokioResolver,
+}
+
+impl HickoryResolver {
+    /// A resolver asking `nameservers` (UDP, then TCP for truncated answers); with none, the
+    /// system's resolv.conf. The configured servers are the whole truth: `/etc/hosts` is not
+    /// consulted then (tests, split-horizon setups).
+    pub fn new(nameservers: &[SocketAddr]) -> Result<HickoryResolver, DnsError> {
+        let provider = TokioRuntimeProvider::default();
+        let builder = if nameservers.is_empty() {
+            TokioResolver::builder(provider).map_err(|err| DnsError::Temporary {
+                name: "resolv.conf".into(),
+                why: format!("reading the system resolver configuration: {err}"),
+            })?
+        } else {
+            let servers = nameservers
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    let mut config = NameServerConfig::udp_and_tcp(addr.ip());
+                    config.connections = vec![udp, tcp];
+                    config
+                })
+                .collect();
+            let config = ResolverConfig::from_name_servers(servers);
+            let mut builder = TokioResolver::builder_with_config(config, provider);
+            builder.options_mut().use_hosts_file = ResolveHosts::Never;
+            builder
+        };
+        let inner = builder.build().map_err(|err| DnsError::Temporary {
+            name: "resolver".into(),
+            why: format!("building the DNS resolver: {err}"),
+        })?;
+        Ok(HickoryResolver { inner })
+    }
+}
+
+/// hickory's error as one of ours.
+fn classify(name: &str, err: &NetError) -> DnsError {
+    if err.is_nx_domain() {
+        DnsError::NoSuchName(name.to_string())
+    } else if err.is_no_records_found() {
+        DnsError::NoRecords(name.to_string())
+    } else {
+        DnsError::Temporary {
+            name: name.to_string(),
+            why: err.to_string(),
+        }
+    }
+}
+
+/// A host name as we compare them: lowercase, no trailing dot.
+fn host_name(name: &hickory_resolver::proto::rr::Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_lowercase()
+}
+
+impl Resolver for HickoryResolver {
+    fn mx<'a>(&'a self, domain: &'a str) -> Lookup<'a, Vec<MxRecord>> {
+        Box::pin(async move {
+            let lookup = self
+                .inner
+                .mx_lookup(fqdn(domain).as_str())
+                .await
+                .map_err(|err| classify(domain, &err))?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::MX(mx) => Some(MxRecord {
+                        preference: mx.preference,
+                        exchange: host_name(&mx.exchange),
+                    }),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    fn ips<'a>(&'a self, host: &'a str) -> Lookup<'a, Vec<IpAddr>> {
+        Box::pin(async move {
+            let lookup = self
+                .inner
+                .lookup_ip(fqdn(host).as_str())
+                .await
+                .map_err(|err| classify(host, &err))?;
+            Ok(lookup.iter().collect())
+        })
+    }
+
+    fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>> {
+        Box::pin(async move {
+            let name = ip.to_string();
+            let lookup = self
+                .inner
+                .reverse_lookup(ip)
+                .await
+                .map_err(|err| classify(&name, &err))?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::PTR(ptr) => Some(host_name(&ptr.0)),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    fn txt<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<String>> {
+        Box::pin(async move {
+            let lookup = self
+                .inner
+                .txt_lookup(fqdn(name).as_str())
+                .await
+                .map_err(|err| classify(name, &err))?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|part| String::from_utf8_lossy(part))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+}

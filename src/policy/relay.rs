@@ -1,0 +1,84 @@
+//! Relaying: mail for another server is accepted only from a client that logged in or whose
+//! address is whitelisted (an IP or network entry of `lists.whitelist`: a client cannot forge
+//! its address on a TCP connection, as it can a sender domain or a mailbox). Never an open
+//! relay — any other client gets `554 5.7.1` for every remote recipient, whatever port it came
+//! in on.
+
+use super::{Destination, Query, Stage, Verdict};
+use crate::settings::PolicySettings;
+
+pub(super) fn check(rules: &PolicySettings, query: &Query<'_>) -> Verdict {
+    let Stage::Rcpt {
+        recipient,
+        destination: Destination::Remote,
+        ..
+    } = query.stage
+    else {
+        return Verdict::Accept;
+    };
+    let whitelisted = rules
+        .relay_networks
+        .iter()
+        .any(|net| net.contains(query.client.ip));
+    if query.user.is_some() || whitelisted {
+        Verdict::Accept
+    } else {
+        Verdict::reject(
+            554,
+            [5, 7, 1],
+            format!("<{recipient}>: Relay access denied"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+    use crate::net::network::Network;
+    use crate::policy::{Client, Port};
+
+    #[test]
+    fn remote_recipients_need_a_login_on_every_port() {
+        let account = Address::parse("alice@example.test").unwrap();
+        for port in [Port::Mx, Port::Submission, Port::Smtps] {
+            let client = Client {
+                ip: "192.0.2.1".parse().unwrap(),
+                port,
+            };
+            let stage = |destination| Stage::Rcpt {
+                sender: "a@b.test",
+                recipient: "x@remote.test",
+                destination,
+            };
+            let remote = Destination::Remote;
+            let query = |user| Query {
+                stage: stage(&remote),
+                client: &client,
+                helo: Some("client.test"),
+                user,
+            };
+            let rules = PolicySettings::default();
+            assert!(matches!(check(&rules, &query(None)), Verdict::Reject(r) if r.code == 554));
+            assert_eq!(check(&rules, &query(Some(&account))), Verdict::Accept);
+            let whitelisted = PolicySettings {
+                relay_networks: vec![Network::parse("192.0.2.0/24").unwrap()],
+                ..PolicySettings::default()
+            };
+            assert_eq!(check(&whitelisted, &query(None)), Verdict::Accept);
+            let other = PolicySettings {
+                relay_networks: vec![Network::parse("198.51.100.0/24").unwrap()],
+                ..PolicySettings::default()
+            };
+            assert!(matches!(check(&other, &query(None)), Verdict::Reject(_)));
+            let local = Destination::Local(account.clone());
+            let to_local = Query {
+                stage: stage(&local),
+                client: &client,
+                helo: None,
+                user: None,
+            };
+            assert_eq!(check(&rules, &to_local), Verdict::Accept);
+        }
+    }
+}

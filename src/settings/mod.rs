@@ -1,0 +1,157 @@
+//! The settings the daemons run with: the configuration file (and the override layer beside
+//! it) turned into typed values once, with what the machine adds (host name, secret files,
+//! the DNS resolver), behind an atomic swap so a reload reaches new sessions without touching
+//! those in progress (docs/architecture.md, "Settings and reload").
+//!
+//! - the file and its override layer are read and checked by `config::layers`;
+//! - `environment`: what the machine says (host name, password and relay secret files);
+//! - `build`: the checks that need more than the file model, then the typed [`Settings`];
+//! - `live`: the current settings and the reload.
+
+mod build;
+mod environment;
+mod live;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub use build::{check_machine, check_static, ListenerRules};
+pub use live::{Live, Reloaded};
+
+use crate::auth::Directory;
+use crate::config::layers::{self, Source};
+use crate::config::model::{CertificatePair, DefaultFolder};
+use crate::config::{Config, ConfigErrors};
+use crate::dns::Resolver;
+use crate::net::network::Network;
+
+/// Everything a session or a queue pass needs to know, typed.
+pub struct Settings {
+    /// The validated configuration (both layers merged), for what has no typed form here and
+    /// for telling what a reload changed.
+    pub model: Config,
+    /// Our host name (`heloName`, else the machine's fully qualified name).
+    pub hostname: String,
+    /// A login name without `@` means `<name>@<this>`.
+    pub default_auth_domain: Option<String>,
+    pub directory: Arc<Directory>,
+    pub smtp: SmtpSettings,
+    pub access: AccessSettings,
+    pub queue: QueueSettings,
+    /// `relay.*` when `relay.host` is set.
+    pub relay: Option<Smarthost>,
+    pub policy: PolicySettings,
+    pub storage: StorageSettings,
+    /// `dns.nameservers` (empty: the system's resolv.conf).
+    pub nameservers: Vec<SocketAddr>,
+    /// The resolver asking them, made at its first use (reading resolv.conf is the machine's
+    /// business, and a check of the file needs none).
+    resolver: OnceLock<Arc<dyn Resolver>>,
+}
+
+impl Settings {
+    /// Reads and builds the settings of `source` (both layers, the machine's facts).
+    pub fn load(source: &Source) -> Result<Settings, ConfigErrors> {
+        let model = layers::read(source)?;
+        build::build(model)
+    }
+
+    /// The DNS resolver of these settings.
+    pub fn resolver(&self) -> Arc<dyn Resolver> {
+        self.resolver
+            .get_or_init(|| crate::dns::shared(&self.nameservers))
+            .clone()
+    }
+
+    /// [`Settings::load`] of a configuration file, the error listing every problem under the
+    /// file's name (for the command line).
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Settings> {
+        Settings::load(&Source::File(path.to_path_buf()))
+            .map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))
+    }
+}
+
+/// `smtp.*` as sessions use it.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub max_message_size: usize,
+    pub smtputf8: bool,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Per client address, and in all, for each connection budget.
+    pub connections_per_ip: u32,
+    pub max_connections: u32,
+    /// What `tls.mode` and `smtp.certificate` allow.
+    pub tls: ListenerRules,
+    pub certificate: Option<CertificatePair>,
+}
+
+/// IMAP and POP3 (`access.*` and what they share with SMTP).
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// What `tls.mode` and `access.certificate` allow.
+    pub tls: ListenerRules,
+    pub certificate: Option<CertificatePair>,
+    /// The largest message APPEND takes: `smtp.maxMessageSize`.
+    pub max_message_size: u64,
+}
+
+/// `queue.*` as durations, and where the spool is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// The timer's period, which is also how much the retry delay grows per failure.
+    pub interval: Duration,
+    /// The first retry delay and its ceiling (whole minutes, as the envelopes keep them).
+    pub delay_min_minutes: u32,
+    pub delay_max_minutes: u32,
+    /// How long a message may stay queued before it bounces.
+    pub max_lifetime: Duration,
+    pub state_dir: PathBuf,
+}
+
+/// The smarthost (`relay.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smarthost {
+    pub host: String,
+    pub port: u16,
+    /// Implicit TLS (otherwise STARTTLS when offered).
+    pub smtps: bool,
+    /// `relay.auth.user` and the password read from `relay.auth.passwordFile`.
+    pub auth: Option<(String, String)>,
+    /// `relay.changeSender.address` when the rewrite is on.
+    pub change_sender: Option<String>,
+}
+
+/// What the policy rules are configured with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// `rateLimit.*` when enabled.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// The IP and network entries of `lists.whitelist`: clients a sender cannot forge, which
+    /// may relay without logging in.
+    pub relay_networks: Vec<Network>,
+}
+
+/// `rateLimit.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Messages allowed per client address per minute.
+    pub per_minute: u32,
+    /// Networks never limited (the IP and network entries of `lists.whitelist` with
+    /// `exemptWhitelist`).
+    pub exempt: Vec<Network>,
+}
+
+/// `storage.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    pub path: PathBuf,
+    pub default_folders: Vec<DefaultFolder>,
+}

@@ -1,0 +1,201 @@
+//! What happens to a message once its data is in (RFC 5321 §4.1.1.4): the policy's word on
+//! the whole message, trace headers, then the outbound queue for remote recipients and the
+//! mailboxes of local ones — `Accepted` only once all of it is durable (file and directory
+//! fsync'd). One typed [`Outcome`], turned into the reply in one place
+//! ([`Outcome::reply`]).
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::notice::quarantine_notice;
+use super::reply::Reply;
+use super::trace::{trace_headers, TraceInfo};
+use super::transaction::Transaction;
+use crate::policy::{Client, Engine, Query, Stage, Verdict};
+use crate::queue::{NewMessage, Outbound};
+use crate::settings::Settings;
+use crate::store::{to_maildir_form, MailStore};
+
+/// What became of a message.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored and queued durably.
+    Accepted { id: String },
+    /// Accepted, then dropped as a policy said.
+    Discarded { id: String },
+    /// The recipients got a notice instead, with the message attached.
+    Quarantined { id: String },
+    /// The policy refused the message (a 5xx or 4xx reply).
+    Refused(Reply),
+    /// Storing or queueing failed: nothing was kept, the client must try again.
+    Failed { id: String },
+}
+
+impl Outcome {
+    /// The reply to the end of the data.
+    pub fn reply(&self) -> Reply {
+        match self {
+            Outcome::Accepted { id } | Outcome::Discarded { id } | Outcome::Quarantined { id } => {
+                Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}"))
+            }
+            Outcome::Refused(reply) => reply.clone(),
+            Outcome::Failed { id } => Reply::new(
+                451,
+                [4, 3, 0],
+                format!("Local delivery failed, please try again later ({id})"),
+            ),
+        }
+    }
+}
+
+/// Where messages go: the mail store and the outbound queue.
+pub struct Inbound {
+    pub store: Arc<MailStore>,
+    pub outbound: Outbound,
+}
+
+/// The facts of the session a message came in.
+pub struct Arrival<'a> {
+    pub id: &'a str,
+    pub client: &'a Client,
+    /// The client's address as written in the Received header.
+    pub peer_ip: &'a str,
+    pub user: Option<&'a crate::address::Address>,
+}
+
+impl Inbound {
+    /// Takes a complete message: asks the policy, then stores and queues it.
+    pub async fn accept(
+        &self,
+        engine: &Engine,
+        settings: &Settings,
+        tx: Transaction,
+        arrival: &Arrival<'_>,
+    ) -> Outcome {
+        let id = arrival.id.to_string();
+        let hostname = settings.hostname.as_str();
+        let query = Query {
+            stage: Stage::Data {
+                sender: &tx.mail_from,
+                recipients: &tx.rcpt_to,
+                message: &tx.body,
+            },
+            client: arrival.client,
+            helo: Some(&tx.helo),
+            user: arrival.user,
+        };
+        let verdict = engine.check(&settings.policy, &query).await;
+        let mut tx = tx;
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Reject(reply) | Verdict::TempFail(reply) => return Outcome::Refused(reply),
+            Verdict::Discard => tx.discard = true,
+            Verdict::Quarantine(notice) => tx.quarantine = Some(notice),
+        }
+        if tx.discard {
+            info!(id, from = %tx.mail_from, to = %tx.rcpt_to.join(","), "discarded by policy");
+            return Outcome::Discarded { id };
+        }
+        let quarantined = tx.quarantine.take();
+        if let Some(notice) = &quarantined {
+            tx.body = quarantine_notice(hostname, &id, notice, &tx.body);
+            info!(id, from = %tx.mail_from, to = %tx.rcpt_to.join(","), "quarantined: {notice}");
+        }
+        let trace = trace_headers(
+            &tx,
+            &TraceInfo {
+                peer_ip: arrival.peer_ip,
+                hostname,
+                id: &id,
+            },
+        );
+        let first_delay = settings.queue.delay_min_minutes;
+        if !self.store_and_queue(&tx, &trace, &id, first_delay).await {
+            return Outcome::Failed { id };
+        }
+        match quarantined {
+            Some(_) => Outcome::Quarantined { id },
+            None => Outcome::Accepted { id },
+        }
+    }
+
+    /// Queues the message for its remote recipients and stores it in every local recipient's
+    /// mailbox; true only once all of it is durable. On failure nothing stays queued.
+    async fn store_and_queue(
+        &self,
+        tx: &Transaction,
+        trace: &str,
+        id: &str,
+        first_delay_minutes: u32,
+    ) -> bool {
+        let rcpts = tx.rcpt_to.join(",");
+        let queued = !tx.remote.is_empty();
+        if queued {
+            if let Err(err) = self.enqueue(tx, trace, id, first_delay_minutes).await {
+                warn!(id, from = %tx.mail_from, to = %rcpts, "queueing failed: {err:#}");
+                return false;
+            }
+        }
+        if !tx.accounts.is_empty() {
+            let message = to_maildir_form(trace, &tx.body);
+            let store = self.store.clone();
+            let accounts = tx.accounts.clone();
+            let size = message.len();
+            let result = tokio::task::spawn_blocking(move || store.deliver(&accounts, &message))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r.map_err(anyhow::Error::from));
+            if let Err(err) = result {
+                warn!(id, from = %tx.mail_from, to = %rcpts, "delivery failed: {err:#}");
+                if queued {
+                    if let Err(err) = self.outbound.cancel(id) {
+                        warn!(id, "cannot take the message back from the queue: {err:#}");
+                    }
+                }
+                return false;
+            }
+            info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
+        }
+        if queued {
+            info!(id, from = %tx.mail_from, remote = %tx.remote.join(","), size = tx.body.len(), "queued");
+            self.outbound.kick(id.to_string());
+        }
+        true
+    }
+
+    /// Spools the message (Received header first, CRLF wire form; no Return-Path, which only
+    /// the final delivery adds) for the remote recipients.
+    async fn enqueue(
+        &self,
+        tx: &Transaction,
+        trace: &str,
+        id: &str,
+        first_delay_minutes: u32,
+    ) -> anyhow::Result<()> {
+        let received = trace
+            .strip_prefix("Return-Path:")
+            .and_then(|rest| rest.split_once('\n'))
+            .map_or(trace, |(_, rest)| rest);
+        let mut message = Vec::with_capacity(received.len() + 8 + tx.body.len());
+        message.extend_from_slice(received.replace('\n', "\r\n").as_bytes());
+        message.extend_from_slice(&tx.body);
+        let sender = tx.mail_from.clone();
+        let recipients = tx.remote.clone();
+        let smtputf8 = tx.smtputf8;
+        let id = id.to_string();
+        // spawn_blocking wants 'static: queue through a clone of the writer.
+        let outbound = self.outbound.handle();
+        tokio::task::spawn_blocking(move || {
+            outbound.enqueue(&NewMessage {
+                id: &id,
+                sender: &sender,
+                recipients: &recipients,
+                smtputf8,
+                message: &message,
+                first_delay_minutes,
+            })
+        })
+        .await?
+    }
+}
