@@ -86,7 +86,7 @@ let
         mailbox owning `postmaster@<domain>` also receives `RCPT TO:<postmaster>`.
       '';
       displayName = nullOpt types.str "The person's name (address book).";
-      quota = nullOpt types.ints.unsigned "Mailbox size limit in bytes (positive); null = unlimited.";
+      quota = nullOpt types.ints.unsigned "Mailbox size limit in bytes (positive); null = unlimited.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
     };
   };
 
@@ -532,10 +532,17 @@ in
           "Whitelist": IP addresses, CIDR networks, domains or mail server names (`*.example.com`),
           mailboxes. Always accepted, without greylisting or the forward/reverse DNS check, and
           may relay: only truly trusted senders belong here.
+
+          In this version IP address and network entries work (they relay without logging in
+          and are not rate-limited); **domain, mail server and mailbox entries are not
+          implemented**: one of them fails the build and start-up, naming the entry.
         '');
       blacklist = withExample [ "198.51.100.7" "203.0.113.0/24" "spam.example" ]
         (opt (types.listOf types.str) [ ] ''
           "Blacklist": the same forms as the whitelist; mail from them is refused.
+
+          **Not implemented in this version**: turning it on fails the build (the program's
+          `check-config`) and start-up, naming the key (docs/settings.md).
         '');
     };
     storage = {
@@ -557,19 +564,22 @@ in
         enable = opt types.bool false ''
           Anti-virus "Clamav": scan incoming and outgoing mail with clamd; for an infected
           message the recipient gets the result of the check, with the message attached.
+
+          **Not implemented in this version**: turning it on fails the build (the program's
+          `check-config`) and start-up, naming the key (docs/settings.md).
         '';
         socket = progOpt absPath "/run/clamav/clamd.ctl" "clamd's Unix socket.";
       };
       kaspersky = {
-        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\": the same check through a Kaspersky ICAP server.";
+        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\": the same check through a Kaspersky ICAP server.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
         icapUrl = withExample "icap://127.0.0.1:1344/av/respmod" (nullOpt types.str ''
           `icap://host:port/service` of the Kaspersky ICAP server.
         '');
       };
     };
     dkim = {
-      verify = opt types.bool false "\"Verify DKIM-signature\": check incoming mail for a DKIM signature and its correctness.";
-      sign = opt types.bool false "\"Add DKIM-signature\" to mail sent from this server (keys in `dkim.keyDirectory`).";
+      verify = opt types.bool false "\"Verify DKIM-signature\": check incoming mail for a DKIM signature and its correctness.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
+      sign = opt types.bool false "\"Add DKIM-signature\" to mail sent from this server (keys in `dkim.keyDirectory`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
       selector = withExample "mail2024" (progOpt types.str "\"default\"" ''
         DKIM "Selector" of this server: the public key is published at
         `<selector>._domainkey.<domain>`. Each mail server of one domain needs its own selector.
@@ -577,20 +587,26 @@ in
       keyDirectory = progOpt absPath "/var/lib/icsmail/dkim" "Directory of `<domain>.<selector>.key` private keys (PEM).";
     };
     dlp = {
-      enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).";
+      enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
       icapUrl = withExample "icap://dlp.example.org:1344/dlp" (nullOpt types.str "`icap://` URL of the DLP system.");
     };
-    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": mail sent from this server gets its Subject in UTF-8 encoding.";
+    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": mail sent from this server gets its Subject in UTF-8 encoding.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
     spam = {
       dnsbl = withExample [ "zen.spamhaus.org" "bl.spamcop.net" ] (opt (types.listOf types.str) [ ] ''
         "DNSBL blacklists": DNS zones asked about the sending client's IP address while mail is
         received; a client listed by one of them is refused with a 5xx error.
+
+        **Not implemented in this version**: a zone here fails the build (the program's
+        `check-config`) and start-up, naming the key (docs/settings.md).
       '');
       greylist = {
         enable = opt types.bool false ''
           "Use grey lists": the first message from an unknown (client address, sender,
           recipient) triple is refused with a temporary error; a real mail server retries and is
           then accepted, most spam senders never do.
+
+          **Not implemented in this version**: turning it on fails the build (the program's
+          `check-config`) and start-up, naming the key (docs/settings.md).
         '';
         ignoreSeconds = progOpt u32Type "60" ''
           "Ignore resending": a retry sooner than this many seconds does not count (a reliable
@@ -605,7 +621,7 @@ in
       };
     };
     addressBook = {
-      enable = opt types.bool false "Run the read-only LDAP address book for mail clients. Needs a `baseDn`.";
+      enable = opt types.bool false "Run the read-only LDAP address book for mail clients. Needs a `baseDn`.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
       port = opt portType 389 "\"The port on which LDAP is running\" (the address book's LDAP listener).";
       baseDn = withExample "dc=example,dc=org;ou=people,dc=example,dc=net" (opt types.str "" ''
         "Base DN": the LDAP search base(s) clients use; several are separated by `;`.

@@ -206,6 +206,19 @@ BAD_VALUES=(
   'icapUrl not icap://|dlp.icapUrl|dlp = { enable = true; icapUrl = "http://dlp.example.org/"; };'
   'maxMessageSize too small|smtp.maxMessageSize|smtp.maxMessageSize = 100;'
   "quota 0|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 0; };"
+  # issue 12: what this version does not implement refuses, naming the key
+  'blacklist (not implemented)|lists.blacklist|lists.blacklist = [ "198.51.100.7" ];'
+  'whitelist domain (not implemented)|lists.whitelist[0]|lists.whitelist = [ "partner.example" ];'
+  'DNSBL (not implemented)|spam.dnsbl|spam.dnsbl = [ "zen.spamhaus.org" ];'
+  'greylisting (not implemented)|spam.greylist.enable|spam.greylist.enable = true;'
+  'DKIM verify (not implemented)|dkim.verify|dkim.verify = true;'
+  'DKIM sign (not implemented)|dkim.sign|dkim.sign = true;'
+  'ClamAV (not implemented)|antivirus.clamav.enable|antivirus.clamav.enable = true;'
+  'Kaspersky (not implemented)|antivirus.kaspersky.enable|antivirus.kaspersky = { enable = true; icapUrl = "icap://127.0.0.1:1344/av"; };'
+  'DLP (not implemented)|dlp.enable|dlp = { enable = true; icapUrl = "icap://127.0.0.1:1344/dlp"; };'
+  'subject recoding (not implemented)|recodeSubjectUtf8|recodeSubjectUtf8 = true;'
+  'address book (not implemented)|addressBook.enable|addressBook = { enable = true; baseDn = "dc=example,dc=org"; };'
+  "quota (not implemented)|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 1000000; };"
 )
 i=0
 for entry in "${BAD_VALUES[@]}"; do

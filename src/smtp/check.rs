@@ -4,51 +4,11 @@
 //! command (like the authenticate step). The message itself is checked after DATA by the
 //! inbound processing.
 
-use super::proto::{Helo, Session, State};
+use super::error::SmtpError;
+use super::pending::{Handling, Pending};
+use super::proto::{Session, State};
 use super::reply::Reply;
-use super::transaction::Transaction;
 use crate::policy::{Client, Destination, Query, Stage, Verdict};
-
-/// A command waiting for its verdict.
-pub(super) enum Pending {
-    /// The connection itself: the greeting waits.
-    Connect,
-    Helo(Helo),
-    /// MAIL, with the transaction it starts.
-    Mail(Transaction),
-    /// RCPT, with the forward path as given and where it leads.
-    Rcpt {
-        path: String,
-        destination: Destination,
-    },
-}
-
-/// What a verdict of `Discard` or `Quarantine` before DATA does to the messages to come.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) enum Handling {
-    #[default]
-    Deliver,
-    Discard,
-    Quarantine(String),
-}
-
-impl Handling {
-    fn apply(&self, tx: &mut Transaction) {
-        match self {
-            Handling::Deliver => {}
-            Handling::Discard => tx.discard = true,
-            Handling::Quarantine(notice) => tx.quarantine = Some(notice.clone()),
-        }
-    }
-
-    fn from_verdict(verdict: &Verdict) -> Handling {
-        match verdict {
-            Verdict::Discard => Handling::Discard,
-            Verdict::Quarantine(notice) => Handling::Quarantine(notice.clone()),
-            _ => Handling::Deliver,
-        }
-    }
-}
 
 impl Session {
     /// The question the session waits on, with `client`'s facts (after [`Step::Check`]).
@@ -86,40 +46,40 @@ impl Session {
             Verdict::Reject(reply) | Verdict::TempFail(reply) => Some(reply.clone()),
             Verdict::Accept | Verdict::Discard | Verdict::Quarantine(_) => None,
         };
-        let reply = match (pending, refusal) {
+        let answer = match (pending, refusal) {
             (Pending::Connect, None) => {
                 self.handling = Handling::from_verdict(&verdict);
-                self.greeting()
+                Ok(self.greeting())
             }
-            (Pending::Connect, Some(reply)) => self.refuse_connection(reply),
+            (Pending::Connect, Some(reply)) => Err(self.refuse_connection(reply)),
             (Pending::Helo(helo), None) => {
                 self.handling = Handling::from_verdict(&verdict);
-                self.greet(helo)
+                Ok(self.greet(helo))
             }
             (Pending::Mail(mut tx), None) => {
                 self.handling.apply(&mut tx);
                 Handling::from_verdict(&verdict).apply(&mut tx);
                 self.tx = Some(tx);
-                Reply::new(250, [2, 1, 0], "Sender OK")
+                Ok(Reply::new(250, [2, 1, 0], "Sender OK"))
             }
             (Pending::Rcpt { path, destination }, None) => {
                 self.add_recipient(path, destination, &verdict)
             }
-            (_, Some(reply)) => reply,
+            (_, Some(reply)) => Err(SmtpError::User(reply)),
         };
-        self.pending = Some(reply);
+        self.pending = Some(answer);
     }
 
     /// A refusal at connect: `5xx` means the session may only QUIT (RFC 5321 §3.1), `4xx`
     /// ends it (`421`).
-    fn refuse_connection(&mut self, mut reply: Reply) -> Reply {
+    fn refuse_connection(&mut self, mut reply: Reply) -> SmtpError {
         if reply.code < 500 {
             reply.code = 421;
             self.state = State::Closed;
         } else {
             self.state = State::Refused;
         }
-        reply
+        SmtpError::User(reply)
     }
 
     fn add_recipient(
@@ -127,9 +87,9 @@ impl Session {
         path: String,
         destination: Destination,
         verdict: &Verdict,
-    ) -> Reply {
+    ) -> Result<Reply, SmtpError> {
         let Some(tx) = self.tx.as_mut() else {
-            return Reply::new(503, [5, 5, 1], "Need MAIL before RCPT");
+            return Err(SmtpError::user(503, [5, 5, 1], "Need MAIL before RCPT"));
         };
         Handling::from_verdict(verdict).apply(tx);
         match destination {
@@ -145,6 +105,6 @@ impl Session {
             }
         }
         tx.rcpt_to.push(path);
-        Reply::new(250, [2, 1, 5], "Recipient OK")
+        Ok(Reply::new(250, [2, 1, 5], "Recipient OK"))
     }
 }

@@ -7,12 +7,11 @@ use smtp_proto::{
     MAIL_SMTPUTF8,
 };
 
-use super::check::Pending;
 use super::chunk::ChunkReceiver;
 use super::data::DataReceiver;
-use super::proto::{
-    login_challenge, too_big, Helo, RecipientResolver, SaslStep, Session, State, Step,
-};
+use super::error::SmtpError;
+use super::pending::{Helo, Pending};
+use super::proto::{login_challenge, too_big, RecipientResolver, SaslStep, Session, State, Step};
 use super::reply::Reply;
 use super::transaction::Transaction;
 use crate::address::Address;
@@ -24,12 +23,12 @@ fn ok(text: &str) -> Reply {
     Reply::new(250, [2, 0, 0], text)
 }
 
-fn bad_sequence(text: &str) -> Reply {
-    Reply::new(503, [5, 5, 1], text)
+fn bad_sequence(text: &str) -> SmtpError {
+    SmtpError::user(503, [5, 5, 1], text)
 }
 
-fn not_implemented() -> Reply {
-    Reply::new(502, [5, 5, 1], "Command not implemented")
+fn not_implemented() -> SmtpError {
+    SmtpError::user(502, [5, 5, 1], "Command not implemented")
 }
 
 impl Session {
@@ -38,20 +37,20 @@ impl Session {
         request: Request<String>,
         resolver: &dyn RecipientResolver,
     ) -> Step {
-        let reply = match request {
-            Request::Quit => Reply::new(221, [2, 0, 0], "Bye"),
-            _ if matches!(self.state, State::Refused) => {
-                bad_sequence("This server refused the connection: send QUIT")
-            }
+        let answer = match request {
+            Request::Quit => Ok(Reply::new(221, [2, 0, 0], "Bye")),
+            _ if matches!(self.state, State::Refused) => Err(bad_sequence(
+                "This server refused the connection: send QUIT",
+            )),
             Request::Ehlo { host } => return self.ehlo(host, true),
             Request::Helo { host } => return self.ehlo(host, false),
             Request::Mail { from } => match self.mail(from, resolver) {
                 Ok(tx) => return self.check(Pending::Mail(tx)),
-                Err(reply) => reply,
+                Err(err) => Err(err),
             },
             Request::Rcpt { to } => match self.rcpt(to, resolver) {
                 Ok(pending) => return self.check(pending),
-                Err(reply) => reply,
+                Err(err) => Err(err),
             },
             Request::Data => return self.data(),
             Request::Bdat {
@@ -60,16 +59,20 @@ impl Session {
             } => return self.bdat(chunk_size, is_last),
             Request::Rset => {
                 self.tx = None;
-                ok("Reset")
+                Ok(ok("Reset"))
             }
-            Request::Noop { .. } => ok("OK"),
-            Request::Vrfy { .. } => Reply::new(
+            Request::Noop { .. } => Ok(ok("OK")),
+            Request::Vrfy { .. } => Ok(Reply::new(
                 252,
                 [2, 5, 2],
                 "Cannot VRFY user, but will accept message and attempt delivery",
-            ),
-            Request::Help { .. } => Reply::new(214, [2, 0, 0], "See RFC 5321"),
-            Request::Lhlo { .. } => Reply::new(500, [5, 5, 1], "This is not an LMTP server"),
+            )),
+            Request::Help { .. } => Ok(Reply::new(214, [2, 0, 0], "See RFC 5321")),
+            Request::Lhlo { .. } => Err(SmtpError::user(
+                500,
+                [5, 5, 1],
+                "This is not an LMTP server",
+            )),
             Request::StartTls => return self.starttls(),
             Request::Auth {
                 mechanism,
@@ -78,9 +81,9 @@ impl Session {
             Request::Expn { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
-            | Request::Burl { .. } => not_implemented(),
+            | Request::Burl { .. } => Err(not_implemented()),
         };
-        self.reply(reply)
+        self.answer(answer)
     }
 
     /// EHLO/HELO ends any transaction (RFC 5321 §4.1.4); the policy has its say on the name.
@@ -134,14 +137,14 @@ impl Session {
     }
 
     fn starttls(&mut self) -> Step {
-        let reply = if self.tls_active {
+        let refusal = if self.tls_active {
             bad_sequence("TLS is already active")
         } else if !self.params.security.starttls {
             not_implemented()
         } else if self.has_pending_input() {
             // RFC 3207 §6 / CVE-2011-0411: nothing may be pipelined after STARTTLS.
             self.state = State::Closed;
-            return Step::Reply(Reply::new(
+            return Step::Refuse(SmtpError::user(
                 554,
                 [5, 5, 0],
                 "Commands pipelined after STARTTLS are not allowed, closing",
@@ -150,7 +153,7 @@ impl Session {
             self.state = State::StartTls;
             return Step::Reply(Reply::new(220, [2, 0, 0], "Ready to start TLS"));
         };
-        self.reply(reply)
+        self.refuse(refusal)
     }
 
     fn auth(&mut self, mechanism: u64, initial: String) -> Step {
@@ -163,7 +166,7 @@ impl Session {
         } else if self.helo.is_none() {
             Some(bad_sequence("Send EHLO first"))
         } else if !self.auth_allowed() {
-            Some(Reply::new(
+            Some(SmtpError::user(
                 538,
                 [5, 7, 11],
                 "Encryption required for requested authentication mechanism",
@@ -171,8 +174,8 @@ impl Session {
         } else {
             None
         };
-        if let Some(reply) = refusal {
-            return self.reply(reply);
+        if let Some(err) = refusal {
+            return self.refuse(err);
         }
         let initial = (!initial.is_empty()).then_some(initial);
         match (mechanism, initial) {
@@ -192,7 +195,7 @@ impl Session {
                 self.state = State::Sasl(SaslStep::LoginUser);
                 Step::Reply(login_challenge(sasl::LOGIN_USER_CHALLENGE))
             }
-            _ => self.reply(Reply::new(
+            _ => self.refuse(SmtpError::user(
                 504,
                 [5, 5, 4],
                 "Unrecognized authentication mechanism",
@@ -205,7 +208,7 @@ impl Session {
         &mut self,
         from: MailFrom<String>,
         resolver: &dyn RecipientResolver,
-    ) -> Result<Transaction, Reply> {
+    ) -> Result<Transaction, SmtpError> {
         let Some(helo) = &self.helo else {
             return Err(bad_sequence("Send EHLO or HELO first"));
         };
@@ -213,13 +216,13 @@ impl Session {
             return Err(bad_sequence("Nested MAIL command"));
         }
         if self.params.security.submission && self.user.is_none() {
-            return Err(Reply::new(530, [5, 7, 0], "Authentication required"));
+            return Err(SmtpError::user(530, [5, 7, 0], "Authentication required"));
         }
         if let Some(user) = &self.user {
             let owned =
                 Address::parse(&from.address).is_ok_and(|sender| resolver.owns(user, &sender));
             if !owned {
-                return Err(Reply::new(
+                return Err(SmtpError::user(
                     553,
                     [5, 7, 1],
                     format!(
@@ -231,14 +234,14 @@ impl Session {
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if smtputf8 && !self.params.smtputf8 {
-            return Err(Reply::new(
+            return Err(SmtpError::user(
                 555,
                 [5, 5, 4],
                 "SMTPUTF8 is not supported by this server",
             ));
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {
-            return Err(Reply::new(
+            return Err(SmtpError::user(
                 555,
                 [5, 5, 4],
                 "BODY=BINARYMIME is not supported",
@@ -267,7 +270,7 @@ impl Session {
         &mut self,
         to: RcptTo<String>,
         resolver: &dyn RecipientResolver,
-    ) -> Result<Pending, Reply> {
+    ) -> Result<Pending, SmtpError> {
         let Some(tx) = self.tx.as_ref() else {
             return Err(bad_sequence("Need MAIL before RCPT"));
         };
@@ -275,7 +278,7 @@ impl Session {
             return Err(non_ascii_refused());
         }
         if tx.rcpt_to.len() >= self.params.max_recipients {
-            return Err(Reply::new(452, [4, 5, 3], "Too many recipients"));
+            return Err(SmtpError::user(452, [4, 5, 3], "Too many recipients"));
         }
         let destination = resolve(&to.address, resolver)?;
         Ok(Pending::Rcpt {
@@ -285,8 +288,8 @@ impl Session {
     }
 
     fn data(&mut self) -> Step {
-        if let Err(reply) = self.ready_for_data(false) {
-            return self.reply(reply);
+        if let Err(err) = self.ready_for_data(false) {
+            return self.refuse(err);
         }
         self.state = State::Data(DataReceiver::new(self.params.max_message_size));
         Step::Reply(Reply::plain(
@@ -300,7 +303,7 @@ impl Session {
     fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Step {
         let limit = self.params.max_message_size;
         let refusal = match self.ready_for_data(true) {
-            Err(reply) => Some(reply),
+            Err(err) => Some(err),
             Ok(()) => self.tx.as_ref().and_then(|tx| {
                 let fits = tx
                     .body
@@ -310,10 +313,10 @@ impl Session {
                 (!fits).then(|| too_big(limit))
             }),
         };
-        if let Some(reply) = refusal {
+        if let Some(err) = refusal {
             self.tx = None;
             self.state = State::DrainChunk(DummyDataReceiver::new_bdat(chunk_size));
-            return self.reply(reply);
+            return self.refuse(err);
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.chunking = true;
@@ -323,11 +326,11 @@ impl Session {
     }
 
     /// MAIL and at least one accepted RCPT are needed; DATA and BDAT don't mix.
-    fn ready_for_data(&self, bdat: bool) -> Result<(), Reply> {
+    fn ready_for_data(&self, bdat: bool) -> Result<(), SmtpError> {
         match &self.tx {
             None => Err(bad_sequence("Need MAIL command")),
             Some(tx) if tx.accounts.is_empty() && tx.remote.is_empty() => {
-                Err(Reply::new(554, [5, 5, 1], "No valid recipients"))
+                Err(SmtpError::user(554, [5, 5, 1], "No valid recipients"))
             }
             Some(tx) if tx.chunking && !bdat => Err(bad_sequence("DATA is not allowed after BDAT")),
             Some(_) => Ok(()),
@@ -335,8 +338,8 @@ impl Session {
     }
 }
 
-fn non_ascii_refused() -> Reply {
-    Reply::new(
+fn non_ascii_refused() -> SmtpError {
+    SmtpError::user(
         553,
         [5, 6, 7],
         "Non-ASCII addresses need MAIL FROM with SMTPUTF8",
@@ -345,9 +348,9 @@ fn non_ascii_refused() -> Reply {
 
 /// Where a forward path leads, or the refusal: an unknown user of a local domain gets
 /// `550 5.1.1`; whether a remote one may be relayed to is the policy's call.
-fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Destination, Reply> {
+fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Destination, SmtpError> {
     let unknown = || {
-        Reply::new(
+        SmtpError::user(
             550,
             [5, 1, 1],
             format!("<{path}>: Recipient address rejected: user unknown"),
@@ -375,7 +378,7 @@ fn resolve(path: &str, resolver: &dyn RecipientResolver) -> Result<Destination, 
             Err(if local {
                 unknown()
             } else {
-                Reply::new(554, [5, 7, 1], format!("<{path}>: Relay access denied"))
+                SmtpError::user(554, [5, 7, 1], format!("<{path}>: Relay access denied"))
             })
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::error::SmtpError;
 use super::notice::quarantine_notice;
 use super::reply::Reply;
 use super::trace::{trace_headers, TraceInfo};
@@ -29,22 +30,26 @@ pub enum Outcome {
     /// The policy refused the message (a 5xx or 4xx reply).
     Refused(Reply),
     /// Storing or queueing failed: nothing was kept, the client must try again.
-    Failed { id: String },
+    Failed { id: String, cause: String },
 }
 
 impl Outcome {
-    /// The reply to the end of the data.
-    pub fn reply(&self) -> Reply {
+    /// The answer to the end of the data: `250`, or the refusal (a failure's cause goes to
+    /// the log, the client learns the id to quote).
+    pub fn answer(self) -> Result<Reply, SmtpError> {
         match self {
             Outcome::Accepted { id } | Outcome::Discarded { id } | Outcome::Quarantined { id } => {
-                Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}"))
+                Ok(Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}")))
             }
-            Outcome::Refused(reply) => reply.clone(),
-            Outcome::Failed { id } => Reply::new(
-                451,
-                [4, 3, 0],
-                format!("Local delivery failed, please try again later ({id})"),
-            ),
+            Outcome::Refused(reply) => Err(SmtpError::User(reply)),
+            Outcome::Failed { id, cause } => Err(SmtpError::Server {
+                reply: Reply::new(
+                    451,
+                    [4, 3, 0],
+                    format!("Local delivery failed, please try again later ({id})"),
+                ),
+                cause,
+            }),
         }
     }
 }
@@ -111,8 +116,8 @@ impl Inbound {
             },
         );
         let first_delay = settings.queue.delay_min_minutes;
-        if !self.store_and_queue(&tx, &trace, &id, first_delay).await {
-            return Outcome::Failed { id };
+        if let Err(cause) = self.store_and_queue(&tx, &trace, &id, first_delay).await {
+            return Outcome::Failed { id, cause };
         }
         match quarantined {
             Some(_) => Outcome::Quarantined { id },
@@ -121,21 +126,24 @@ impl Inbound {
     }
 
     /// Queues the message for its remote recipients and stores it in every local recipient's
-    /// mailbox; true only once all of it is durable. On failure nothing stays queued.
+    /// mailbox; `Ok` only once all of it is durable. On failure nothing stays queued, and the
+    /// error says what failed for whom.
     async fn store_and_queue(
         &self,
         tx: &Transaction,
         trace: &str,
         id: &str,
         first_delay_minutes: u32,
-    ) -> bool {
+    ) -> Result<(), String> {
         let rcpts = tx.rcpt_to.join(",");
+        let failed = |what: &str, err: anyhow::Error| {
+            format!("{what} of {id} from <{}> to {rcpts} failed: {err:#}", tx.mail_from)
+        };
         let queued = !tx.remote.is_empty();
         if queued {
-            if let Err(err) = self.enqueue(tx, trace, id, first_delay_minutes).await {
-                warn!(id, from = %tx.mail_from, to = %rcpts, "queueing failed: {err:#}");
-                return false;
-            }
+            self.enqueue(tx, trace, id, first_delay_minutes)
+                .await
+                .map_err(|err| failed("queueing", err))?;
         }
         if !tx.accounts.is_empty() {
             let message = to_maildir_form(trace, &tx.body);
@@ -147,13 +155,12 @@ impl Inbound {
                 .map_err(anyhow::Error::from)
                 .and_then(|r| r.map_err(anyhow::Error::from));
             if let Err(err) = result {
-                warn!(id, from = %tx.mail_from, to = %rcpts, "delivery failed: {err:#}");
                 if queued {
                     if let Err(err) = self.outbound.cancel(id) {
                         warn!(id, "cannot take the message back from the queue: {err:#}");
                     }
                 }
-                return false;
+                return Err(failed("delivery", err));
             }
             info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
         }
@@ -161,7 +168,7 @@ impl Inbound {
             info!(id, from = %tx.mail_from, remote = %tx.remote.join(","), size = tx.body.len(), "queued");
             self.outbound.kick(id.to_string());
         }
-        true
+        Ok(())
     }
 
     /// Spools the message (Received header first, CRLF wire form; no Return-Path, which only

@@ -8,9 +8,10 @@
 use smtp_proto::request::receiver::{DummyDataReceiver, DummyLineReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
-use super::check::{Handling, Pending};
+use super::pending::{Handling, Helo, Pending};
 use super::chunk::{ChunkEnd, ChunkReceiver};
 use super::data::{DataEnd, DataReceiver};
+use super::error::SmtpError;
 use super::reply::Reply;
 use super::sizes;
 use super::transaction::Transaction;
@@ -69,6 +70,8 @@ pub trait RecipientResolver {
 pub enum Step {
     /// Send this reply (the driver may hold replies until it needs input: pipelining).
     Reply(Reply),
+    /// A refusal: log it at its level, send its reply (held like any other).
+    Refuse(SmtpError),
     /// Everything buffered is consumed: read more (with the data timeout when `in_data()`).
     NeedInput,
     /// A complete message: store it durably, then call [`Session::delivered`].
@@ -118,16 +121,12 @@ pub struct Session {
     pub(super) user: Option<Address>,
     pub(super) tls_active: bool,
     errors: u32,
-    pub(super) pending: Option<Reply>,
+    /// The answer to a command that waited for the driver (login, policy, delivery).
+    pub(super) pending: Option<Result<Reply, SmtpError>>,
     /// What a verdict at connect or EHLO said to do with every message of the session.
     pub(super) handling: Handling,
 }
 
-#[derive(Debug, Clone)]
-pub struct Helo {
-    pub name: String,
-    pub extended: bool,
-}
 
 impl Session {
     pub fn new(params: SessionParams) -> Session {
@@ -199,17 +198,21 @@ impl Session {
         self.pending = Some(match account {
             Some(account) => {
                 self.user = Some(account);
-                Reply::new(235, [2, 7, 0], "Authentication successful")
+                Ok(Reply::new(235, [2, 7, 0], "Authentication successful"))
             }
-            None => Reply::new(535, [5, 7, 8], "Authentication credentials invalid"),
+            None => Err(SmtpError::user(
+                535,
+                [5, 7, 8],
+                "Authentication credentials invalid",
+            )),
         });
     }
 
-    /// Reports the reply to the [`Step::Deliver`] just handled (the inbound outcome's).
-    pub fn delivered(&mut self, reply: Reply) {
+    /// Reports the answer to the [`Step::Deliver`] just handled (the inbound outcome's).
+    pub fn delivered(&mut self, answer: Result<Reply, SmtpError>) {
         self.state = State::Command;
         self.tx = None;
-        self.pending = Some(reply);
+        self.pending = Some(answer);
     }
 
     /// The account the client logged in as.
@@ -219,8 +222,8 @@ impl Session {
 
     /// The next thing to do.
     pub fn next(&mut self, resolver: &dyn RecipientResolver) -> Step {
-        if let Some(reply) = self.pending.take() {
-            return self.reply(reply);
+        if let Some(answer) = self.pending.take() {
+            return self.answer(answer);
         }
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Closed => Step::Close,
@@ -279,7 +282,7 @@ impl Session {
                 self.line.clear();
                 self.pos = self.input.len();
                 self.state = State::DiscardLine(DummyLineReceiver::default());
-                return self.reply(line_too_long());
+                return self.refuse(line_too_long());
             }
             self.line.extend_from_slice(pending);
             self.pos = self.input.len();
@@ -289,7 +292,7 @@ impl Session {
         if self.line.len() + newline + 1 > MAX_COMMAND_LINE {
             self.line.clear();
             self.pos = end;
-            return self.reply(line_too_long());
+            return self.refuse(line_too_long());
         }
         let mut line = std::mem::take(&mut self.line);
         line.extend_from_slice(&self.input[self.pos..end]);
@@ -314,9 +317,9 @@ impl Session {
             }
             // The same for `SIZE=` at or past usize::MAX: too big, not a syntax error.
             Err(_) if sizes::mail_size(&line) == Some(usize::MAX) => {
-                self.reply(too_big(self.params.max_message_size))
+                self.refuse(too_big(self.params.max_message_size))
             }
-            Err(err) => self.reply(parse_error_reply(err)),
+            Err(err) => self.refuse(parse_error_reply(err)),
         }
     }
 
@@ -342,7 +345,7 @@ impl Session {
             Some(DataEnd::TooBig) => {
                 self.tx = None;
                 self.state = State::Command;
-                self.reply(too_big(self.params.max_message_size))
+                self.refuse(too_big(self.params.max_message_size))
             }
         }
     }
@@ -353,7 +356,7 @@ impl Session {
         let Some(end) = pending.iter().position(|&b| b == b'\n') else {
             if pending.len() > MAX_COMMAND_LINE {
                 self.state = State::DiscardLine(DummyLineReceiver::default());
-                return self.reply(Reply::new(500, [5, 5, 2], "Line too long"));
+                return self.refuse(SmtpError::syntax(500, [5, 5, 2], "Line too long"));
             }
             self.state = State::Sasl(step);
             return Step::NeedInput;
@@ -391,9 +394,13 @@ impl Session {
                 Step::Authenticate(credentials)
             }
             Err(SaslError::Cancelled) => {
-                self.reply(Reply::new(501, [5, 0, 0], "Authentication cancelled"))
+                self.refuse(SmtpError::user(501, [5, 0, 0], "Authentication cancelled"))
             }
-            Err(err) => self.reply(Reply::new(501, [5, 5, 2], format!("Cannot decode: {err}"))),
+            Err(err) => self.refuse(SmtpError::syntax(
+                501,
+                [5, 5, 2],
+                format!("Cannot decode: {err}"),
+            )),
         }
     }
 
@@ -432,7 +439,7 @@ impl Session {
                 // RFC 3030 §2: the transaction failed; later chunks are refused (no MAIL).
                 self.tx = None;
                 self.state = State::Command;
-                self.reply(too_big(limit))
+                self.refuse(too_big(limit))
             }
             Some(ChunkEnd::Complete) if receiver.is_last() => match self.tx.take() {
                 Some(tx) => {
@@ -453,24 +460,41 @@ impl Session {
         }
     }
 
-    /// Counts errors; past `max_errors` the session ends with `421`.
+    /// A positive reply (or the closing `221`/`421`).
     pub(super) fn reply(&mut self, reply: Reply) -> Step {
-        if reply.is_error() && reply.code != 421 {
-            self.errors += 1;
-            if self.errors >= self.params.max_errors {
-                self.state = State::Closed;
-                let mut wire = reply;
-                wire.lines
-                    .push("Too many errors, closing the connection".to_string());
-                wire.code = 421;
-                wire.enhanced = Some([4, 7, 0]);
-                return Step::Reply(wire);
-            }
-        }
         if reply.code == 421 || reply.code == 221 {
             self.state = State::Closed;
         }
         Step::Reply(reply)
+    }
+
+    /// A refusal, counted; past `max_errors` the session ends with `421`.
+    pub(super) fn refuse(&mut self, mut err: SmtpError) -> Step {
+        let Some(reply) = err.reply_mut() else {
+            return Step::Refuse(err);
+        };
+        if reply.code == 421 {
+            self.state = State::Closed;
+            return Step::Refuse(err);
+        }
+        self.errors += 1;
+        if self.errors >= self.params.max_errors {
+            self.state = State::Closed;
+            reply
+                .lines
+                .push("Too many errors, closing the connection".to_string());
+            reply.code = 421;
+            reply.enhanced = Some([4, 7, 0]);
+        }
+        Step::Refuse(err)
+    }
+
+    /// A reply or a refusal.
+    pub(super) fn answer(&mut self, answer: Result<Reply, SmtpError>) -> Step {
+        match answer {
+            Ok(reply) => self.reply(reply),
+            Err(err) => self.refuse(err),
+        }
     }
 }
 
@@ -479,8 +503,8 @@ pub(super) fn login_challenge(text: &str) -> Reply {
     Reply::plain(334, vec![text.to_string()])
 }
 
-fn line_too_long() -> Reply {
-    Reply::new(
+fn line_too_long() -> SmtpError {
+    SmtpError::syntax(
         500,
         [5, 5, 2],
         format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"),
@@ -506,16 +530,16 @@ fn with_declared_sizes(request: Request<String>, line: &[u8]) -> Request<String>
     }
 }
 
-pub(super) fn too_big(limit: usize) -> Reply {
-    Reply::new(
+pub(super) fn too_big(limit: usize) -> SmtpError {
+    SmtpError::user(
         552,
         [5, 3, 4],
         format!("Message size exceeds fixed maximum message size ({limit} bytes)"),
     )
 }
 
-fn parse_error_reply(err: ParseError) -> Reply {
-    match err {
+fn parse_error_reply(err: ParseError) -> SmtpError {
+    SmtpError::Syntax(match err {
         ParseError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command unrecognized"),
         ParseError::InvalidSenderAddress => Reply::new(501, [5, 1, 7], "Bad sender address syntax"),
         ParseError::InvalidRecipientAddress => {
@@ -538,5 +562,5 @@ fn parse_error_reply(err: ParseError) -> Reply {
         ParseError::NeedsMoreData { .. }
         | ParseError::ResponseTooLong
         | ParseError::InvalidResponse { .. } => Reply::new(500, [5, 5, 2], "Syntax error"),
-    }
+    })
 }

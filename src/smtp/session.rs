@@ -232,12 +232,12 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
     let mut messages = 0u32;
     loop {
         match session.next(settings.directory.as_ref()) {
-            Step::Reply(reply) => {
-                if reply.is_error() {
-                    // One line per refusal, with the client address in the span (for fail2ban).
-                    info!(code = reply.code, "refused: {}", reply.lines.join(" / "));
+            Step::Reply(reply) => conn.send(&reply.to_wire()),
+            Step::Refuse(err) => {
+                err.log();
+                if let Some(reply) = err.reply() {
+                    conn.send(&reply.to_wire());
                 }
-                conn.send(&reply.to_wire());
             }
             Step::Close => return conn.close().await,
             Step::StartTls => {
@@ -280,7 +280,7 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
                     .inbound
                     .accept(&ctx.policy, settings, *tx, &arrival)
                     .await;
-                session.delivered(outcome.reply());
+                session.delivered(outcome.answer());
             }
             Step::NeedInput => {
                 let input = if session.in_data() {

@@ -60,7 +60,8 @@ fn connected(params: SessionParams) -> Session {
 }
 
 /// The session's next step, with policy questions answered by the real engine (no rate
-/// limit: relaying needs a login) in between.
+/// limit: relaying needs a login) in between; a refusal is shown as its reply (the kinds are
+/// tested in `refusals_have_their_kind`).
 fn step(session: &mut Session) -> Step {
     let engine = Engine::new();
     let rules = PolicySettings::default();
@@ -80,6 +81,10 @@ fn step(session: &mut Session) -> Step {
                 };
                 session.checked(verdict);
             }
+            Step::Refuse(err) => match err.reply() {
+                Some(reply) => return Step::Reply(reply.clone()),
+                None => panic!("a refusal without a reply: {err}"),
+            },
             other => return other,
         }
     }
@@ -113,7 +118,7 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
                 .push(String::from_utf8(reply.to_wire()).unwrap()),
             Step::Deliver(tx) => {
                 outcome.delivered.push(*tx);
-                session.delivered(Delivery::Accepted { id: "ID".into() }.reply());
+                session.delivered(Delivery::Accepted { id: "ID".into() }.answer());
             }
             // A completed handshake; a login succeeds for alice with "pw".
             Step::StartTls => session.tls_started(),
@@ -125,7 +130,7 @@ fn run_chunked(session: &mut Session, input: &[u8], chunk: usize) -> Outcome {
                 outcome.closed = true;
                 return outcome;
             }
-            Step::Check => unreachable!("step() answers policy questions"),
+            Step::Check | Step::Refuse(_) => unreachable!("step() answers and shows these"),
             Step::NeedInput => match chunks.next() {
                 Some(bytes) => session.push_input(bytes),
                 None => return outcome,
@@ -445,7 +450,13 @@ fn failed_delivery_is_a_temporary_error() {
     loop {
         match step(&mut session) {
             Step::Deliver(_) => {
-                session.delivered(Delivery::Failed { id: "ID".into() }.reply());
+                session.delivered(
+                    Delivery::Failed {
+                        id: "ID".into(),
+                        cause: "disk full".into(),
+                    }
+                    .answer(),
+                );
                 break;
             }
             Step::Reply(_) => {}
@@ -639,5 +650,50 @@ fn random_input_never_panics() {
         let mut params = secure_params(true, next().is_multiple_of(2), next().is_multiple_of(2));
         params.max_errors = 1000;
         let _ = run_chunked(&mut connected(params), &input, chunk);
+    }
+}
+
+/// Each refusal comes with its kind: what the client asked for (`User`), what it could not say
+/// (`Syntax`), our own failure (`Server`, with its cause for the log).
+#[test]
+fn refusals_have_their_kind() {
+    use super::error::SmtpError;
+    let mut session = connected(params());
+    session.push_input(b"FOO\r\nMAIL FROM:<a@b.test>\r\nEHLO c\r\nRCPT TO:<x@y.test>\r\n");
+    let mut kinds = Vec::new();
+    loop {
+        match session.next(&Local) {
+            Step::Refuse(err) => kinds.push(match err {
+                SmtpError::User(r) => ("user", r.code),
+                SmtpError::Syntax(r) => ("syntax", r.code),
+                SmtpError::Server { reply, .. } => ("server", reply.code),
+                SmtpError::Io(_) => ("io", 0),
+            }),
+            Step::Check => {
+                let client = Client {
+                    ip: "192.0.2.1".parse().unwrap(),
+                    port: Port::Mx,
+                };
+                let query = session.query(&client).is_some();
+                assert!(query);
+                session.checked(crate::policy::Verdict::Accept);
+            }
+            Step::NeedInput => break,
+            Step::Reply(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(kinds, [("syntax", 500), ("user", 503), ("user", 503)]);
+    let failed = Delivery::Failed {
+        id: "ID".into(),
+        cause: "disk full".into(),
+    };
+    match failed.answer() {
+        Err(SmtpError::Server { reply, cause }) => {
+            assert_eq!(reply.code, 451);
+            assert!(reply.lines[0].contains("ID") && !reply.lines[0].contains("disk"));
+            assert_eq!(cause, "disk full");
+        }
+        other => panic!("{other:?}"),
     }
 }
