@@ -28,7 +28,7 @@ pub struct ListenerRules {
 }
 
 impl ListenerRules {
-    fn new(mode: TlsMode, certificate: bool) -> ListenerRules {
+    pub(super) fn new(mode: TlsMode, certificate: bool) -> ListenerRules {
         ListenerRules {
             starttls: certificate && mode != TlsMode::None,
             auth_in_plaintext: mode != TlsMode::Required,

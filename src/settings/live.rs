@@ -42,9 +42,10 @@ impl Live {
 
     /// Reads both layers again and puts the result in force; on error the old settings stay.
     pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
-        let new = Settings::load(&self.source)?;
+        let mut new = Settings::load(&self.source)?;
         let old = self.load();
         let restart_needed = restart_keys(&old.model, &new.model);
+        new.keep_start_values(&old);
         self.current.store(Arc::new(new));
         Ok(Reloaded { restart_needed })
     }

@@ -61,6 +61,18 @@ impl Settings {
         build::build(model)
     }
 
+    /// What only a restart may change stays as `running` has it (the listeners and TLS
+    /// acceptors were made from it; the store and the queue live where they started).
+    fn keep_start_values(&mut self, running: &Settings) {
+        self.queue.state_dir = running.queue.state_dir.clone();
+        self.storage.path = running.storage.path.clone();
+        self.smtp.certificate = running.smtp.certificate.clone();
+        self.access.certificate = running.access.certificate.clone();
+        let mode = self.model.tls.mode;
+        self.smtp.tls = ListenerRules::new(mode, self.smtp.certificate.is_some());
+        self.access.tls = ListenerRules::new(mode, self.access.certificate.is_some());
+    }
+
     /// The DNS resolver of these settings.
     pub fn resolver(&self) -> Arc<dyn Resolver> {
         self.resolver

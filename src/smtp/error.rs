@@ -67,7 +67,11 @@ impl SmtpError {
                 info!(code = reply.code, "refused: {}", reply.lines.join(" / "));
             }
             SmtpError::Syntax(reply) => {
-                info!(code = reply.code, "bad command: {}", reply.lines.join(" / "));
+                info!(
+                    code = reply.code,
+                    "bad command: {}",
+                    reply.lines.join(" / ")
+                );
             }
             SmtpError::Io(err) => info!("connection failed: {err}"),
         }
@@ -108,7 +112,13 @@ mod tests {
             cause: "disk full".into(),
         };
         assert_eq!(server.level(), Level::WARN);
-        assert_eq!(server.to_string(), "disk full", "the cause is kept for the log");
-        assert!(SmtpError::Io(std::io::Error::other("reset")).reply().is_none());
+        assert_eq!(
+            server.to_string(),
+            "disk full",
+            "the cause is kept for the log"
+        );
+        assert!(SmtpError::Io(std::io::Error::other("reset"))
+            .reply()
+            .is_none());
     }
 }

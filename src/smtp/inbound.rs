@@ -137,7 +137,10 @@ impl Inbound {
     ) -> Result<(), String> {
         let rcpts = tx.rcpt_to.join(",");
         let failed = |what: &str, err: anyhow::Error| {
-            format!("{what} of {id} from <{}> to {rcpts} failed: {err:#}", tx.mail_from)
+            format!(
+                "{what} of {id} from <{}> to {rcpts} failed: {err:#}",
+                tx.mail_from
+            )
         };
         let queued = !tx.remote.is_empty();
         if queued {

@@ -8,10 +8,10 @@
 use smtp_proto::request::receiver::{DummyDataReceiver, DummyLineReceiver};
 use smtp_proto::{Error as ParseError, Request};
 
-use super::pending::{Handling, Helo, Pending};
 use super::chunk::{ChunkEnd, ChunkReceiver};
 use super::data::{DataEnd, DataReceiver};
 use super::error::SmtpError;
+use super::pending::{Handling, Helo, Pending};
 use super::reply::Reply;
 use super::sizes;
 use super::transaction::Transaction;
@@ -126,7 +126,6 @@ pub struct Session {
     /// What a verdict at connect or EHLO said to do with every message of the session.
     pub(super) handling: Handling,
 }
-
 
 impl Session {
     pub fn new(params: SessionParams) -> Session {
