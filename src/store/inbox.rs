@@ -5,6 +5,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::mailtext::blank_line_end;
+
 /// One message file of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -84,35 +86,35 @@ pub fn to_wire_form(stored: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header block of a stored message (through its blank line, or the whole file when it
-/// has none) in wire form, reading no more of the file than that takes.
+/// Bytes of a message file read at a time while looking for the end of its header.
+const HEADER_READ: usize = 8 * 1024;
+
+/// The header block of a stored message in wire form: what [`crate::mailtext::header_end`] finds in the wire
+/// form of the whole file, reading no more of the file than that takes.
 pub fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
+    read_header_block_in(path, HEADER_READ)
+}
+
+fn read_header_block_in(path: &Path, chunk: usize) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    const CHUNK: usize = 8 * 1024;
     let mut file = fs::File::open(path)?;
-    let mut stored = Vec::with_capacity(CHUNK);
-    let mut searched: usize = 0;
+    let mut stored = vec![0; chunk];
+    let mut wire = Vec::with_capacity(chunk + chunk / 16);
+    // Where the line the last read ended in starts: the blank line may straddle two reads.
+    let mut line_start = 0;
     loop {
-        let len = stored.len();
-        stored.resize(len + CHUNK, 0);
-        let read = file.read(&mut stored[len..])?;
-        stored.truncate(len + read);
-        // Look again from one byte back: the blank line may straddle two reads.
-        let from = searched.saturating_sub(1);
-        if let Some(at) = memchr::memmem::find(&stored[from..], b"\n\n") {
-            stored.truncate(from + at + 2);
-            break;
-        }
-        if stored.starts_with(b"\n") {
-            stored.truncate(1);
-            break;
-        }
-        searched = stored.len();
+        let read = file.read(&mut stored)?;
         if read == 0 {
-            break;
+            return Ok(wire);
         }
+        // Wire form as it comes (LF → CRLF needs no look-ahead).
+        wire.extend_from_slice(&to_wire_form(&stored[..read]));
+        if let Some(end) = blank_line_end(&wire[line_start..]) {
+            wire.truncate(line_start + end);
+            return Ok(wire);
+        }
+        line_start = memchr::memrchr(b'\n', &wire).map_or(0, |lf| lf + 1);
     }
-    Ok(to_wire_form(&stored))
 }
 
 /// Deletes message files and makes the deletion durable (directory fsyncs).
@@ -161,6 +163,38 @@ mod tests {
         assert_eq!(read_header_block(&path).unwrap(), b"no blank line\r\n");
         fs::write(&path, b"\nbody").unwrap();
         assert_eq!(read_header_block(&path).unwrap(), b"\r\n");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// However the file is cut into reads, the block is what the shared finder sees in the
+    /// whole wire form, and what the earlier `\n\n` search of the stored form found.
+    #[test]
+    fn header_block_is_the_shared_finders_on_any_reads() {
+        let dir = std::env::temp_dir().join(format!("icsmail-hdr-rnd-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m");
+        let mut next = crate::test_support::xorshift(0x4EAD_E4B1_0C4B_0001);
+        for _ in 0..500 {
+            let stored: Vec<u8> = (0..next() % 40)
+                .map(|_| b"\n\nx\r:"[(next() % 5) as usize])
+                .collect();
+            fs::write(&path, &stored).unwrap();
+            let wire = to_wire_form(&stored);
+            let expected = &wire[..crate::mailtext::header_end(&wire)];
+            let stored_end = if stored.starts_with(b"\n") {
+                1
+            } else {
+                memchr::memmem::find(&stored, b"\n\n").map_or(stored.len(), |at| at + 2)
+            };
+            assert_eq!(expected, to_wire_form(&stored[..stored_end]), "{stored:?}");
+            for chunk in 1..6 {
+                assert_eq!(
+                    read_header_block_in(&path, chunk).unwrap(),
+                    expected,
+                    "{stored:?}"
+                );
+            }
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 
