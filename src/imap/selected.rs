@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::message::{FlagSet, MessageMeta};
-use crate::store::index::{self, FolderIndex, IndexEntry, Stamp};
+use super::message::MessageMeta;
+use crate::store::index;
+use crate::store::{FlagSet, FolderIndex, IndexEntry, Stamp};
 
 /// One message in the session's view.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ impl Selected {
 
     /// Whether the folder may have changed since the last read (three `stat`s).
     pub fn may_have_changed(&self) -> bool {
-        self.stamp.outdated(&self.dir)
+        index::changed_since(&self.dir, &self.stamp)
     }
 
     /// Reads the index of the folder at `dir` (blocking), claiming the \Recent messages unless

@@ -14,13 +14,12 @@ use imap_codec::imap_types::response::Code;
 
 use super::super::folders::FolderError;
 use super::super::guard::AppendCommand;
-use super::super::message::FlagSet;
 use super::super::response::{nz, other};
 use super::super::session::{Done, Session};
 use super::flags::flag_set;
 use super::names::folder_name;
 use crate::store::index;
-use crate::store::IncomingMessage;
+use crate::store::{FlagSet, IncomingMessage};
 
 /// Message bytes gathered before they are written (one write on the blocking pool each).
 pub const APPEND_WRITE_CHUNK: usize = 256 * 1024;

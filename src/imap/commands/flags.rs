@@ -7,12 +7,11 @@ use imap_codec::imap_types::core::Atom;
 use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 
-use super::super::message::FlagSet;
 use super::super::response::other;
 use super::super::sequence::{resolve, uid_ranges};
 use super::super::session::{Done, Session};
 use super::idle::flags_data;
-use crate::store::index;
+use crate::store::{index, FlagSet};
 
 /// Keywords a message may carry, so a client can't grow the index without bound.
 pub const MAX_KEYWORDS: usize = 64;
