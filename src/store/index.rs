@@ -27,7 +27,7 @@ use super::uidvalidity;
 const LOCK_FILE: &str = "ics-index.lock";
 
 /// Whether the folder at `dir` may have changed since `since` was taken (three `stat`s).
-pub fn changed_since(dir: &Path, since: &Stamp) -> bool {
+pub(super) fn changed_since(dir: &Path, since: &Stamp) -> bool {
     since.outdated_by(&stamp(dir))
 }
 
@@ -44,13 +44,13 @@ pub(super) fn stamp(dir: &Path) -> Stamp {
 
 /// Reads the folder, indexes new message files, forgets vanished ones and writes the index
 /// back when it changed. Blocking.
-pub fn sync(dir: &Path) -> io::Result<FolderIndex> {
+pub(super) fn sync(dir: &Path) -> io::Result<FolderIndex> {
     update(dir, |_| Ok(())).map(|(index, ())| index)
 }
 
 /// [`sync`], then `change` on the synced index under the same lock; the index is written back
 /// when anything changed. Blocking.
-pub fn update<R>(
+pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {

@@ -55,9 +55,43 @@ impl FolderIndex {
     }
 
     /// The next modification sequence (and records it as the highest).
-    pub fn bump_modseq(&mut self) -> u64 {
+    pub(super) fn bump_modseq(&mut self) -> u64 {
         self.highest_modseq += 1;
         self.highest_modseq
+    }
+
+    /// The messages \Recent for the next session that claims them (what EXAMINE and STATUS
+    /// report without claiming).
+    pub fn recent(&self) -> Recent {
+        Recent {
+            from: self.first_recent,
+        }
+    }
+
+    /// How many messages are \Recent (see [`FolderIndex::recent`]).
+    pub fn recent_count(&self) -> usize {
+        let recent = self.recent();
+        self.messages
+            .iter()
+            .filter(|m| recent.contains(m.uid))
+            .count()
+    }
+}
+
+/// Which messages are \Recent for one session: those with a UID at least `from`. Each new
+/// message is \Recent for one session only, the first to claim it (RFC 3501 §2.3.2; see
+/// `Folder::claim_recent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recent {
+    pub(super) from: u32,
+}
+
+impl Recent {
+    /// None of the messages (what a read that claims nothing tells of new arrivals).
+    pub const NONE: Recent = Recent { from: u32::MAX };
+
+    pub fn contains(self, uid: u32) -> bool {
+        uid >= self.from
     }
 }
 

@@ -22,7 +22,7 @@ use super::super::sequence::resolve;
 use super::super::session::{Done, Session};
 use super::super::{cache, mime};
 use super::flags::flag_items;
-use crate::store::{index, to_wire_form};
+use crate::store::{to_wire_form, Recent};
 
 /// Messages read and rendered per trip to the blocking pool.
 const CHUNK: usize = 32;
@@ -186,34 +186,17 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
     if uids.is_empty() {
         return Ok(());
     }
-    let dir = selected.dir.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        index::update(&dir, |index| {
-            let mut changed = Vec::new();
-            for uid in uids {
-                let Some(position) = index.position(uid) else {
-                    continue;
-                };
-                if !index.messages[position].flags.seen {
-                    let modseq = index.bump_modseq();
-                    let entry = &mut index.messages[position];
-                    entry.flags.seen = true;
-                    entry.modseq = modseq;
-                    changed.push((uid, entry.flags.clone(), modseq));
-                }
-            }
-            Ok(changed)
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)?;
+    let folder = selected.folder.clone();
+    let result = tokio::task::spawn_blocking(move || folder.mark_seen(&uids))
+        .await
+        .map_err(std::io::Error::other)?;
     match result {
         Ok((fresh, changed)) => {
             if let Some(selected) = session.selected() {
-                for (uid, flags, modseq) in changed {
-                    selected.record(uid, flags, modseq);
+                for update in changed {
+                    selected.record(update.uid, update.flags, update.modseq);
                 }
-                let others = selected.apply(fresh, u32::MAX, false);
+                let others = selected.apply(fresh, Recent::NONE, false);
                 super::idle::send_updates(session, others);
             }
         }

@@ -15,7 +15,7 @@ use super::super::response::{nz, other};
 use super::super::selected::Selected;
 use super::super::session::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
-use crate::store::index;
+use crate::store::{CopySource, Folder, MailStore};
 
 /// The account's folders (only called once logged in).
 fn folders(session: &Session<'_>) -> Option<Folders> {
@@ -84,8 +84,8 @@ pub async fn select(
         session.condstore = true;
     }
     let opened = blocking(move || {
-        let dir = folders.dir(&name)?;
-        Ok(Selected::open(name, dir, read_only)?)
+        let folder = Folder::at(folders.dir(&name)?);
+        Ok(Selected::open(name, folder, read_only)?)
     })
     .await;
     let selected = match opened {
@@ -203,33 +203,13 @@ pub async fn rename(
 }
 
 /// RENAME INBOX: its messages move to a new folder; INBOX stays, empty (RFC 3501 §6.3.5).
-fn rename_inbox(
-    folders: &Folders,
-    store: &crate::store::MailStore,
-    to: &str,
-) -> Result<(), FolderError> {
+fn rename_inbox(folders: &Folders, store: &MailStore, to: &str) -> Result<(), FolderError> {
     folders.create(to)?;
-    let target = folders.dir(to)?;
-    let inbox = folders.dir("INBOX")?;
-    let current = index::sync(&inbox)?;
-    let mut placed = Vec::new();
-    for message in &current.messages {
-        let base = store.link_into(&message.path, &target, message.size)?;
-        placed.push((base, message.flags.clone()));
-    }
-    store.sync_dir(&target.join("new"))?;
-    index::update(&target, |index| {
-        for (base, flags) in &placed {
-            if let Some(entry) = index.messages.iter_mut().find(|m| &m.base == base) {
-                entry.flags = flags.clone();
-            }
-        }
-        index.bump_modseq();
-        Ok(())
-    })?;
-    let paths: Vec<_> = current.messages.iter().map(|m| m.path.clone()).collect();
-    crate::store::delete_messages(&paths)?;
-    index::sync(&inbox)?;
+    let target = Folder::at(folders.dir(to)?);
+    let inbox = Folder::at(folders.dir("INBOX")?);
+    let current = inbox.sync()?;
+    let messages: Vec<CopySource> = current.messages.iter().map(CopySource::from).collect();
+    inbox.move_to(store, &target, current.uid_validity, &messages)?;
     Ok(())
 }
 
@@ -340,11 +320,7 @@ pub async fn status(
         Ok(target) => target,
         Err(done) => return done,
     };
-    let read = blocking(move || {
-        let dir = folders.dir(&name)?;
-        Ok(index::sync(&dir)?)
-    })
-    .await;
+    let read = blocking(move || Ok(Folder::at(folders.dir(&name)?).sync()?)).await;
     let index = match read {
         Ok(index) => index,
         Err(err) => return folder_error(err),
@@ -353,13 +329,7 @@ pub async fn status(
     for item in names {
         items.push(match item {
             StatusDataItemName::Messages => StatusDataItem::Messages(index.messages.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(
-                index
-                    .messages
-                    .iter()
-                    .filter(|m| m.uid >= index.first_recent)
-                    .count() as u32,
-            ),
+            StatusDataItemName::Recent => StatusDataItem::Recent(index.recent_count() as u32),
             StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(index.uid_next)),
             StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nz(index.uid_validity)),
             StatusDataItemName::Unseen => StatusDataItem::Unseen(
