@@ -1,4 +1,4 @@
-//! Reading an INBOX for POP3 (and later IMAP): listing its messages with stable ids and sizes,
+//! The message files of a folder: listing them with stable ids and sizes (for the index),
 //! reading them in wire form, deleting them durably.
 
 use std::fs;
@@ -40,14 +40,9 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
                 Some(size) => size,
                 None => wire_size_of(&entry.path())?,
             };
-            let seconds = base
-                .split('.')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
             messages.push(StoredMessage {
                 path: entry.path(),
-                order: (seconds, base.clone()),
+                order: delivery_order(&base),
                 base,
                 wire_size,
             });
@@ -55,6 +50,17 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
     }
     messages.sort_by(|a, b| a.order.cmp(&b.order));
     Ok(messages)
+}
+
+/// The key that sorts messages in delivery order: the seconds their Maildir base name starts
+/// with, then the name.
+pub fn delivery_order(base: &str) -> (u64, String) {
+    let seconds = base
+        .split('.')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (seconds, base.to_string())
 }
 
 /// The `W=` (CRLF size) field of a name written by this server or Dovecot.

@@ -27,7 +27,7 @@ pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};
 pub use folder::{Appended, Copied, CopySource, FlagUpdate, FlagsStored, Folder};
-pub use inbox::{delete_messages, list_messages, read_header_block, to_wire_form, StoredMessage};
+pub use inbox::{delivery_order, read_header_block, to_wire_form};
 pub use incoming::{IncomingMessage, LfConverter};
 pub use indexfile::{FolderIndex, IndexEntry, Recent, Stamp, INDEX_FILE};
 pub use names::{folder_dir_name, folder_name_problem};
