@@ -9,6 +9,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::super::folders::FolderError;
 use super::super::response::{nz, other, status, Kind};
+use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
 use super::super::session::{Done, Session};
 use super::idle::send_updates;
@@ -62,19 +63,7 @@ pub async fn copy(
     if positions.is_empty() {
         return Ok(Done::ok(format!("{verb} completed (nothing to do)")));
     }
-    // The flags the client sees go with the copies.
-    let sources: Vec<CopySource> = positions
-        .iter()
-        .map(|&i| {
-            let m = &selected.messages[i];
-            CopySource {
-                uid: m.meta.uid,
-                path: m.path.clone(),
-                size: m.meta.size,
-                flags: m.meta.flags.clone(),
-            }
-        })
-        .collect();
+    let sources = copy_sources(selected, &positions);
     let (source, uid_validity) = (selected.folder.clone(), selected.uid_validity);
     let store = session.ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Copied, FolderError> {
@@ -87,16 +76,35 @@ pub async fn copy(
     })
     .await
     .map_err(std::io::Error::other)?;
+    match result {
+        Ok(copied) => Ok(answer(session, copied, moving)),
+        Err(FolderError::NotFound) => Ok(Done::no_code(Code::TryCreate, "No such folder")),
+        Err(err) => Ok(Done::server_error(verb, err)),
+    }
+}
+
+/// The messages at `positions` as the client sees them: those flags go with the copies.
+fn copy_sources(selected: &Selected, positions: &[usize]) -> Vec<CopySource> {
+    positions
+        .iter()
+        .map(|&i| {
+            let m = &selected.messages[i];
+            CopySource {
+                uid: m.meta.uid,
+                path: m.path.clone(),
+                size: m.meta.size,
+                flags: m.meta.flags.clone(),
+            }
+        })
+        .collect()
+}
+
+/// OK with COPYUID (UIDPLUS); for MOVE, the originals' expunges first.
+fn answer(session: &mut Session<'_>, copied: Copied, moving: bool) -> Done {
     let Copied {
         uid_validity: validity,
         pairs,
-    } = match result {
-        Ok(done) => done,
-        Err(FolderError::NotFound) => {
-            return Ok(Done::no_code(Code::TryCreate, "No such folder"));
-        }
-        Err(err) => return Ok(Done::server_error(verb, err)),
-    };
+    } = copied;
     let source_uids: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
     let target_uids: Vec<u32> = pairs.iter().map(|(_, t)| *t).collect();
     let code = match (uid_set(&source_uids), uid_set(&target_uids)) {
@@ -108,10 +116,10 @@ pub async fn copy(
         _ => None,
     };
     if !moving {
-        return Ok(match code {
+        return match code {
             Some(code) => Done::ok_code(code, "COPY completed"),
             None => Done::ok("COPY completed"),
-        });
+        };
     }
     // MOVE: COPYUID goes in an untagged OK before the expunges (RFC 6851 §4.3).
     if let Some(code) = code {
@@ -126,5 +134,5 @@ pub async fn copy(
         let updates = selected.announce_expunges();
         send_updates(session, updates);
     }
-    Ok(Done::ok("MOVE completed"))
+    Done::ok("MOVE completed")
 }

@@ -7,6 +7,7 @@ use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::super::response::other;
+use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
 use super::super::session::{Done, Session};
 use super::idle::flags_data;
@@ -144,14 +145,17 @@ pub async fn store(
     for data in replies {
         session.send_data(data);
     }
-    if refused.is_empty() {
-        return Ok(Done::ok("STORE completed"));
+    match session.selected() {
+        Some(selected) if !refused.is_empty() => Ok(modified(selected, &refused, request.uid)),
+        _ => Ok(Done::ok("STORE completed")),
     }
-    let Some(selected) = session.selected() else {
-        return Ok(Done::ok("STORE completed"));
-    };
-    let mut numbers: Vec<u32> = if request.uid {
-        refused
+}
+
+/// The answer to a conditional STORE that left the messages `refused` (UIDs) alone: OK with
+/// `[MODIFIED set]` (RFC 7162 §3.2), as UIDs for UID STORE, else as sequence numbers.
+fn modified(selected: &Selected, refused: &[u32], uid: bool) -> Done {
+    let mut numbers: Vec<u32> = if uid {
+        refused.to_vec()
     } else {
         refused
             .iter()
@@ -170,10 +174,10 @@ pub async fn store(
         })
         .collect();
     match SequenceSet::try_from(text.join(",").as_str()) {
-        Ok(set) => Ok(Done::ok_code(
+        Ok(set) => Done::ok_code(
             imap_codec::imap_types::response::Code::Modified(set),
             "Conditional STORE failed for some messages",
-        )),
-        Err(_) => Ok(Done::ok("STORE completed")),
+        ),
+        Err(_) => Done::ok("STORE completed"),
     }
 }

@@ -10,7 +10,7 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use super::super::folders::{pattern_matches, FolderError, Folders, DELIMITER};
+use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
 use super::super::response::{nz, other};
 use super::super::selected::Selected;
 use super::super::session::{Done, Phase, Session};
@@ -92,6 +92,17 @@ pub async fn select(
         Ok(selected) => selected,
         Err(err) => return Ok(folder_error(err)),
     };
+    announce_selected(session, &selected, read_only);
+    session.phase = Phase::Selected(selected);
+    Ok(if read_only {
+        Done::ok_code(Code::ReadOnly, "EXAMINE completed")
+    } else {
+        Done::ok_code(Code::ReadWrite, "SELECT completed")
+    })
+}
+
+/// The flags a folder's messages may carry: the system flags and the keywords in use.
+fn folder_flags(selected: &Selected) -> Vec<Flag<'static>> {
     let mut keywords: Vec<String> = selected
         .messages
         .iter()
@@ -105,6 +116,12 @@ pub async fn select(
             flags.push(Flag::Keyword(atom));
         }
     }
+    flags
+}
+
+/// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1).
+fn announce_selected(session: &mut Session<'_>, selected: &Selected, read_only: bool) {
+    let flags = folder_flags(selected);
     session.send_data(Data::Flags(flags.clone()));
     session.send_data(Data::Exists(selected.messages.len() as u32));
     session.send_data(Data::Recent(selected.recent_count()));
@@ -142,12 +159,6 @@ pub async fn select(
     if let Some(modseq) = NonZeroU64::new(selected.highest_modseq) {
         untagged_ok(session, Code::HighestModSeq(modseq), "Highest");
     }
-    session.phase = Phase::Selected(selected);
-    Ok(if read_only {
-        Done::ok_code(Code::ReadOnly, "EXAMINE completed")
-    } else {
-        Done::ok_code(Code::ReadWrite, "SELECT completed")
-    })
 }
 
 pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Done {
@@ -274,25 +285,11 @@ pub async fn list(
         if subscribed_only && !subscribed.contains(&folder.name) {
             continue;
         }
-        let mut items = Vec::new();
-        let attribute = |text: &str| {
-            imap_codec::imap_types::core::Atom::try_from(text.to_string())
-                .ok()
-                .map(FlagNameAttribute::from)
+        let items = if subscribed_only {
+            Vec::new()
+        } else {
+            list_attributes(&folder, subscribed.contains(&folder.name))
         };
-        if !subscribed_only {
-            items.extend(attribute(if folder.has_children {
-                "HasChildren"
-            } else {
-                "HasNoChildren"
-            }));
-            if let Some(role) = folder.special_use {
-                items.extend(attribute(role.attribute().trim_start_matches('\\')));
-            }
-            if subscribed.contains(&folder.name) {
-                items.extend(attribute("Subscribed"));
-            }
-        }
         let mailbox = wire_mailbox(&folder.name);
         session.send_data(if subscribed_only {
             Data::Lsub {
@@ -309,6 +306,29 @@ pub async fn list(
         });
     }
     Done::ok(format!("{verb} completed"))
+}
+
+/// LIST's attributes of `folder`: children (RFC 3348), SPECIAL-USE role (RFC 6154),
+/// \Subscribed (RFC 5258).
+fn list_attributes(folder: &FolderInfo, subscribed: bool) -> Vec<FlagNameAttribute<'static>> {
+    let attribute = |text: &str| {
+        imap_codec::imap_types::core::Atom::try_from(text.to_string())
+            .ok()
+            .map(FlagNameAttribute::from)
+    };
+    let mut items = Vec::new();
+    items.extend(attribute(if folder.has_children {
+        "HasChildren"
+    } else {
+        "HasNoChildren"
+    }));
+    if let Some(role) = folder.special_use {
+        items.extend(attribute(role.attribute().trim_start_matches('\\')));
+    }
+    if subscribed {
+        items.extend(attribute("Subscribed"));
+    }
+    items
 }
 
 pub async fn status(
