@@ -16,8 +16,8 @@ pub struct StoredMessage {
     pub base: String,
     /// Size in CRLF form: what POP3 and IMAP report.
     pub wire_size: u64,
-    /// Delivery order key: seconds of the name, then the name.
-    order: (u64, String),
+    /// Delivery order key (see [`delivery_order`]).
+    order: DeliveryOrder,
 }
 
 /// Messages of the folder at `dir` (its `new/` and `cur/`), oldest first.
@@ -52,15 +52,24 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
     Ok(messages)
 }
 
-/// The key that sorts messages in delivery order: the seconds their Maildir base name starts
-/// with, then the name.
-pub fn delivery_order(base: &str) -> (u64, String) {
-    let seconds = base
-        .split('.')
+/// Sorts messages in delivery order: seconds, microseconds, the whole name.
+pub type DeliveryOrder = (u64, u64, String);
+
+/// The delivery order key of a Maildir base name `<seconds>.M<microseconds>P<pid>...` (as
+/// this server and Dovecot write them): the numbers compared as numbers, since `M9876` was
+/// written before `M38143`; a part that isn't there counts as 0, then the name decides.
+pub fn delivery_order(base: &str) -> DeliveryOrder {
+    let mut parts = base.splitn(3, '.');
+    let seconds = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let micros = parts
         .next()
-        .and_then(|s| s.parse().ok())
+        .and_then(|unique| unique.strip_prefix('M'))
+        .map(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest[..digits].parse().unwrap_or(0)
+        })
         .unwrap_or(0);
-    (seconds, base.to_string())
+    (seconds, micros, base.to_string())
 }
 
 /// The `W=` (CRLF size) field of a name written by this server or Dovecot.
@@ -209,6 +218,30 @@ mod tests {
         let original = b"Subject: x\r\n\r\nline\r\nbare\rcr\r\r\n";
         let stored = crate::store::to_maildir_form("", original);
         assert_eq!(to_wire_form(&stored), original);
+    }
+
+    #[test]
+    fn delivery_order_compares_numbers_as_numbers() {
+        let mut names = vec![
+            "1796161397.M38143P25829Q2.vm,S=266,W=275",
+            "1796161397.M6529P25829Q1.vm,S=264,W=273",
+            "1796161398.M1P1Q3.vm",
+            "999.M5P1Q0.vm",
+            "1796161397.other-tool-name",
+            "junk",
+        ];
+        names.sort_by_key(|name| delivery_order(name));
+        assert_eq!(
+            names,
+            [
+                "junk",
+                "999.M5P1Q0.vm",
+                "1796161397.other-tool-name",
+                "1796161397.M6529P25829Q1.vm,S=264,W=273",
+                "1796161397.M38143P25829Q2.vm,S=266,W=275",
+                "1796161398.M1P1Q3.vm",
+            ]
+        );
     }
 
     #[test]
