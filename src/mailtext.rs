@@ -1,11 +1,13 @@
-//! Message text on the wire: line ends and dot-stuffing, shared by the SMTP server (reception),
-//! the queue's SMTP client (relaying) and the POP3 server (RETR/TOP).
+//! Message text on the wire: line ends, dot-stuffing and where the header ends, shared by the
+//! SMTP server (reception), the queue (relaying, bounces), the store and the IMAP and POP3
+//! servers.
 //!
 //! Internet mail ends every line with CRLF (RFC 5321 §2.3.8); a lone CR or LF is not a line
 //! end, and next hops disagree on what they mean, which is what SMTP smuggling exploits.
 //! [`LineEnds`] turns each bare CR and bare LF into CRLF as bytes stream through (a CR at the
 //! end of one piece waits for the next); [`dot_stuff_into`] is the one dot-stuffer (RFC 5321
-//! §4.5.2, RFC 1939 §3), with or without that normalisation.
+//! §4.5.2, RFC 1939 §3), with or without that normalisation; [`header_end`] is the one place
+//! that decides where a message's header block ends.
 
 /// Turns every bare CR and bare LF into CRLF, across piece boundaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,9 +116,86 @@ pub fn dot_stuff_into(body: &[u8], policy: LineEndPolicy, out: &mut Vec<u8>) {
     }
 }
 
+/// The length of a message's header block: through the blank line that ends it (RFC 5322
+/// §2.1), or the whole message when it has none.
+pub fn header_end(message: &[u8]) -> usize {
+    blank_line_end(message).unwrap_or(message.len())
+}
+
+/// The offset just past the first blank line of `text`, which must start at the start of a
+/// line. Lines end at LF; a blank line is an LF alone or CRLF, so this finds the `\r\n\r\n` of
+/// the wire form, the `\n\n` of the stored (LF) form and either in a mix, and a text starting
+/// with a blank line has an empty header. A CR not followed by LF is an ordinary byte.
+pub fn blank_line_end(text: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    for lf in memchr::memchr_iter(b'\n', text) {
+        if matches!(&text[line_start..lf], b"" | b"\r") {
+            return Some(lf + 1);
+        }
+        line_start = lf + 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_end_in_every_line_end_form() {
+        let cases: [(&[u8], usize); 14] = [
+            // CRLF (wire form)
+            (b"Subject: x\r\nTo: y\r\n\r\nbody\r\n", 21),
+            (b"\r\nbody", 2),
+            (b"Subject: x\r\n\r\n", 14),
+            // LF (stored form)
+            (b"Subject: x\nTo: y\n\nbody\n", 18),
+            (b"\nbody", 1),
+            (b"Subject: x\n\n\n", 12),
+            // Mixed: the first blank line of either kind ends the header.
+            (b"A: 1\r\nB: 2\n\nbody", 12),
+            (b"A: 1\n\r\nbody\r\n\r\n", 7),
+            // A bare CR is no line end: `\r\r\n` is not a blank line.
+            (b"A: 1\r\r\n\r\r\nbody", 14),
+            (b"A: 1\r\rbody", 10),
+            // No blank line: all of it is header.
+            (b"Subject: x\r\nTo: y\r\n", 19),
+            (b"Subject: x", 10),
+            (b"A: 1\r\n\r", 7),
+            (b"", 0),
+        ];
+        for (message, end) in cases {
+            assert_eq!(
+                header_end(message),
+                end,
+                "{:?}",
+                String::from_utf8_lossy(message)
+            );
+        }
+        assert_eq!(blank_line_end(b"A: 1\r\n"), None);
+        assert_eq!(blank_line_end(b"A: 1\r\n\r\n"), Some(8));
+    }
+
+    /// On CRLF text (all the queue handles) the finder is the old `\r\n\r\n` search, with a
+    /// leading blank line meaning an empty header.
+    #[test]
+    fn header_end_on_crlf_text_is_the_crlf_search() {
+        let mut next = crate::test_support::xorshift(0x5EED_0000_4EAD_0E2D);
+        for _ in 0..3000 {
+            let text: Vec<u8> = (0..next() % 30)
+                .map(|_| [&b"\r\n"[..], b"a", b": "][(next() % 3) as usize].to_vec())
+                .collect::<Vec<_>>()
+                .concat();
+            let expected = if text.starts_with(b"\r\n") {
+                2
+            } else {
+                text.windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(text.len(), |p| p + 4)
+            };
+            assert_eq!(header_end(&text), expected, "{text:?}");
+        }
+    }
 
     fn stuffed(body: &[u8], policy: LineEndPolicy) -> Vec<u8> {
         let mut out = Vec::new();

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::message::{FlagSet, MessageMeta};
-use crate::store::index::{self, FolderIndex, IndexEntry, Stamp};
+use super::message::MessageMeta;
+use crate::store::{FlagSet, Folder, FolderIndex, IndexEntry, Recent, Stamp};
 
 /// One message in the session's view.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub enum Update {
 #[derive(Debug)]
 pub struct Selected {
     pub name: String,
-    pub dir: PathBuf,
+    pub folder: Folder,
     pub read_only: bool,
     pub uid_validity: u32,
     pub uid_next: u32,
@@ -44,11 +44,11 @@ pub struct Selected {
 }
 
 impl Selected {
-    /// Opens the folder at `dir` (blocking), claiming \Recent unless read-only.
-    pub fn open(name: String, dir: PathBuf, read_only: bool) -> io::Result<Selected> {
+    /// Opens `folder` (blocking), claiming \Recent unless read-only.
+    pub fn open(name: String, folder: Folder, read_only: bool) -> io::Result<Selected> {
         let mut selected = Selected {
             name,
-            dir,
+            folder,
             read_only,
             uid_validity: 0,
             uid_next: 1,
@@ -56,38 +56,37 @@ impl Selected {
             messages: Vec::new(),
             stamp: Stamp::default(),
         };
-        let (fresh, recent_from) = Selected::read_index(&selected.dir, read_only)?;
+        let (fresh, recent) = Selected::read_index(&selected.folder, read_only)?;
         selected.uid_validity = fresh.uid_validity;
-        selected.apply(fresh, recent_from, true);
+        selected.apply(fresh, recent, true);
         Ok(selected)
     }
 
     /// Whether the folder may have changed since the last read (three `stat`s).
     pub fn may_have_changed(&self) -> bool {
-        self.stamp.outdated(&self.dir)
+        self.folder.changed_since(&self.stamp)
     }
 
-    /// Reads the index of the folder at `dir` (blocking), claiming the \Recent messages unless
-    /// `read_only`. Also returns the first UID that is \Recent.
-    pub fn read_index(dir: &Path, read_only: bool) -> io::Result<(FolderIndex, u32)> {
-        let claim = !read_only;
-        let (fresh, recent_from) = index::update(dir, |index| {
-            let from = index.first_recent;
-            if claim {
-                index.first_recent = index.uid_next;
-            }
+    /// Reads the index of `folder` (blocking), claiming the \Recent messages unless
+    /// `read_only`; also says which messages are \Recent for this session.
+    pub fn read_index(folder: &Folder, read_only: bool) -> io::Result<(FolderIndex, Recent)> {
+        if read_only {
             // EXAMINE sees the same \Recent messages without taking them (RFC 3501 §6.3.2).
-            Ok(from)
-        })?;
-        Ok((fresh, recent_from))
+            let fresh = folder.sync()?;
+            let recent = fresh.recent();
+            Ok((fresh, recent))
+        } else {
+            folder.claim_recent()
+        }
     }
 
     /// Takes in a fresh index and returns the updates for the client, in the order to send
-    /// them. Expunges are only announced when `announce_expunges`.
+    /// them; new messages in `recent` are \Recent for this session. Expunges are only
+    /// announced when `announce_expunges`.
     pub fn apply(
         &mut self,
         fresh: FolderIndex,
-        recent_from: u32,
+        recent: Recent,
         announce_expunges: bool,
     ) -> Vec<Update> {
         let mut updates = Vec::new();
@@ -127,7 +126,7 @@ impl Selected {
                 self.messages.push(ViewMessage {
                     meta: meta_of(entry),
                     path: entry.path.clone(),
-                    recent: entry.uid >= recent_from,
+                    recent: recent.contains(entry.uid),
                     gone: false,
                 });
             }

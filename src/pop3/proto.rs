@@ -258,12 +258,7 @@ fn too_long() -> Response {
 
 /// Headers, the blank line and the first `lines` body lines of a CRLF message (RFC 1939 TOP).
 fn top_of(message: &[u8], lines: usize) -> Vec<u8> {
-    let header_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|pos| pos + 4)
-        .unwrap_or(message.len());
-    let mut end = header_end;
+    let mut end = crate::mailtext::header_end(message);
     for _ in 0..lines {
         match message[end..].windows(2).position(|w| w == b"\r\n") {
             Some(pos) => end += pos + 2,

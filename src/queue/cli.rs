@@ -117,7 +117,7 @@ fn show(settings: &Settings, id: &str) -> anyhow::Result<()> {
     print!("{}", String::from_utf8_lossy(&env.to_json()));
     let path = spool.dir().join(format!("{id}.eml"));
     let message = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let end = super::client::transaction::find_header_end(&message);
+    let end = crate::mailtext::header_end(&message);
     println!("--- header of {} ---", path.display());
     print!(
         "{}",

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use super::client::transaction::find_header_end;
 use super::envelope::{format_time, Timestamp};
+use crate::mailtext::header_end;
 
 /// One recipient the message could not be delivered to.
 #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ fn status_part(out: &mut String, report: &Report<'_>, boundary: &str) {
 }
 
 fn headers_part(out: &mut Vec<u8>, report: &Report<'_>, boundary: &str) {
-    let end = find_header_end(report.original).min(MAX_RETURNED_HEADER);
+    let end = header_end(report.original).min(MAX_RETURNED_HEADER);
     let header = &report.original[..end];
     // Cut at a line end when the limit fell inside a field.
     let header = match header.iter().rposition(|&b| b == b'\n') {

@@ -1,11 +1,11 @@
 //! Message changes on the way out: `relay.changeSender` rewrites the `From:` header field.
 
-use super::client::transaction::find_header_end;
+use crate::mailtext;
 
 /// Replaces the address of the `From:` field with `address`, keeping a display name; adds a
 /// `From:` when there is none. Works on the CRLF wire form.
 pub fn rewrite_from(message: &[u8], address: &str) -> Vec<u8> {
-    let header_end = find_header_end(message);
+    let header_end = mailtext::header_end(message);
     let header = &message[..header_end];
     let mut out = Vec::with_capacity(message.len() + address.len());
     let mut replaced = false;

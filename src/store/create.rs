@@ -2,15 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::atomic::write_atomically;
+use super::indexfile::create_empty;
 use super::names::folder_dir_name;
+use super::uidvalidity::{self, UIDVALIDITY_FILE};
 use crate::config::model::{DefaultFolder, SpecialUse};
-
-/// Per-folder file holding its UIDVALIDITY (decimal), written once when the folder is created.
-pub const UIDVALIDITY_FILE: &str = "ics-uidvalidity";
 /// Mailbox-root file listing the folders created with the mailbox and their SPECIAL-USE roles.
 pub const FOLDERS_FILE: &str = "ics-folders.json";
 
@@ -81,22 +81,12 @@ fn ensure_folder(dir: &Path) -> io::Result<()> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(1);
-        write_atomically(dir, UIDVALIDITY_FILE, format!("{now}\n").as_bytes())?;
+        uidvalidity::write(dir, now)?;
         // An empty index from the start: a folder whose index is missing later has lost it,
         // and gets a new UIDVALIDITY instead of reused UIDs (see `index`).
-        super::index::create_empty(dir, u32::try_from(now).unwrap_or(u32::MAX).max(1))?;
+        create_empty(dir, u32::try_from(now).unwrap_or(u32::MAX).max(1))?;
     }
     Ok(())
-}
-
-/// Writes `dir/name` through a temporary file, fsyncs file and directory.
-pub(super) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

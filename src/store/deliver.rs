@@ -137,8 +137,13 @@ impl MailStore {
 
     /// Links (or copies, across file systems) an existing message file into the folder at
     /// `folder` under a new name, keeping its mtime (INTERNALDATE). The caller syncs the
-    /// target's `new/` once for a batch ([`MailStore::sync_dir`]). Used by IMAP COPY/MOVE.
-    pub fn link_into(&self, source: &Path, folder: &Path, wire_size: u64) -> io::Result<String> {
+    /// target's `new/` once for a batch ([`MailStore::sync_dir`]). Used by `Folder::copy_to`.
+    pub(super) fn link_into(
+        &self,
+        source: &Path,
+        folder: &Path,
+        wire_size: u64,
+    ) -> io::Result<String> {
         let size = fs::metadata(source)?.len();
         let name = self.unique_name_sized(size, Some(wire_size));
         let target = folder.join("new").join(&name);
@@ -153,7 +158,7 @@ impl MailStore {
     }
 
     /// Makes the entries of `dir` durable (shares fsyncs with concurrent deliveries).
-    pub fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+    pub(super) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.syncer.sync(dir)
     }
 

@@ -1,9 +1,11 @@
-//! Reading an INBOX for POP3 (and later IMAP): listing its messages with stable ids and sizes,
+//! The message files of a folder: listing them with stable ids and sizes (for the index),
 //! reading them in wire form, deleting them durably.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::mailtext::blank_line_end;
 
 /// One message file of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +16,8 @@ pub struct StoredMessage {
     pub base: String,
     /// Size in CRLF form: what POP3 and IMAP report.
     pub wire_size: u64,
-    /// Delivery order key: seconds of the name, then the name.
-    order: (u64, String),
+    /// Delivery order key (see [`delivery_order`]).
+    order: DeliveryOrder,
 }
 
 /// Messages of the folder at `dir` (its `new/` and `cur/`), oldest first.
@@ -38,14 +40,9 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
                 Some(size) => size,
                 None => wire_size_of(&entry.path())?,
             };
-            let seconds = base
-                .split('.')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
             messages.push(StoredMessage {
                 path: entry.path(),
-                order: (seconds, base.clone()),
+                order: delivery_order(&base),
                 base,
                 wire_size,
             });
@@ -53,6 +50,26 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
     }
     messages.sort_by(|a, b| a.order.cmp(&b.order));
     Ok(messages)
+}
+
+/// Sorts messages in delivery order: seconds, microseconds, the whole name.
+pub type DeliveryOrder = (u64, u64, String);
+
+/// The delivery order key of a Maildir base name `<seconds>.M<microseconds>P<pid>...` (as
+/// this server and Dovecot write them): the numbers compared as numbers, since `M9876` was
+/// written before `M38143`; a part that isn't there counts as 0, then the name decides.
+pub fn delivery_order(base: &str) -> DeliveryOrder {
+    let mut parts = base.splitn(3, '.');
+    let seconds = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let micros = parts
+        .next()
+        .and_then(|unique| unique.strip_prefix('M'))
+        .map(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest[..digits].parse().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    (seconds, micros, base.to_string())
 }
 
 /// The `W=` (CRLF size) field of a name written by this server or Dovecot.
@@ -84,35 +101,35 @@ pub fn to_wire_form(stored: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The header block of a stored message (through its blank line, or the whole file when it
-/// has none) in wire form, reading no more of the file than that takes.
+/// Bytes of a message file read at a time while looking for the end of its header.
+const HEADER_READ: usize = 8 * 1024;
+
+/// The header block of a stored message in wire form: what [`crate::mailtext::header_end`] finds in the wire
+/// form of the whole file, reading no more of the file than that takes.
 pub fn read_header_block(path: &Path) -> io::Result<Vec<u8>> {
+    read_header_block_in(path, HEADER_READ)
+}
+
+fn read_header_block_in(path: &Path, chunk: usize) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    const CHUNK: usize = 8 * 1024;
     let mut file = fs::File::open(path)?;
-    let mut stored = Vec::with_capacity(CHUNK);
-    let mut searched: usize = 0;
+    let mut stored = vec![0; chunk];
+    let mut wire = Vec::with_capacity(chunk + chunk / 16);
+    // Where the line the last read ended in starts: the blank line may straddle two reads.
+    let mut line_start = 0;
     loop {
-        let len = stored.len();
-        stored.resize(len + CHUNK, 0);
-        let read = file.read(&mut stored[len..])?;
-        stored.truncate(len + read);
-        // Look again from one byte back: the blank line may straddle two reads.
-        let from = searched.saturating_sub(1);
-        if let Some(at) = memchr::memmem::find(&stored[from..], b"\n\n") {
-            stored.truncate(from + at + 2);
-            break;
-        }
-        if stored.starts_with(b"\n") {
-            stored.truncate(1);
-            break;
-        }
-        searched = stored.len();
+        let read = file.read(&mut stored)?;
         if read == 0 {
-            break;
+            return Ok(wire);
         }
+        // Wire form as it comes (LF → CRLF needs no look-ahead).
+        wire.extend_from_slice(&to_wire_form(&stored[..read]));
+        if let Some(end) = blank_line_end(&wire[line_start..]) {
+            wire.truncate(line_start + end);
+            return Ok(wire);
+        }
+        line_start = memchr::memrchr(b'\n', &wire).map_or(0, |lf| lf + 1);
     }
-    Ok(to_wire_form(&stored))
 }
 
 /// Deletes message files and makes the deletion durable (directory fsyncs).
@@ -164,11 +181,67 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// However the file is cut into reads, the block is what the shared finder sees in the
+    /// whole wire form, and what the earlier `\n\n` search of the stored form found.
+    #[test]
+    fn header_block_is_the_shared_finders_on_any_reads() {
+        let dir = std::env::temp_dir().join(format!("icsmail-hdr-rnd-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m");
+        let mut next = crate::test_support::xorshift(0x4EAD_E4B1_0C4B_0001);
+        for _ in 0..500 {
+            let stored: Vec<u8> = (0..next() % 40)
+                .map(|_| b"\n\nx\r:"[(next() % 5) as usize])
+                .collect();
+            fs::write(&path, &stored).unwrap();
+            let wire = to_wire_form(&stored);
+            let expected = &wire[..crate::mailtext::header_end(&wire)];
+            let stored_end = if stored.starts_with(b"\n") {
+                1
+            } else {
+                memchr::memmem::find(&stored, b"\n\n").map_or(stored.len(), |at| at + 2)
+            };
+            assert_eq!(expected, to_wire_form(&stored[..stored_end]), "{stored:?}");
+            for chunk in 1..6 {
+                assert_eq!(
+                    read_header_block_in(&path, chunk).unwrap(),
+                    expected,
+                    "{stored:?}"
+                );
+            }
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn wire_form_inverts_delivery_form() {
         let original = b"Subject: x\r\n\r\nline\r\nbare\rcr\r\r\n";
         let stored = crate::store::to_maildir_form("", original);
         assert_eq!(to_wire_form(&stored), original);
+    }
+
+    #[test]
+    fn delivery_order_compares_numbers_as_numbers() {
+        let mut names = vec![
+            "1796161397.M38143P25829Q2.vm,S=266,W=275",
+            "1796161397.M6529P25829Q1.vm,S=264,W=273",
+            "1796161398.M1P1Q3.vm",
+            "999.M5P1Q0.vm",
+            "1796161397.other-tool-name",
+            "junk",
+        ];
+        names.sort_by_key(|name| delivery_order(name));
+        assert_eq!(
+            names,
+            [
+                "junk",
+                "999.M5P1Q0.vm",
+                "1796161397.other-tool-name",
+                "1796161397.M6529P25829Q1.vm,S=264,W=273",
+                "1796161397.M38143P25829Q2.vm,S=266,W=275",
+                "1796161398.M1P1Q3.vm",
+            ]
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct IncomingMessage {
 
 impl MailStore {
     /// Starts a message in the folder at `folder` (which must exist). Blocking.
-    pub fn begin_message(&self, folder: &Path) -> io::Result<IncomingMessage> {
+    pub(super) fn begin_message(&self, folder: &Path) -> io::Result<IncomingMessage> {
         let base = self.unique_base();
         let tmp = folder.join("tmp").join(&base);
         let file = fs::OpenOptions::new()
@@ -91,7 +91,7 @@ impl MailStore {
 
     /// Makes `message` durable in its folder's `new/`, with `mtime` as its INTERNALDATE when
     /// given; returns its Maildir base name. Blocking.
-    pub fn finish_message(
+    pub(super) fn finish_message(
         &self,
         mut message: IncomingMessage,
         mtime: Option<SystemTime>,

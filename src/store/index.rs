@@ -1,98 +1,38 @@
 //! The per-folder IMAP index, `ics-index` beside the folder's `cur/ new/ tmp/`: stable UIDs,
 //! flags, keywords and CONDSTORE modification sequences, kept under an exclusive `flock` so
-//! several sessions and processes (imapd, pop3d, smtpd) agree.
+//! several sessions and processes (imapd, pop3d, smtpd) agree. This module is the one place
+//! the index is read and written; `indexfile` has its format, `folder` the changes callers
+//! make through it.
 //!
 //! Message files stay where delivery put them; flags live here, not in `:2,` file-name suffixes
 //! (a file arriving with a suffix, e.g. copied from another Maildir server, has its flags
-//! imported once). File format (text; docs/storage.md):
-//!
-//! ```text
-//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid> <write id>
-//! <uid> <modseq> <internal date> <CRLF size> <base name> [flag ...]
-//! ```
+//! imported once).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::create::UIDVALIDITY_FILE;
+use super::filekey::{file_key, settled};
+use super::flags::FlagSet;
 use super::inbox::{list_messages, StoredMessage};
-use super::indexcache::{self, file_key, settled, FileKey};
-use crate::imap::message::FlagSet;
+use super::indexcache;
+use super::indexfile::{
+    empty, read_index, write_index, FolderIndex, IndexEntry, Stamp, INDEX_FILE,
+};
+use super::uidvalidity;
 
-pub const INDEX_FILE: &str = "ics-index";
 const LOCK_FILE: &str = "ics-index.lock";
-const MAGIC: &str = "ics-index 1";
 
-/// One message of the folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub uid: u32,
-    pub modseq: u64,
-    /// Seconds since the epoch (the file's mtime when first indexed).
-    pub internal_date: i64,
-    /// Size in CRLF form.
-    pub size: u64,
-    pub base: String,
-    pub path: PathBuf,
-    pub flags: FlagSet,
-}
-
-/// A folder's index after a sync: its messages ascending by UID.
-#[derive(Debug, Clone, Default)]
-pub struct FolderIndex {
-    pub uid_validity: u32,
-    pub uid_next: u32,
-    pub highest_modseq: u64,
-    /// Messages with a UID at least this are \Recent for the next session that claims them.
-    pub first_recent: u32,
-    pub messages: Vec<IndexEntry>,
-    /// Random, new with every write: tells this process's memory of the index (indexcache)
-    /// whether the file is still the one it remembers.
-    pub write_id: u64,
-    /// The folder's stamp as of this read: the directories as stat'd before they were listed,
-    /// the index file as left by this update (all under the lock), so a holder of this index
-    /// needn't re-read it until the stamp changes.
-    pub stamp: Stamp,
-}
-
-impl FolderIndex {
-    /// Position of `uid` in `messages`.
-    pub fn position(&self, uid: u32) -> Option<usize> {
-        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
-    }
-
-    /// The next modification sequence (and records it as the highest).
-    pub fn bump_modseq(&mut self) -> u64 {
-        self.highest_modseq += 1;
-        self.highest_modseq
-    }
-}
-
-/// What makes a session's copy of the index stale: the index file's identity, the message
-/// directories' change times and this process's write id for the folder. Comparing stamps
-/// avoids re-reading an unchanged folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stamp {
-    files: [FileKey; 3],
-    generation: u64,
-    /// The directories changed too recently to trust an equal stamp (see indexcache).
-    unsettled: bool,
-}
-
-impl Stamp {
-    /// Whether the folder may have changed since this stamp was taken.
-    pub fn outdated(&self, dir: &Path) -> bool {
-        let now = stamp(dir);
-        self.unsettled || now.files != self.files || now.generation != self.generation
-    }
+/// Whether the folder at `dir` may have changed since `since` was taken (three `stat`s).
+pub(super) fn changed_since(dir: &Path, since: &Stamp) -> bool {
+    since.outdated_by(&stamp(dir))
 }
 
 /// The folder's current stamp (cheap: three `stat`s).
-fn stamp(dir: &Path) -> Stamp {
+pub(super) fn stamp(dir: &Path) -> Stamp {
     let new_dir = file_key(&dir.join("new"));
     let cur_dir = file_key(&dir.join("cur"));
     Stamp {
@@ -104,13 +44,13 @@ fn stamp(dir: &Path) -> Stamp {
 
 /// Reads the folder, indexes new message files, forgets vanished ones and writes the index
 /// back when it changed. Blocking.
-pub fn sync(dir: &Path) -> io::Result<FolderIndex> {
+pub(super) fn sync(dir: &Path) -> io::Result<FolderIndex> {
     update(dir, |_| Ok(())).map(|(index, ())| index)
 }
 
 /// [`sync`], then `change` on the synced index under the same lock; the index is written back
 /// when anything changed. Blocking.
-pub fn update<R>(
+pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
@@ -144,7 +84,7 @@ pub fn update<R>(
 
 /// The index as stored, or a fresh start when it is lost or damaged.
 fn read_or_recover(dir: &Path) -> io::Result<FolderIndex> {
-    let uid_validity = read_uid_validity(dir)?;
+    let uid_validity = uidvalidity::read(dir)?;
     match read_index(dir, uid_validity) {
         Ok(Some(index)) => Ok(index),
         Ok(None) => recover(dir, uid_validity, "is missing"),
@@ -212,23 +152,9 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
     Ok(())
 }
 
-/// Flags of a `:2,<letters>` Maildir suffix (Maildir spec: D, F, R, S, T).
+/// Flags of the file's `:2,<letters>` Maildir suffix.
 fn flags_from_name(path: &Path) -> FlagSet {
-    let mut flags = FlagSet::default();
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if let Some((_, letters)) = name.split_once(":2,") {
-        for letter in letters.chars() {
-            match letter {
-                'D' => flags.draft = true,
-                'F' => flags.flagged = true,
-                'R' => flags.answered = true,
-                'S' => flags.seen = true,
-                'T' => flags.deleted = true,
-                _ => {}
-            }
-        }
-    }
-    flags
+    FlagSet::from_maildir_name(path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
 }
 
 /// Holds the folder's index lock until dropped.
@@ -243,36 +169,6 @@ fn lock(dir: &Path) -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     Ok(file)
-}
-
-fn read_uid_validity(dir: &Path) -> io::Result<u32> {
-    let path = dir.join(UIDVALIDITY_FILE);
-    let text = fs::read_to_string(&path)?;
-    let value: u64 = text.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a number", path.display()),
-        )
-    })?;
-    // UIDVALIDITY is a non-zero 32-bit number (RFC 3501); creation stores seconds since 1970.
-    Ok(u32::try_from(value).unwrap_or(u32::MAX).max(1))
-}
-
-fn empty(uid_validity: u32) -> FolderIndex {
-    FolderIndex {
-        uid_validity,
-        uid_next: 1,
-        highest_modseq: 1,
-        first_recent: 1,
-        messages: Vec::new(),
-        write_id: 0,
-        stamp: Stamp::default(),
-    }
-}
-
-/// Writes the empty index of a new folder (called when the folder is created).
-pub(super) fn create_empty(dir: &Path, uid_validity: u32) -> io::Result<()> {
-    write_index(dir, &empty(uid_validity), true)
 }
 
 /// A lost or damaged index: the UIDs it handed out are unknown, so the folder starts over
@@ -294,146 +190,15 @@ fn recover(dir: &Path, old_validity: u32, why: &str) -> io::Result<FolderIndex> 
     if path.exists() {
         fs::rename(&path, dir.join(format!("{INDEX_FILE}.broken")))?;
     }
-    super::create::write_atomically(dir, UIDVALIDITY_FILE, format!("{validity}\n").as_bytes())?;
+    uidvalidity::write(dir, u64::from(validity))?;
     Ok(empty(validity))
-}
-
-/// The stored index (None when there is none); one of another UIDVALIDITY is empty.
-fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<FolderIndex>> {
-    let path = dir.join(INDEX_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    let bad = |line: usize| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: line {line} is malformed", path.display()),
-        )
-    };
-    let mut lines = text.lines();
-    let header = lines.next().ok_or_else(|| bad(1))?;
-    let numbers = header.strip_prefix(MAGIC).ok_or_else(|| bad(1))?;
-    let numbers: Vec<u64> = numbers
-        .split_whitespace()
-        .map(|n| n.parse().map_err(|_| bad(1)))
-        .collect::<io::Result<_>>()?;
-    let (validity, uid_next, highest_modseq, first_recent, write_id) = match numbers[..] {
-        [v, n, m, r, w] => (v, n, m, r, w),
-        [v, n, m, r] => (v, n, m, r, 0),
-        _ => return Err(bad(1)),
-    };
-    if validity != u64::from(uid_validity) {
-        return Ok(Some(empty(uid_validity)));
-    }
-    let as_u32 = |n: u64, line| u32::try_from(n).map_err(|_| bad(line));
-    let mut index = FolderIndex {
-        uid_validity,
-        uid_next: as_u32(uid_next, 1)?,
-        highest_modseq,
-        first_recent: as_u32(first_recent, 1)?,
-        messages: Vec::new(),
-        write_id,
-        stamp: Stamp::default(),
-    };
-    for (number, line) in lines.enumerate() {
-        let entry = parse_entry(dir, line).ok_or_else(|| bad(number + 2))?;
-        index.uid_next = index.uid_next.max(entry.uid.saturating_add(1));
-        index.highest_modseq = index.highest_modseq.max(entry.modseq);
-        index.messages.push(entry);
-    }
-    index.messages.sort_by_key(|m| m.uid);
-    Ok(Some(index))
-}
-
-fn parse_entry(dir: &Path, line: &str) -> Option<IndexEntry> {
-    let mut words = line.split(' ');
-    let uid = words.next()?.parse().ok()?;
-    let modseq = words.next()?.parse().ok()?;
-    let internal_date = words.next()?.parse().ok()?;
-    let size = words.next()?.parse().ok()?;
-    let base = words.next()?.to_string();
-    let mut flags = FlagSet::default();
-    for word in words.filter(|w| !w.is_empty()) {
-        match word {
-            "\\Seen" => flags.seen = true,
-            "\\Answered" => flags.answered = true,
-            "\\Flagged" => flags.flagged = true,
-            "\\Deleted" => flags.deleted = true,
-            "\\Draft" => flags.draft = true,
-            keyword => {
-                flags.keywords.insert(keyword.to_string());
-            }
-        }
-    }
-    Some(IndexEntry {
-        uid,
-        modseq,
-        internal_date,
-        size,
-        // Corrected by `reconcile` from the directory listing.
-        path: dir.join("new").join(&base),
-        base,
-        flags,
-    })
-}
-
-/// The flags of `flags` as index words.
-fn flag_words(flags: &FlagSet) -> impl Iterator<Item = &str> {
-    let system = [
-        (flags.seen, "\\Seen"),
-        (flags.answered, "\\Answered"),
-        (flags.flagged, "\\Flagged"),
-        (flags.deleted, "\\Deleted"),
-        (flags.draft, "\\Draft"),
-    ];
-    system
-        .into_iter()
-        .filter_map(|(set, word)| set.then_some(word))
-        .chain(flags.keywords.iter().map(String::as_str))
-}
-
-/// Writes the index through a temporary file and a rename: readers see the old or the new one,
-/// never a torn one. With `durable`, file and directory are fsync'd first.
-fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io::Result<()> {
-    let mut text = String::with_capacity(64 + index.messages.len() * 80);
-    text.push_str(&format!(
-        "{MAGIC} {} {} {} {} {}\n",
-        index.uid_validity,
-        index.uid_next,
-        index.highest_modseq,
-        index.first_recent,
-        index.write_id
-    ));
-    for m in &index.messages {
-        text.push_str(&format!(
-            "{} {} {} {} {}",
-            m.uid, m.modseq, m.internal_date, m.size, m.base
-        ));
-        for word in flag_words(&m.flags) {
-            text.push(' ');
-            text.push_str(word);
-        }
-        text.push('\n');
-    }
-    let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));
-    let mut file = File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    if durable {
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(INDEX_FILE))?;
-    if durable {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::ensure_mailbox;
+    use std::path::PathBuf;
 
     fn folder(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("icsmail-index-{name}-{}", std::process::id()));

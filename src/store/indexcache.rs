@@ -4,47 +4,21 @@
 //! An entry is trusted only while the index file still carries the random write id the entry
 //! was made with (one small read, under the folder lock), so a write by another process is
 //! always seen. The directory listing is reused only while `new/` and `cur/` are unchanged
-//! *and* were last changed more than `SETTLE` before they were looked at: file times tick
-//! coarsely (a few milliseconds), so a delivery in the same tick as the look would otherwise go
-//! unseen.
+//! *and* were last changed more than `filekey::SETTLE` before they were looked at: file times
+//! tick coarsely (a few milliseconds), so a delivery in the same tick as the look would
+//! otherwise go unseen.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::index::FolderIndex;
+use super::filekey::{settled, FileKey};
+use super::indexfile::FolderIndex;
 
-/// How old a directory change must be before "unchanged" can be believed.
-pub const SETTLE: Duration = Duration::from_secs(2);
 /// Folders remembered; beyond that the memory starts over (it is only a cache).
 const MAX_FOLDERS: usize = 2000;
-
-/// A file's identity and change time, as compared between looks.
-pub type FileKey = (u64, i64, i64);
-
-pub fn file_key(path: &Path) -> FileKey {
-    match std::fs::metadata(path) {
-        Ok(meta) => (
-            meta.ino(),
-            meta.mtime(),
-            meta.mtime_nsec() ^ (meta.size() as i64),
-        ),
-        Err(_) => (0, 0, 0),
-    }
-}
-
-/// Whether a file last changed at `key` is old enough (see `SETTLE`).
-pub fn settled(key: FileKey) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    key.1 + (SETTLE.as_secs() as i64) < now
-}
 
 struct Entry {
     write_id: u64,

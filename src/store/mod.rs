@@ -7,18 +7,28 @@
 //! `ics-folders.json` (folders and their SPECIAL-USE roles). Messages are stored with LF line
 //! ends, and their file names carry `,S=<bytes on disk>,W=<bytes in CRLF form>`.
 
+mod atomic;
 mod create;
 mod deliver;
 mod dirsync;
+mod filekey;
+mod flags;
+mod folder;
 mod inbox;
 mod incoming;
-pub mod index;
+mod index;
 mod indexcache;
+mod indexfile;
 mod names;
+mod uidvalidity;
 
-pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE, UIDVALIDITY_FILE};
+pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE};
 pub use deliver::{to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
-pub use inbox::{delete_messages, list_messages, read_header_block, to_wire_form, StoredMessage};
+pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};
+pub use folder::{Appended, Copied, CopySource, FlagUpdate, FlagsStored, Folder};
+pub use inbox::{delivery_order, read_header_block, to_wire_form};
 pub use incoming::{IncomingMessage, LfConverter};
+pub use indexfile::{FolderIndex, IndexEntry, Recent, Stamp, INDEX_FILE};
 pub use names::{folder_dir_name, folder_name_problem};
+pub use uidvalidity::UIDVALIDITY_FILE;

@@ -5,7 +5,6 @@
 //! `APPEND_WRITE_CHUNK` of it in memory; `finish` makes it durable (fsync, rename into `new/`,
 //! directory fsync), records its flags in the index and answers `OK [APPENDUID]`.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use imap_codec::imap_types::core::Tag;
@@ -14,13 +13,11 @@ use imap_codec::imap_types::response::Code;
 
 use super::super::folders::FolderError;
 use super::super::guard::AppendCommand;
-use super::super::message::FlagSet;
 use super::super::response::{nz, other};
 use super::super::session::{Done, Session};
 use super::flags::flag_set;
 use super::names::folder_name;
-use crate::store::index;
-use crate::store::IncomingMessage;
+use crate::store::{Appended, FlagSet, Folder, IncomingMessage};
 
 /// Message bytes gathered before they are written (one write on the blocking pool each).
 pub const APPEND_WRITE_CHUNK: usize = 256 * 1024;
@@ -28,7 +25,7 @@ pub const APPEND_WRITE_CHUNK: usize = 256 * 1024;
 /// An accepted APPEND whose message is arriving.
 pub struct Appending {
     pub tag: Tag<'static>,
-    dir: PathBuf,
+    folder: Folder,
     flags: FlagSet,
     mtime: SystemTime,
     /// None once a write failed (the file is gone; the rest of the message is read and dropped).
@@ -67,19 +64,19 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
     };
     let store = session.ctx.store.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, FolderError> {
-        let dir = folders.dir(&name)?;
-        let message = store.begin_message(&dir)?;
-        Ok((dir, message))
+        let folder = Folder::at(folders.dir(&name)?);
+        let message = folder.begin_append(&store)?;
+        Ok((folder, message))
     })
     .await;
-    let (dir, message) = match opened {
+    let (folder, message) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(err)) => return Err(folder_refusal(err)),
         Err(err) => return Err(Done::server_error("APPEND", err)),
     };
     Ok(Appending {
         tag: command.tag.clone(),
-        dir,
+        folder,
         flags,
         mtime,
         message: Some(message),
@@ -146,42 +143,26 @@ impl Appending {
             return Done::server_error("APPEND", "message file missing");
         };
         let store = session.ctx.store.clone();
-        let (dir, flags, mtime) = (self.dir.clone(), self.flags.clone(), self.mtime);
-        let placed = tokio::task::spawn_blocking(move || -> Result<(u32, u32), FolderError> {
-            let base = store.finish_message(message, Some(mtime))?;
-            Ok(record(&dir, &base, flags)?)
+        let (folder, flags, mtime) = (self.folder.clone(), self.flags.clone(), self.mtime);
+        let placed = tokio::task::spawn_blocking(move || {
+            folder.finish_append(&store, message, Some(mtime), &flags)
         })
         .await;
         match placed {
-            Ok(Ok((validity, uid))) => Done::ok_code(
+            Ok(Ok(Appended {
+                uid_validity,
+                uid: Some(uid),
+            })) => Done::ok_code(
                 Code::AppendUid {
-                    uid_validity: nz(validity),
+                    uid_validity: nz(uid_validity),
                     uid: nz(uid),
                 },
                 "APPEND completed",
             ),
-            Ok(Err(err)) => folder_refusal(err),
+            // Durable, but removed by someone else before it had a UID to report.
+            Ok(Ok(Appended { uid: None, .. })) => Done::ok("APPEND completed"),
+            Ok(Err(err)) => folder_refusal(err.into()),
             Err(err) => Done::server_error("APPEND", err),
         }
     }
-}
-
-/// Gives the new message (Maildir base name `base`) its UID, flags and modification sequence;
-/// its UIDVALIDITY and UID.
-fn record(dir: &std::path::Path, base: &str, flags: FlagSet) -> std::io::Result<(u32, u32)> {
-    let (index, uid) = index::update(dir, |index| {
-        let mut uid = 0;
-        if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
-            uid = entry.uid;
-            if entry.flags != flags {
-                entry.flags = flags.clone();
-            }
-        }
-        index.bump_modseq();
-        if let Some(entry) = index.messages.iter_mut().find(|m| m.base == base) {
-            entry.modseq = index.highest_modseq;
-        }
-        Ok(uid)
-    })?;
-    Ok((index.uid_validity, uid))
 }

@@ -9,11 +9,12 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::super::folders::FolderError;
 use super::super::response::{nz, other, status, Kind};
+use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
 use super::super::session::{Done, Session};
 use super::idle::send_updates;
 use super::names::folder_name;
-use crate::store::{delete_messages, index};
+use crate::store::{Copied, CopySource, Folder};
 
 fn uid_set(uids: &[u32]) -> Option<UidSet> {
     let elements: Vec<UidElement> = uid_ranges(uids)
@@ -62,64 +63,48 @@ pub async fn copy(
     if positions.is_empty() {
         return Ok(Done::ok(format!("{verb} completed (nothing to do)")));
     }
-    let sources: Vec<_> = positions
-        .iter()
-        .map(|&i| {
-            let m = &selected.messages[i];
-            (
-                m.meta.uid,
-                m.path.clone(),
-                m.meta.size,
-                m.meta.flags.clone(),
-            )
-        })
-        .collect();
-    let source_dir = selected.dir.clone();
+    let sources = copy_sources(selected, &positions);
+    let (source, uid_validity) = (selected.folder.clone(), selected.uid_validity);
     let store = session.ctx.store.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<_, FolderError> {
-        let target = match folders.dir(&target_name) {
-            Ok(dir) => dir,
-            Err(FolderError::NotFound) => return Err(FolderError::NotFound),
-            Err(err) => return Err(err),
-        };
-        let mut placed = Vec::with_capacity(sources.len());
-        for (uid, path, size, flags) in &sources {
-            let base = store.link_into(path, &target, *size)?;
-            placed.push((*uid, base, flags.clone()));
-        }
-        store.sync_dir(&target.join("new"))?;
-        let (target_index, pairs) = index::update(&target, |index| {
-            let mut pairs = Vec::new();
-            for (source_uid, base, flags) in &placed {
-                if let Some(entry) = index.messages.iter_mut().find(|m| &m.base == base) {
-                    entry.flags = flags.clone();
-                    pairs.push((*source_uid, entry.uid));
-                }
-            }
-            index.bump_modseq();
-            Ok(pairs)
-        })?;
-        if moving {
-            let paths: Vec<_> = sources.iter().map(|(_, p, _, _)| p.clone()).collect();
-            index::update(&source_dir, |index| {
-                delete_messages(&paths)?;
-                let uids: Vec<u32> = sources.iter().map(|(u, _, _, _)| *u).collect();
-                index.messages.retain(|m| !uids.contains(&m.uid));
-                index.bump_modseq();
-                Ok(())
-            })?;
-        }
-        Ok((target_index.uid_validity, pairs))
+    let result = tokio::task::spawn_blocking(move || -> Result<Copied, FolderError> {
+        let target = Folder::at(folders.dir(&target_name)?);
+        Ok(if moving {
+            source.move_to(&store, &target, uid_validity, &sources)?
+        } else {
+            source.copy_to(&store, &target, &sources)?
+        })
     })
     .await
     .map_err(std::io::Error::other)?;
-    let (validity, pairs) = match result {
-        Ok(done) => done,
-        Err(FolderError::NotFound) => {
-            return Ok(Done::no_code(Code::TryCreate, "No such folder"));
-        }
-        Err(err) => return Ok(Done::server_error(verb, err)),
-    };
+    match result {
+        Ok(copied) => Ok(answer(session, copied, moving)),
+        Err(FolderError::NotFound) => Ok(Done::no_code(Code::TryCreate, "No such folder")),
+        Err(err) => Ok(Done::server_error(verb, err)),
+    }
+}
+
+/// The messages at `positions` as the client sees them: those flags go with the copies.
+fn copy_sources(selected: &Selected, positions: &[usize]) -> Vec<CopySource> {
+    positions
+        .iter()
+        .map(|&i| {
+            let m = &selected.messages[i];
+            CopySource {
+                uid: m.meta.uid,
+                path: m.path.clone(),
+                size: m.meta.size,
+                flags: m.meta.flags.clone(),
+            }
+        })
+        .collect()
+}
+
+/// OK with COPYUID (UIDPLUS); for MOVE, the originals' expunges first.
+fn answer(session: &mut Session<'_>, copied: Copied, moving: bool) -> Done {
+    let Copied {
+        uid_validity: validity,
+        pairs,
+    } = copied;
     let source_uids: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
     let target_uids: Vec<u32> = pairs.iter().map(|(_, t)| *t).collect();
     let code = match (uid_set(&source_uids), uid_set(&target_uids)) {
@@ -131,10 +116,10 @@ pub async fn copy(
         _ => None,
     };
     if !moving {
-        return Ok(match code {
+        return match code {
             Some(code) => Done::ok_code(code, "COPY completed"),
             None => Done::ok("COPY completed"),
-        });
+        };
     }
     // MOVE: COPYUID goes in an untagged OK before the expunges (RFC 6851 §4.3).
     if let Some(code) = code {
@@ -149,5 +134,5 @@ pub async fn copy(
         let updates = selected.announce_expunges();
         send_updates(session, updates);
     }
-    Ok(Done::ok("MOVE completed"))
+    Done::ok("MOVE completed")
 }

@@ -7,7 +7,6 @@ use super::super::response::other;
 use super::super::sequence::resolve;
 use super::super::session::{Done, Phase, Session};
 use super::idle::send_updates;
-use crate::store::{delete_messages, index};
 
 /// Removes the \Deleted messages among `only` (all when None); returns the UIDs removed.
 async fn remove_deleted(
@@ -23,36 +22,12 @@ async fn remove_deleted(
             "Folder is read-only (EXAMINE)",
         )));
     }
-    let dir = selected.dir.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        index::update(&dir, |index| {
-            let doomed: Vec<_> = index
-                .messages
-                .iter()
-                .filter(|m| m.flags.deleted)
-                .filter(|m| {
-                    only.as_ref()
-                        .is_none_or(|uids| uids.binary_search(&m.uid).is_ok())
-                })
-                .map(|m| (m.uid, m.path.clone()))
-                .collect();
-            if doomed.is_empty() {
-                return Ok(Vec::new());
-            }
-            let paths: Vec<_> = doomed.iter().map(|(_, p)| p.clone()).collect();
-            delete_messages(&paths)?;
-            let uids: Vec<u32> = doomed.iter().map(|(u, _)| *u).collect();
-            index
-                .messages
-                .retain(|m| uids.binary_search(&m.uid).is_err());
-            index.bump_modseq();
-            Ok(uids)
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)?;
+    let folder = selected.folder.clone();
+    let result = tokio::task::spawn_blocking(move || folder.expunge(only.as_deref()))
+        .await
+        .map_err(std::io::Error::other)?;
     match result {
-        Ok((_, uids)) => Ok(Ok(uids)),
+        Ok(uids) => Ok(Ok(uids)),
         Err(err) => Ok(Err(Done::server_error("EXPUNGE", err))),
     }
 }

@@ -22,7 +22,7 @@ use super::super::sequence::resolve;
 use super::super::session::{Done, Session};
 use super::super::{cache, mime};
 use super::flags::flag_items;
-use crate::store::{index, to_wire_form};
+use crate::store::{to_wire_form, Recent};
 
 /// Messages read and rendered per trip to the blocking pool.
 const CHUNK: usize = 32;
@@ -103,19 +103,41 @@ pub async fn fetch(
     if plan.sets_seen {
         mark_seen(session, &positions).await?;
     }
-    let reads_text = plan.names.iter().any(|n| {
-        matches!(
-            n,
-            MessageDataItemName::BodyExt { .. }
-                | MessageDataItemName::Body
-                | MessageDataItemName::BodyStructure
-                | MessageDataItemName::Rfc822
-                | MessageDataItemName::Rfc822Text
-        )
-    });
-    let plan = Arc::new(plan);
+    let missing = send_fetched(session, &positions, Arc::new(plan), condstore).await?;
+    Ok(if missing {
+        Done::no("Some messages were expunged meanwhile and could not be fetched")
+    } else {
+        Done::ok("FETCH completed")
+    })
+}
+
+impl Plan {
+    /// Whether the items need the message text (not only the index or the cached header).
+    fn reads_text(&self) -> bool {
+        self.names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Text
+            )
+        })
+    }
+}
+
+/// Renders the messages at `positions` a batch at a time on the blocking pool and sends
+/// them as they are done; true when some had vanished.
+async fn send_fetched(
+    session: &mut Session<'_>,
+    positions: &[usize],
+    plan: Arc<Plan>,
+    condstore: bool,
+) -> std::io::Result<bool> {
+    let reads_text = plan.reads_text();
     let mut missing = false;
-    let mut rest = &positions[..];
+    let mut rest = positions;
     while !rest.is_empty() {
         let Some(selected) = session.selected() else {
             break;
@@ -150,11 +172,7 @@ pub async fn fetch(
         }
         session.flush_if_big().await?;
     }
-    Ok(if missing {
-        Done::no("Some messages were expunged meanwhile and could not be fetched")
-    } else {
-        Done::ok("FETCH completed")
-    })
+    Ok(missing)
 }
 
 /// How many of `positions` go into one trip: at most `CHUNK`, and no more than `CHUNK_BYTES`
@@ -186,34 +204,17 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
     if uids.is_empty() {
         return Ok(());
     }
-    let dir = selected.dir.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        index::update(&dir, |index| {
-            let mut changed = Vec::new();
-            for uid in uids {
-                let Some(position) = index.position(uid) else {
-                    continue;
-                };
-                if !index.messages[position].flags.seen {
-                    let modseq = index.bump_modseq();
-                    let entry = &mut index.messages[position];
-                    entry.flags.seen = true;
-                    entry.modseq = modseq;
-                    changed.push((uid, entry.flags.clone(), modseq));
-                }
-            }
-            Ok(changed)
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)?;
+    let folder = selected.folder.clone();
+    let result = tokio::task::spawn_blocking(move || folder.mark_seen(&uids))
+        .await
+        .map_err(std::io::Error::other)?;
     match result {
         Ok((fresh, changed)) => {
             if let Some(selected) = session.selected() {
-                for (uid, flags, modseq) in changed {
-                    selected.record(uid, flags, modseq);
+                for update in changed {
+                    selected.record(update.uid, update.flags, update.modseq);
                 }
-                let others = selected.apply(fresh, u32::MAX, false);
+                let others = selected.apply(fresh, Recent::NONE, false);
                 super::idle::send_updates(session, others);
             }
         }
@@ -283,35 +284,7 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
             )),
             MessageDataItemName::BodyExt {
                 section, partial, ..
-            } => {
-                let top_header = matches!(
-                    section,
-                    Some(
-                        Section::Header(None)
-                            | Section::HeaderFields(None, _)
-                            | Section::HeaderFieldsNot(None, _)
-                    )
-                );
-                let source = if top_header {
-                    cache::header_block(path).ok()?
-                } else {
-                    raw().ok()?
-                };
-                let data = mime::section_bytes(&source, section.as_ref());
-                let (data, origin) = match partial {
-                    Some((offset, length)) => {
-                        let start = (*offset as usize).min(data.len());
-                        let end = start.saturating_add(length.get() as usize).min(data.len());
-                        (data[start..end].to_vec(), Some(*offset))
-                    }
-                    None => (data, None),
-                };
-                MessageDataItem::BodyExt {
-                    section: section.clone(),
-                    origin,
-                    data: nstring(data),
-                }
-            }
+            } => body_section(path, section, partial, &mut raw)?,
             MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
                 continue;
             }
@@ -333,7 +306,53 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
             NonZeroU64::new(meta.modseq).unwrap_or(NonZeroU64::MIN),
         ));
     }
-    // `* n FETCH (` items `)`: the typed items through imap-codec, then the cached ones.
+    Some(fetch_response(seq, items, &encoded))
+}
+
+/// `BODY[section]<partial>` of the message at `path`; the top-level header comes from the
+/// cache, anything else from the whole message (`raw`). None when the file is gone.
+fn body_section(
+    path: &std::path::Path,
+    section: &Option<Section<'static>>,
+    partial: &Option<(u32, std::num::NonZeroU32)>,
+    raw: &mut dyn FnMut() -> std::io::Result<Arc<Vec<u8>>>,
+) -> Option<MessageDataItem<'static>> {
+    let top_header = matches!(
+        section,
+        Some(
+            Section::Header(None)
+                | Section::HeaderFields(None, _)
+                | Section::HeaderFieldsNot(None, _)
+        )
+    );
+    let source = if top_header {
+        cache::header_block(path).ok()?
+    } else {
+        raw().ok()?
+    };
+    let data = mime::section_bytes(&source, section.as_ref());
+    let (data, origin) = match partial {
+        Some((offset, length)) => {
+            let start = (*offset as usize).min(data.len());
+            let end = start.saturating_add(length.get() as usize).min(data.len());
+            (data[start..end].to_vec(), Some(*offset))
+        }
+        None => (data, None),
+    };
+    Some(MessageDataItem::BodyExt {
+        section: section.clone(),
+        origin,
+        data: nstring(data),
+    })
+}
+
+/// `* seq FETCH (...)`: the typed `items` through imap-codec, then the `encoded` ones (kept
+/// encoded by the cache) as they are.
+fn fetch_response(
+    seq: u32,
+    items: Vec<MessageDataItem<'static>>,
+    encoded: &[Arc<Vec<u8>>],
+) -> Vec<u8> {
     let mut wire = match Vec1::try_from(items) {
         Ok(items) => {
             let mut wire = encode_data(Data::Fetch {
@@ -352,7 +371,7 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
         wire.extend_from_slice(item);
     }
     wire.extend_from_slice(b")\r\n");
-    Some(wire)
+    wire
 }
 
 /// Message bytes as a literal; NUL (not allowed outside BINARY) becomes 0x80 as in Dovecot.

@@ -1,23 +1,17 @@
 //! STORE (+FLAGS, -FLAGS, FLAGS, .SILENT; CONDSTORE UNCHANGEDSINCE) and the flag conversions.
-
-use std::collections::BTreeSet;
+//! How a change applies, and the keyword limits, are the store's (`store::FlagSet::after`).
 
 use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::core::Atom;
 use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 
-use super::super::message::FlagSet;
 use super::super::response::other;
+use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
 use super::super::session::{Done, Session};
 use super::idle::flags_data;
-use crate::store::index;
-
-/// Keywords a message may carry, so a client can't grow the index without bound.
-pub const MAX_KEYWORDS: usize = 64;
-/// Longest keyword accepted.
-pub const MAX_KEYWORD_LENGTH: usize = 100;
+use crate::store::{FlagChange, FlagSet, FlagsStored, Recent, MAX_KEYWORD_LENGTH};
 
 pub struct StoreRequest {
     pub kind: StoreType,
@@ -78,44 +72,6 @@ pub fn flag_set(flags: &[Flag<'_>]) -> Result<FlagSet, Done> {
     Ok(set)
 }
 
-/// `flags` after a STORE of `kind` with `change`.
-fn apply(flags: &FlagSet, kind: &StoreType, change: &FlagSet) -> FlagSet {
-    let merge_keywords = |base: &BTreeSet<String>, add: bool| {
-        let mut out: BTreeSet<String> = base
-            .iter()
-            .filter(|k| add || !change.has_keyword(k))
-            .cloned()
-            .collect();
-        if add {
-            for keyword in &change.keywords {
-                if !flags.has_keyword(keyword) {
-                    out.insert(keyword.clone());
-                }
-            }
-        }
-        out
-    };
-    match kind {
-        StoreType::Replace => change.clone(),
-        StoreType::Add => FlagSet {
-            seen: flags.seen || change.seen,
-            answered: flags.answered || change.answered,
-            flagged: flags.flagged || change.flagged,
-            deleted: flags.deleted || change.deleted,
-            draft: flags.draft || change.draft,
-            keywords: merge_keywords(&flags.keywords, true),
-        },
-        StoreType::Remove => FlagSet {
-            seen: flags.seen && !change.seen,
-            answered: flags.answered && !change.answered,
-            flagged: flags.flagged && !change.flagged,
-            deleted: flags.deleted && !change.deleted,
-            draft: flags.draft && !change.draft,
-            keywords: merge_keywords(&flags.keywords, false),
-        },
-    }
-}
-
 pub async fn store(
     session: &mut Session<'_>,
     set: SequenceSet,
@@ -147,67 +103,37 @@ pub async fn store(
         Ok(positions) => positions,
         Err(_) => return Ok(Done::bad("Message number out of range")),
     };
-    let targets: Vec<(u32, u64)> = positions
+    let uids: Vec<u32> = positions
         .iter()
-        .map(|&i| {
-            (
-                selected.messages[i].meta.uid,
-                selected.messages[i].meta.modseq,
-            )
-        })
+        .map(|&i| selected.messages[i].meta.uid)
         .collect();
-    let dir = selected.dir.clone();
-    let kind = request.kind;
-    let outcome = tokio::task::spawn_blocking(move || {
-        index::update(&dir, |index| {
-            let mut changed = Vec::new();
-            let mut refused = Vec::new();
-            for (uid, _) in &targets {
-                let Some(position) = index.position(*uid) else {
-                    continue; // expunged meanwhile
-                };
-                let current = &index.messages[position];
-                if unchanged_since.is_some_and(|limit| current.modseq > limit) {
-                    refused.push(*uid);
-                    continue;
-                }
-                let mut new = apply(&current.flags, &kind, &change);
-                if new.keywords.len() > MAX_KEYWORDS {
-                    new.keywords = current.flags.keywords.clone();
-                }
-                if new != current.flags {
-                    let modseq = index.bump_modseq();
-                    let entry = &mut index.messages[position];
-                    entry.flags = new.clone();
-                    entry.modseq = modseq;
-                    changed.push((*uid, new, modseq));
-                } else if unchanged_since.is_some() {
-                    // Reported with its (unchanged) MODSEQ all the same.
-                    changed.push((*uid, new, current.modseq));
-                }
-            }
-            Ok((changed, refused))
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    let (fresh, (changed, refused)) = match outcome {
+    let folder = selected.folder.clone();
+    let change = match request.kind {
+        StoreType::Add => FlagChange::Add(change),
+        StoreType::Remove => FlagChange::Remove(change),
+        StoreType::Replace => FlagChange::Replace(change),
+    };
+    let outcome =
+        tokio::task::spawn_blocking(move || folder.store_flags(&uids, &change, unchanged_since))
+            .await
+            .map_err(std::io::Error::other)?;
+    let (fresh, FlagsStored { changed, refused }) = match outcome {
         Ok(result) => result,
         Err(err) => return Ok(Done::server_error("STORE", err)),
     };
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };
-    for (uid, flags, modseq) in &changed {
-        selected.record(*uid, flags.clone(), *modseq);
+    for update in &changed {
+        selected.record(update.uid, update.flags.clone(), update.modseq);
     }
     // Others' changes seen by the same read (our own now match and aren't repeated).
-    let others = selected.apply(fresh, u32::MAX, false);
+    let others = selected.apply(fresh, Recent::NONE, false);
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };
     let mut replies = Vec::new();
-    for (uid, _, _) in changed {
+    for uid in changed.iter().map(|update| update.uid) {
         // .SILENT still reports MODSEQ changes under CONDSTORE (RFC 7162 §3.2).
         if !request.silent || unchanged_since.is_some() {
             if let Some(seq) = selected.seq_of(uid) {
@@ -219,14 +145,17 @@ pub async fn store(
     for data in replies {
         session.send_data(data);
     }
-    if refused.is_empty() {
-        return Ok(Done::ok("STORE completed"));
+    match session.selected() {
+        Some(selected) if !refused.is_empty() => Ok(modified(selected, &refused, request.uid)),
+        _ => Ok(Done::ok("STORE completed")),
     }
-    let Some(selected) = session.selected() else {
-        return Ok(Done::ok("STORE completed"));
-    };
-    let mut numbers: Vec<u32> = if request.uid {
-        refused
+}
+
+/// The answer to a conditional STORE that left the messages `refused` (UIDs) alone: OK with
+/// `[MODIFIED set]` (RFC 7162 §3.2), as UIDs for UID STORE, else as sequence numbers.
+fn modified(selected: &Selected, refused: &[u32], uid: bool) -> Done {
+    let mut numbers: Vec<u32> = if uid {
+        refused.to_vec()
     } else {
         refused
             .iter()
@@ -245,10 +174,10 @@ pub async fn store(
         })
         .collect();
     match SequenceSet::try_from(text.join(",").as_str()) {
-        Ok(set) => Ok(Done::ok_code(
+        Ok(set) => Done::ok_code(
             imap_codec::imap_types::response::Code::Modified(set),
             "Conditional STORE failed for some messages",
-        )),
-        Err(_) => Ok(Done::ok("STORE completed")),
+        ),
+        Err(_) => Done::ok("STORE completed"),
     }
 }

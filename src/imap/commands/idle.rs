@@ -28,14 +28,12 @@ pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std:
         }
         return Ok(());
     }
-    let (dir, read_only) = (selected.dir.clone(), selected.read_only);
-    let read = tokio::task::spawn_blocking(move || Selected::read_index(&dir, read_only))
+    let (folder, read_only) = (selected.folder.clone(), selected.read_only);
+    let read = tokio::task::spawn_blocking(move || Selected::read_index(&folder, read_only))
         .await
         .map_err(std::io::Error::other)?;
     let updates = match (read, session.selected()) {
-        (Ok((fresh, recent_from)), Some(selected)) => {
-            selected.apply(fresh, recent_from, announce_expunges)
-        }
+        (Ok((fresh, recent)), Some(selected)) => selected.apply(fresh, recent, announce_expunges),
         (Err(err), _) => {
             tracing::warn!("re-reading the selected folder: {err}");
             Vec::new()
@@ -114,7 +112,7 @@ impl Session<'_> {
         // Woken by inotify where it can; else (and as a safety net) by polling.
         let mut watch = self
             .selected()
-            .and_then(|selected| watch_folder(&selected.dir));
+            .and_then(|selected| watch_folder(selected.folder.dir()));
         let poll = if watch.is_some() {
             IDLE_SAFETY_POLL
         } else {

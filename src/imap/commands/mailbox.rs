@@ -10,12 +10,12 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use super::super::folders::{pattern_matches, FolderError, Folders, DELIMITER};
+use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
 use super::super::response::{nz, other};
 use super::super::selected::Selected;
 use super::super::session::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
-use crate::store::index;
+use crate::store::{CopySource, Folder, MailStore};
 
 /// The account's folders (only called once logged in).
 fn folders(session: &Session<'_>) -> Option<Folders> {
@@ -84,14 +84,25 @@ pub async fn select(
         session.condstore = true;
     }
     let opened = blocking(move || {
-        let dir = folders.dir(&name)?;
-        Ok(Selected::open(name, dir, read_only)?)
+        let folder = Folder::at(folders.dir(&name)?);
+        Ok(Selected::open(name, folder, read_only)?)
     })
     .await;
     let selected = match opened {
         Ok(selected) => selected,
         Err(err) => return Ok(folder_error(err)),
     };
+    announce_selected(session, &selected, read_only);
+    session.phase = Phase::Selected(selected);
+    Ok(if read_only {
+        Done::ok_code(Code::ReadOnly, "EXAMINE completed")
+    } else {
+        Done::ok_code(Code::ReadWrite, "SELECT completed")
+    })
+}
+
+/// The flags a folder's messages may carry: the system flags and the keywords in use.
+fn folder_flags(selected: &Selected) -> Vec<Flag<'static>> {
     let mut keywords: Vec<String> = selected
         .messages
         .iter()
@@ -105,6 +116,12 @@ pub async fn select(
             flags.push(Flag::Keyword(atom));
         }
     }
+    flags
+}
+
+/// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1).
+fn announce_selected(session: &mut Session<'_>, selected: &Selected, read_only: bool) {
+    let flags = folder_flags(selected);
     session.send_data(Data::Flags(flags.clone()));
     session.send_data(Data::Exists(selected.messages.len() as u32));
     session.send_data(Data::Recent(selected.recent_count()));
@@ -142,12 +159,6 @@ pub async fn select(
     if let Some(modseq) = NonZeroU64::new(selected.highest_modseq) {
         untagged_ok(session, Code::HighestModSeq(modseq), "Highest");
     }
-    session.phase = Phase::Selected(selected);
-    Ok(if read_only {
-        Done::ok_code(Code::ReadOnly, "EXAMINE completed")
-    } else {
-        Done::ok_code(Code::ReadWrite, "SELECT completed")
-    })
 }
 
 pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Done {
@@ -203,33 +214,13 @@ pub async fn rename(
 }
 
 /// RENAME INBOX: its messages move to a new folder; INBOX stays, empty (RFC 3501 §6.3.5).
-fn rename_inbox(
-    folders: &Folders,
-    store: &crate::store::MailStore,
-    to: &str,
-) -> Result<(), FolderError> {
+fn rename_inbox(folders: &Folders, store: &MailStore, to: &str) -> Result<(), FolderError> {
     folders.create(to)?;
-    let target = folders.dir(to)?;
-    let inbox = folders.dir("INBOX")?;
-    let current = index::sync(&inbox)?;
-    let mut placed = Vec::new();
-    for message in &current.messages {
-        let base = store.link_into(&message.path, &target, message.size)?;
-        placed.push((base, message.flags.clone()));
-    }
-    store.sync_dir(&target.join("new"))?;
-    index::update(&target, |index| {
-        for (base, flags) in &placed {
-            if let Some(entry) = index.messages.iter_mut().find(|m| &m.base == base) {
-                entry.flags = flags.clone();
-            }
-        }
-        index.bump_modseq();
-        Ok(())
-    })?;
-    let paths: Vec<_> = current.messages.iter().map(|m| m.path.clone()).collect();
-    crate::store::delete_messages(&paths)?;
-    index::sync(&inbox)?;
+    let target = Folder::at(folders.dir(to)?);
+    let inbox = Folder::at(folders.dir("INBOX")?);
+    let current = inbox.sync()?;
+    let messages: Vec<CopySource> = current.messages.iter().map(CopySource::from).collect();
+    inbox.move_to(store, &target, current.uid_validity, &messages)?;
     Ok(())
 }
 
@@ -294,25 +285,11 @@ pub async fn list(
         if subscribed_only && !subscribed.contains(&folder.name) {
             continue;
         }
-        let mut items = Vec::new();
-        let attribute = |text: &str| {
-            imap_codec::imap_types::core::Atom::try_from(text.to_string())
-                .ok()
-                .map(FlagNameAttribute::from)
+        let items = if subscribed_only {
+            Vec::new()
+        } else {
+            list_attributes(&folder, subscribed.contains(&folder.name))
         };
-        if !subscribed_only {
-            items.extend(attribute(if folder.has_children {
-                "HasChildren"
-            } else {
-                "HasNoChildren"
-            }));
-            if let Some(role) = folder.special_use {
-                items.extend(attribute(role.attribute().trim_start_matches('\\')));
-            }
-            if subscribed.contains(&folder.name) {
-                items.extend(attribute("Subscribed"));
-            }
-        }
         let mailbox = wire_mailbox(&folder.name);
         session.send_data(if subscribed_only {
             Data::Lsub {
@@ -331,6 +308,29 @@ pub async fn list(
     Done::ok(format!("{verb} completed"))
 }
 
+/// LIST's attributes of `folder`: children (RFC 3348), SPECIAL-USE role (RFC 6154),
+/// \Subscribed (RFC 5258).
+fn list_attributes(folder: &FolderInfo, subscribed: bool) -> Vec<FlagNameAttribute<'static>> {
+    let attribute = |text: &str| {
+        imap_codec::imap_types::core::Atom::try_from(text.to_string())
+            .ok()
+            .map(FlagNameAttribute::from)
+    };
+    let mut items = Vec::new();
+    items.extend(attribute(if folder.has_children {
+        "HasChildren"
+    } else {
+        "HasNoChildren"
+    }));
+    if let Some(role) = folder.special_use {
+        items.extend(attribute(role.attribute().trim_start_matches('\\')));
+    }
+    if subscribed {
+        items.extend(attribute("Subscribed"));
+    }
+    items
+}
+
 pub async fn status(
     session: &mut Session<'_>,
     mailbox: Mailbox<'static>,
@@ -340,11 +340,7 @@ pub async fn status(
         Ok(target) => target,
         Err(done) => return done,
     };
-    let read = blocking(move || {
-        let dir = folders.dir(&name)?;
-        Ok(index::sync(&dir)?)
-    })
-    .await;
+    let read = blocking(move || Ok(Folder::at(folders.dir(&name)?).sync()?)).await;
     let index = match read {
         Ok(index) => index,
         Err(err) => return folder_error(err),
@@ -353,13 +349,7 @@ pub async fn status(
     for item in names {
         items.push(match item {
             StatusDataItemName::Messages => StatusDataItem::Messages(index.messages.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(
-                index
-                    .messages
-                    .iter()
-                    .filter(|m| m.uid >= index.first_recent)
-                    .count() as u32,
-            ),
+            StatusDataItemName::Recent => StatusDataItem::Recent(index.recent_count() as u32),
             StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(index.uid_next)),
             StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nz(index.uid_validity)),
             StatusDataItemName::Unseen => StatusDataItem::Unseen(

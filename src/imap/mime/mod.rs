@@ -24,7 +24,7 @@ use imap_codec::imap_types::{body::BodyStructure, envelope::Envelope, fetch::Sec
 /// in-reply-to, message-id. Values are the raw header bytes unfolded (encoded-words kept),
 /// NIL when the field is absent; sender and reply-to default to from.
 pub fn envelope(raw: &[u8]) -> Envelope<'static> {
-    let end = tree::header_end(raw);
+    let end = crate::mailtext::header_end(raw);
     envelope::from_header(raw, 0..end)
 }
 

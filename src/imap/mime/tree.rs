@@ -244,13 +244,3 @@ impl Parser<'_> {
         })
     }
 }
-
-/// The end of the message's header block (after its empty line, if any).
-pub(crate) fn header_end(raw: &[u8]) -> usize {
-    let parser = Parser {
-        raw,
-        parts: 0,
-        bounds: Vec::new(),
-    };
-    parser.header(0).0.end
-}

@@ -2,7 +2,7 @@
 //! SEARCH command turns into.
 
 use super::*;
-use crate::imap::message::FlagSet;
+use crate::store::FlagSet;
 use imap_codec::{
     decode::Decoder,
     imap_types::command::{Command, CommandBody},

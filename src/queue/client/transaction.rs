@@ -53,7 +53,7 @@ pub struct Needs {
 
 impl Needs {
     pub fn of(message: &Outgoing<'_>) -> Needs {
-        let header_end = find_header_end(message.message);
+        let header_end = crate::mailtext::header_end(message.message);
         let non_ascii = |b: &[u8]| !b.is_ascii();
         Needs {
             eight_bit: non_ascii(message.message),
@@ -87,18 +87,6 @@ impl Needs {
         }
         None
     }
-}
-
-/// Offset just past the blank line ending the header (the whole message if none).
-pub fn find_header_end(message: &[u8]) -> usize {
-    if message.starts_with(b"\r\n") {
-        return 2;
-    }
-    message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap_or(message.len())
 }
 
 /// `MAIL FROM:<…>` with SIZE, BODY=8BITMIME and SMTPUTF8 as offered and needed.

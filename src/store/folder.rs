@@ -1,0 +1,577 @@
+//! One folder of a mailbox (the INBOX or a Maildir++ sub-folder) and every change to its
+//! messages: flags, \Recent, copy, move, expunge, append. The rules about UIDs, modification
+//! sequences, flags and \Recent live here and in `index` (which reads and writes the index
+//! under the folder lock); the protocols (IMAP, POP3) only call these methods.
+//!
+//! Durability is that of the pieces: message files and their directory entries are fsync'd
+//! (delivery, append, copy, removal), index writes that hand out UIDs are fsync'd, flag,
+//! \Recent and removal updates of the index are not (see `index::update`).
+//!
+//! Every method blocks: call them from blocking threads.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::deliver::MailStore;
+use super::flags::{FlagChange, FlagSet};
+use super::inbox::delete_messages;
+use super::incoming::IncomingMessage;
+use super::index;
+use super::indexfile::{FolderIndex, IndexEntry, Recent, Stamp};
+
+/// A folder, by its directory (the one holding `cur/ new/ tmp/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    dir: PathBuf,
+}
+
+/// A message's flags after a change, with the modification sequence they carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub uid: u32,
+    pub flags: FlagSet,
+    pub modseq: u64,
+}
+
+/// What [`Folder::store_flags`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagsStored {
+    /// Messages whose flags changed; under UNCHANGEDSINCE also those that already had the
+    /// new flags (RFC 7162 §3.2 reports them all the same), with their unchanged MODSEQ.
+    pub changed: Vec<FlagUpdate>,
+    /// Messages changed since the UNCHANGEDSINCE value: left as they were.
+    pub refused: Vec<u32>,
+}
+
+/// A message to copy or move, as the caller last saw it: its flags go with the copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    pub uid: u32,
+    pub path: PathBuf,
+    /// Size in CRLF form.
+    pub size: u64,
+    pub flags: FlagSet,
+}
+
+impl From<&IndexEntry> for CopySource {
+    fn from(entry: &IndexEntry) -> CopySource {
+        CopySource {
+            uid: entry.uid,
+            path: entry.path.clone(),
+            size: entry.size,
+            flags: entry.flags.clone(),
+        }
+    }
+}
+
+/// Where copied messages went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// The target folder's UIDVALIDITY.
+    pub uid_validity: u32,
+    /// (source UID, target UID), in the order of the sources.
+    pub pairs: Vec<(u32, u32)>,
+}
+
+/// Where an appended message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub uid_validity: u32,
+    /// None only if the message vanished (another process removed it) before it was indexed.
+    pub uid: Option<u32>,
+}
+
+impl Folder {
+    /// The folder whose directory is `dir`.
+    pub fn at(dir: PathBuf) -> Folder {
+        Folder { dir }
+    }
+
+    /// The INBOX of the mailbox at `root` (the root itself, Maildir++).
+    pub fn inbox(root: &Path) -> Folder {
+        Folder::at(root.to_path_buf())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index, brought in line with the folder's files (new files get UIDs).
+    pub fn sync(&self) -> io::Result<FolderIndex> {
+        index::sync(&self.dir)
+    }
+
+    /// Whether the folder may have changed since `since` (an index's `stamp`) was taken:
+    /// three `stat`s, no read.
+    pub fn changed_since(&self, since: &Stamp) -> bool {
+        index::changed_since(&self.dir, since)
+    }
+
+    /// [`Folder::sync`], taking the \Recent messages for the caller: they are \Recent for it
+    /// and for no later claim (SELECT; EXAMINE uses [`FolderIndex::recent`] instead).
+    pub fn claim_recent(&self) -> io::Result<(FolderIndex, Recent)> {
+        index::update(&self.dir, |index| {
+            let recent = index.recent();
+            index.first_recent = index.uid_next;
+            Ok(recent)
+        })
+    }
+
+    /// Changes the flags of the messages `uids` (those still there), each change with a new
+    /// modification sequence. With `unchanged_since` (CONDSTORE), a message whose MODSEQ is
+    /// greater is refused and left alone.
+    pub fn store_flags(
+        &self,
+        uids: &[u32],
+        change: &FlagChange,
+        unchanged_since: Option<u64>,
+    ) -> io::Result<(FolderIndex, FlagsStored)> {
+        index::update(&self.dir, |index| {
+            let mut stored = FlagsStored::default();
+            for &uid in uids {
+                let Some(position) = index.position(uid) else {
+                    continue; // expunged meanwhile
+                };
+                let current = &index.messages[position];
+                if unchanged_since.is_some_and(|limit| current.modseq > limit) {
+                    stored.refused.push(uid);
+                    continue;
+                }
+                let flags = current.flags.after(change);
+                if flags != current.flags {
+                    let modseq = index.bump_modseq();
+                    let entry = &mut index.messages[position];
+                    entry.flags = flags.clone();
+                    entry.modseq = modseq;
+                    stored.changed.push(FlagUpdate { uid, flags, modseq });
+                } else if unchanged_since.is_some() {
+                    let modseq = current.modseq;
+                    stored.changed.push(FlagUpdate { uid, flags, modseq });
+                }
+            }
+            Ok(stored)
+        })
+    }
+
+    /// Sets \Seen on the messages `uids` that lack it (a body was read); returns those changed.
+    pub fn mark_seen(&self, uids: &[u32]) -> io::Result<(FolderIndex, Vec<FlagUpdate>)> {
+        let seen = FlagChange::Add(FlagSet {
+            seen: true,
+            ..FlagSet::default()
+        });
+        let (index, stored) = self.store_flags(uids, &seen, None)?;
+        Ok((index, stored.changed))
+    }
+
+    /// Removes the messages marked \Deleted, only those among `only` when given; returns the
+    /// UIDs removed, ascending. The files go durably before the index forgets them.
+    pub fn expunge(&self, only: Option<&[u32]>) -> io::Result<Vec<u32>> {
+        let only = only.map(sorted);
+        let (_, removed) = index::update(&self.dir, |index| {
+            let doomed: Vec<&IndexEntry> = index
+                .messages
+                .iter()
+                .filter(|m| m.flags.deleted)
+                .filter(|m| {
+                    only.as_ref()
+                        .is_none_or(|uids| uids.binary_search(&m.uid).is_ok())
+                })
+                .collect();
+            if doomed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let paths: Vec<PathBuf> = doomed.iter().map(|m| m.path.clone()).collect();
+            let uids: Vec<u32> = doomed.iter().map(|m| m.uid).collect();
+            delete_messages(&paths)?;
+            index
+                .messages
+                .retain(|m| uids.binary_search(&m.uid).is_err());
+            index.bump_modseq();
+            Ok(uids)
+        })?;
+        Ok(removed)
+    }
+
+    /// Removes the messages `uids`, flagged or not (MOVE, POP3's deletions at QUIT), if the
+    /// folder still has the UIDVALIDITY `uid_validity` the caller took them from (else they
+    /// may name other messages: an error, and nothing is removed). Returns the UIDs removed.
+    pub fn remove(&self, uid_validity: u32, uids: &[u32]) -> io::Result<Vec<u32>> {
+        let uids = sorted(uids);
+        let (_, removed) = index::update(&self.dir, |index| {
+            if index.uid_validity != uid_validity {
+                return Err(io::Error::other(format!(
+                    "{}: UIDVALIDITY changed from {uid_validity} to {}, nothing removed",
+                    self.dir.display(),
+                    index.uid_validity
+                )));
+            }
+            if uids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let doomed: Vec<&IndexEntry> = index
+                .messages
+                .iter()
+                .filter(|m| uids.binary_search(&m.uid).is_ok())
+                .collect();
+            let paths: Vec<PathBuf> = doomed.iter().map(|m| m.path.clone()).collect();
+            let removed: Vec<u32> = doomed.iter().map(|m| m.uid).collect();
+            delete_messages(&paths)?;
+            index
+                .messages
+                .retain(|m| uids.binary_search(&m.uid).is_err());
+            index.bump_modseq();
+            Ok(removed)
+        })?;
+        Ok(removed)
+    }
+
+    /// Copies `messages` of this folder into `target` (links where the file system allows),
+    /// keeping their flags and INTERNALDATE; the target assigns their UIDs in order.
+    pub fn copy_to(
+        &self,
+        store: &MailStore,
+        target: &Folder,
+        messages: &[CopySource],
+    ) -> io::Result<Copied> {
+        let mut placed = Vec::with_capacity(messages.len());
+        for message in messages {
+            let base = store.link_into(&message.path, &target.dir, message.size)?;
+            placed.push((message.uid, base, &message.flags));
+        }
+        store.sync_dir(&target.dir.join("new"))?;
+        let (index, pairs) = index::update(&target.dir, |index| {
+            let by_base: HashMap<&str, usize> = placed
+                .iter()
+                .enumerate()
+                .map(|(i, (_, base, _))| (base.as_str(), i))
+                .collect();
+            let mut target_uids: Vec<Option<u32>> = vec![None; placed.len()];
+            for entry in index.messages.iter_mut() {
+                if let Some(&i) = by_base.get(entry.base.as_str()) {
+                    entry.flags = placed[i].2.clone();
+                    target_uids[i] = Some(entry.uid);
+                }
+            }
+            index.bump_modseq();
+            let pairs = placed
+                .iter()
+                .zip(target_uids)
+                .filter_map(|((source, _, _), target)| Some((*source, target?)))
+                .collect();
+            Ok(pairs)
+        })?;
+        Ok(Copied {
+            uid_validity: index.uid_validity,
+            pairs,
+        })
+    }
+
+    /// [`Folder::copy_to`], then [`Folder::remove`] of the originals (RFC 6851 MOVE).
+    pub fn move_to(
+        &self,
+        store: &MailStore,
+        target: &Folder,
+        uid_validity: u32,
+        messages: &[CopySource],
+    ) -> io::Result<Copied> {
+        let copied = self.copy_to(store, target, messages)?;
+        let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        self.remove(uid_validity, &uids)?;
+        Ok(copied)
+    }
+
+    /// Starts a message for this folder (IMAP APPEND): it is written as it arrives, into
+    /// `tmp/`, and placed by [`Folder::finish_append`].
+    pub fn begin_append(&self, store: &MailStore) -> io::Result<IncomingMessage> {
+        store.begin_message(&self.dir)
+    }
+
+    /// Makes `message` durable in the folder (INTERNALDATE `mtime` when given) and gives it
+    /// its UID, `flags` and a new modification sequence.
+    pub fn finish_append(
+        &self,
+        store: &MailStore,
+        message: IncomingMessage,
+        mtime: Option<SystemTime>,
+        flags: &FlagSet,
+    ) -> io::Result<Appended> {
+        let base = store.finish_message(message, mtime)?;
+        let (index, uid) = index::update(&self.dir, |index| {
+            let position = index.messages.iter().rposition(|m| m.base == base);
+            if let Some(position) = position {
+                index.messages[position].flags = flags.clone();
+            }
+            let modseq = index.bump_modseq();
+            Ok(position.map(|position| {
+                let entry = &mut index.messages[position];
+                entry.modseq = modseq;
+                entry.uid
+            }))
+        })?;
+        Ok(Appended {
+            uid_validity: index.uid_validity,
+            uid,
+        })
+    }
+}
+
+/// `uids` ascending, without repeats (for binary searches).
+fn sorted(uids: &[u32]) -> Vec<u32> {
+    let mut uids = uids.to_vec();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ensure_mailbox, INDEX_FILE};
+    use std::fs;
+
+    /// A fresh mailbox under the temp directory, its INBOX and a sub-folder `.Target`.
+    fn mailbox(name: &str) -> (PathBuf, Folder, Folder, MailStore) {
+        let root =
+            std::env::temp_dir().join(format!("icsmail-folder-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        ensure_mailbox(&root, &[]).unwrap();
+        ensure_mailbox(&root.join(".Target"), &[]).unwrap();
+        let store = MailStore::new(root.clone(), Vec::new());
+        (
+            root.clone(),
+            Folder::inbox(&root),
+            Folder::at(root.join(".Target")),
+            store,
+        )
+    }
+
+    fn deliver(folder: &Folder, n: u32, body: &[u8]) -> PathBuf {
+        let lines = body.iter().filter(|&&b| b == b'\n').count();
+        let name = format!(
+            "{}.M1P1Q{n}.h,S={},W={}",
+            1000 + n,
+            body.len(),
+            body.len() + lines
+        );
+        let path = folder.dir().join("new").join(name);
+        fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn uids(index: &FolderIndex) -> Vec<u32> {
+        index.messages.iter().map(|m| m.uid).collect()
+    }
+
+    fn flags(seen: bool, deleted: bool, keywords: &[&str]) -> FlagSet {
+        FlagSet {
+            seen,
+            deleted,
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+            ..FlagSet::default()
+        }
+    }
+
+    fn index_text(folder: &Folder) -> String {
+        fs::read_to_string(folder.dir().join(INDEX_FILE)).unwrap()
+    }
+
+    #[test]
+    fn recent_is_claimed_once() {
+        let (root, inbox, _, _) = mailbox("recent");
+        deliver(&inbox, 1, b"a\n");
+        deliver(&inbox, 2, b"b\n");
+        // Looking (EXAMINE, STATUS) claims nothing.
+        let looked = inbox.sync().unwrap();
+        assert_eq!(looked.recent_count(), 2);
+        let (first, recent) = inbox.claim_recent().unwrap();
+        assert!(recent.contains(1) && recent.contains(2));
+        // The index as the claim left it: nothing left for the next one.
+        assert_eq!(first.recent_count(), 0);
+        // The next claim sees none of them, but a new arrival.
+        deliver(&inbox, 3, b"c\n");
+        let (second, recent) = inbox.claim_recent().unwrap();
+        assert_eq!(uids(&second), [1, 2, 3]);
+        assert!(!recent.contains(2) && recent.contains(3));
+        assert_eq!(inbox.sync().unwrap().recent_count(), 0);
+        assert!(!Recent::NONE.contains(3));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn stored_flags_bump_modseqs_and_persist() {
+        let (root, inbox, _, _) = mailbox("store");
+        for n in 1..=3 {
+            deliver(&inbox, n, b"x\n");
+        }
+        let before = inbox.sync().unwrap().highest_modseq;
+        let change = FlagChange::Add(flags(true, false, &["Work"]));
+        let (index, stored) = inbox.store_flags(&[1, 3, 99], &change, None).unwrap();
+        assert!(stored.refused.is_empty());
+        let changed: Vec<(u32, u64)> = stored.changed.iter().map(|u| (u.uid, u.modseq)).collect();
+        assert_eq!(changed, [(1, before + 1), (3, before + 2)]);
+        assert_eq!(index.highest_modseq, before + 2);
+        assert_eq!(index.messages[0].flags, flags(true, false, &["Work"]));
+        assert!(index_text(&inbox)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(" \\Seen Work"));
+        // No change, no new modseq; the change is not repeated.
+        let (index, stored) = inbox.store_flags(&[1], &change, None).unwrap();
+        assert!(stored.changed.is_empty());
+        assert_eq!(index.highest_modseq, before + 2);
+        // Remove and replace.
+        let remove = FlagChange::Remove(flags(false, false, &["work"]));
+        let (index, _) = inbox.store_flags(&[1], &remove, None).unwrap();
+        assert_eq!(index.messages[0].flags, flags(true, false, &[]));
+        let replace = FlagChange::Replace(flags(false, true, &[]));
+        let (index, _) = inbox.store_flags(&[1, 2], &replace, None).unwrap();
+        assert_eq!(index.messages[1].flags, flags(false, true, &[]));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn unchanged_since_refuses_newer_messages() {
+        let (root, inbox, _, _) = mailbox("condstore");
+        deliver(&inbox, 1, b"x\n");
+        deliver(&inbox, 2, b"y\n");
+        let index = inbox.sync().unwrap();
+        let (m1, m2) = (index.messages[0].modseq, index.messages[1].modseq);
+        assert!(m1 < m2);
+        let seen = FlagChange::Add(flags(true, false, &[]));
+        let (_, stored) = inbox.store_flags(&[1, 2], &seen, Some(m1)).unwrap();
+        assert_eq!(stored.refused, [2]);
+        assert_eq!(stored.changed.len(), 1);
+        let modseq = stored.changed[0].modseq;
+        assert!(modseq > m2);
+        // Already so: reported with its unchanged MODSEQ.
+        let (_, stored) = inbox.store_flags(&[1], &seen, Some(modseq)).unwrap();
+        assert_eq!(
+            stored.changed,
+            [FlagUpdate {
+                uid: 1,
+                flags: flags(true, false, &[]),
+                modseq
+            }]
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn mark_seen_changes_only_unseen_messages() {
+        let (root, inbox, _, _) = mailbox("seen");
+        deliver(&inbox, 1, b"x\n");
+        deliver(&inbox, 2, b"y\n");
+        let (_, changed) = inbox.mark_seen(&[2]).unwrap();
+        assert_eq!(changed.len(), 1);
+        let (index, changed) = inbox.mark_seen(&[1, 2]).unwrap();
+        assert_eq!(changed.iter().map(|u| u.uid).collect::<Vec<_>>(), [1]);
+        assert!(index.messages.iter().all(|m| m.flags.seen));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn expunge_removes_deleted_messages_only() {
+        let (root, inbox, _, _) = mailbox("expunge");
+        let paths: Vec<PathBuf> = (1..=4).map(|n| deliver(&inbox, n, b"x\n")).collect();
+        let delete = FlagChange::Add(flags(false, true, &[]));
+        inbox.store_flags(&[1, 2, 4], &delete, None).unwrap();
+        let before = inbox.sync().unwrap().highest_modseq;
+        // UID EXPUNGE: only those named (in any order), and only if \Deleted.
+        assert_eq!(inbox.expunge(Some(&[4, 3, 1])).unwrap(), [1, 4]);
+        assert!(!paths[0].exists() && paths[1].exists() && !paths[3].exists());
+        let index = inbox.sync().unwrap();
+        assert_eq!(uids(&index), [2, 3]);
+        assert_eq!(index.highest_modseq, before + 1);
+        assert_eq!(inbox.expunge(None).unwrap(), [2]);
+        // Nothing to do: no change at all.
+        assert!(inbox.expunge(None).unwrap().is_empty());
+        assert_eq!(inbox.sync().unwrap().highest_modseq, before + 2);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn remove_needs_the_same_uidvalidity() {
+        let (root, inbox, _, _) = mailbox("remove");
+        let paths: Vec<PathBuf> = (1..=3).map(|n| deliver(&inbox, n, b"x\n")).collect();
+        let validity = inbox.sync().unwrap().uid_validity;
+        let err = inbox.remove(validity + 1, &[1]).unwrap_err();
+        assert!(err.to_string().contains("UIDVALIDITY changed"), "{err}");
+        assert!(paths[0].exists());
+        assert_eq!(inbox.remove(validity, &[3, 1, 9]).unwrap(), [1, 3]);
+        assert!(!paths[0].exists() && paths[1].exists() && !paths[2].exists());
+        assert_eq!(uids(&inbox.sync().unwrap()), [2]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn copy_and_move_keep_flags_and_dates() {
+        let (root, inbox, target, store) = mailbox("copy");
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        for n in 1..=3 {
+            let path = deliver(&inbox, n, format!("message {n}\n").as_bytes());
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let flagged = FlagChange::Add(flags(true, false, &["$Label1"]));
+        inbox.store_flags(&[2], &flagged, None).unwrap();
+        deliver(&target, 9, b"already there\n");
+        let index = inbox.sync().unwrap();
+        let sources: Vec<CopySource> = index.messages[1..].iter().map(CopySource::from).collect();
+        let copied = inbox.copy_to(&store, &target, &sources).unwrap();
+        let target_index = target.sync().unwrap();
+        assert_eq!(copied.uid_validity, target_index.uid_validity);
+        assert_eq!(copied.pairs, [(2, 2), (3, 3)]);
+        let copy = &target_index.messages[1];
+        assert_eq!(copy.flags, flags(true, false, &["$Label1"]));
+        assert_eq!(copy.internal_date, 1_000_000_000);
+        assert_eq!(copy.size, index.messages[1].size);
+        assert_eq!(fs::read(&copy.path).unwrap(), b"message 2\n");
+        assert_eq!(uids(&inbox.sync().unwrap()), [1, 2, 3]);
+        // MOVE: copied, then gone from the source.
+        let first = [CopySource::from(&index.messages[0])];
+        let moved = inbox
+            .move_to(&store, &target, index.uid_validity, &first)
+            .unwrap();
+        assert_eq!(moved.pairs, [(1, 4)]);
+        assert_eq!(uids(&inbox.sync().unwrap()), [2, 3]);
+        assert!(!index.messages[0].path.exists());
+        assert_eq!(uids(&target.sync().unwrap()), [1, 2, 3, 4]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn append_gives_uid_flags_and_the_newest_modseq() {
+        let (root, inbox, _, store) = mailbox("append");
+        deliver(&inbox, 1, b"x\n");
+        let mut message = inbox.begin_append(&store).unwrap();
+        message.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();
+        let date = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_200_000_000);
+        let wanted = flags(false, false, &["Draft-ish"]);
+        let appended = inbox
+            .finish_append(&store, message, Some(date), &wanted)
+            .unwrap();
+        let index = inbox.sync().unwrap();
+        assert_eq!(appended.uid_validity, index.uid_validity);
+        assert_eq!(appended.uid, Some(2));
+        let entry = &index.messages[1];
+        assert_eq!(entry.flags, wanted);
+        assert_eq!(entry.modseq, index.highest_modseq);
+        assert_eq!(entry.internal_date, 1_200_000_000);
+        assert_eq!(entry.size, 21);
+        assert_eq!(fs::read(&entry.path).unwrap(), b"Subject: hi\n\nbody\n");
+        // An abandoned append leaves nothing.
+        let mut partial = inbox.begin_append(&store).unwrap();
+        partial.write(b"Subject: half").unwrap();
+        drop(partial);
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        assert_eq!(uids(&inbox.sync().unwrap()), [1, 2]);
+        fs::remove_dir_all(root).unwrap();
+    }
+}
