@@ -1,5 +1,6 @@
 //! The response to each POP3 command, by state.
 
+use super::error::Pop3Error;
 use super::proto::{Session, State, Step};
 use super::response::{Code, Response};
 use crate::auth::sasl::{self, Credentials};
@@ -36,7 +37,7 @@ impl Session {
                 } else {
                     format!("Syntax: {syntax}")
                 };
-                return self.reply(Response::err(text));
+                return self.refuse(Pop3Error::syntax(text));
             }
         }
         let arg = |n: usize| args.get(n).copied();
@@ -64,8 +65,8 @@ impl Session {
                 _,
                 "STLS" | "USER" | "PASS" | "AUTH" | "STAT" | "LIST" | "UIDL" | "RETR" | "TOP"
                 | "DELE" | "RSET" | "NOOP",
-            ) => self.reply(Response::err("Command not valid in this state")),
-            _ => self.reply(Response::err("Unknown command")),
+            ) => self.refuse(Pop3Error::user("Command not valid in this state")),
+            _ => self.refuse(Pop3Error::syntax("Unknown command")),
         }
     }
 
@@ -102,22 +103,22 @@ impl Session {
 
     fn stls(&mut self) -> Step {
         if self.tls_active {
-            return self.reply(Response::err("TLS is already active"));
+            return self.refuse(Pop3Error::user("TLS is already active"));
         }
         if !self.security.stls {
-            return self.reply(Response::err("STLS is not available"));
+            return self.refuse(Pop3Error::user("STLS is not available"));
         }
         if self.has_pending_input() {
             // Nothing may be pipelined after STLS (it would be read as if encrypted).
             self.state = State::Closed;
-            return Step::Reply(Response::err("Commands pipelined after STLS, closing"));
+            return Step::Refuse(Pop3Error::user("Commands pipelined after STLS, closing"));
         }
         self.state = State::StartTls;
         Step::Reply(Response::ok("Begin TLS negotiation"))
     }
 
     fn encryption_required(&mut self) -> Step {
-        self.reply(Response::err_code(
+        self.refuse(Pop3Error::user_code(
             Code::SysPerm,
             "Logins are only allowed after STLS (or on the POP3S port)",
         ))
@@ -128,7 +129,7 @@ impl Session {
             return self.encryption_required();
         }
         if name.is_empty() {
-            return self.reply(Response::err("USER needs a name"));
+            return self.refuse(Pop3Error::syntax("USER needs a name"));
         }
         self.state = State::Authorization {
             user: Some(name.to_string()),
@@ -141,7 +142,7 @@ impl Session {
             return self.encryption_required();
         }
         let State::Authorization { user: Some(user) } = &self.state else {
-            return self.reply(Response::err("Send USER first"));
+            return self.refuse(Pop3Error::user("Send USER first"));
         };
         // The password is the rest of the line, spaces included (RFC 1939 allows them).
         let password = line.get(5..).unwrap_or("");
@@ -167,7 +168,7 @@ impl Session {
             return self.encryption_required();
         }
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
-            return self.reply(Response::err("Unsupported authentication mechanism"));
+            return self.refuse(Pop3Error::user("Unsupported authentication mechanism"));
         }
         match initial {
             Some(response) => self.credentials(sasl::decode_plain(response)),
@@ -180,18 +181,18 @@ impl Session {
 
     /// A message number argument: digits only, 1-based, existing, not deleted. A number too
     /// big for any maildrop is just "no such message".
-    fn message_number(&self, arg: &str) -> Result<usize, Response> {
+    fn message_number(&self, arg: &str) -> Result<usize, Pop3Error> {
         if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Response::err("Invalid message number"));
+            return Err(Pop3Error::syntax("Invalid message number"));
         }
         let index = arg
             .parse::<usize>()
             .ok()
             .and_then(|number| number.checked_sub(1))
             .filter(|&index| index < self.messages.len())
-            .ok_or_else(|| Response::err("No such message"))?;
+            .ok_or_else(|| Pop3Error::user("No such message"))?;
         if self.deleted[index] {
-            return Err(Response::err("Message is deleted"));
+            return Err(Pop3Error::user("Message is deleted"));
         }
         Ok(index)
     }
@@ -226,7 +227,7 @@ impl Session {
                     index + 1,
                     field(&self.messages[index])
                 ))),
-                Err(response) => self.reply(response),
+                Err(err) => self.refuse(err),
             };
         }
         let body: String = self
@@ -242,7 +243,7 @@ impl Session {
                 self.state = State::Waiting;
                 Step::Retrieve { index, top }
             }
-            Err(response) => self.reply(response),
+            Err(err) => self.refuse(err),
         }
     }
 
@@ -256,7 +257,7 @@ impl Session {
             .flatten();
         match lines {
             Some(lines) => self.retrieve(number, Some(lines)),
-            None => self.reply(Response::err("Invalid line count")),
+            None => self.refuse(Pop3Error::syntax("Invalid line count")),
         }
     }
 
@@ -266,7 +267,7 @@ impl Session {
                 self.deleted[index] = true;
                 Step::Reply(Response::ok(format!("Message {} deleted", index + 1)))
             }
-            Err(response) => self.reply(response),
+            Err(err) => self.refuse(err),
         }
     }
 }

@@ -31,16 +31,19 @@ impl Maildrop {
             .truncate(false)
             .write(true)
             .open(root.join(LOCK_FILE))
-            .map_err(|_| LoginError::Temporary)?;
+            .map_err(|err| LoginError::Temporary(format!("opening the lock file: {err}")))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(match io::Error::last_os_error().raw_os_error() {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
                 Some(libc::EWOULDBLOCK) => LoginError::InUse,
-                _ => LoginError::Temporary,
+                _ => LoginError::Temporary(format!("locking the maildrop: {err}")),
             });
         }
         let inbox = Folder::inbox(root);
-        let index = inbox.sync().map_err(|_| LoginError::Temporary)?;
+        let index = inbox
+            .sync()
+            .map_err(|err| LoginError::Temporary(format!("reading the INBOX index: {err}")))?;
         let mut messages = index.messages;
         // Numbered in delivery order (the index's UID order differs for a file that arrives
         // with an older name).

@@ -2,6 +2,7 @@
 //! lock, snapshot, retrieval, update) and the tokio driver (`session`, `server`).
 
 pub mod commands;
+pub mod error;
 pub mod maildrop;
 pub mod proto;
 pub mod response;

@@ -1,6 +1,7 @@
 //! The POP3 server session as a sans-I/O state machine (RFC 1939, 2449 CAPA, 2595 STLS,
 //! 5034 AUTH). Bytes in, [`Step`]s out; the driver does the I/O, logins and file access.
 
+use super::error::Pop3Error;
 use super::response::{Code, Response};
 use crate::auth::sasl::{self, Credentials, SaslError};
 
@@ -24,16 +25,19 @@ pub struct MessageInfo {
 }
 
 /// Why opening the maildrop after a login failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
     Invalid,
     InUse,
-    Temporary,
+    /// The store failed (the cause, for the log).
+    Temporary(String),
 }
 
 #[derive(Debug)]
 pub enum Step {
     Reply(Response),
+    /// A refusal: log it at its level, send its response.
+    Refuse(Pop3Error),
     NeedInput,
     /// Run the TLS handshake, then call [`Session::tls_started`].
     StartTls,
@@ -74,7 +78,8 @@ pub struct Session {
     pos: usize,
     errors: u32,
     max_errors: u32,
-    pending: Option<Response>,
+    /// The answer to a command that waited for the driver (login, file access).
+    pending: Option<Result<Response, Pop3Error>>,
     /// The rest of an over-long line is being dropped up to its end.
     discarding_line: bool,
 }
@@ -127,55 +132,64 @@ impl Session {
                 self.deleted = vec![false; count];
                 self.messages = messages;
                 self.state = State::Transaction;
-                Response::ok(format!("Logged in, {count} messages ({octets} octets)"))
+                Ok(Response::ok(format!(
+                    "Logged in, {count} messages ({octets} octets)"
+                )))
             }
             Err(error) => {
                 self.state = State::Authorization { user: None };
-                match error {
-                    LoginError::Invalid => Response::err_code(Code::Auth, "Authentication failed"),
-                    LoginError::InUse => {
-                        Response::err_code(Code::InUse, "Mailbox is locked by another POP3 session")
+                Err(match error {
+                    LoginError::Invalid => {
+                        Pop3Error::user_code(Code::Auth, "Authentication failed")
                     }
-                    LoginError::Temporary => Response::err_code(
-                        Code::SysTemp,
-                        "Mailbox is temporarily unavailable, try again later",
+                    LoginError::InUse => Pop3Error::user_code(
+                        Code::InUse,
+                        "Mailbox is locked by another POP3 session",
                     ),
-                }
+                    LoginError::Temporary(cause) => Pop3Error::server(
+                        "Mailbox is temporarily unavailable, try again later",
+                        format!("opening the maildrop: {cause}"),
+                    ),
+                })
             }
         });
     }
 
-    /// Result of [`Step::Retrieve`]: the message in CRLF form (or the error).
-    pub fn message(&mut self, index: usize, top: Option<usize>, content: Result<Vec<u8>, ()>) {
+    /// Result of [`Step::Retrieve`]: the message in CRLF form (or why it could not be read).
+    pub fn message(&mut self, index: usize, top: Option<usize>, content: std::io::Result<Vec<u8>>) {
         self.state = State::Transaction;
         self.pending = Some(match content {
             Ok(bytes) => {
                 let size = self.messages.get(index).map_or(0, |m| m.size);
-                match top {
+                Ok(match top {
                     Some(lines) => Response::Multi(String::new(), top_of(&bytes, lines)),
                     None => Response::Multi(format!("{size} octets"), bytes),
-                }
+                })
             }
-            Err(()) => Response::err_code(
-                Code::SysTemp,
+            Err(err) => Err(Pop3Error::server(
                 "The message cannot be read now (deleted by another client?)",
-            ),
+                format!("reading message {}: {err}", index + 1),
+            )),
         });
     }
 
     /// Result of [`Step::Update`].
-    pub fn updated(&mut self, ok: bool) {
+    pub fn updated(&mut self, result: std::io::Result<()>) {
         self.state = State::Closed;
-        self.pending = Some(if ok {
-            Response::ok("Bye, deleted messages removed")
-        } else {
-            Response::err_code(Code::SysTemp, "Some deleted messages were not removed")
+        self.pending = Some(match result {
+            Ok(()) => Ok(Response::ok("Bye, deleted messages removed")),
+            Err(err) => Err(Pop3Error::server(
+                "Some deleted messages were not removed",
+                format!("deleting at QUIT: {err}"),
+            )),
         });
     }
 
     pub fn step(&mut self) -> Step {
-        if let Some(response) = self.pending.take() {
-            return Step::Reply(response);
+        match self.pending.take() {
+            Some(Ok(response)) => return Step::Reply(response),
+            Some(Err(err)) => return self.refuse(err),
+            None => {}
         }
         match self.state {
             State::Closed => return Step::Close,
@@ -191,7 +205,7 @@ impl Session {
         };
         let line = match line {
             Ok(line) => line,
-            Err(response) => return self.reply(response),
+            Err(err) => return self.refuse(err),
         };
         if matches!(self.state, State::SaslPlain) {
             self.state = State::Authorization { user: None };
@@ -201,7 +215,7 @@ impl Session {
     }
 
     /// The next complete line, or a refusal for an over-long one (then drained).
-    fn take_line(&mut self) -> Option<Result<String, Response>> {
+    fn take_line(&mut self) -> Option<Result<String, Pop3Error>> {
         let pending = &self.input[self.pos..];
         match pending.iter().position(|&b| b == b'\n') {
             Some(end) => {
@@ -234,26 +248,24 @@ impl Session {
                 self.state = State::Waiting;
                 Step::Authenticate(credentials)
             }
-            Err(SaslError::Cancelled) => self.reply(Response::err("Authentication cancelled")),
-            Err(err) => self.reply(Response::err(format!("Cannot decode: {err}"))),
+            Err(SaslError::Cancelled) => self.refuse(Pop3Error::user("Authentication cancelled")),
+            Err(err) => self.refuse(Pop3Error::syntax(format!("Cannot decode: {err}"))),
         }
     }
 
-    /// Counts errors; past the limit the session ends.
-    pub(super) fn reply(&mut self, response: Response) -> Step {
-        if response.is_err() {
-            self.errors += 1;
-            if self.errors >= self.max_errors {
-                self.state = State::Closed;
-                return Step::Reply(Response::err("Too many errors, closing the connection"));
-            }
+    /// A refusal, counted; past the limit the session ends.
+    pub(super) fn refuse(&mut self, err: Pop3Error) -> Step {
+        self.errors += 1;
+        if self.errors >= self.max_errors {
+            self.state = State::Closed;
+            return Step::Refuse(Pop3Error::user("Too many errors, closing the connection"));
         }
-        Step::Reply(response)
+        Step::Refuse(err)
     }
 }
 
-fn too_long() -> Response {
-    Response::err(format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"))
+fn too_long() -> Pop3Error {
+    Pop3Error::syntax(format!("Line too long (limit {MAX_COMMAND_LINE} bytes)"))
 }
 
 /// Headers, the blank line and the first `lines` body lines of a CRLF message (RFC 1939 TOP).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn, Instrument};
+use tracing::{info, Instrument};
 
 use super::maildrop::Maildrop;
 use super::proto::{LoginError, MessageInfo, Security, Session, Step};
@@ -85,15 +85,15 @@ async fn drive(
     loop {
         match session.step() {
             Step::Reply(response) => {
-                if response.is_err() {
-                    info!(
-                        "refused: {}",
-                        String::from_utf8_lossy(&response.to_wire()).trim_end()
-                    );
-                }
                 conn.send(&response.to_wire());
                 // Don't let a long listing pile up in memory.
                 conn.flush_above(READ_BUFFER).await?;
+            }
+            Step::Refuse(err) => {
+                err.log();
+                if let Some(response) = err.response() {
+                    conn.send(&response.to_wire());
+                }
             }
             Step::Close => return conn.close().await,
             Step::StartTls => {
@@ -113,11 +113,11 @@ async fn drive(
             }
             Step::Retrieve { index, top } => {
                 let content = read_message(maildrop.as_ref(), index).await;
-                session.message(index, top, content.map_err(|_| ()));
+                session.message(index, top, content);
             }
             Step::Update(doomed) => {
-                let ok = delete_at_quit(maildrop.as_ref(), doomed).await;
-                session.updated(ok);
+                let result = delete_at_quit(maildrop.as_ref(), doomed).await;
+                session.updated(result);
             }
             Step::NeedInput => match conn.read(IDLE_TIMEOUT, true).await? {
                 Input::Data(bytes) => session.push_input(bytes),
@@ -148,32 +148,24 @@ async fn read_message(maildrop: Option<&Arc<Maildrop>>, index: usize) -> std::io
         }
         None => Err(std::io::Error::other("no maildrop")),
     };
-    if let Err(err) = &content {
-        warn!(index, "cannot read message: {err}");
-    }
     content
 }
 
-/// The deletions of the UPDATE state (QUIT); false when they failed.
-async fn delete_at_quit(maildrop: Option<&Arc<Maildrop>>, doomed: Vec<usize>) -> bool {
+/// The deletions of the UPDATE state (QUIT).
+async fn delete_at_quit(
+    maildrop: Option<&Arc<Maildrop>>,
+    doomed: Vec<usize>,
+) -> std::io::Result<()> {
     let Some(drop) = maildrop.filter(|_| !doomed.is_empty()).cloned() else {
-        return true;
+        return Ok(());
     };
     let count = doomed.len();
-    let result = tokio::task::spawn_blocking(move || drop.delete(&doomed))
+    tokio::task::spawn_blocking(move || drop.delete(&doomed))
         .await
         .map_err(std::io::Error::other)
-        .and_then(|deleted| deleted);
-    match result {
-        Ok(()) => {
-            info!(count, "deleted at QUIT");
-            true
-        }
-        Err(err) => {
-            warn!("deleting at QUIT failed: {err}");
-            false
-        }
-    }
+        .and_then(|deleted| deleted)?;
+    info!(count, "deleted at QUIT");
+    Ok(())
 }
 
 /// Checks the credentials, then locks and lists the account's INBOX.
@@ -192,11 +184,11 @@ async fn login(
     let opened = tokio::task::spawn_blocking(move || {
         let root = store
             .ensure_account(&account)
-            .map_err(|_| LoginError::Temporary)?;
+            .map_err(|err| LoginError::Temporary(format!("opening the mailbox: {err}")))?;
         Maildrop::open(&root)
     })
     .await
-    .map_err(|_| LoginError::Temporary)??;
+    .map_err(|err| LoginError::Temporary(err.to_string()))??;
     let info = opened.info();
     Ok((Arc::new(opened), info))
 }

@@ -36,6 +36,9 @@ fn run(security: Security, input: &str) -> Outcome {
             Step::Reply(response) => outcome
                 .lines
                 .push_str(&String::from_utf8(response.to_wire()).unwrap()),
+            Step::Refuse(err) => outcome.lines.push_str(
+                &String::from_utf8(err.response().expect("a response").to_wire()).unwrap(),
+            ),
             Step::NeedInput if !fed => {
                 fed = true;
                 session.push_input(input.as_bytes());
@@ -58,7 +61,7 @@ fn run(security: Security, input: &str) -> Outcome {
             }
             Step::Update(doomed) => {
                 outcome.deleted = Some(doomed);
-                session.updated(true);
+                session.updated(Ok(()));
             }
             Step::Close => {
                 outcome.closed = true;
@@ -268,4 +271,41 @@ fn random_input_never_panics() {
         };
         let _ = run(security, &input);
     }
+}
+
+/// Refusals come with their kind, and a failure of ours keeps its cause for the log while the
+/// client reads a generic `-ERR [SYS/TEMP]`.
+#[test]
+fn refusals_have_their_kind() {
+    use super::error::Pop3Error;
+    let mut session = Session::new(PLAIN_OK, 50);
+    session.push_input(b"FOO\r\nSTAT\r\nUSER alice\r\nPASS pw\r\nRETR x\r\nRETR 9\r\nRETR 1\r\n");
+    let mut kinds = Vec::new();
+    loop {
+        match session.step() {
+            Step::Refuse(err) => kinds.push(match err {
+                Pop3Error::User(_) => "user".to_string(),
+                Pop3Error::Syntax(_) => "syntax".to_string(),
+                Pop3Error::Server { cause, .. } => format!("server: {cause}"),
+                Pop3Error::Io(_) => "io".to_string(),
+            }),
+            Step::Authenticate(_) => session.logged_in(Ok(info())),
+            Step::Retrieve { index, top } => {
+                session.message(index, top, Err(std::io::Error::other("EIO")))
+            }
+            Step::Reply(_) => {}
+            Step::NeedInput => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "syntax",
+            "user",
+            "syntax",
+            "user",
+            "server: reading message 1: EIO"
+        ]
+    );
 }
