@@ -341,6 +341,45 @@ impl Runner {
 
     /// Sends the sender a notification for the recipients `failed`. A bounce never bounces:
     /// for the null sender the failure is only logged. True when nothing is left to do.
+    /// A notification for a local sender goes straight into its mailbox.
+    async fn store_dsn(&self, account: Address, dsn: &[u8]) -> anyhow::Result<String> {
+        let store = self.store.clone();
+        let stored = to_maildir_form("Return-Path: <>\n", dsn);
+        tokio::task::spawn_blocking(move || store.deliver(&[account], &stored))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .map(|()| "stored in the sender's mailbox".to_string())
+    }
+
+    /// A notification for a remote sender is queued (and tried in this pass: `new_ids`).
+    async fn queue_dsn(
+        &self,
+        env: &Envelope,
+        dsn: Vec<u8>,
+        now: Timestamp,
+        new_ids: &mut Vec<String>,
+    ) -> anyhow::Result<String> {
+        let bounce_id = format!("{}.B{}", new_id(), env.attempts);
+        let mut bounce = Envelope::new(
+            bounce_id.clone(),
+            Kind::Bounce,
+            String::new(),
+            vec![env.sender.clone()],
+            dsn.len() as u64,
+            now,
+            self.schedule.delay_min,
+        );
+        bounce.smtputf8 = !env.sender.is_ascii();
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.enqueue(&bounce, &dsn))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r)?;
+        new_ids.push(bounce_id.clone());
+        Ok(format!("queued as {bounce_id}"))
+    }
+
     async fn notify(
         &self,
         env: &Envelope,
@@ -380,37 +419,8 @@ impl Runner {
             }
         });
         let result = match local {
-            Some(account) => {
-                let store = self.store.clone();
-                let stored = to_maildir_form("Return-Path: <>\n", &dsn);
-                tokio::task::spawn_blocking(move || store.deliver(&[account], &stored))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r.map_err(anyhow::Error::from))
-                    .map(|()| "stored in the sender's mailbox".to_string())
-            }
-            None => {
-                let bounce_id = format!("{}.B{}", new_id(), env.attempts);
-                let mut bounce = Envelope::new(
-                    bounce_id.clone(),
-                    Kind::Bounce,
-                    String::new(),
-                    vec![env.sender.clone()],
-                    dsn.len() as u64,
-                    now,
-                    self.schedule.delay_min,
-                );
-                bounce.smtputf8 = !env.sender.is_ascii();
-                let spool = self.spool.clone();
-                let queued = tokio::task::spawn_blocking(move || spool.enqueue(&bounce, &dsn))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r);
-                if queued.is_ok() {
-                    new_ids.push(bounce_id.clone());
-                }
-                queued.map(|()| format!("queued as {bounce_id}"))
-            }
+            Some(account) => self.store_dsn(account, &dsn).await,
+            None => self.queue_dsn(env, dsn, now, new_ids).await,
         };
         match result {
             Ok(how) => {

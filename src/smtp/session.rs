@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, Instrument};
 
+use super::error::SmtpError;
 use super::inbound::{Arrival, Inbound};
 use super::proto::{RecipientResolver, Security, Session, SessionParams, Step};
 use super::reply::Reply;
+use super::transaction::Transaction;
 use crate::address::Address;
 use crate::auth::{Authenticator, Directory, Recipient};
 use crate::net::driver::{record_user, Accept, Connection, Input};
@@ -207,28 +209,16 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
     let SessionFacts {
         ctx,
         settings,
-        cid,
         listener,
+        ..
     } = *facts;
     let smtp = &settings.smtp;
     let peer = conn.peer();
-    let peer_ip = peer.ip().to_canonical().to_string();
     let client = Client {
         ip: peer.ip().to_canonical(),
         port: listener.port(),
     };
-    let mut session = Session::new(SessionParams {
-        hostname: settings.hostname.clone(),
-        max_message_size: smtp.max_message_size,
-        smtputf8: smtp.smtputf8,
-        max_recipients: smtp.max_recipients,
-        max_errors: smtp.max_errors,
-        peer_ip: peer_ip.clone(),
-        security: ctx.security(smtp.tls, listener),
-    });
-    if conn.is_tls() {
-        session.set_tls_active();
-    }
+    let mut session = new_session(facts, &client, conn.is_tls());
     let mut messages = 0u32;
     loop {
         match session.next(settings.directory.as_ref()) {
@@ -253,12 +243,11 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
                 let account = ctx
                     .authenticator
                     .authenticate(&credentials, peer.ip())
-                    .await
-                    .ok();
-                if let Some(account) = &account {
+                    .await;
+                if let Ok(account) = &account {
                     record_user(account);
                 }
-                session.auth_result(account);
+                session.auth_result(account.ok());
             }
             Step::Check => {
                 let verdict = match session.query(&client) {
@@ -269,18 +258,8 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
             }
             Step::Deliver(tx) => {
                 messages += 1;
-                let id = format!("{cid}.{messages}");
-                let arrival = Arrival {
-                    id: &id,
-                    client: &client,
-                    peer_ip: &peer_ip,
-                    user: session.user(),
-                };
-                let outcome = ctx
-                    .inbound
-                    .accept(&ctx.policy, settings, *tx, &arrival)
-                    .await;
-                session.delivered(outcome.answer());
+                let answer = deliver(facts, &session, &client, *tx, messages).await;
+                session.delivered(answer);
             }
             Step::NeedInput => {
                 let input = if session.in_data() {
@@ -288,29 +267,78 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
                 } else {
                     read_command(conn, facts).await?
                 };
-                match input {
-                    Input::Data(bytes) => session.push_input(bytes),
+                let last_words = match input {
+                    Input::Data(bytes) => {
+                        session.push_input(bytes);
+                        continue;
+                    }
                     Input::Closed => return Ok(()),
-                    Input::ShuttingDown => {
-                        let reply = Reply::new(
-                            421,
-                            [4, 3, 2],
-                            format!("{} Service shutting down", settings.hostname),
-                        );
-                        return conn.farewell(&reply.to_wire()).await;
-                    }
-                    Input::TimedOut => {
-                        let reply = Reply::new(
-                            421,
-                            [4, 4, 2],
-                            format!("{} Timeout exceeded, closing connection", settings.hostname),
-                        );
-                        return conn.farewell(&reply.to_wire()).await;
-                    }
-                }
+                    other => farewell(&other, settings),
+                };
+                return conn.farewell(&last_words).await;
             }
         }
     }
+}
+
+/// The core of a session with the settings it started with.
+fn new_session(facts: &SessionFacts<'_>, client: &Client, tls: bool) -> Session {
+    let smtp = &facts.settings.smtp;
+    let mut session = Session::new(SessionParams {
+        hostname: facts.settings.hostname.clone(),
+        max_message_size: smtp.max_message_size,
+        smtputf8: smtp.smtputf8,
+        max_recipients: smtp.max_recipients,
+        max_errors: smtp.max_errors,
+        peer_ip: client.ip.to_string(),
+        security: facts.ctx.security(smtp.tls, facts.listener),
+    });
+    if tls {
+        session.set_tls_active();
+    }
+    session
+}
+
+/// The `number`th message of the session, to the inbound processing; the answer to its end of
+/// data. Its id is the connection's with the number.
+async fn deliver(
+    facts: &SessionFacts<'_>,
+    session: &Session,
+    client: &Client,
+    tx: Transaction,
+    number: u32,
+) -> Result<Reply, SmtpError> {
+    let id = format!("{}.{number}", facts.cid);
+    let peer_ip = client.ip.to_string();
+    let arrival = Arrival {
+        id: &id,
+        client,
+        peer_ip: &peer_ip,
+        user: session.user(),
+    };
+    let ctx = facts.ctx;
+    ctx.inbound
+        .accept(&ctx.policy, facts.settings, tx, &arrival)
+        .await
+        .answer()
+}
+
+/// The last words when a wait ends without input: the daemon is stopping, or the client was
+/// silent too long.
+fn farewell(input: &Input<'_>, settings: &Settings) -> Vec<u8> {
+    let reply = match input {
+        Input::ShuttingDown => Reply::new(
+            421,
+            [4, 3, 2],
+            format!("{} Service shutting down", settings.hostname),
+        ),
+        _ => Reply::new(
+            421,
+            [4, 4, 2],
+            format!("{} Timeout exceeded, closing connection", settings.hostname),
+        ),
+    };
+    reply.to_wire()
 }
 
 /// Waits for command bytes. The timeout is looked at again at least every
