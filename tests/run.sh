@@ -11,7 +11,7 @@
 # Env: SKIP_VM=1    leave out the VM test and its host tools (QEMU, mmdebstrap).
 #
 # The build steps (fmt, clippy, release build) stop the run at their first failure. The test
-# stages (cargo test, integration tests, Nix checks, VM test) all run whatever the others
+# stages (import circles, cargo test, integration tests, Nix checks, VM test) all run whatever the others
 # gave, and the run ends with one line per stage and a non-zero exit if any failed.
 set -euo pipefail
 
@@ -69,6 +69,7 @@ command -v cargo >/dev/null 2>&1 || { echo "run.sh: cargo not found: install Rus
 
 build "cargo fmt --check" cargo fmt --check
 build "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+stage "no import circles (tests/lint/import_cycles.py)" /usr/bin/python3 "$ROOT/tests/lint/import_cycles.py" "$ROOT/src"
 stage "cargo test" cargo test
 build "cargo build --release" cargo build --release
 
