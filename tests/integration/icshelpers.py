@@ -44,10 +44,21 @@ def icsmail_bin() -> str:
     return str(path)
 
 
+# Ports this process handed out: the kernel may give a just-closed port again at once, and
+# a test that asks for several (SMTP, submission, IMAP, POP3 of one server) needs them apart.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free now and not handed out before by this process."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free port that was not handed out before")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
