@@ -149,7 +149,7 @@ let
     dkim = { inherit (cfg.dkim) verify sign selector keyDirectory; };
     dlp = { inherit (cfg.dlp) enable icapUrl; };
     spam = {
-      inherit (cfg.spam) dnsbl;
+      inherit (cfg.spam) dnsbl dnsblUnreachable requireReverseDns;
       greylist = { inherit (cfg.spam.greylist) enable ignoreSeconds awaitHours keepDays; };
     };
     addressBook = { inherit (cfg.addressBook) enable port baseDn publishToClients; };
@@ -533,16 +533,18 @@ in
           mailboxes. Always accepted, without greylisting or the forward/reverse DNS check, and
           may relay: only truly trusted senders belong here.
 
-          In this version IP address and network entries work (they relay without logging in
-          and are not rate-limited); **domain, mail server and mailbox entries are not
-          implemented**: one of them fails the build and start-up, naming the entry.
+          Entries (docs/policy.md): `192.0.2.1`, `192.0.2.0/24`, `2001:db8::/32` (the client's
+          address), `example.com` or `*.example.com` (a sender in that domain or below, and a
+          client whose forward-confirmed host name is that name or below: a mail server),
+          `user@example.com` (that sender). Only address, network and host-name matches let a
+          client relay without logging in (a sender can be forged); with
+          `rateLimit.exemptWhitelist`, address and network entries are not rate-limited.
         '');
       blacklist = withExample [ "198.51.100.7" "203.0.113.0/24" "spam.example" ]
         (opt (types.listOf types.str) [ ] ''
-          "Blacklist": the same forms as the whitelist; mail from them is refused.
-
-          **Not implemented in this version**: turning it on fails the build (the program's
-          `check-config`) and start-up, naming the key (docs/settings.md).
+          "Blacklist": the same forms as the whitelist; mail from them is refused with
+          `554 5.7.1`: a client named by its address, network or host name before the greeting,
+          a sender at MAIL FROM. The whitelist wins where both name a client.
         '');
     };
     storage = {
@@ -594,10 +596,19 @@ in
     spam = {
       dnsbl = withExample [ "zen.spamhaus.org" "bl.spamcop.net" ] (opt (types.listOf types.str) [ ] ''
         "DNSBL blacklists": DNS zones asked about the sending client's IP address while mail is
-        received; a client listed by one of them is refused with a 5xx error.
-
-        **Not implemented in this version**: a zone here fails the build (the program's
-        `check-config`) and start-up, naming the key (docs/settings.md).
+        received (at MAIL FROM; logged-in and whitelisted clients are not asked about); a client
+        listed by one of them is refused with `554 5.7.1` naming the zone and its reason.
+      '');
+      dnsblUnreachable = withExample "reject" (progOpt types.str "\"tempfail\"" ''
+        What a DNSBL that does not answer means: `"tempfail"` refuses with `451 4.7.1` (the
+        sender retries, nothing is lost while a list is down), `"reject"` with `554 5.7.1` (the
+        seed's literal reading: "no response at all" refuses too, and legitimate mail is lost
+        whenever a list is down).
+      '');
+      requireReverseDns = withExample true (progOpt types.bool "null: the same as spam.greylist.enable" ''
+        Refuse with `450 4.7.25` (temporarily) a client that did not log in and whose address has
+        no forward-confirmed reverse DNS name (a PTR name that resolves back to it), unless it is
+        whitelisted. null (the default): on exactly when greylisting is on.
       '');
       greylist = {
         enable = opt types.bool false ''

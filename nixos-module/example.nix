@@ -119,10 +119,8 @@
 
     # ---------------------------------------------------------------- policy
     lists = {
-      # domain, mail server and mailbox entries ("partner.example", "*.trusted.example",
-      # "boss@partner.example") and the blacklist are not implemented in this version
-      whitelist = [ "192.0.2.0/24" "2001:db8::/32" ];
-      blacklist = [ ];
+      whitelist = [ "192.0.2.0/24" "2001:db8::/32" "partner.example" "*.trusted.example" "boss@partner.example" ];
+      blacklist = [ "198.51.100.7" "spam.example" ];
     };
     storage = {
       path = "/srv/mail";
@@ -135,7 +133,7 @@
         { name = "Archive.2024"; specialUse = null; }
       ];
     };
-    # Antivirus, DKIM, DLP, subject recoding, DNSBL, greylisting and the address book are not
+    # Antivirus, DKIM, DLP, subject recoding, greylisting and the address book are not
     # implemented in this version: every switch is off (turning one on fails the build); their
     # other settings are set as they would be.
     antivirus = {
@@ -160,7 +158,9 @@
     };
     recodeSubjectUtf8 = false;
     spam = {
-      dnsbl = [ ];
+      dnsbl = [ "zen.spamhaus.org" "bl.spamcop.net" ];
+      dnsblUnreachable = "tempfail";
+      requireReverseDns = true;
       greylist = {
         enable = false;
         ignoreSeconds = 60;

@@ -207,9 +207,7 @@ BAD_VALUES=(
   'maxMessageSize too small|smtp.maxMessageSize|smtp.maxMessageSize = 100;'
   "quota 0|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 0; };"
   # issue 12: what this version does not implement refuses, naming the key
-  'blacklist (not implemented)|lists.blacklist|lists.blacklist = [ "198.51.100.7" ];'
-  'whitelist domain (not implemented)|lists.whitelist[0]|lists.whitelist = [ "partner.example" ];'
-  'DNSBL (not implemented)|spam.dnsbl|spam.dnsbl = [ "zen.spamhaus.org" ];'
+  'dnsblUnreachable unknown|spam.dnsblUnreachable|spam.dnsblUnreachable = "sometimes";'
   'greylisting (not implemented)|spam.greylist.enable|spam.greylist.enable = true;'
   'DKIM verify (not implemented)|dkim.verify|dkim.verify = true;'
   'DKIM sign (not implemented)|dkim.sign|dkim.sign = true;'

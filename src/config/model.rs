@@ -447,7 +447,23 @@ pub struct Dlp {
 pub struct Spam {
     /// DNSBL zones queried with the client's address.
     pub dnsbl: Vec<String>,
+    /// What a DNSBL that does not answer means (beyond the seed).
+    pub dnsbl_unreachable: DnsblUnreachable,
+    /// Refuse (temporarily) clients whose address has no forward-confirmed reverse DNS name;
+    /// null = on exactly when greylisting is on (beyond the seed).
+    pub require_reverse_dns: Option<bool>,
     pub greylist: Greylist,
+}
+
+/// `spam.dnsblUnreachable`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsblUnreachable {
+    /// `451 4.7.1`: the sender retries, nothing is lost.
+    #[default]
+    Tempfail,
+    /// `554 5.7.1`, the seed's literal reading ("no response at all" refuses too).
+    Reject,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

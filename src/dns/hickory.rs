@@ -10,6 +10,10 @@ use hickory_resolver::TokioResolver;
 
 use super::{fqdn, DnsError, Lookup, MxRecord, Resolver};
 
+/// Answers kept (each for its TTL; hickory evicts the least recently used beyond this): what
+/// makes DNSBL and reverse-DNS lookups of busy clients cheap, and bounds the memory it takes.
+pub const CACHE_ENTRIES: u64 = 8192;
+
 pub struct HickoryResolver {
     inner: TokioResolver,
 }
@@ -43,6 +47,8 @@ impl HickoryResolver {
             builder.options_mut().use_hosts_file = ResolveHosts::Never;
             builder
         };
+        let mut builder = builder;
+        builder.options_mut().cache_size = CACHE_ENTRIES;
         let inner = builder.build().map_err(|err| DnsError::Temporary {
             name: "resolver".into(),
             why: format!("building the DNS resolver: {err}"),

@@ -8,7 +8,10 @@
 //! holds what rules remember between sessions (rate counters); what they are configured with
 //! comes from the settings each session started with, so a reload never drops that memory.
 
+pub mod dnsbl;
+pub mod lists;
 pub mod ratelimit;
+pub mod rdns;
 mod relay;
 
 use std::net::IpAddr;
@@ -17,8 +20,12 @@ use std::time::Instant;
 pub use ratelimit::RateLimiter;
 
 use crate::address::Address;
-use crate::settings::PolicySettings;
+use crate::config::model::DnsblUnreachable;
+use crate::config::syntax::ListEntry;
+use crate::settings::{PolicySettings, Settings};
 use crate::smtp::reply::Reply;
+use dnsbl::Listing;
+pub use rdns::ClientName;
 
 /// What a rule says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +73,8 @@ pub enum Port {
 pub struct Client {
     pub ip: IpAddr,
     pub port: Port,
+    /// Its forward-confirmed host name, when a rule needs it (looked up at connect).
+    pub name: ClientName,
 }
 
 /// Where an accepted recipient address leads.
@@ -122,21 +131,132 @@ impl Engine {
         Engine::default()
     }
 
-    /// Asks every rule about `query`, configured with the session's `rules`.
-    pub async fn check(&self, rules: &PolicySettings, query: &Query<'_>) -> Verdict {
-        let verdict = relay::check(rules, query);
-        if verdict != Verdict::Accept {
-            return verdict;
+    /// Asks every rule about `query`, configured with the session's `settings`; the first
+    /// answer that is not `Accept` wins (docs/policy.md, "Order of the checks").
+    pub async fn check(&self, settings: &Settings, query: &Query<'_>) -> Verdict {
+        let rules = &settings.policy;
+        match query.stage {
+            Stage::Connect => at_connect(rules, query.client),
+            Stage::Mail { sender } => {
+                let verdict = match query.user {
+                    // A logged-in client is judged by its login, not by the lists.
+                    Some(_) => Verdict::Accept,
+                    None => mail_checks(settings, query.client, sender).await,
+                };
+                if verdict != Verdict::Accept {
+                    return verdict;
+                }
+                self.rate_limit(rules, query.client)
+            }
+            Stage::Rcpt { .. } => relay::check(rules, query),
+            Stage::Helo { .. } | Stage::Data { .. } => Verdict::Accept,
         }
-        if let (Stage::Mail { .. }, Some(limit)) = (query.stage, &rules.rate_limit) {
-            if !self.rate.allow(limit, query.client.ip, Instant::now()) {
-                return Verdict::tempfail(
+    }
+
+    fn rate_limit(&self, rules: &PolicySettings, client: &Client) -> Verdict {
+        match &rules.rate_limit {
+            Some(limit) if !self.rate.allow(limit, client.ip, Instant::now()) => {
+                log_decision("mail", "rateLimit", None);
+                Verdict::tempfail(
                     450,
                     [4, 7, 1],
                     "Too many messages from your address, try again later",
-                );
+                )
+            }
+            _ => Verdict::Accept,
+        }
+    }
+}
+
+/// Connect: a whitelisted client goes on; one the blacklist names by its address, network or
+/// verified host name is refused before the greeting.
+fn at_connect(rules: &PolicySettings, client: &Client) -> Verdict {
+    if let Some(entry) = lists::client_entry(&rules.whitelist, client) {
+        log_decision("connect", "whitelist", Some(entry));
+        return Verdict::Accept;
+    }
+    match lists::client_entry(&rules.blacklist, client) {
+        Some(entry) => {
+            log_decision("connect", "blacklist", Some(entry));
+            Verdict::reject(
+                554,
+                [5, 7, 1],
+                format!("Client host [{}] blocked by local policy", client.ip),
+            )
+        }
+        None => Verdict::Accept,
+    }
+}
+
+/// MAIL of a client that did not log in: the sender on the lists, then the reverse DNS and
+/// the DNSBLs, which a whitelisted client or sender skips.
+async fn mail_checks(settings: &Settings, client: &Client, sender: &str) -> Verdict {
+    let rules = &settings.policy;
+    if lists::client_entry(&rules.whitelist, client).is_some() {
+        return Verdict::Accept;
+    }
+    if let Some(entry) = lists::sender_entry(&rules.whitelist, sender) {
+        log_decision("mail", "whitelist", Some(entry));
+        return Verdict::Accept;
+    }
+    if let Some(entry) = lists::sender_entry(&rules.blacklist, sender) {
+        log_decision("mail", "blacklist", Some(entry));
+        return Verdict::reject(
+            554,
+            [5, 7, 1],
+            format!("<{sender}>: Sender address rejected by local policy"),
+        );
+    }
+    if rules.require_reverse_dns && client.name.verified().is_none() {
+        log_decision("mail", "requireReverseDns", None);
+        return Verdict::tempfail(
+            450,
+            [4, 7, 25],
+            format!(
+                "Client host rejected: cannot find your hostname, [{}] ({})",
+                client.ip,
+                client.name.why_not_verified()
+            ),
+        );
+    }
+    if rules.dnsbl.is_empty() {
+        return Verdict::Accept;
+    }
+    match dnsbl::check(settings.resolver(), client.ip, &rules.dnsbl).await {
+        Listing::NotListed => Verdict::Accept,
+        Listing::Listed { zone, reason } => {
+            tracing::info!(stage = "mail", rule = "dnsbl", zone, reason, "refused");
+            let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+            Verdict::reject(
+                554,
+                [5, 7, 1],
+                format!(
+                    "Service unavailable; client [{}] blocked using {zone}{why}",
+                    client.ip
+                ),
+            )
+        }
+        Listing::Unreachable { zone, why } => {
+            tracing::warn!(
+                stage = "mail",
+                rule = "dnsbl",
+                zone,
+                "the list could not be asked: {why}"
+            );
+            let text = format!(
+                "Client host [{}] could not be checked against {zone}, try again later",
+                client.ip
+            );
+            match rules.dnsbl_unreachable {
+                DnsblUnreachable::Tempfail => Verdict::tempfail(451, [4, 7, 1], text),
+                DnsblUnreachable::Reject => Verdict::reject(554, [5, 7, 1], text),
             }
         }
-        Verdict::Accept
     }
+}
+
+/// One line per decision (the span carries the connection id and the client address).
+fn log_decision(stage: &str, rule: &str, entry: Option<&ListEntry>) {
+    let entry = entry.map(lists::show).unwrap_or_default();
+    tracing::info!(stage, rule, entry, "policy decision");
 }

@@ -1,10 +1,10 @@
-//! Relaying: mail for another server is accepted only from a client that logged in or whose
-//! address is whitelisted (an IP or network entry of `lists.whitelist`: a client cannot forge
-//! its address on a TCP connection, as it can a sender domain or a mailbox). Never an open
-//! relay — any other client gets `554 5.7.1` for every remote recipient, whatever port it came
-//! in on.
+//! Relaying: mail for another server is accepted only from a client that logged in or that
+//! `lists.whitelist` names by its address, network or forward-confirmed host name (a client
+//! cannot forge those on a TCP connection, as it can a sender domain or a mailbox). Never an
+//! open relay — any other client gets `554 5.7.1` for every remote recipient, whatever port it
+//! came in on.
 
-use super::{Destination, Query, Stage, Verdict};
+use super::{lists, Destination, Query, Stage, Verdict};
 use crate::settings::PolicySettings;
 
 pub(super) fn check(rules: &PolicySettings, query: &Query<'_>) -> Verdict {
@@ -16,10 +16,8 @@ pub(super) fn check(rules: &PolicySettings, query: &Query<'_>) -> Verdict {
     else {
         return Verdict::Accept;
     };
-    let whitelisted = rules
-        .relay_networks
-        .iter()
-        .any(|net| net.contains(query.client.ip));
+    // Only what names the client itself (address, network, verified host): never the sender.
+    let whitelisted = lists::client_entry(&rules.whitelist, query.client).is_some();
     if query.user.is_some() || whitelisted {
         Verdict::Accept
     } else {
@@ -35,8 +33,8 @@ pub(super) fn check(rules: &PolicySettings, query: &Query<'_>) -> Verdict {
 mod tests {
     use super::*;
     use crate::address::Address;
-    use crate::net::network::Network;
-    use crate::policy::{Client, Port};
+    use crate::config::syntax::ListEntry;
+    use crate::policy::{Client, ClientName, Port};
 
     #[test]
     fn remote_recipients_need_a_login_on_every_port() {
@@ -45,6 +43,7 @@ mod tests {
             let client = Client {
                 ip: "192.0.2.1".parse().unwrap(),
                 port,
+                name: ClientName::NotLooked,
             };
             let stage = |destination| Stage::Rcpt {
                 sender: "a@b.test",
@@ -62,12 +61,16 @@ mod tests {
             assert!(matches!(check(&rules, &query(None)), Verdict::Reject(r) if r.code == 554));
             assert_eq!(check(&rules, &query(Some(&account))), Verdict::Accept);
             let whitelisted = PolicySettings {
-                relay_networks: vec![Network::parse("192.0.2.0/24").unwrap()],
+                whitelist: vec![ListEntry::parse("192.0.2.0/24").unwrap()],
                 ..PolicySettings::default()
             };
             assert_eq!(check(&whitelisted, &query(None)), Verdict::Accept);
             let other = PolicySettings {
-                relay_networks: vec![Network::parse("198.51.100.0/24").unwrap()],
+                whitelist: vec![
+                    ListEntry::parse("198.51.100.0/24").unwrap(),
+                    // A sender's domain never grants relaying.
+                    ListEntry::parse("b.test").unwrap(),
+                ],
                 ..PolicySettings::default()
             };
             assert!(matches!(check(&other, &query(None)), Verdict::Reject(_)));

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use super::environment::{self, Environment};
 use super::{
-    AccessSettings, PolicySettings, QueueSettings, RateLimitSettings, Settings, Smarthost,
-    SmtpSettings, StorageSettings,
+    AccessSettings, GreylistSettings, PolicySettings, QueueSettings, RateLimitSettings, Settings,
+    Smarthost, SmtpSettings, StorageSettings,
 };
 use crate::auth::{Directory, StoredHash};
 use crate::config::layers::{self, Source};
+use crate::config::syntax::ListEntry;
 use crate::config::{Config, ConfigErrors, TlsMode};
-use crate::net::network::Network;
 use crate::store::folder_name_problem;
 
 /// What `tls.mode` and the presence of a certificate allow on the plain listeners of one
@@ -186,22 +186,40 @@ fn smarthost(model: &Config, env: &Environment) -> Option<Smarthost> {
 }
 
 fn policy(model: &Config) -> PolicySettings {
+    let entries = |list: &[String]| -> Vec<ListEntry> {
+        // Validation refused every entry that does not parse.
+        list.iter()
+            .filter_map(|entry| ListEntry::parse(entry).ok())
+            .collect()
+    };
+    let whitelist = entries(&model.lists.whitelist);
     let limit = &model.rate_limit;
-    let whitelisted: Vec<Network> = model
-        .lists
-        .whitelist
-        .iter()
-        .filter_map(|entry| Network::parse(entry).ok())
-        .collect();
+    let spam = &model.spam;
+    let greylist = &spam.greylist;
     PolicySettings {
         rate_limit: limit.enable.then(|| RateLimitSettings {
             per_minute: limit.messages_per_minute.max(1),
             exempt: if limit.exempt_whitelist {
-                whitelisted.clone()
+                whitelist
+                    .iter()
+                    .filter_map(|entry| match entry {
+                        ListEntry::Network(net) => Some(*net),
+                        _ => None,
+                    })
+                    .collect()
             } else {
                 Vec::new()
             },
         }),
-        relay_networks: whitelisted,
+        blacklist: entries(&model.lists.blacklist),
+        whitelist,
+        dnsbl: spam.dnsbl.clone(),
+        dnsbl_unreachable: spam.dnsbl_unreachable,
+        greylist: greylist.enable.then(|| GreylistSettings {
+            ignore: seconds(greylist.ignore_seconds),
+            await_retry: Duration::from_secs(u64::from(greylist.await_hours) * 3600),
+            keep: Duration::from_secs(u64::from(greylist.keep_days) * 86_400),
+        }),
+        require_reverse_dns: spam.require_reverse_dns.unwrap_or(greylist.enable),
     }
 }

@@ -25,7 +25,8 @@ pub use live::{Live, Reloaded};
 
 use crate::auth::Directory;
 use crate::config::layers::{self, Source};
-use crate::config::model::{CertificatePair, DefaultFolder};
+use crate::config::model::{CertificatePair, DefaultFolder, DnsblUnreachable};
+use crate::config::syntax::ListEntry;
 use crate::config::{Config, ConfigErrors};
 use crate::dns::Resolver;
 use crate::net::network::Network;
@@ -141,14 +142,45 @@ pub struct Smarthost {
     pub change_sender: Option<String>,
 }
 
-/// What the policy rules are configured with.
+/// What the policy rules are configured with (docs/policy.md).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicySettings {
     /// `rateLimit.*` when enabled.
     pub rate_limit: Option<RateLimitSettings>,
-    /// The IP and network entries of `lists.whitelist`: clients a sender cannot forge, which
-    /// may relay without logging in.
-    pub relay_networks: Vec<Network>,
+    /// `lists.whitelist`, parsed.
+    pub whitelist: Vec<ListEntry>,
+    /// `lists.blacklist`, parsed.
+    pub blacklist: Vec<ListEntry>,
+    /// `spam.dnsbl`: the zones.
+    pub dnsbl: Vec<String>,
+    pub dnsbl_unreachable: DnsblUnreachable,
+    /// `spam.greylist.*` when enabled.
+    pub greylist: Option<GreylistSettings>,
+    /// `spam.requireReverseDns` (its null resolved: on exactly when greylisting is on).
+    pub require_reverse_dns: bool,
+}
+
+impl PolicySettings {
+    /// Some rule needs the client's forward-confirmed host name (looked up at connect).
+    pub fn needs_client_name(&self) -> bool {
+        self.require_reverse_dns
+            || self
+                .whitelist
+                .iter()
+                .chain(&self.blacklist)
+                .any(|entry| matches!(entry, ListEntry::Name(_)))
+    }
+}
+
+/// `spam.greylist.*` as durations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreylistSettings {
+    /// A retry sooner than this is refused again.
+    pub ignore: Duration,
+    /// A retry later than this starts over.
+    pub await_retry: Duration,
+    /// A network that passed is not greylisted again for this long.
+    pub keep: Duration,
 }
 
 /// `rateLimit.*`.

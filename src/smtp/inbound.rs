@@ -90,7 +90,7 @@ impl Inbound {
             helo: Some(&tx.helo),
             user: arrival.user,
         };
-        let verdict = engine.check(&settings.policy, &query).await;
+        let verdict = engine.check(settings, &query).await;
         let mut tx = tx;
         match verdict {
             Verdict::Accept => {}
@@ -111,6 +111,7 @@ impl Inbound {
             &tx,
             &TraceInfo {
                 peer_ip: arrival.peer_ip,
+                peer_name: arrival.client.name.verified(),
                 hostname,
                 id: &id,
             },

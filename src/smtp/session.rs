@@ -22,7 +22,7 @@ use crate::auth::{Authenticator, Directory, Recipient};
 use crate::net::driver::{record_user, Accept, Connection, Input};
 use crate::net::ids::new_id;
 use crate::net::limits::ConnectionLimiter;
-use crate::policy::{self, Client, Engine, Verdict};
+use crate::policy::{self, Client, ClientName, Engine, Verdict};
 use crate::settings::{ListenerRules, Live, Settings, SmtpSettings};
 
 /// Bytes read from the socket at a time; also the most the session buffers beyond its limits.
@@ -214,9 +214,15 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
     } = *facts;
     let smtp = &settings.smtp;
     let peer = conn.peer();
+    let ip = peer.ip().to_canonical();
+    let name = match settings.policy.needs_client_name() {
+        true => policy::rdns::lookup(settings.resolver().as_ref(), ip).await,
+        false => ClientName::NotLooked,
+    };
     let client = Client {
-        ip: peer.ip().to_canonical(),
+        ip,
         port: listener.port(),
+        name,
     };
     let mut session = new_session(facts, &client, conn.is_tls());
     let mut messages = 0u32;
@@ -251,7 +257,7 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
             }
             Step::Check => {
                 let verdict = match session.query(&client) {
-                    Some(query) => ctx.policy.check(&settings.policy, &query).await,
+                    Some(query) => ctx.policy.check(settings, &query).await,
                     None => Verdict::Accept,
                 };
                 session.checked(verdict);

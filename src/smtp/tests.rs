@@ -5,8 +5,9 @@ use super::proto::{RecipientResolver, Security, Session, SessionParams, Step, MA
 use super::transaction::Transaction;
 use crate::address::Address;
 use crate::auth::Recipient;
-use crate::policy::{Client, Engine, Port};
-use crate::settings::PolicySettings;
+use crate::config::layers::Source;
+use crate::policy::{Client, ClientName, Engine, Port};
+use crate::settings::Settings;
 
 struct Local;
 
@@ -49,6 +50,15 @@ fn params() -> SessionParams {
     }
 }
 
+/// The default settings (no rate limit, no lists: relaying needs a login).
+fn test_settings() -> Settings {
+    let source = Source::Text {
+        name: "test".into(),
+        text: r#"{"heloName":"mx.local.test"}"#.into(),
+    };
+    Settings::load(&source).expect("default settings")
+}
+
 /// A session whose connection the policy accepted (its `220` greeting taken).
 fn connected(params: SessionParams) -> Session {
     let mut session = Session::new(params);
@@ -64,10 +74,11 @@ fn connected(params: SessionParams) -> Session {
 /// tested in `refusals_have_their_kind`).
 fn step(session: &mut Session) -> Step {
     let engine = Engine::new();
-    let rules = PolicySettings::default();
+    let settings = test_settings();
     let client = Client {
         ip: "192.0.2.1".parse().unwrap(),
         port: Port::Mx,
+        name: ClientName::NotLooked,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -76,7 +87,7 @@ fn step(session: &mut Session) -> Step {
         match session.next(&Local) {
             Step::Check => {
                 let verdict = match session.query(&client) {
-                    Some(query) => runtime.block_on(engine.check(&rules, &query)),
+                    Some(query) => runtime.block_on(engine.check(&settings, &query)),
                     None => crate::policy::Verdict::Accept,
                 };
                 session.checked(verdict);
@@ -673,6 +684,7 @@ fn refusals_have_their_kind() {
                 let client = Client {
                     ip: "192.0.2.1".parse().unwrap(),
                     port: Port::Mx,
+                    name: ClientName::NotLooked,
                 };
                 let query = session.query(&client).is_some();
                 assert!(query);

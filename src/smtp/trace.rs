@@ -7,6 +7,8 @@ use super::transaction::Transaction;
 /// What the `Received:` header records about the connection.
 pub struct TraceInfo<'a> {
     pub peer_ip: &'a str,
+    /// The client's forward-confirmed host name, when it was looked up.
+    pub peer_name: Option<&'a str>,
     pub hostname: &'a str,
     pub id: &'a str,
 }
@@ -32,8 +34,11 @@ pub fn trace_headers(tx: &Transaction, info: &TraceInfo<'_>) -> String {
     let _ = writeln!(out, "Return-Path: <{}>", printable(&tx.mail_from));
     let _ = write!(
         out,
-        "Received: from {} ([{}])\n\tby {} (ics-mail) with {} id {}",
+        "Received: from {} ({}[{}])\n\tby {} (ics-mail) with {} id {}",
         printable(&tx.helo),
+        info.peer_name
+            .map(|name| format!("{name} "))
+            .unwrap_or_default(),
         info.peer_ip,
         info.hostname,
         protocol,
@@ -68,6 +73,7 @@ mod tests {
         };
         let info = TraceInfo {
             peer_ip: "192.0.2.1",
+            peer_name: None,
             hostname: "mx.local.test",
             id: "ABC",
         };

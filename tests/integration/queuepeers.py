@@ -39,19 +39,29 @@ class Dnsmasq:
     `hosts` maps a host name to an IPv4 address. Everything under `local_zone` that is not
     listed is NXDOMAIN."""
 
-    def __init__(self, tmp: Path, mx: dict, hosts: dict, local_zone: str = "test"):
-        self.port = free_port()
+    def __init__(self, tmp: Path, mx: dict, hosts: dict, local_zone: str = "test",
+                 ptr: dict | None = None, txt: dict | None = None, port: int | None = None):
+        """`ptr` maps an IPv4 address to its PTR name (a host record makes one too; the reverse
+        zone of the test clients, 0.18.198.in-addr.arpa, is local: other addresses there have
+        none), `txt` a name to a TXT string; `port` reuses one (a restart)."""
+        self.port = port or free_port()
         self.tmp = tmp
         args = ["dnsmasq", "--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null",
                 "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",
-                f"--port={self.port}", f"--local=/{local_zone}/", "--log-facility=-",
+                f"--port={self.port}", f"--local=/{local_zone}/",
+                "--local=/0.18.198.in-addr.arpa/", "--log-facility=-",
                 "--log-queries", "--user=root", f"--pid-file={tmp / 'dnsmasq.pid'}"]
+        for address, name in (ptr or {}).items():
+            reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+            args.append(f"--ptr-record={reverse},{name}")
+        for name, text in (txt or {}).items():
+            args.append(f"--txt-record={name},{text}")
         for domain, records in mx.items():
             for preference, host in records:
                 args.append(f"--mx-host={domain},{host},{preference}")
         for host, address in hosts.items():
             args.append(f"--host-record={host},{address}")
-        self.log = open(tmp / "dnsmasq.log", "wb")
+        self.log = open(tmp / "dnsmasq.log", "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         wait_until(lambda: self.proc.poll() is not None or self._answers(), 10,

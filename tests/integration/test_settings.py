@@ -177,8 +177,6 @@ def test_listener_changes_are_named_as_needing_a_restart(make_server):
 
 
 NOT_IMPLEMENTED = [
-    ({"lists": {"blacklist": ["198.51.100.7"]}}, "lists.blacklist"),
-    ({"spam": {"dnsbl": ["zen.example.org"]}}, "spam.dnsbl"),
     ({"spam": {"greylist": {"enable": True}}}, "spam.greylist.enable"),
     ({"dkim": {"verify": True}}, "dkim.verify"),
     ({"dkim": {"sign": True}}, "dkim.sign"),
@@ -189,7 +187,6 @@ NOT_IMPLEMENTED = [
     ({"recodeSubjectUtf8": True}, "recodeSubjectUtf8"),
     ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}}, "addressBook.enable"),
     ({"accounts": {BOB: {"quota": 1000000}}}, f"accounts.{BOB}.quota"),
-    ({"lists": {"whitelist": ["example.org"]}}, "lists.whitelist[0]"),
 ]
 
 
