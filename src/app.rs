@@ -81,7 +81,7 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
         let access_tls = certificates.access_acceptor()?;
         if which.imap() {
             let ctx = Arc::new(imap::context::ImapContext::new(
-                &settings,
+                live.clone(),
                 authenticator.clone(),
                 store.clone(),
                 access_tls.clone(),

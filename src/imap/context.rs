@@ -7,53 +7,56 @@ use tokio_rustls::TlsAcceptor;
 use crate::address::Address;
 use crate::auth::Authenticator;
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot};
-use crate::settings::{ListenerRules, Settings};
+use crate::settings::{Live, Settings};
 use crate::store::MailStore;
 
 /// Simultaneous sessions of one account (Dovecot's `mail_max_userip_connections` is 10 per
 /// user and address; clients open one per watched folder, so allow more in all).
 pub const SESSIONS_PER_USER: u32 = 50;
 
+/// What the sessions of one daemon share; each session takes the settings in force when it
+/// starts (`Live::load`) and keeps them.
 pub struct ImapContext {
-    pub hostname: String,
+    pub live: Arc<Live>,
     pub authenticator: Arc<Authenticator>,
     pub store: Arc<MailStore>,
+    /// Present when `access.certificate` was set at start.
     pub tls: Option<TlsAcceptor>,
-    /// What `tls.mode` allows (with `access.certificate`).
-    pub tls_rules: ListenerRules,
-    /// Largest message APPEND takes: `smtp.maxMessageSize`.
-    pub max_message: u32,
     /// Sessions per account (no total here: connections are capped by the listeners).
     pub users: ConnectionLimiter<Address>,
 }
 
 impl ImapContext {
     pub fn new(
-        settings: &Settings,
+        live: Arc<Live>,
         authenticator: Arc<Authenticator>,
         store: Arc<MailStore>,
         tls: Option<TlsAcceptor>,
     ) -> ImapContext {
         ImapContext {
-            hostname: settings.hostname.clone(),
+            live,
             authenticator,
             store,
             tls,
-            tls_rules: settings.access.tls,
-            max_message: u32::try_from(settings.access.max_message_size).unwrap_or(u32::MAX),
             users: ConnectionLimiter::new(SESSIONS_PER_USER, u32::MAX),
         }
     }
 
-    /// STARTTLS is offered (a certificate is there and the mode isn't `none`).
-    pub fn starttls_offered(&self) -> bool {
-        self.tls.is_some() && self.tls_rules.starttls
+    /// What a session with `settings` offers on a connection that is (or is not) in TLS.
+    pub fn offer(&self, settings: &Settings, tls_active: bool) -> Offer {
+        let rules = settings.access.tls;
+        Offer {
+            starttls: !tls_active && self.tls.is_some() && rules.starttls,
+            login: rules.login_allowed(tls_active),
+        }
     }
+}
 
-    /// Passwords may be sent on this connection.
-    pub fn login_allowed(&self, tls_active: bool) -> bool {
-        self.tls_rules.login_allowed(tls_active)
-    }
+/// What a session offers before login: STARTTLS, and whether a password may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub starttls: bool,
+    pub login: bool,
 }
 
 /// A session's slot in its account's count (freed when dropped).

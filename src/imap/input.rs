@@ -5,81 +5,17 @@
 //! when imap-next has nothing left to do, so answers keep the order of the commands, and
 //! nothing more is read before the buffer is used up, so memory stays bounded.
 
-use std::ops::Range;
-
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::response::Code;
 use imap_next::State as _;
 use tracing::info;
 
+use super::buffer::Supplied;
 use super::commands::append;
 use super::commands::idle::refresh;
 use super::guard::{AppendCommand, Reason, Refusal, Step};
 use super::response::{bye, continuation, status, Kind};
-use super::session::{Done, Phase, Session};
-
-/// Bytes read from the client at a time.
-pub const READ_BUFFER: usize = 16 * 1024;
-
-/// Read bytes not yet taken by the guard.
-pub struct InputBuffer {
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-impl Default for InputBuffer {
-    fn default() -> Self {
-        InputBuffer {
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-}
-
-impl InputBuffer {
-    pub fn pending(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    /// Marks `n` pending bytes as taken; their place in the buffer.
-    fn take(&mut self, n: usize) -> Range<usize> {
-        let from = self.start;
-        self.start = (self.start + n).min(self.end);
-        from..self.start
-    }
-
-    /// Where to read into: the whole buffer, once everything read before was taken.
-    pub fn space(&mut self) -> &mut [u8] {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        &mut self.buf[self.end..]
-    }
-
-    /// `n` bytes were read into `space()`.
-    pub fn filled(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.buf.len());
-    }
-
-    /// Forgets what was read (STARTTLS: nothing pipelined in plaintext survives).
-    pub fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
-    }
-}
-
-/// How far [`Session::supply`] got.
-pub enum Supplied {
-    /// imap-next has new bytes to parse.
-    Parser,
-    /// Everything read was taken: read more.
-    NeedInput,
-    /// The session is over (an answer that closes it is queued).
-    Over,
-}
+use super::state::{Done, Phase, Session};
 
 impl Session<'_> {
     /// Works through the guard's steps on what was read until imap-next has bytes, all of it
@@ -104,7 +40,7 @@ impl Session<'_> {
                     }
                 }
                 Step::Refuse(refusal) => self.refused(refusal),
-                Step::Continue => self.out.extend_from_slice(&continuation()),
+                Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
             }
@@ -173,7 +109,7 @@ impl Session<'_> {
             Ok(appending) => {
                 self.guard.accept_message();
                 if command.sync {
-                    self.out.extend_from_slice(&continuation());
+                    self.conn.send(&continuation());
                 }
                 self.appending = Some(appending);
             }

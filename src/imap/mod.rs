@@ -1,9 +1,13 @@
 //! IMAP4rev1 server (RFC 3501 plus IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE,
 //! LITERAL+, UNSELECT, CONDSTORE) on imap-codec / imap-next. docs/imap.md describes it.
 
+mod appending;
+mod buffer;
 pub mod cache;
 mod commands;
 pub mod context;
+pub mod error;
+mod flagdata;
 pub mod folders;
 pub mod guard;
 mod input;
@@ -15,6 +19,7 @@ pub mod selected;
 pub mod sequence;
 pub mod server;
 pub mod session;
+mod state;
 #[cfg(test)]
 mod tests;
 pub mod utf7;

@@ -21,7 +21,7 @@ use super::session::run_session;
 use super::utf7;
 use crate::auth::{Authenticator, FixedAccounts};
 use crate::config::layers::Source;
-use crate::settings::Settings;
+use crate::settings::{Live, Settings};
 use crate::store::MailStore;
 
 const USER: &str = "alice@example.test";
@@ -42,6 +42,8 @@ fn context(root: &std::path::Path) -> Arc<ImapContext> {
             "storage": { "path": root.join("mail") },
             "stateDir": root.join("state"),
             "tls": { "mode": "none" },
+            // Small, so that random APPENDs hit the limit too.
+            "smtp": { "maxMessageSize": 4096 },
         })
         .to_string(),
     };
@@ -55,10 +57,8 @@ fn context(root: &std::path::Path) -> Arc<ImapContext> {
         settings.storage.path.clone(),
         settings.storage.default_folders.clone(),
     ));
-    let mut ctx = ImapContext::new(&settings, authenticator, store, None);
-    // Small, so that random APPENDs hit the limit too.
-    ctx.max_message = 4096;
-    Arc::new(ctx)
+    let live = Arc::new(Live::new(source, settings));
+    Arc::new(ImapContext::new(live, authenticator, store, None))
 }
 
 /// A piece of a command as the client sends it.

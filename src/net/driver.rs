@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::io::{read_or_stop, ReadOutcome};
+use super::io::read_or_stop;
+pub use super::io::ReadOutcome;
 use super::stream::MaybeTls;
 
 /// What a wait for client bytes gave.
@@ -150,6 +151,25 @@ impl Connection {
             ReadOutcome::TimedOut => Input::TimedOut,
             ReadOutcome::ShuttingDown => Input::ShuttingDown,
         })
+    }
+
+    /// Like [`Connection::read`], into the caller's `space` (a protocol that keeps its own input
+    /// buffer, as IMAP does for its input guard); `Ok(n)` bytes arrived.
+    pub async fn read_into(
+        &mut self,
+        space: &mut [u8],
+        timeout: Duration,
+        stoppable: bool,
+    ) -> io::Result<ReadOutcome> {
+        self.flush().await?;
+        read_or_stop(
+            &mut self.stream,
+            space,
+            timeout,
+            &mut self.shutdown,
+            stoppable,
+        )
+        .await
     }
 
     /// STARTTLS: writes what is queued (the "go ahead" reply) in the clear, then runs the

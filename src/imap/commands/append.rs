@@ -7,32 +7,21 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::response::Code;
 
+use super::super::appending::Appending;
+use super::super::error::server_error;
 use super::super::folders::FolderError;
 use super::super::guard::AppendCommand;
 use super::super::response::{nz, other};
-use super::super::session::{Done, Session};
+use super::super::state::{Done, Session};
 use super::flags::flag_set;
 use super::names::folder_name;
-use crate::store::{Appended, FlagSet, Folder, IncomingMessage};
+use crate::store::{Appended, Folder};
 
 /// Message bytes gathered before they are written (one write on the blocking pool each).
 pub const APPEND_WRITE_CHUNK: usize = 256 * 1024;
-
-/// An accepted APPEND whose message is arriving.
-pub struct Appending {
-    pub tag: Tag<'static>,
-    folder: Folder,
-    flags: FlagSet,
-    mtime: SystemTime,
-    /// None once a write failed (the file is gone; the rest of the message is read and dropped).
-    message: Option<IncomingMessage>,
-    failure: Option<String>,
-    pending: Vec<u8>,
-}
 
 /// Checks an announced APPEND and opens its file; an `Err` is the answer to give instead of
 /// taking the message.
@@ -43,8 +32,8 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
     if command.size == 0 {
         return Err(Done::bad("Empty message"));
     }
-    let limit = session.ctx.max_message;
-    if command.size > limit {
+    let limit = session.settings.access.max_message_size;
+    if u64::from(command.size) > limit {
         return Err(Done::no_code(
             Code::TooBig,
             format!(
@@ -72,7 +61,7 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
     let (folder, message) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(err)) => return Err(folder_refusal(err)),
-        Err(err) => return Err(Done::server_error("APPEND", err)),
+        Err(err) => return Err(server_error("APPEND", err)),
     };
     Ok(Appending {
         tag: command.tag.clone(),
@@ -97,7 +86,7 @@ fn folder_refusal(err: FolderError) -> Done {
         FolderError::BadName(why) => {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
-        err => Done::server_error("APPEND", err),
+        err => server_error("APPEND", err),
     }
 }
 
@@ -137,10 +126,10 @@ impl Appending {
     pub async fn finish(mut self, session: &Session<'_>) -> Done {
         self.write_pending().await;
         if let Some(failure) = self.failure.take() {
-            return Done::server_error("APPEND", failure);
+            return server_error("APPEND", failure);
         }
         let Some(message) = self.message.take() else {
-            return Done::server_error("APPEND", "message file missing");
+            return server_error("APPEND", "message file missing");
         };
         let store = session.ctx.store.clone();
         let (folder, flags, mtime) = (self.folder.clone(), self.flags.clone(), self.mtime);
@@ -162,7 +151,7 @@ impl Appending {
             // Durable, but removed by someone else before it had a UID to report.
             Ok(Ok(Appended { uid: None, .. })) => Done::ok("APPEND completed"),
             Ok(Err(err)) => folder_refusal(err.into()),
-            Err(err) => Done::server_error("APPEND", err),
+            Err(err) => server_error("APPEND", err),
         }
     }
 }

@@ -9,8 +9,9 @@ use imap_codec::imap_types::response::{Code, CommandContinuationRequest};
 use imap_codec::imap_types::secret::Secret;
 use imap_next::types::CommandAuthenticate;
 
+use super::super::error::blocking;
 use super::super::response::{other, status, Kind};
-use super::super::session::{Done, Phase, Session};
+use super::super::state::{Done, Phase, Session};
 use crate::auth::sasl::{parse_plain, Credentials};
 
 fn auth_failed() -> Done {
@@ -22,7 +23,7 @@ fn precheck(session: &Session<'_>) -> Option<Done> {
     if !matches!(session.phase, Phase::NotAuthenticated) {
         return Some(Done::bad("Already logged in"));
     }
-    if !session.ctx.login_allowed(session.stream.is_tls()) {
+    if !session.offer().login {
         return Some(Done::no_code(
             other("PRIVACYREQUIRED"),
             "Log in only over TLS: use STARTTLS first",
@@ -55,7 +56,7 @@ async fn finish_login(session: &mut Session<'_>, credentials: Credentials) -> Do
     let Ok(account) = session
         .ctx
         .authenticator
-        .authenticate(&credentials, session.peer.ip())
+        .authenticate(&credentials, session.conn.peer().ip())
         .await
     else {
         return auth_failed();
@@ -66,16 +67,18 @@ async fn finish_login(session: &mut Session<'_>, credentials: Credentials) -> Do
     let store = session.ctx.store.clone();
     let opened = {
         let account = account.clone();
-        tokio::task::spawn_blocking(move || store.ensure_account(&account)).await
+        blocking("opening the mailbox", move || {
+            store.ensure_account(&account)
+        })
+        .await
     };
     match opened {
-        Ok(Ok(root)) => {
+        Ok(root) => {
             session.logged_in(account, root, slot);
-            let caps = super::misc::capabilities(session.ctx, session.stream.is_tls(), true);
+            let caps = super::misc::capabilities(session.offer(), true);
             Done::ok_code(Code::Capability(caps), "Logged in")
         }
-        Ok(Err(err)) => Done::server_error("opening the mailbox", err),
-        Err(err) => Done::server_error("opening the mailbox", err),
+        Err(err) => err.into_done(),
     }
 }
 

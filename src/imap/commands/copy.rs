@@ -7,11 +7,12 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::Code;
 use imap_codec::imap_types::sequence::SequenceSet;
 
+use super::super::error::server_error;
 use super::super::folders::FolderError;
 use super::super::response::{nz, other, status, Kind};
 use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
-use super::super::session::{Done, Session};
+use super::super::state::{Done, Session};
 use super::idle::send_updates;
 use super::names::folder_name;
 use crate::store::{Copied, CopySource, Folder};
@@ -79,7 +80,7 @@ pub async fn copy(
     match result {
         Ok(copied) => Ok(answer(session, copied, moving)),
         Err(FolderError::NotFound) => Ok(Done::no_code(Code::TryCreate, "No such folder")),
-        Err(err) => Ok(Done::server_error(verb, err)),
+        Err(err) => Ok(server_error(verb, err)),
     }
 }
 

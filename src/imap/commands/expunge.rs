@@ -3,9 +3,10 @@
 
 use imap_codec::imap_types::sequence::SequenceSet;
 
+use super::super::error::server_error;
 use super::super::response::other;
 use super::super::sequence::resolve;
-use super::super::session::{Done, Phase, Session};
+use super::super::state::{Done, Phase, Session};
 use super::idle::send_updates;
 
 /// Removes the \Deleted messages among `only` (all when None); returns the UIDs removed.
@@ -28,7 +29,7 @@ async fn remove_deleted(
         .map_err(std::io::Error::other)?;
     match result {
         Ok(uids) => Ok(Ok(uids)),
-        Err(err) => Ok(Err(Done::server_error("EXPUNGE", err))),
+        Err(err) => Ok(Err(server_error("EXPUNGE", err))),
     }
 }
 

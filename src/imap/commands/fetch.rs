@@ -16,12 +16,12 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
+use super::super::flagdata::flag_items;
 use super::super::response::{encode_data, nz};
 use super::super::selected::ViewMessage;
 use super::super::sequence::resolve;
-use super::super::session::{Done, Session};
+use super::super::state::{Done, Session};
 use super::super::{cache, mime};
-use super::flags::flag_items;
 use crate::store::{to_wire_form, Recent};
 
 /// Messages read and rendered per trip to the blocking pool.
@@ -166,7 +166,7 @@ async fn send_fetched(
         .map_err(std::io::Error::other)?;
         for wire in rendered {
             match wire {
-                Some(wire) => session.out.extend_from_slice(&wire),
+                Some(wire) => session.conn.send(&wire),
                 None => missing = true,
             }
         }

@@ -2,15 +2,15 @@
 //! How a change applies, and the keyword limits, are the store's (`store::FlagSet::after`).
 
 use imap_codec::imap_types::command::StoreModifier;
-use imap_codec::imap_types::core::Atom;
-use imap_codec::imap_types::flag::{Flag, FlagFetch, StoreType};
+use imap_codec::imap_types::flag::{Flag, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 
+use super::super::error::server_error;
+use super::super::flagdata::flags_data;
 use super::super::response::other;
 use super::super::selected::Selected;
 use super::super::sequence::{resolve, uid_ranges};
-use super::super::session::{Done, Session};
-use super::idle::flags_data;
+use super::super::state::{Done, Session};
 use crate::store::{FlagChange, FlagSet, FlagsStored, Recent, MAX_KEYWORD_LENGTH};
 
 pub struct StoreRequest {
@@ -19,31 +19,6 @@ pub struct StoreRequest {
     pub flags: Vec<Flag<'static>>,
     pub uid: bool,
     pub modifiers: Vec<StoreModifier>,
-}
-
-/// The FLAGS of a FETCH response.
-pub fn flag_items(flags: &FlagSet, recent: bool) -> Vec<FlagFetch<'static>> {
-    let mut items = Vec::new();
-    for (set, flag) in [
-        (flags.seen, Flag::Seen),
-        (flags.answered, Flag::Answered),
-        (flags.flagged, Flag::Flagged),
-        (flags.deleted, Flag::Deleted),
-        (flags.draft, Flag::Draft),
-    ] {
-        if set {
-            items.push(FlagFetch::Flag(flag));
-        }
-    }
-    for keyword in &flags.keywords {
-        if let Ok(atom) = Atom::try_from(keyword.clone()) {
-            items.push(FlagFetch::Flag(Flag::Keyword(atom)));
-        }
-    }
-    if recent {
-        items.push(FlagFetch::Recent);
-    }
-    items
 }
 
 /// The flags named in a STORE or APPEND, as a set; `\Recent` and unknown system flags are
@@ -119,7 +94,7 @@ pub async fn store(
             .map_err(std::io::Error::other)?;
     let (fresh, FlagsStored { changed, refused }) = match outcome {
         Ok(result) => result,
-        Err(err) => return Ok(Done::server_error("STORE", err)),
+        Err(err) => return Ok(server_error("STORE", err)),
     };
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));

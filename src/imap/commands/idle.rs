@@ -1,20 +1,18 @@
 //! Telling the client about changes (untagged EXPUNGE/EXISTS/RECENT/FETCH after commands) and
 //! IDLE (RFC 2177): the folder is watched until DONE, changes sent as they happen.
 
-use std::num::NonZeroU64;
-
-use imap_codec::imap_types::core::{Tag, Vec1};
-use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::response::{CommandContinuationRequest, Data};
 use imap_next::server::Event;
 use imap_next::{Interrupt, Io, State as _};
 
-use super::super::input::Supplied;
+use super::super::buffer::Supplied;
+use super::super::flagdata::flags_data;
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
-use super::super::session::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
+use super::super::state::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
 use super::super::watch::watch_folder;
-use super::flags::flag_items;
+use crate::net::driver::ReadOutcome;
 
 /// Re-reads the selected folder if it changed and sends the updates.
 pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std::io::Result<()> {
@@ -63,24 +61,6 @@ pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
         };
         session.send_data(data);
     }
-}
-
-/// `* seq FETCH (FLAGS (...) UID n [MODSEQ (m)])` for the message at `seq`.
-pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data<'static>> {
-    let message = selected.messages.get(seq.checked_sub(1)? as usize)?;
-    let mut items = vec![
-        MessageDataItem::Flags(flag_items(&message.meta.flags, message.recent)),
-        MessageDataItem::Uid(nz(message.meta.uid)),
-    ];
-    if condstore {
-        if let Some(modseq) = NonZeroU64::new(message.meta.modseq) {
-            items.push(MessageDataItem::ModSeq(modseq));
-        }
-    }
-    Some(Data::Fetch {
-        seq: nz(seq),
-        items: Vec1::try_from(items).ok()?,
-    })
 }
 
 impl Session<'_> {
@@ -147,14 +127,10 @@ impl Session<'_> {
                 return Ok(());
             }
             enum Woke {
-                Read(std::io::Result<usize>),
+                Read(std::io::Result<ReadOutcome>),
                 Tick,
-                Stop,
             }
             let woke = {
-                let stream = &mut self.stream;
-                let shutdown = &mut self.shutdown;
-                let space = self.input.space();
                 let changed = async {
                     match &mut watch {
                         Some(watch) => {
@@ -165,26 +141,26 @@ impl Session<'_> {
                         None => std::future::pending::<()>().await,
                     }
                 };
+                // A read that waits `poll` at most: its timeout is the next look at the folder.
+                let read = self.conn.read_into(self.input.space(), poll, true);
                 tokio::select! {
-                    read = tokio::io::AsyncReadExt::read(stream, space) => Woke::Read(read),
+                    read = read => Woke::Read(read),
                     () = changed => Woke::Tick,
-                    () = tokio::time::sleep(poll) => Woke::Tick,
-                    _ = shutdown.wait_for(|stop| *stop) => Woke::Stop,
                 }
             };
             match woke {
-                Woke::Read(Ok(0)) => {
+                Woke::Read(Ok(ReadOutcome::Closed)) => {
                     self.phase = Phase::Logout;
                     return Ok(());
                 }
-                Woke::Read(Ok(n)) => self.input.filled(n),
-                Woke::Read(Err(err)) => return Err(err),
-                Woke::Tick => {}
-                Woke::Stop => {
+                Woke::Read(Ok(ReadOutcome::Data(n))) => self.input.filled(n),
+                Woke::Read(Ok(ReadOutcome::TimedOut)) | Woke::Tick => {}
+                Woke::Read(Ok(ReadOutcome::ShuttingDown)) => {
                     self.send_status(super::super::response::bye("Server shutting down"));
                     self.phase = Phase::Logout;
                     return Ok(());
                 }
+                Woke::Read(Err(err)) => return Err(err),
             }
         }
     }

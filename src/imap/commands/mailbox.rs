@@ -10,10 +10,11 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
+use super::super::error::server_error;
 use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
 use super::super::response::{nz, other};
 use super::super::selected::Selected;
-use super::super::session::{Done, Phase, Session};
+use super::super::state::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
 use crate::store::{CopySource, Folder, MailStore};
 
@@ -42,7 +43,7 @@ fn folder_error(err: FolderError) -> Done {
         FolderError::HasChildren => {
             Done::no_code(other("INUSE"), "Folder has subfolders; delete them first")
         }
-        FolderError::Io(err) => Done::server_error("folder operation", err),
+        FolderError::Io(err) => server_error("folder operation", err),
     }
 }
 

@@ -6,26 +6,22 @@ use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::response::{Capability, Data};
 
-use super::super::context::ImapContext;
+use super::super::context::Offer;
 use super::super::folders::DELIMITER;
 use super::super::response::bye;
-use super::super::session::{Done, Phase, Session};
+use super::super::state::{Done, Phase, Session};
 
 /// What the server offers now: before login, STARTTLS (when offered and not yet on) and
 /// AUTH=PLAIN where a password may be sent (LOGINDISABLED otherwise, RFC 3501 §6.2.3); the
 /// extensions always (also in the greeting, so clients needn't ask).
-pub fn capabilities(
-    ctx: &ImapContext,
-    tls: bool,
-    authenticated: bool,
-) -> Vec1<Capability<'static>> {
+pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'static>> {
     let mut caps = vec![Capability::Imap4Rev1];
     // Login-related capabilities only mean something before login (as Dovecot does).
     if !authenticated {
-        if !tls && ctx.starttls_offered() {
+        if offer.starttls {
             caps.push(Capability::StartTls);
         }
-        if ctx.login_allowed(tls) {
+        if offer.login {
             caps.push(Capability::Auth(AuthMechanism::Plain));
         } else {
             caps.push(Capability::LoginDisabled);
@@ -51,8 +47,7 @@ pub fn capabilities(
 
 pub fn capability(session: &mut Session<'_>) -> Done {
     let caps = capabilities(
-        session.ctx,
-        session.stream.is_tls(),
+        session.offer(),
         !matches!(session.phase, Phase::NotAuthenticated),
     );
     session.send_data(Data::Capability(caps));
@@ -71,10 +66,10 @@ pub async fn starttls(session: &mut Session<'_>) -> std::io::Result<Done> {
     if !matches!(session.phase, Phase::NotAuthenticated) {
         return Ok(Done::bad("STARTTLS is only valid before login"));
     }
-    if session.stream.is_tls() {
+    if session.conn.is_tls() {
         return Ok(Done::bad("TLS is already active"));
     }
-    if !session.ctx.starttls_offered() {
+    if !session.offer().starttls {
         return Ok(Done::bad("STARTTLS is not offered"));
     }
     // The driver writes this OK in the clear, then handshakes (RFC 3501 §6.2.1).

@@ -15,7 +15,7 @@ pub mod search;
 
 use imap_codec::imap_types::command::CommandBody;
 
-use super::session::{Done, Phase, Session};
+use super::state::{Done, Phase, Session};
 
 /// Runs one command and returns its tagged completion.
 pub(super) async fn dispatch(

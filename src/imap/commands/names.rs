@@ -4,7 +4,7 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 
 use super::super::folders::Folders;
 use super::super::response::other;
-use super::super::session::Done;
+use super::super::state::Done;
 use super::super::utf7;
 
 /// The store's name for a wire mailbox name, or the NO to answer.

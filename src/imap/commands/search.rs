@@ -12,7 +12,7 @@ use super::super::message::MessageMeta;
 use super::super::response::nz;
 use super::super::search::{check_charset, matches, SearchError, SearchScope, SearchSubject};
 use super::super::selected::ViewMessage;
-use super::super::session::{Done, Session};
+use super::super::state::{Done, Session};
 use crate::store::to_wire_form;
 
 struct Subject<'a> {
