@@ -8,6 +8,7 @@
 //! holds what rules remember between sessions (rate counters); what they are configured with
 //! comes from the settings each session started with, so a reload never drops that memory.
 
+pub mod greylist;
 pub mod ratelimit;
 mod relay;
 
