@@ -9,6 +9,7 @@
 //! comes from the settings each session started with, so a reload never drops that memory.
 
 pub mod dnsbl;
+pub mod greylist;
 pub mod lists;
 pub mod ratelimit;
 pub mod rdns;
