@@ -612,12 +612,12 @@ in
       '');
       greylist = {
         enable = opt types.bool false ''
-          "Use grey lists": the first message from an unknown (client address, sender,
-          recipient) triple is refused with a temporary error; a real mail server retries and is
-          then accepted, most spam senders never do.
-
-          **Not implemented in this version**: turning it on fails the build (the program's
-          `check-config`) and start-up, naming the key (docs/settings.md).
+          "Use grey lists": on port 25, a recipient of an unknown (client /24 or /64 network,
+          sender, recipient) triplet is refused with `451 4.7.1` for now; a real mail server
+          retries and is then accepted, and its network passes without delay from then on, most
+          spam senders never retry. Logged-in and whitelisted clients and whitelisted senders
+          are never greylisted. The state is kept in `stateDir` (greylist.sqlite3) across
+          restarts (docs/policy.md).
         '';
         ignoreSeconds = progOpt u32Type "60" ''
           "Ignore resending": a retry sooner than this many seconds does not count (a reliable
@@ -627,7 +627,8 @@ in
           "Await resending": a retry must come within this many hours, or the triple starts over.
         '';
         keepDays = progOpt u32Type "36" ''
-          "Keep in white list": a server that passed is not greylisted again for this many days.
+          "Keep in white list": a network that passed is not greylisted again for this many
+          days after its last mail (its mail renews the entry, at most once a day).
         '';
       };
     };

@@ -133,7 +133,7 @@
         { name = "Archive.2024"; specialUse = null; }
       ];
     };
-    # Antivirus, DKIM, DLP, subject recoding, greylisting and the address book are not
+    # Antivirus, DKIM, DLP, subject recoding and the address book are not
     # implemented in this version: every switch is off (turning one on fails the build); their
     # other settings are set as they would be.
     antivirus = {
@@ -162,7 +162,7 @@
       dnsblUnreachable = "tempfail";
       requireReverseDns = true;
       greylist = {
-        enable = false;
+        enable = true;
         ignoreSeconds = 60;
         awaitHours = 4;
         keepDays = 36;

@@ -56,6 +56,7 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
         storage.path.clone(),
         storage.default_folders.clone(),
     ));
+    ensure_state_dir(&settings.queue.state_dir)?;
     ensure_mailboxes(&store, &settings)?;
     let authenticator = Arc::new(Authenticator::new(live.clone())?);
     let certificates = Certificates::load(&settings, which)?;
@@ -104,6 +105,13 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
         };
         daemon::run(services, Box::new(reload)).await
     })
+}
+
+/// `stateDir` made now (the queue, the greylist store and the override file live there; under
+/// systemd its `StateDirectory=` made it already), so a missing one is reported at start.
+fn ensure_state_dir(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("stateDir: creating {}", state_dir.display()))
 }
 
 /// The mailbox of every account, made now rather than at the first delivery.

@@ -15,11 +15,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
         ))
     };
     let switches = [
-        (
-            "spam.greylist.enable",
-            config.spam.greylist.enable,
-            "greylisting",
-        ),
         ("dkim.verify", config.dkim.verify, "DKIM verification"),
         ("dkim.sign", config.dkim.sign, "DKIM signing"),
         (
@@ -73,10 +68,6 @@ mod tests {
     #[test]
     fn each_switch_is_refused_with_its_key() {
         for (json, key) in [
-            (
-                r#"{"spam":{"greylist":{"enable":true}}}"#,
-                "spam.greylist.enable",
-            ),
             (r#"{"dkim":{"verify":true}}"#, "dkim.verify"),
             (r#"{"dkim":{"sign":true}}"#, "dkim.sign"),
             (
@@ -112,8 +103,9 @@ mod tests {
             r#"{"lists":{"whitelist":["192.0.2.0/24","example.org","a@b.test"],"blacklist":["192.0.2.1"]},"spam":{"dnsbl":["zen.example"]}}"#
         )
         .is_empty());
-        assert!(
-            refused(r#"{"dkim":{"selector":"s1"},"spam":{"greylist":{"keepDays":3}}}"#).is_empty()
-        );
+        assert!(refused(
+            r#"{"dkim":{"selector":"s1"},"spam":{"greylist":{"enable":true,"keepDays":3}}}"#
+        )
+        .is_empty());
     }
 }

@@ -1,12 +1,14 @@
 //! The SMTP policy engine: asked at every stage of a session — connect, HELO, MAIL, RCPT and
 //! the message data — with what is known of the client by then, it answers with a
-//! [`Verdict`]. Today's rules: relaying (`relay`: a remote recipient needs a logged-in or
-//! whitelisted client) and the per-client sending rate (`ratelimit`). The lists, DNSBL and greylisting of
-//! the policy issue come here as further rules.
+//! [`Verdict`]. The rules: the white- and blacklists (`lists`), the reverse DNS check
+//! (`rdns`), the DNSBLs (`dnsbl`), the per-client sending rate (`ratelimit`), relaying
+//! (`relay`: a remote recipient needs a logged-in or whitelisted client) and greylisting
+//! (`greylist`).
 //!
-//! Rules are asked in a fixed order and the first answer that is not `Accept` wins. The engine
-//! holds what rules remember between sessions (rate counters); what they are configured with
-//! comes from the settings each session started with, so a reload never drops that memory.
+//! Rules are asked in a fixed order (docs/policy.md) and the first answer that is not `Accept`
+//! wins. The engine holds what rules remember between sessions (rate counters, the greylist
+//! store); what they are configured with comes from the settings each session started with, so
+//! a reload never drops that memory.
 
 pub mod dnsbl;
 pub mod greylist;
@@ -18,6 +20,7 @@ mod relay;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use greylist::GreylistRule;
 pub use ratelimit::RateLimiter;
 
 use crate::address::Address;
@@ -125,6 +128,7 @@ pub struct Query<'a> {
 #[derive(Default)]
 pub struct Engine {
     rate: RateLimiter,
+    greylist: GreylistRule,
 }
 
 impl Engine {
@@ -149,7 +153,10 @@ impl Engine {
                 }
                 self.rate_limit(rules, query.client)
             }
-            Stage::Rcpt { .. } => relay::check(rules, query),
+            Stage::Rcpt { .. } => match relay::check(rules, query) {
+                Verdict::Accept => self.greylist.check(settings, query).await,
+                refused => refused,
+            },
             Stage::Helo { .. } | Stage::Data { .. } => Verdict::Accept,
         }
     }

@@ -116,14 +116,15 @@ def make_module_server(tmp_path_factory, password_hash, bin_path):
 # Clients that the policy tests tell apart by their address and its reverse DNS. Not 127.0.0.x:
 # resolvers answer the reverse names of 127/8 themselves (RFC 6761: "localhost"; hickory does,
 # without asking the configured server), so those clients could have no PTR record of their own.
-# 198.18.0.0/15 is the benchmarking range (RFC 2544), never routed.
-TEST_NETWORK = "198.18.0.0/24"
+# 198.18.0.0/15 is the benchmarking range (RFC 2544), never routed. Two /24s: greylisting tells
+# client networks apart by their /24.
+TEST_NETWORK = "198.18.0.0/23"
 
 
 @pytest.fixture(scope="session")
 def test_network():
-    """198.18.0.x as local addresses on the loopback interface for the run (the tests run as
-    root, as the VM test does); removed afterwards if this run added it."""
+    """198.18.0.x and 198.18.1.x as local addresses on the loopback interface for the run (the
+    tests run as root, as the VM test does); removed afterwards if this run added them."""
     shown = subprocess.run(["ip", "-4", "addr", "show", "dev", "lo"], capture_output=True,
                            text=True, check=True).stdout
     added = TEST_NETWORK not in shown

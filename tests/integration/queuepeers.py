@@ -130,10 +130,11 @@ def make_ca(directory: Path, names: list[str], ips: list[str]) -> TestCA:
 class PrivatePostfix:
     """A private Postfix on `address:25` with its own config and queue directories, final
     destination (virtual mailboxes) for `domains` with the mailboxes `users`; unknown users are
-    refused at RCPT (550 5.1.1). STARTTLS is offered with `tls` (cert, key)."""
+    refused at RCPT (550 5.1.1). STARTTLS is offered with `tls` (cert, key). `main_cf` is
+    appended to main.cf (a later line wins over an earlier one of the same name)."""
 
     def __init__(self, tmp: Path, address: str, domains: list[str], users: list[str],
-                 tls: tuple[Path, Path] | None = None, port: int = 25):
+                 tls: tuple[Path, Path] | None = None, port: int = 25, main_cf: str = ""):
         self.dir = tmp
         self.address = address
         self.port = port
@@ -173,7 +174,7 @@ virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
 maillog_file = {tmp}/maillog
-{tls_lines}""")
+{tls_lines}{main_cf}""")
         (tmp / "etc" / "vmailbox").write_text(
             "".join(f"{u} {u.split('@')[1]}/{u.split('@')[0]}/\n" for u in users))
         master = []
@@ -222,6 +223,11 @@ maillog_file = {tmp}/maillog
         local, domain = address.split("@")
         base = self.dir / "mail" / domain / local
         return [p.read_bytes() for p in list_files(base / "new") + list_files(base / "cur")]
+
+    def queue_is_empty(self) -> bool:
+        shown = subprocess.run(["postqueue", "-c", str(self.dir / "etc"), "-p"],
+                               capture_output=True, text=True, timeout=30)
+        return "Mail queue is empty" in shown.stdout
 
     def log(self) -> str:
         path = self.dir / "maillog"

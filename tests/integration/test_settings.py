@@ -177,7 +177,6 @@ def test_listener_changes_are_named_as_needing_a_restart(make_server):
 
 
 NOT_IMPLEMENTED = [
-    ({"spam": {"greylist": {"enable": True}}}, "spam.greylist.enable"),
     ({"dkim": {"verify": True}}, "dkim.verify"),
     ({"dkim": {"sign": True}}, "dkim.sign"),
     ({"antivirus": {"clamav": {"enable": True}}}, "antivirus.clamav.enable"),
