@@ -201,3 +201,14 @@ def test_postfix_is_greylisted_retries_and_the_message_arrives_once(sending_post
     assert re.search(r"status=deferred .*451 4\.7\.1 .*Greylisted", log), log[-3000:]
     assert re.search(r"status=sent .*250", log), log[-3000:]
     assert log_has(server, 'rule="greylist"', 'network="198.18.1.0/24"', "first=true")
+
+
+def test_two_smtpd_processes_share_the_store(make_server, test_network):
+    first = make_server(extra=greylisting())
+    second = make_server(extra=greylisting(stateDir=str(first.state_dir)))
+    assert rcpt(first, CLIENT).code == 451
+    time.sleep(IGNORE + 0.3)
+    # The retry reaches the other process: it knows the triplet and passes it.
+    assert rcpt(second, CLIENT, token="second-process").code == 250
+    # And the first process sees the network that passed there.
+    assert rcpt(first, NEIGHBOUR, "x@y.example", BOB).code == 250
