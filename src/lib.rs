@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod filter;
 pub mod imap;
 pub mod logging;
 pub mod mailtext;
