@@ -86,7 +86,7 @@ let
         mailbox owning `postmaster@<domain>` also receives `RCPT TO:<postmaster>`.
       '';
       displayName = nullOpt types.str "The person's name (address book).";
-      quota = nullOpt types.ints.unsigned "Mailbox size limit in bytes (positive); null = unlimited.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
+      quota = nullOpt types.ints.unsigned "Mailbox size limit in bytes (positive); null = unlimited. A delivery that would cross it gets `452 4.2.2` (the sender retries), IMAP APPEND and COPY `NO [OVERQUOTA]`; the use is kept in the mailbox's Maildir++ `maildirsize` file (docs/storage.md, \"Quotas\").";
     };
   };
 

@@ -24,8 +24,7 @@
         hashedPasswordFile = "/var/lib/icsmail/secrets/alice.hash";
         aliases = [ "postmaster@example.org" "info@example.org" ];
         displayName = "Alice Example";
-        # quotas are not implemented in this version (a number fails the build)
-        quota = null;
+        quota = 10737418240; # 10 GiB
       };
       "bob@example.net" = {
         # an inline hash (mkpasswd -m sha-512) lands in the world-readable Nix store

@@ -215,7 +215,6 @@ BAD_VALUES=(
   'DLP (not implemented)|dlp.enable|dlp = { enable = true; icapUrl = "icap://127.0.0.1:1344/dlp"; };'
   'subject recoding (not implemented)|recodeSubjectUtf8|recodeSubjectUtf8 = true;'
   'address book (not implemented)|addressBook.enable|addressBook = { enable = true; baseDn = "dc=example,dc=org"; };'
-  "quota (not implemented)|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 1000000; };"
 )
 i=0
 for entry in "${BAD_VALUES[@]}"; do

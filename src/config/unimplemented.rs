@@ -44,11 +44,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
             refuse(key.into(), what);
         }
     }
-    for (address, account) in &config.accounts {
-        if account.quota.is_some() {
-            refuse(format!("accounts.{address}.quota"), "a mailbox quota");
-        }
-    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -81,10 +76,6 @@ mod tests {
             (r#"{"dlp":{"enable":true}}"#, "dlp.enable"),
             (r#"{"recodeSubjectUtf8":true}"#, "recodeSubjectUtf8"),
             (r#"{"addressBook":{"enable":true}}"#, "addressBook.enable"),
-            (
-                r#"{"accounts":{"a@b.test":{"quota":1000}}}"#,
-                "accounts.a@b.test.quota",
-            ),
         ] {
             let lines = refused(json);
             assert!(

@@ -168,6 +168,8 @@ impl Folders {
         fs::rename(&dir, &doomed)?;
         fs::File::open(&self.root)?.sync_all()?;
         fs::remove_dir_all(&doomed)?;
+        // Its messages no longer count against the quota.
+        crate::store::quota::invalidate(&self.root);
         Ok(())
     }
 

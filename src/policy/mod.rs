@@ -13,6 +13,7 @@
 pub mod dnsbl;
 pub mod greylist;
 pub mod lists;
+mod quota;
 pub mod ratelimit;
 pub mod rdns;
 mod relay;
@@ -109,6 +110,10 @@ pub enum Stage<'a> {
     Data {
         sender: &'a str,
         recipients: &'a [String],
+        /// The local accounts among them (aliases expanded).
+        accounts: &'a [Address],
+        /// The remote ones (relayed).
+        remote: &'a [String],
         message: &'a [u8],
     },
 }
@@ -153,11 +158,25 @@ impl Engine {
                 }
                 self.rate_limit(rules, query.client)
             }
-            Stage::Rcpt { .. } => match relay::check(rules, query) {
-                Verdict::Accept => self.greylist.check(settings, query).await,
-                refused => refused,
-            },
-            Stage::Helo { .. } | Stage::Data { .. } => Verdict::Accept,
+            Stage::Rcpt { destination, .. } => {
+                let verdict = match relay::check(rules, query) {
+                    Verdict::Accept => self.greylist.check(settings, query).await,
+                    refused => refused,
+                };
+                match (verdict, destination) {
+                    (Verdict::Accept, Destination::Local(account)) => {
+                        quota::at_rcpt(settings, account).await
+                    }
+                    (verdict, _) => verdict,
+                }
+            }
+            Stage::Data {
+                accounts,
+                remote,
+                message,
+                ..
+            } => quota::at_data(settings, accounts, remote, message.len()).await,
+            Stage::Helo { .. } => Verdict::Accept,
         }
     }
 

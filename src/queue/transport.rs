@@ -51,6 +51,8 @@ pub struct Transport {
     resolver: Arc<dyn Resolver>,
     opportunistic: Result<Arc<ClientConfig>, String>,
     relay: Option<Smarthost>,
+    /// `smtp.smtputf8`.
+    smtputf8: bool,
 }
 
 /// How to reach a destination in this pass.
@@ -72,6 +74,7 @@ impl Transport {
             resolver: settings.resolver(),
             opportunistic: opportunistic_config().map_err(|e| format!("{e:#}")),
             relay: settings.relay.clone(),
+            smtputf8: settings.smtp.smtputf8,
         }
     }
 
@@ -208,6 +211,7 @@ impl Transport {
             implicit_tls: policy.as_ref().filter(|_| plan.implicit_tls),
             starttls: policy.as_ref().filter(|_| !plan.implicit_tls),
             auth: plan.auth.as_ref(),
+            smtputf8: self.smtputf8,
         };
         match Connection::open(addr, &options).await {
             Err(err) if err.is_tls() && options.starttls.is_some_and(|p| p.opportunistic) => {

@@ -234,10 +234,11 @@ impl Session {
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if smtputf8 && !self.params.smtputf8 {
+            // RFC 6531 §3.7.4.1's code for mail that needs SMTPUTF8 where it is not offered.
             return Err(SmtpError::user(
-                555,
-                [5, 5, 4],
-                "SMTPUTF8 is not supported by this server",
+                553,
+                [5, 6, 7],
+                "SMTPUTF8 is turned off on this server",
             ));
         }
         if from.flags & MAIL_BODY_BINARYMIME != 0 {

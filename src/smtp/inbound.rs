@@ -84,6 +84,8 @@ impl Inbound {
             stage: Stage::Data {
                 sender: &tx.mail_from,
                 recipients: &tx.rcpt_to,
+                accounts: &tx.accounts,
+                remote: &tx.remote,
                 message: &tx.body,
             },
             client: arrival.client,

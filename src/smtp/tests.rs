@@ -200,7 +200,7 @@ fn ehlo_advertises_extensions() {
         100,
     );
     assert!(!outcome.replies[0].contains("SMTPUTF8"));
-    assert!(outcome.replies[1].starts_with("555 5.5.4"));
+    assert!(outcome.replies[1].starts_with("553 5.6.7"));
 }
 
 #[test]

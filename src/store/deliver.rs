@@ -11,8 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::create::{clean_stale_tmp, ensure_mailbox};
 use super::dirsync::DirSyncer;
+use super::quota;
 use crate::address::Address;
 use crate::config::model::DefaultFolder;
+
+/// The mailbox of `account` in the store rooted at `root`: `<root>/<domain>/<local part>`.
+pub fn mailbox_dir(root: &Path, account: &Address) -> PathBuf {
+    root.join(account.domain()).join(account.local())
+}
 
 /// The mail store rooted at `storage.path`. Cheap to share behind an `Arc`.
 pub struct MailStore {
@@ -53,7 +59,7 @@ impl MailStore {
 
     /// `<root>/<domain>/<local part>`.
     pub fn mailbox_path(&self, account: &Address) -> PathBuf {
-        self.root.join(account.domain()).join(account.local())
+        mailbox_dir(&self.root, account)
     }
 
     /// Creates the account's mailbox and default folders if missing.
@@ -97,7 +103,17 @@ impl MailStore {
         if result.is_err() || mailboxes.len() > 1 {
             let _ = fs::remove_file(&tmp);
         }
+        if result.is_ok() {
+            for mailbox in &mailboxes {
+                quota::note(mailbox, message.len() as u64, 1, true);
+            }
+        }
         result
+    }
+
+    /// What the mailbox of `account` holds, against its quota `limit` (bytes); blocking.
+    pub fn usage(&self, account: &Address, limit: u64) -> io::Result<quota::Usage> {
+        quota::usage(&self.mailbox_path(account), limit)
     }
 
     fn write_and_link(

@@ -20,6 +20,7 @@ use super::inbox::delete_messages;
 use super::incoming::IncomingMessage;
 use super::index;
 use super::indexfile::{FolderIndex, IndexEntry, Recent, Stamp};
+use super::quota;
 
 /// A folder, by its directory (the one holding `cur/ new/ tmp/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +185,7 @@ impl Folder {
             }
             let paths: Vec<PathBuf> = doomed.iter().map(|m| m.path.clone()).collect();
             let uids: Vec<u32> = doomed.iter().map(|m| m.uid).collect();
-            delete_messages(&paths)?;
+            self.delete_counted(&paths)?;
             index
                 .messages
                 .retain(|m| uids.binary_search(&m.uid).is_err());
@@ -217,7 +218,7 @@ impl Folder {
                 .collect();
             let paths: Vec<PathBuf> = doomed.iter().map(|m| m.path.clone()).collect();
             let removed: Vec<u32> = doomed.iter().map(|m| m.uid).collect();
-            delete_messages(&paths)?;
+            self.delete_counted(&paths)?;
             index
                 .messages
                 .retain(|m| uids.binary_search(&m.uid).is_err());
@@ -236,11 +237,14 @@ impl Folder {
         messages: &[CopySource],
     ) -> io::Result<Copied> {
         let mut placed = Vec::with_capacity(messages.len());
+        let mut bytes = 0u64;
         for message in messages {
             let base = store.link_into(&message.path, &target.dir, message.size)?;
+            bytes = bytes.saturating_add(quota::message_bytes(&message.path));
             placed.push((message.uid, base, &message.flags));
         }
         store.sync_dir(&target.dir.join("new"))?;
+        quota::note(&quota::mailbox_root(&target.dir), bytes, placed.len(), true);
         let (index, pairs) = index::update(&target.dir, |index| {
             let by_base: HashMap<&str, usize> = placed
                 .iter()
@@ -298,6 +302,8 @@ impl Folder {
         flags: &FlagSet,
     ) -> io::Result<Appended> {
         let base = store.finish_message(message, mtime)?;
+        let placed = self.dir.join("new").join(&base);
+        quota::note(&quota::mailbox_root(&self.dir), quota::message_bytes(&placed), 1, true);
         let (index, uid) = index::update(&self.dir, |index| {
             let position = index.messages.iter().rposition(|m| m.base == base);
             if let Some(position) = position {
@@ -314,6 +320,19 @@ impl Folder {
             uid_validity: index.uid_validity,
             uid,
         })
+    }
+}
+
+impl Folder {
+    /// Deletes message files durably and takes them off the mailbox's quota count.
+    fn delete_counted(&self, paths: &[PathBuf]) -> io::Result<()> {
+        let bytes = paths
+            .iter()
+            .map(|path| quota::message_bytes(path))
+            .fold(0u64, u64::saturating_add);
+        delete_messages(paths)?;
+        quota::note(&quota::mailbox_root(&self.dir), bytes, paths.len(), false);
+        Ok(())
     }
 }
 

@@ -20,10 +20,11 @@ mod index;
 mod indexcache;
 mod indexfile;
 mod names;
+pub mod quota;
 mod uidvalidity;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE};
-pub use deliver::{to_maildir_form, MailStore};
+pub use deliver::{mailbox_dir, to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};
 pub use folder::{Appended, Copied, CopySource, FlagUpdate, FlagsStored, Folder};

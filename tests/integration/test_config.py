@@ -75,8 +75,6 @@ NOT_IMPLEMENTED = {
     "recode-subject": ({"recodeSubjectUtf8": True}, "recodeSubjectUtf8"),
     "address-book": ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}},
                      "addressBook.enable"),
-    "quota": ({"accounts": {"bob@example.test": {"quota": 1000000}}},
-              "accounts.bob@example.test.quota"),
 }
 
 

@@ -159,8 +159,10 @@ def test_smtputf8_off(make_server):
         keywords = [line[4:].split(" ")[0].upper() for line in ehlo.lines[1:]]
         assert "SMTPUTF8" not in keywords, ehlo.text
         assert "8BITMIME" in keywords, ehlo.text
-        c.cmd("MAIL FROM:<sender@example.org> SMTPUTF8", "555 5.5.4")
-        c.cmd("MAIL FROM:<jöran@example.org> SMTPUTF8", "555 5.5.4")
+        c.cmd("MAIL FROM:<sender@example.org> SMTPUTF8", "553 5.6.7")
+        c.cmd("MAIL FROM:<jöran@example.org> SMTPUTF8", "553 5.6.7")
+        # Without the parameter a UTF-8 address is refused the same way.
+        c.cmd("MAIL FROM:<jöran@example.org>", "553 5.6.7")
         # the session goes on
         c.transaction(SENDER, [ALICE], make_message(token()))
     assert len(server.new_files(ALICE)) == 1

@@ -185,7 +185,6 @@ NOT_IMPLEMENTED = [
     ({"dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp"}}, "dlp.enable"),
     ({"recodeSubjectUtf8": True}, "recodeSubjectUtf8"),
     ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}}, "addressBook.enable"),
-    ({"accounts": {BOB: {"quota": 1000000}}}, f"accounts.{BOB}.quota"),
 ]
 
 

@@ -18,6 +18,7 @@ use super::super::response::{nz, other};
 use super::super::state::{Done, Session};
 use super::flags::flag_set;
 use super::names::folder_name;
+use super::quota::refuse_over_quota;
 use crate::store::{Appended, Folder};
 
 /// Message bytes gathered before they are written (one write on the blocking pool each).
@@ -44,6 +45,9 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
     }
     let name = folder_name(&command.mailbox)?;
     let flags = flag_set(&command.flags)?;
+    if let Some(refusal) = refuse_over_quota(session, u64::from(command.size)).await {
+        return Err(refusal);
+    }
     let mtime = command
         .date
         .as_ref()

@@ -15,6 +15,7 @@ use super::super::sequence::{resolve, uid_ranges};
 use super::super::state::{Done, Session};
 use super::idle::send_updates;
 use super::names::folder_name;
+use super::quota::refuse_over_quota;
 use crate::store::{Copied, CopySource, Folder};
 
 fn uid_set(uids: &[u32]) -> Option<UidSet> {
@@ -66,6 +67,12 @@ pub async fn copy(
     }
     let sources = copy_sources(selected, &positions);
     let (source, uid_validity) = (selected.folder.clone(), selected.uid_validity);
+    if !moving {
+        let bytes = sources.iter().map(|s| s.size).fold(0u64, u64::saturating_add);
+        if let Some(refusal) = refuse_over_quota(session, bytes).await {
+            return Ok(refusal);
+        }
+    }
     let store = session.ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Copied, FolderError> {
         let target = Folder::at(folders.dir(&target_name)?);

@@ -11,6 +11,7 @@ pub mod idle;
 pub mod mailbox;
 pub mod misc;
 pub mod names;
+pub mod quota;
 pub mod search;
 
 use imap_codec::imap_types::command::CommandBody;

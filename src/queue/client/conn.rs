@@ -47,6 +47,8 @@ pub struct ConnectOptions<'a> {
     /// STARTTLS when the peer offers it.
     pub starttls: Option<&'a TlsPolicy>,
     pub auth: Option<&'a AuthCredentials>,
+    /// `smtp.smtputf8`: off, SMTPUTF8 is never used, whatever the peer offers.
+    pub smtputf8: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,8 @@ pub struct Connection {
     pub tls: Option<String>,
     /// The last transaction ended without its final reply (RSET before the next).
     dirty: bool,
+    /// `smtp.smtputf8` of this server.
+    own_smtputf8: bool,
 }
 
 impl Connection {
@@ -135,6 +139,7 @@ impl Connection {
             caps: Capabilities::default(),
             tls: None,
             dirty: false,
+            own_smtputf8: options.smtputf8,
         };
         if let Some(policy) = options.implicit_tls {
             conn.start_tls(policy).await?;
@@ -253,6 +258,9 @@ impl Connection {
     pub async fn send(&mut self, message: &Outgoing<'_>) -> Result<Vec<RcptOutcome>, ConnError> {
         let count = message.recipients.len();
         let needs = Needs::of(message);
+        if needs.smtputf8 && !self.own_smtputf8 {
+            return Ok(vec![RcptOutcome::Failed(smtputf8_off()); count]);
+        }
         if let Some(refusal) = needs.refusal(&self.caps, message.message.len()) {
             return Ok(vec![RcptOutcome::Failed(refusal); count]);
         }
@@ -400,4 +408,13 @@ impl Connection {
     async fn stream_shutdown(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
     }
+}
+
+/// The permanent failure of a message that needs SMTPUTF8 when `smtp.smtputf8` is off (RFC
+/// 6531 §3.2: it must not be sent without, and this server does not use it).
+fn smtputf8_off() -> ServerReply {
+    ServerReply::local(
+        553,
+        "5.6.7 The message needs SMTPUTF8 (non-ASCII addresses or headers), which is turned off on this server (smtp.smtputf8)",
+    )
 }
