@@ -166,6 +166,10 @@ def test_smtputf8_off(make_server):
         # the session goes on
         c.transaction(SENDER, [ALICE], make_message(token()))
     assert len(server.new_files(ALICE)) == 1
+    # swaks (which has no SMTPUTF8 of its own) with a UTF-8 sender: refused the same way.
+    result = run_swaks(server.port, "--from", "jöran@example.org", "--to", ALICE)
+    assert result.returncode != 0 and "553 5.6.7" in result.stdout, result.stdout
+    assert len(server.new_files(ALICE)) == 1
 
 
 def test_non_ascii_address_needs_smtputf8_param(server):

@@ -296,6 +296,24 @@ def test_queue_cli_list_show_flush_delete(mta, bin_path):
     assert missing.returncode != 0
 
 
+def test_with_smtputf8_off_utf8_headers_bounce_even_to_a_peer_that_offers_it(mta):
+    peer = Peer(BUSY_IP, smtputf8=True)
+    try:
+        server = mta(smtp={"smtputf8": False})
+        token = "smtputf8-off"
+        message = (f"From: <{ALICE}>\r\nTo: <user@busy.test>\r\nSubject: Gr\u00fc\u00dfe {token}\r\n"
+                   f"Message-ID: <{token}@client.example.org>\r\n\r\n{token}\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+            client.login(ALICE, PASSWORD)
+            assert not client.has_extn("smtputf8")
+            client.sendmail(ALICE, ["user@busy.test"], message, mail_options=["BODY=8BITMIME"])
+        status = report_text(dsn_of(server, token))
+        assert "Status: 5.6.7" in status and "turned off on this server" in status, status
+        assert not peer.received
+    finally:
+        peer.stop()
+
+
 def test_utf8_headers_bounce_when_the_peer_lacks_smtputf8(mta):
     peer = Peer(BUSY_IP, smtputf8=False)
     try:
