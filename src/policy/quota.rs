@@ -56,7 +56,11 @@ pub async fn at_data(
     }
     let refused = !full_ones.is_empty() && full_ones.len() == accounts.len() && remote.is_empty();
     for (account, used, limit) in &full_ones {
-        let what = if refused { "refused" } else { "quota crossed by one message" };
+        let what = if refused {
+            "refused"
+        } else {
+            "quota crossed by one message"
+        };
         tracing::info!(stage = "data", rule = "quota", account = %account, used, limit, size, "{what}");
     }
     match full_ones.first() {

@@ -303,7 +303,12 @@ impl Folder {
     ) -> io::Result<Appended> {
         let base = store.finish_message(message, mtime)?;
         let placed = self.dir.join("new").join(&base);
-        quota::note(&quota::mailbox_root(&self.dir), quota::message_bytes(&placed), 1, true);
+        quota::note(
+            &quota::mailbox_root(&self.dir),
+            quota::message_bytes(&placed),
+            1,
+            true,
+        );
         let (index, uid) = index::update(&self.dir, |index| {
             let position = index.messages.iter().rposition(|m| m.base == base);
             if let Some(position) = position {

@@ -136,7 +136,11 @@ fn read_current(path: &Path, limit: u64) -> io::Result<Option<Usage>> {
         }
     }
     let mut text = String::new();
-    if file.take(READ_LIMIT_BYTES).read_to_string(&mut text).is_err() {
+    if file
+        .take(READ_LIMIT_BYTES)
+        .read_to_string(&mut text)
+        .is_err()
+    {
         return Ok(None);
     }
     Ok(parse(&text, limit))
@@ -195,8 +199,8 @@ fn measure(root: &Path) -> io::Result<Usage> {
     for entry in fs::read_dir(root)? {
         let entry = entry?;
         let name = entry.file_name();
-        let is_folder = name.to_str().is_some_and(|name| name.starts_with('.'))
-            && entry.file_type()?.is_dir();
+        let is_folder =
+            name.to_str().is_some_and(|name| name.starts_with('.')) && entry.file_type()?.is_dir();
         if is_folder {
             add_folder(&entry.path().join("cur"), &mut usage)?;
             add_folder(&entry.path().join("new"), &mut usage)?;

@@ -68,7 +68,10 @@ pub async fn copy(
     let sources = copy_sources(selected, &positions);
     let (source, uid_validity) = (selected.folder.clone(), selected.uid_validity);
     if !moving {
-        let bytes = sources.iter().map(|s| s.size).fold(0u64, u64::saturating_add);
+        let bytes = sources
+            .iter()
+            .map(|s| s.size)
+            .fold(0u64, u64::saturating_add);
         if let Some(refusal) = refuse_over_quota(session, bytes).await {
             return Ok(refusal);
         }

@@ -5,7 +5,8 @@ struct Mailbox(PathBuf);
 
 impl Mailbox {
     fn new(name: &str) -> Mailbox {
-        let root = std::env::temp_dir().join(format!("icsmail-quota-{name}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("icsmail-quota-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         for dir in ["cur", "new", "tmp", ".Sent/cur", ".Sent/new", ".Sent/tmp"] {
             fs::create_dir_all(root.join(dir)).unwrap();
@@ -39,7 +40,13 @@ fn a_missing_file_is_built_from_every_folder() {
     mailbox.put("tmp", "4.M1P1.h,S=999", 999);
     mailbox.put("cur", ".hidden", 999);
     let usage = usage(&mailbox.0, 1000).unwrap();
-    assert_eq!(usage, Usage { bytes: 220, messages: 3 });
+    assert_eq!(
+        usage,
+        Usage {
+            bytes: 220,
+            messages: 3
+        }
+    );
     assert_eq!(mailbox.file(), "1000S\n220 3\n");
 }
 
@@ -52,7 +59,13 @@ fn changes_are_appended_and_summed_without_looking_at_the_mailbox() {
     record(&mailbox.0, -300, -1).unwrap();
     // A file put there behind the store's back is not seen until a rebuild.
     mailbox.put("new", "5.M1P1.h,S=400", 400);
-    assert_eq!(usage(&mailbox.0, 1000).unwrap(), Usage { bytes: 200, messages: 1 });
+    assert_eq!(
+        usage(&mailbox.0, 1000).unwrap(),
+        Usage {
+            bytes: 200,
+            messages: 1
+        }
+    );
     assert_eq!(mailbox.file(), "1000S\n0 0\n300 1\n200 1\n-300 -1\n");
 }
 
@@ -68,17 +81,20 @@ fn another_limit_a_bad_line_or_a_negative_sum_rebuilds() {
     let mailbox = Mailbox::new("rebuild");
     mailbox.put("new", "1.M1P1.h,S=100", 100);
     for stale in [
-        "2000S\n100 1\n",       // another limit
-        "1000S\n100 1\nzzz\n",  // not numbers
-        "1000S\n100 1\n1 2 3\n", // three numbers
-        "1000S\n-500 -2\n",     // below zero
+        "2000S\n100 1\n",                      // another limit
+        "1000S\n100 1\nzzz\n",                 // not numbers
+        "1000S\n100 1\n1 2 3\n",               // three numbers
+        "1000S\n-500 -2\n",                    // below zero
         "1000S\n9223372036854775807 1\n1 1\n", // overflow
         "",
     ] {
         fs::write(mailbox.0.join(MAILDIRSIZE), stale).unwrap();
         assert_eq!(
             usage(&mailbox.0, 1000).unwrap(),
-            Usage { bytes: 100, messages: 1 },
+            Usage {
+                bytes: 100,
+                messages: 1
+            },
             "{stale:?}"
         );
         assert_eq!(mailbox.file(), "1000S\n100 1\n");
@@ -89,7 +105,13 @@ fn another_limit_a_bad_line_or_a_negative_sum_rebuilds() {
 fn a_line_cut_short_at_the_end_is_ignored() {
     let mailbox = Mailbox::new("torn");
     fs::write(mailbox.0.join(MAILDIRSIZE), "1000S\n100 1\n20").unwrap();
-    assert_eq!(usage(&mailbox.0, 1000).unwrap(), Usage { bytes: 100, messages: 1 });
+    assert_eq!(
+        usage(&mailbox.0, 1000).unwrap(),
+        Usage {
+            bytes: 100,
+            messages: 1
+        }
+    );
 }
 
 #[test]
