@@ -592,7 +592,7 @@ in
       enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
       icapUrl = withExample "icap://dlp.example.org:1344/dlp" (nullOpt types.str "`icap://` URL of the DLP system.");
     };
-    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": mail sent from this server gets its Subject in UTF-8 encoding.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
+    recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": the Subject of mail sent from this server (by logged-in clients, or relayed) is rewritten as UTF-8 encoded-words, from the charset its encoded-words or the message declare, or a guessed one for undeclared 8-bit text (docs/filters.md).";
     spam = {
       dnsbl = withExample [ "zen.spamhaus.org" "bl.spamcop.net" ] (opt (types.listOf types.str) [ ] ''
         "DNSBL blacklists": DNS zones asked about the sending client's IP address while mail is

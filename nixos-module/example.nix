@@ -132,7 +132,7 @@
         { name = "Archive.2024"; specialUse = null; }
       ];
     };
-    # Antivirus, DKIM, DLP, subject recoding and the address book are not
+    # Antivirus, DKIM, DLP and the address book are not
     # implemented in this version: every switch is off (turning one on fails the build); their
     # other settings are set as they would be.
     antivirus = {
@@ -155,7 +155,7 @@
       enable = false;
       icapUrl = "icap://dlp.example.org:1344/dlp";
     };
-    recodeSubjectUtf8 = false;
+    recodeSubjectUtf8 = true;
     spam = {
       dnsbl = [ "zen.spamhaus.org" "bl.spamcop.net" ];
       dnsblUnreachable = "tempfail";

@@ -116,6 +116,31 @@ pub fn dot_stuff_into(body: &[u8], policy: LineEndPolicy, out: &mut Vec<u8>) {
     }
 }
 
+/// Header fields with their continuation lines, each with its line ends (the blank line that
+/// ends the header is a field of its own).
+pub fn header_fields(header: &[u8]) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    while pos < header.len() {
+        let end = header[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| pos + p + 1)
+            .unwrap_or(header.len());
+        let continuation = pos > start && matches!(header.get(pos), Some(b' ' | b'\t'));
+        if pos > start && !continuation {
+            fields.push(&header[start..pos]);
+            start = pos;
+        }
+        pos = end;
+    }
+    if start < header.len() {
+        fields.push(&header[start..]);
+    }
+    fields
+}
+
 /// The length of a message's header block: through the blank line that ends it (RFC 5322
 /// §2.1), or the whole message when it has none.
 pub fn header_end(message: &[u8]) -> usize {

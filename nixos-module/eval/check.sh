@@ -213,7 +213,6 @@ BAD_VALUES=(
   'ClamAV (not implemented)|antivirus.clamav.enable|antivirus.clamav.enable = true;'
   'Kaspersky (not implemented)|antivirus.kaspersky.enable|antivirus.kaspersky = { enable = true; icapUrl = "icap://127.0.0.1:1344/av"; };'
   'DLP (not implemented)|dlp.enable|dlp = { enable = true; icapUrl = "icap://127.0.0.1:1344/dlp"; };'
-  'subject recoding (not implemented)|recodeSubjectUtf8|recodeSubjectUtf8 = true;'
   'address book (not implemented)|addressBook.enable|addressBook = { enable = true; baseDn = "dc=example,dc=org"; };'
 )
 i=0

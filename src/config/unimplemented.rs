@@ -29,11 +29,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
         ),
         ("dlp.enable", config.dlp.enable, "DLP"),
         (
-            "recodeSubjectUtf8",
-            config.recode_subject_utf8,
-            "recoding subjects",
-        ),
-        (
             "addressBook.enable",
             config.address_book.enable,
             "the LDAP address book",
@@ -74,7 +69,6 @@ mod tests {
                 "antivirus.kaspersky.enable",
             ),
             (r#"{"dlp":{"enable":true}}"#, "dlp.enable"),
-            (r#"{"recodeSubjectUtf8":true}"#, "recodeSubjectUtf8"),
             (r#"{"addressBook":{"enable":true}}"#, "addressBook.enable"),
         ] {
             let lines = refused(json);

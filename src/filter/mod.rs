@@ -3,3 +3,4 @@
 //! the DKIM signature of outgoing mail. The verdicts on content (antivirus, DLP) are rules of
 //! the policy engine at the DATA stage (`crate::policy`); this module only rewrites. The order
 //! of everything is in docs/filters.md.
+pub mod subject;

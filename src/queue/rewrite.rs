@@ -9,7 +9,7 @@ pub fn rewrite_from(message: &[u8], address: &str) -> Vec<u8> {
     let header = &message[..header_end];
     let mut out = Vec::with_capacity(message.len() + address.len());
     let mut replaced = false;
-    let mut lines = split_fields(header).into_iter();
+    let mut lines = mailtext::header_fields(header).into_iter();
     for field in lines.by_ref() {
         let is_from = field.len() >= 5 && field[..5].eq_ignore_ascii_case(b"from:");
         if is_from && !replaced {
@@ -33,31 +33,6 @@ pub fn rewrite_from(message: &[u8], address: &str) -> Vec<u8> {
     }
     out.extend_from_slice(&message[header_end..]);
     out
-}
-
-/// Header fields with their continuation lines, each with its line ends (the blank line that
-/// ends the header is a field of its own).
-fn split_fields(header: &[u8]) -> Vec<&[u8]> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut pos = 0;
-    while pos < header.len() {
-        let end = header[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| pos + p + 1)
-            .unwrap_or(header.len());
-        let continuation = pos > start && matches!(header.get(pos), Some(b' ' | b'\t'));
-        if pos > start && !continuation {
-            fields.push(&header[start..pos]);
-            start = pos;
-        }
-        pos = end;
-    }
-    if start < header.len() {
-        fields.push(&header[start..]);
-    }
-    fields
 }
 
 /// The display name of `Name <addr>` (unfolded), if any.

@@ -13,6 +13,7 @@ use super::notice::quarantine_notice;
 use super::reply::Reply;
 use super::trace::{trace_headers, TraceInfo};
 use super::transaction::Transaction;
+use crate::filter::subject::recode_subject;
 use crate::policy::{Client, Engine, Query, Stage, Verdict};
 use crate::queue::{NewMessage, Outbound};
 use crate::settings::Settings;
@@ -52,6 +53,12 @@ impl Outcome {
             }),
         }
     }
+}
+
+/// Outgoing mail (docs/filters.md): sent by a logged-in client, or relayed to another domain
+/// (which only logged-in and whitelisted clients may).
+fn is_outgoing(logged_in: bool, tx: &Transaction) -> bool {
+    logged_in || !tx.remote.is_empty()
 }
 
 /// Where messages go: the mail store and the outbound queue.
@@ -103,6 +110,12 @@ impl Inbound {
         if tx.discard {
             info!(id, from = %tx.mail_from, to = %tx.rcpt_to.join(","), "discarded by policy");
             return Outcome::Discarded { id };
+        }
+        if settings.model.recode_subject_utf8 && is_outgoing(arrival.user.is_some(), &tx) {
+            if let Some(recoded) = recode_subject(&tx.body) {
+                info!(id, "subject recoded to UTF-8");
+                tx.body = recoded;
+            }
         }
         let quarantined = tx.quarantine.take();
         if let Some(notice) = &quarantined {

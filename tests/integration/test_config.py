@@ -72,7 +72,6 @@ NOT_IMPLEMENTED = {
                                                "icapUrl": "icap://127.0.0.1:1344/av"}}},
                   "antivirus.kaspersky.enable"),
     "dlp": ({"dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp"}}, "dlp.enable"),
-    "recode-subject": ({"recodeSubjectUtf8": True}, "recodeSubjectUtf8"),
     "address-book": ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}},
                      "addressBook.enable"),
 }

@@ -183,7 +183,6 @@ NOT_IMPLEMENTED = [
     ({"antivirus": {"kaspersky": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/av"}}},
      "antivirus.kaspersky.enable"),
     ({"dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp"}}, "dlp.enable"),
-    ({"recodeSubjectUtf8": True}, "recodeSubjectUtf8"),
     ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}}, "addressBook.enable"),
 ]
 
