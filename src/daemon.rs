@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use crate::net::listeners::{self, ListenSpec};
 use crate::net::notify;
+use crate::settings::watch::{FileWatch, WATCH_EVERY};
 
 /// How long sessions may take to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -131,8 +133,13 @@ struct Accepted {
 pub type OnReload = Box<dyn Fn() + Send + Sync>;
 
 /// Serves until SIGTERM or SIGINT, then lets sessions finish (at most [`SHUTDOWN_GRACE`]).
-/// SIGHUP runs `on_reload`, with `RELOADING=1` and `READY=1` around it for systemd.
-pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<()> {
+/// SIGHUP runs `on_reload`, with `RELOADING=1` and `READY=1` around it for systemd; so does a
+/// change of the file `reload_on_change` (the override layer the D-Bus admin writes).
+pub async fn run(
+    services: Vec<Service>,
+    on_reload: OnReload,
+    reload_on_change: PathBuf,
+) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
     let mut acceptors = JoinSet::new();
@@ -159,6 +166,9 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut overrides = FileWatch::new(reload_on_change);
+    let mut look = tokio::time::interval(WATCH_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -168,6 +178,14 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
                 notify::reloading();
                 on_reload();
                 notify::ready("reloaded");
+            }
+            _ = look.tick() => {
+                if overrides.changed() {
+                    info!("the override file changed: reloading");
+                    notify::reloading();
+                    on_reload();
+                    notify::ready("reloaded");
+                }
             }
             Some(conn) = accepted_rx.recv() => {
                 let Accepted { stream, peer, slot, handler } = conn;

@@ -2,6 +2,7 @@
 //! docs/architecture.md describes how the modules fit together.
 
 pub mod address;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -1,0 +1,75 @@
+//! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
+//! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`) and the
+//! white- and blacklists (`lists`). Every change goes to the override layer
+//! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
+//! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
+//! `icsmail-admin` group); the service itself trusts the bus.
+//!
+//! The bus is the system bus, or the one `DBUS_SYSTEM_BUS_ADDRESS` names (the tests' private
+//! bus).
+
+mod error;
+pub mod keys;
+mod lists;
+pub mod overrides;
+mod settings;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::config::layers::Source;
+use crate::net::notify;
+use lists::ListsInterface;
+use overrides::Overrides;
+use settings::SettingsInterface;
+
+/// The service's well-known name on the bus.
+pub const BUS_NAME: &str = "org.icsmail.Mail1";
+/// The object that carries the interfaces.
+pub const OBJECT_PATH: &str = "/org/icsmail/Mail1";
+
+/// Serves the admin interfaces for `source`'s configuration until SIGTERM.
+pub fn run(source: Source) -> anyhow::Result<()> {
+    crate::logging::init();
+    let name = source.name();
+    let overrides =
+        Overrides::new(source).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
+    let overrides = Arc::new(overrides);
+    let edits = Arc::new(Mutex::new(()));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let _connection = zbus::connection::Builder::system()
+            .name(BUS_NAME)
+            .serve_at(
+                OBJECT_PATH,
+                SettingsInterface {
+                    overrides: overrides.clone(),
+                    edits: edits.clone(),
+                },
+            )
+            .serve_at(
+                OBJECT_PATH,
+                ListsInterface {
+                    overrides: overrides.clone(),
+                    edits,
+                },
+            )
+            .build()
+            .await
+            .with_context(|| format!("taking the name {BUS_NAME} on the system bus"))?;
+        info!(name = BUS_NAME, overrides = %overrides.path().display(), "admin service ready");
+        notify::ready(&format!("serving {BUS_NAME}"));
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        info!("admin service stopping");
+        Ok(())
+    })
+}
