@@ -16,6 +16,10 @@ pub enum AdminError {
     UnknownSetting(String),
     /// An argument that is neither a setting nor a value (a list that does not exist).
     InvalidArgument(String),
+    /// No queued message has this id.
+    NoSuchMessage(String),
+    /// A queue runner holds the message right now.
+    Busy(String),
     /// The change was valid but could not be stored, or the configuration could not be read.
     Failed(String),
 }

@@ -1,6 +1,6 @@
 //! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
-//! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`) and the
-//! white- and blacklists (`lists`). Every change goes to the override layer
+//! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`), the
+//! white- and blacklists (`lists`) and the outbound queue (`queue`). Every change goes to the override layer
 //! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
 //! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
 //! `icsmail-admin` group); the service itself trusts the bus.
@@ -12,6 +12,7 @@ mod error;
 pub mod keys;
 mod lists;
 pub mod overrides;
+mod queue;
 mod settings;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::config::layers::Source;
 use crate::net::notify;
 use lists::ListsInterface;
 use overrides::Overrides;
+use queue::QueueInterface;
 use settings::SettingsInterface;
 
 /// The service's well-known name on the bus.
@@ -37,7 +39,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
     crate::logging::init();
     let name = source.name();
     let overrides =
-        Overrides::new(source).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
+        Overrides::new(source.clone()).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
     let overrides = Arc::new(overrides);
     let edits = Arc::new(Mutex::new(()));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -58,6 +60,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
                     edits,
                 },
             )
+            .serve_at(OBJECT_PATH, QueueInterface { source })
             .build()
             .await
             .with_context(|| format!("taking the name {BUS_NAME} on the system bus"))?;

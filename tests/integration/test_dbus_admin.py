@@ -277,3 +277,101 @@ def test_changes_are_signalled(admin):
         out, _ = monitor.communicate(timeout=10)
     assert "org.icsmail.Mail1.Settings.Changed ('queue.maxLifetime',)" in out, out
     assert "org.icsmail.Mail1.Settings.Changed ('lists.whitelist',)" in out, out
+
+
+# ------------------------------------------------------------------------------ the queue
+QUEUE = "org.icsmail.Mail1.Queue"
+PEER_IP = "127.0.0.7"
+
+
+@pytest.fixture
+def queue_admin(bus, make_server, bin_path, tmp_path):
+    """admind and `icsmail serve` whose mail for peer.test goes to an aiosmtpd peer on
+    127.0.0.7:25 (through a dnsmasq MX record); the peer starts by answering 451."""
+    from icshelpers import port_is_free
+    from queuepeers import Dnsmasq, Peer
+    assert port_is_free(25, PEER_IP), f"port 25 on {PEER_IP} is taken: the test needs it"
+    dns = Dnsmasq(tmp_path, {"peer.test": [(10, "mx.peer.test")]}, {"mx.peer.test": PEER_IP})
+    peer = Peer(PEER_IP)
+    peer.handler.mode = "tempfail"
+    server = make_server(mode="serve", extra={
+        "dns": {"nameservers": [dns.nameserver]},
+        "queue": {"interval": 5, "delayMin": 60, "delayMax": 120, "maxLifetime": 1440}})
+    admind = Admind(bus, bin_path, server.config_path, server.tmp / "admind.stderr")
+    yield bus, server, peer
+    admind.stop()
+    peer.stop()
+    dns.stop()
+
+
+def queue_one(server, token: str, recipients=("bob@peer.test", "carol@peer.test")) -> str:
+    """Submits a message for the peer and waits for its first (refused) attempt; its id."""
+    from icshelpers import PASSWORD
+    from queuepeers import envelopes
+    before = set(queue_ids(server))
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as smtp:
+        smtp.login(ALICE, PASSWORD)
+        smtp.sendmail(ALICE, list(recipients), make_message(token, to=recipients[0]))
+
+    def tried():
+        found = [e for e in envelopes(server) if e["id"] not in before and e["attempts"] >= 1]
+        return found and found[0]["id"]
+    return wait_for(tried, "the first attempt")
+
+
+def queue_ids(server) -> list[str]:
+    from queuepeers import envelopes
+    return [e["id"] for e in envelopes(server)]
+
+
+def test_the_queue_is_listed_and_a_retry_delivers_at_once(queue_admin):
+    bus, server, peer = queue_admin
+    queued = queue_one(server, "admin-retry")
+    [listed] = data(bus.call(QUEUE, "List"))[0]
+    qid, sender, recipients, size, age, attempts, next_in, last_error = listed
+    assert (qid, sender, sorted(recipients)) == (queued, ALICE, ["bob@peer.test", "carol@peer.test"])
+    assert size > 0 and 0 <= age < 60 and attempts == 1
+    assert 3000 < next_in <= 3600, "the next attempt is an hour (queue.delayMin) away"
+    assert "451" in last_error, last_error
+    peer.handler.mode = "accept"
+    bus.call(QUEUE, "Retry", "s", queued)
+    wait_for(lambda: not queue_ids(server), "the retried message to leave the queue")
+    assert [r.rcpt_tos for r in peer.received] == [["bob@peer.test", "carol@peer.test"]]
+    missing = bus.call(QUEUE, "Retry", "s", queued, check=False)
+    assert missing.returncode != 0 and "not in the queue" in missing.stderr, missing.stderr
+
+
+def test_flush_tries_every_message(queue_admin):
+    bus, server, peer = queue_admin
+    queue_one(server, "admin-flush-1", ("bob@peer.test",))
+    queue_one(server, "admin-flush-2", ("carol@peer.test",))
+    peer.handler.mode = "accept"
+    assert data(bus.call(QUEUE, "Flush")) == [2]
+    wait_for(lambda: not queue_ids(server), "the flushed messages to leave the queue")
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == ["bob@peer.test", "carol@peer.test"]
+
+
+def test_bounce_returns_a_message_to_its_sender_and_delete_does_not(queue_admin):
+    bus, server, peer = queue_admin
+    returned = queue_one(server, "admin-bounce")
+    bus.call(QUEUE, "Bounce", "s", returned)
+    wait_for(lambda: returned not in queue_ids(server), "the returned message to leave the queue")
+
+    def notification():
+        found = [m for m in server.new_messages(ALICE) if b"multipart/report" in m]
+        return found and found[0]
+    dsn = wait_for(notification, "the notification in alice's mailbox").decode(errors="replace")
+    assert "Returned to the sender by the mail administrator" in dsn
+    assert "Final-Recipient: rfc822; bob@peer.test" in dsn, dsn
+    assert "Action: failed" in dsn and "Status: 5.0.0" in dsn, dsn
+
+    deleted = queue_one(server, "admin-delete")
+    bus.call(QUEUE, "Delete", "s", deleted)
+    assert deleted not in queue_ids(server)
+    time.sleep(1.5)
+    assert len([m for m in server.new_messages(ALICE) if b"multipart/report" in m]) == 1
+    again = bus.call(QUEUE, "Delete", "s", deleted, check=False)
+    assert again.returncode != 0 and "not in the queue" in again.stderr, again.stderr
+    bad = bus.call(QUEUE, "Delete", "s", "../../etc/passwd", check=False)
+    assert bad.returncode != 0 and "not in the queue" in bad.stderr, bad.stderr
+    assert peer.received == []
