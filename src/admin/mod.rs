@@ -1,6 +1,7 @@
 //! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
 //! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`), the
-//! white- and blacklists (`lists`) and the outbound queue (`queue`). Every change goes to the override layer
+//! white- and blacklists (`lists`), the accounts (`mailboxes`) and the outbound queue
+//! (`queue`). Every change goes to the override layer
 //! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
 //! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
 //! `icsmail-admin` group); the service itself trusts the bus.
@@ -11,6 +12,7 @@
 mod error;
 pub mod keys;
 mod lists;
+mod mailboxes;
 pub mod overrides;
 mod queue;
 mod settings;
@@ -25,6 +27,7 @@ use tracing::info;
 use crate::config::layers::Source;
 use crate::net::notify;
 use lists::ListsInterface;
+use mailboxes::MailboxesInterface;
 use overrides::Overrides;
 use queue::QueueInterface;
 use settings::SettingsInterface;
@@ -56,6 +59,13 @@ pub fn run(source: Source) -> anyhow::Result<()> {
             .serve_at(
                 OBJECT_PATH,
                 ListsInterface {
+                    overrides: overrides.clone(),
+                    edits: edits.clone(),
+                },
+            )
+            .serve_at(
+                OBJECT_PATH,
+                MailboxesInterface {
                     overrides: overrides.clone(),
                     edits,
                 },

@@ -63,6 +63,18 @@ impl Overrides {
         &self.path
     }
 
+    /// The declarative layer's source.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// True when the declarative file itself sets `path`.
+    pub fn declares(&self, path: &KeyPath) -> Result<bool, ConfigErrors> {
+        Ok(path
+            .get(&layers::declarative_value(&self.source)?)
+            .is_some())
+    }
+
     /// The override file's object (empty when there is none).
     pub fn current(&self) -> Result<Value, ConfigErrors> {
         Ok(layers::overrides_value(&self.path)?.unwrap_or_else(|| Value::Object(Map::new())))
@@ -102,8 +114,15 @@ impl Overrides {
 
     /// Overrides the setting at `path` with `value`.
     pub fn set(&self, path: &KeyPath, value: Value) -> Result<(), EditError> {
+        self.set_many(&[(path.clone(), value)])
+    }
+
+    /// Overrides several settings in one change (checked and written together).
+    pub fn set_many(&self, changes: &[(KeyPath, Value)]) -> Result<(), EditError> {
         let mut overrides = self.current().map_err(EditError::Invalid)?;
-        path.set(&mut overrides, value);
+        for (path, value) in changes {
+            path.set(&mut overrides, value.clone());
+        }
         self.commit(&overrides)
     }
 

@@ -375,3 +375,91 @@ def test_bounce_returns_a_message_to_its_sender_and_delete_does_not(queue_admin)
     bad = bus.call(QUEUE, "Delete", "s", "../../etc/passwd", check=False)
     assert bad.returncode != 0 and "not in the queue" in bad.stderr, bad.stderr
     assert peer.received == []
+
+
+# ------------------------------------------------------------------------------ mailboxes
+MAILBOXES = "org.icsmail.Mail1.Mailboxes"
+DAVE = "dave@example.test"
+
+
+def imap_login(server, user: str, password: str) -> bool:
+    import imaplib
+    client = imaplib.IMAP4("127.0.0.1", server.config["imap"]["port"])
+    try:
+        client.login(user, password)
+        client.logout()
+        return True
+    except imaplib.IMAP4.error:
+        return False
+
+
+def test_mailboxes_are_created_changed_and_deleted_over_the_bus(admin):
+    from icshelpers import PASSWORD
+    bus, server = admin
+    bus.call(MAILBOXES, "Create", "sss", DAVE, "Dave Example", "dave-secret")
+    assert server.mailbox(DAVE).is_dir(), "the mailbox is made at once"
+    wait_for(lambda: imap_login(server, DAVE, "dave-secret"), "dave's first login")
+    exists = bus.call(MAILBOXES, "Create", "sss", DAVE, "", "x", check=False)
+    assert exists.returncode != 0 and "the account exists" in exists.stderr, exists.stderr
+    foreign = bus.call(MAILBOXES, "Create", "sss", "eve@elsewhere.example", "", "x", check=False)
+    assert foreign.returncode != 0 and "accounts.eve@elsewhere.example" in foreign.stderr, \
+        foreign.stderr
+
+    bus.call(MAILBOXES, "SetPassword", "ss", DAVE, "dave-new")
+    wait_for(lambda: imap_login(server, DAVE, "dave-new"), "the new password")
+    assert not imap_login(server, DAVE, "dave-secret")
+
+    # An alias delivers into the mailbox; a quota refuses what does not fit.
+    assert data(bus.call(MAILBOXES, "AddAlias", "ss", DAVE, "d@example.test")) == [True]
+    assert data(bus.call(MAILBOXES, "AddAlias", "ss", DAVE, "d@example.test")) == [False]
+
+    def alias_delivers() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
+                smtp.sendmail("sender@example.org", ["d@example.test"],
+                              make_message("to-alias", to="d@example.test"))
+            return True
+        except smtplib.SMTPRecipientsRefused:
+            return False
+    wait_for(alias_delivers, "the alias to be known")
+    assert any(b"to-alias" in m for m in server.new_messages(DAVE))
+    bus.call(MAILBOXES, "SetQuota", "st", DAVE, "3000")
+    listed = {row[0]: row for row in data(bus.call(MAILBOXES, "List"))[0]}
+    assert listed[DAVE][1:3] == ["Dave Example", 3000]
+    assert listed[DAVE][3] > 0 and listed[DAVE][4] == 1, listed[DAVE]
+    assert ALICE in listed
+
+    def over_quota() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
+                smtp.sendmail("sender@example.org", [DAVE],
+                              make_message("big", to=DAVE) + b"z" * 4000 + b"\r\n")
+            return False
+        except smtplib.SMTPDataError as err:
+            assert err.smtp_code == 452, err
+            return True
+        except smtplib.SMTPRecipientsRefused as err:
+            assert err.recipients[DAVE][0] == 452, err
+            return True
+    wait_for(over_quota, "the quota to refuse a message too big for it")
+    assert data(bus.call(MAILBOXES, "RemoveAlias", "ss", DAVE, "d@example.test")) == [True]
+
+    # A declarative account: its password may be overridden, the account not deleted here.
+    bus.call(MAILBOXES, "SetPassword", "ss", ALICE, "alice-new")
+    wait_for(lambda: imap_login(server, ALICE, "alice-new"), "alice's overridden password")
+    assert not imap_login(server, ALICE, PASSWORD)
+    refused = bus.call(MAILBOXES, "Delete", "s", ALICE, check=False)
+    assert refused.returncode != 0 and "declared in the configuration file" in refused.stderr
+
+    bus.call(MAILBOXES, "Delete", "s", DAVE)
+    wait_for(lambda: not imap_login(server, DAVE, "dave-new"), "dave's login to stop working")
+    assert server.mailbox(DAVE).is_dir(), "the mail of a deleted account stays on disk"
+    unknown = bus.call(MAILBOXES, "SetQuota", "st", DAVE, "1", check=False)
+    assert unknown.returncode != 0 and "no such account" in unknown.stderr, unknown.stderr
+
+    # Passwords are stored hashed and never logged.
+    overrides = (server.state_dir / "overrides.json").read_text()
+    assert "$argon2id$" in overrides
+    logs = (server.tmp / "admind.stderr").read_text() + server.stderr()
+    for secret in ("dave-secret", "dave-new", "alice-new"):
+        assert secret not in overrides and secret not in logs, secret
