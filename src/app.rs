@@ -99,12 +99,11 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
             services.extend(pop3::server::services(&settings.model, ctx)?);
         }
         info!(hostname = settings.hostname, "ics-mail starting");
-        let overrides = crate::config::layers::overrides_path(&settings.model);
         let reload = move || {
             reload(&live, &store, smtp_ctx.as_deref());
             certificates.reload();
         };
-        daemon::run(services, Box::new(reload), overrides).await
+        daemon::run(services, Box::new(reload), settings.queue.state_dir.clone()).await
     })
 }
 

@@ -20,6 +20,7 @@ pub mod pop3;
 pub mod queue;
 pub mod settings;
 pub mod smtp;
+pub mod stats;
 pub mod store;
 pub mod tls;
 

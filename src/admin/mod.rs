@@ -1,7 +1,7 @@
 //! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
 //! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`), the
-//! white- and blacklists (`lists`), the accounts (`mailboxes`) and the outbound queue
-//! (`queue`). Every change goes to the override layer
+//! white- and blacklists (`lists`), the accounts (`mailboxes`), the outbound queue
+//! (`queue`) and the statistics (`statistics`). Every change goes to the override layer
 //! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
 //! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
 //! `icsmail-admin` group); the service itself trusts the bus.
@@ -16,6 +16,7 @@ mod mailboxes;
 pub mod overrides;
 mod queue;
 mod settings;
+mod statistics;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use mailboxes::MailboxesInterface;
 use overrides::Overrides;
 use queue::QueueInterface;
 use settings::SettingsInterface;
+use statistics::StatisticsInterface;
 
 /// The service's well-known name on the bus.
 pub const BUS_NAME: &str = "org.icsmail.Mail1";
@@ -44,6 +46,11 @@ pub fn run(source: Source) -> anyhow::Result<()> {
     let overrides =
         Overrides::new(source.clone()).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
     let overrides = Arc::new(overrides);
+    let state_dir = crate::settings::Settings::load(&source)
+        .map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?
+        .queue
+        .state_dir
+        .clone();
     let edits = Arc::new(Mutex::new(()));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -71,6 +78,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
                 },
             )
             .serve_at(OBJECT_PATH, QueueInterface { source })
+            .serve_at(OBJECT_PATH, StatisticsInterface { state_dir })
             .build()
             .await
             .with_context(|| format!("taking the name {BUS_NAME} on the system bus"))?;

@@ -48,6 +48,9 @@ impl QueueInterface {
                 ),
                 Err(err) => warn!(why, "queue pass failed: {err:#}"),
             }
+            if let Err(err) = crate::stats::persist(&settings.queue.state_dir) {
+                warn!("cannot write the statistics: {err}");
+            }
         });
     }
 
