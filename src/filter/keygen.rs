@@ -81,13 +81,20 @@ pub fn txt_record(domain: &str, dns_selector: &str, algorithm: Algorithm, public
 
 /// Writes `pem` to `path`, new (an existing key is never overwritten), mode 0600 and
 /// fsync'd; when run as root, owned by the owner of the key directory (the daemon's user,
-/// which the service setup gives that directory).
+/// which the service setup gives that directory). A missing key directory is made (0700),
+/// owned like the directory it is in.
 pub fn write_key(path: &Path, pem: &str) -> Result<(), KeygenError> {
     let name = path.display().to_string();
     let io = |source: std::io::Error| KeygenError::Write {
         path: name.clone(),
         source,
     };
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir).map_err(|source| KeygenError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
     let mut file = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -104,9 +111,7 @@ pub fn write_key(path: &Path, pem: &str) -> Result<(), KeygenError> {
         file.write_all(pem.as_bytes())?;
         if let Some(dir) = path.parent() {
             let owner = std::fs::metadata(dir)?;
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let root = unsafe { libc::geteuid() } == 0;
-            if root && (owner.uid() != 0 || owner.gid() != 0) {
+            if running_as_root() && (owner.uid() != 0 || owner.gid() != 0) {
                 std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))?;
             }
         }
@@ -121,6 +126,30 @@ pub fn write_key(path: &Path, pem: &str) -> Result<(), KeygenError> {
         return Err(io(err));
     }
     Ok(())
+}
+
+/// Makes `dir` (0700) when it is missing; as root, gives it the owner of its parent.
+fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if let Some(parent) = dir.parent() {
+        let owner = std::fs::metadata(parent)?;
+        if running_as_root() && owner.uid() != 0 {
+            std::os::unix::fs::chown(dir, Some(owner.uid()), Some(owner.gid()))?;
+        }
+    }
+    Ok(())
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 #[cfg(test)]
@@ -159,10 +188,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("icsmail-keygen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.test.s.rsa.pem");
+        // The key directory is made when missing.
+        let path = dir.join("keys").join("a.test.s.rsa.pem");
         write_key(&path, "one").unwrap();
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(dir.join("keys")).unwrap().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
         assert!(matches!(
             write_key(&path, "two"),
             Err(KeygenError::Exists { .. })

@@ -7,9 +7,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
+    Error, MessageAuthenticator,
+};
 
 use super::authres;
 
@@ -66,15 +70,70 @@ async fn check(
         let results = with_spf(AuthenticationResults::new(hostname), &spf, envelope);
         return field(&results.to_string(), "dkim=none (no message header)", "");
     };
-    let dkim = authenticator.verify_dkim(&parsed).await;
+    let raw_dkim = authenticator.verify_dkim(&parsed).await;
+    let dkim: Vec<DkimOutput<'_>> = raw_dkim.iter().map(body_hash_fails).collect();
     let dmarc = authenticator
         .verify_dmarc(DmarcParameters::new(&parsed, &dkim, mail_from_domain, &spf))
         .await;
     let header_from = parsed.from.first().map(String::as_str).unwrap_or("");
     let results = AuthenticationResults::new(hostname).with_dkim_results(&dkim, header_from);
-    let results = with_spf(results, &spf, envelope).with_dmarc_result(&dmarc);
+    let results = with_spf(results, &spf, envelope);
     let no_signature = if dkim.is_empty() { "dkim=none" } else { "" };
-    field(&results.to_string(), no_signature, "")
+    field(&results.to_string(), no_signature, &dmarc_result(&dmarc))
+}
+
+/// A body hash that does not match is a failed verification: `fail` (RFC 6376 §3.7:
+/// PERMFAIL, "body hash did not verify"; RFC 8601 §2.7.1), where mail-auth says `neutral` as
+/// Gmail does.
+fn body_hash_fails<'a>(output: &'a DkimOutput<'_>) -> DkimOutput<'a> {
+    match (output.result(), output.signature()) {
+        (DkimResult::Neutral(err @ Error::Dkim(DkimError::FailedBodyHashMatch)), Some(sig)) => {
+            DkimOutput::fail(err.clone()).with_signature(sig)
+        }
+        _ => output.clone(),
+    }
+}
+
+/// The `dmarc=` result (RFC 7489 §11.2): `pass` when SPF or DKIM passed aligned; `fail` when
+/// the domain publishes a policy and neither did (mail-auth leaves that `none` when neither
+/// SPF nor DKIM passed at all); the lookup errors; `none` without a policy.
+fn dmarc_result(dmarc: &DmarcOutput) -> String {
+    let (spf, dkim) = (dmarc.spf_result(), dmarc.dkim_result());
+    let has_record = dmarc.dmarc_record().is_some();
+    let result = if *spf == DmarcResult::Pass || *dkim == DmarcResult::Pass {
+        "pass"
+    } else if [spf, dkim]
+        .iter()
+        .any(|r| matches!(r, DmarcResult::TempError(_)))
+    {
+        "temperror"
+    } else if [spf, dkim]
+        .iter()
+        .any(|r| matches!(r, DmarcResult::PermError(_)))
+    {
+        "permerror"
+    } else if has_record {
+        "fail"
+    } else {
+        "none"
+    };
+    let mut out = format!("dmarc={result}");
+    let domain = pvalue(dmarc.domain());
+    if !domain.is_empty() {
+        out.push_str(&format!(" header.from={domain}"));
+    }
+    if has_record {
+        out.push_str(&format!(" policy.dmarc={}", dmarc.policy()));
+    }
+    out
+}
+
+/// A domain as a header value: only the characters a domain has (the From domain is the
+/// sender's text).
+fn pvalue(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect()
 }
 
 fn with_spf<'x>(
