@@ -32,7 +32,7 @@ impl HickoryResolver {
 
 /// Per-query timeout and tries of the resolver the message authentication uses: an SPF check
 /// may need ten lookups, so each one is kept short (hickory's default is 5 s, twice).
-pub const AUTH_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+pub const AUTH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub const AUTH_QUERY_ATTEMPTS: usize = 2;
 
 /// mail-auth's DKIM/SPF/DMARC checker on a resolver asking the same servers as

@@ -5,8 +5,10 @@
 //! `permerror`) in the field. The whole check is bounded by [`CHECK_TIMEOUT`].
 
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
@@ -19,7 +21,7 @@ use super::authres;
 
 /// The longest the checks of one message may take (every DNS lookup included); past it the
 /// field says `temperror` for everything.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The SMTP facts the checks need.
 pub struct Envelope<'a> {
@@ -40,8 +42,15 @@ pub async fn authentication_results(
     hostname: &str,
     timeout: Duration,
 ) -> String {
-    match tokio::time::timeout(timeout, check(authenticator, message, envelope, hostname)).await {
-        Ok(field) => field,
+    // mail-auth parses what strangers send: should it ever panic, the message still gets its
+    // field (and is kept) instead of the session dying with it.
+    let checks = AssertUnwindSafe(check(authenticator, message, envelope, hostname)).catch_unwind();
+    match tokio::time::timeout(timeout, checks).await {
+        Ok(Ok(field)) => field,
+        Ok(Err(_)) => {
+            tracing::error!("the DKIM/SPF/DMARC checks panicked on a message");
+            failed(hostname, "permerror", "verifier failure")
+        }
         Err(_) => timed_out(hostname),
     }
 }
@@ -59,7 +68,6 @@ async fn check(
     } else {
         SpfParameters::verify_mail_from(envelope.ip, helo, hostname, envelope.mail_from)
     };
-    let spf = authenticator.verify_spf(spf_params).await;
     let mail_from_domain = envelope
         .mail_from
         .rsplit_once('@')
@@ -67,10 +75,16 @@ async fn check(
     let parsed = AuthenticatedMessage::parse(message);
     let Some(parsed) = parsed else {
         // No header to speak of: nothing to verify but the envelope.
+        let spf = authenticator.verify_spf(spf_params).await;
         let results = with_spf(AuthenticationResults::new(hostname), &spf, envelope);
         return field(&results.to_string(), "dkim=none (no message header)", "");
     };
-    let raw_dkim = authenticator.verify_dkim(&parsed).await;
+    // SPF and DKIM look up different names: at once, so a slow DNS costs the longer of the
+    // two, not their sum. DMARC needs both.
+    let (spf, raw_dkim) = tokio::join!(
+        authenticator.verify_spf(spf_params),
+        authenticator.verify_dkim(&parsed)
+    );
     let dkim: Vec<DkimOutput<'_>> = raw_dkim.iter().map(body_hash_fails).collect();
     let dmarc = authenticator
         .verify_dmarc(DmarcParameters::new(&parsed, &dkim, mail_from_domain, &spf))
@@ -175,20 +189,21 @@ fn field(results: &str, first: &str, last: &str) -> String {
 
 /// The field when the checks took too long (a DNS server not answering).
 fn timed_out(hostname: &str) -> String {
+    failed(hostname, "temperror", "timed out")
+}
+
+/// The field giving every method `result` with the comment `why`.
+fn failed(hostname: &str, result: &str, why: &str) -> String {
     field(
         hostname,
-        "dkim=temperror (verification timed out)",
-        "spf=temperror (timed out);\r\n\tdmarc=temperror (timed out)",
+        &format!("dkim={result} ({why})"),
+        &format!("spf={result} ({why});\r\n\tdmarc={result} ({why})"),
     )
 }
 
 /// The field when no resolver could be built (no readable resolv.conf).
 pub fn unavailable(hostname: &str) -> String {
-    field(
-        hostname,
-        "dkim=temperror (no DNS resolver)",
-        "spf=temperror (no DNS resolver);\r\n\tdmarc=temperror (no DNS resolver)",
-    )
+    failed(hostname, "temperror", "no DNS resolver")
 }
 
 /// The results of a field on one line, for the log: `dkim=pass spf=fail dmarc=fail`.
@@ -227,9 +242,32 @@ mod tests {
         );
         assert_eq!(
             timed_out("mx.test"),
-            "Authentication-Results: mx.test;\r\n\tdkim=temperror (verification timed out);\r\n\
+            "Authentication-Results: mx.test;\r\n\tdkim=temperror (timed out);\r\n\
 \tspf=temperror (timed out);\r\n\tdmarc=temperror (timed out)\r\n"
         );
+    }
+
+    #[test]
+    fn dmarc_results() {
+        use mail_auth::common::parse::TxtRecordParser;
+        use mail_auth::dmarc::Dmarc;
+        let record = std::sync::Arc::new(Dmarc::parse(b"v=DMARC1; p=reject").unwrap());
+        let with_policy = DmarcOutput::new("Sender.Test\r\nX: y".into()).with_record(record);
+        // A policy and nothing passed: fail (mail-auth's own builder says none).
+        assert_eq!(
+            dmarc_result(&with_policy),
+            "dmarc=fail header.from=Sender.TestXy policy.dmarc=none"
+        );
+        let passed = with_policy.clone().with_dkim_result(DmarcResult::Pass);
+        assert!(dmarc_result(&passed).starts_with("dmarc=pass "));
+        let temp = with_policy.with_spf_result(DmarcResult::TempError(Error::ParseError));
+        assert!(dmarc_result(&temp).starts_with("dmarc=temperror "));
+        let no_policy = DmarcOutput::new("sender.test".into());
+        assert_eq!(
+            dmarc_result(&no_policy),
+            "dmarc=none header.from=sender.test"
+        );
+        assert_eq!(dmarc_result(&DmarcOutput::default()), "dmarc=none");
     }
 
     #[test]

@@ -119,6 +119,7 @@ def inbound(server, sender: str, message: bytes, helo: str = "client.pass.test")
     """Port 25 without login, to ALICE: the stored message, once there."""
     before = set(server.new_files(ALICE))
     with server.client() as client:
+        client.settimeout(60)  # the checks may take their bound (docs/filters.md)
         client.ehlo(helo)
         client.transaction(sender, [ALICE], message)
     new = wait_until(lambda: [p for p in server.new_files(ALICE) if p not in before], 10,
@@ -358,3 +359,19 @@ def test_keygen_and_check_config_on_key_files(make_server, bin_path, tmp_path):
     assert bad.returncode != 0, bad.stdout
     assert any(l.startswith("dkim.keyDirectory: ") and f"{DOMAIN}.k1.ed25519.pem" in l
                for l in bad.stderr.splitlines()), bad.stderr
+
+
+def test_dns_down_still_delivers_with_temperror(make_server):
+    """No DNS server where dns.nameservers points: the message is accepted and stored, the
+    field says temperror (bounded: docs/filters.md)."""
+    server = make_server(extra={"dns": {"nameservers": [f"127.0.0.1:{free_port()}"]},
+                                "dkim": {"verify": True}})
+    import time
+    started = time.monotonic()
+    stored = inbound(server, "user@pass.test", make_message("dkim-dns-down",
+                                                             sender="user@pass.test"))
+    took = time.monotonic() - started
+    results = our_results(stored)
+    assert "dkim=none" in results and re.search(r"spf=temperror\b", results), results
+    assert re.search(r"dmarc=(temperror|none)\b", results), results
+    assert took < 25, took
