@@ -588,7 +588,7 @@ in
         `<selector>-ed25519._domainkey.<domain>`. Each mail server of one domain needs its own
         selector.
       '');
-      keyDirectory = progOpt absPath "/var/lib/icsmail/dkim" "Directory of the DKIM private keys (PEM, readable by the user `icsmail`): `<domain>.<selector>.rsa.pem` and `<domain>.<selector>.ed25519.pem`. With `dkim.sign` it is made (0700, owned by `icsmail`) at boot.";
+      keyDirectory = opt absPath "${defaultState}/dkim" "Directory of the DKIM private keys (PEM, readable by the user `icsmail`): `<domain>.<selector>.rsa.pem` and `<domain>.<selector>.ed25519.pem`. With `dkim.sign` it is made (0700, owned by `icsmail`) at boot.";
     };
     dlp = {
       enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
@@ -701,7 +701,7 @@ in
 
       systemd.tmpfiles.rules = map (d: "d ${d} 0750 icsmail icsmail - -") extraDirs
         ++ lib.optional cfg.dkim.sign
-          "d ${if cfg.dkim.keyDirectory == null then "${defaultState}/dkim" else cfg.dkim.keyDirectory} 0700 icsmail icsmail - -";
+          "d ${cfg.dkim.keyDirectory} 0700 icsmail icsmail - -";
 
       systemd.services = listToAttrs (map (daemon: nameValuePair "icsmail-${daemon}" {
         # ExecStart= from this module's package, whatever the unit file says
