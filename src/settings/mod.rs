@@ -114,7 +114,16 @@ impl Settings {
                 for problem in problems {
                     tracing::warn!("dkim.keyDirectory: {problem}");
                 }
-                tracing::info!(keys = %ring.summary().join(", "), "DKIM signing keys loaded");
+                let keys = ring.summary();
+                if keys.is_empty() {
+                    tracing::warn!(
+                        directory = %dkim.key_directory.display(),
+                        selector = %dkim.selector,
+                        "dkim.sign is on, but no domain has a key: nothing is signed (icsmail dkim-keygen makes one)"
+                    );
+                } else {
+                    tracing::info!(keys = %keys.join(", "), "DKIM signing keys loaded");
+                }
                 Arc::new(ring)
             })
             .clone()
