@@ -580,13 +580,15 @@ in
       };
     };
     dkim = {
-      verify = opt types.bool false "\"Verify DKIM-signature\": check incoming mail for a DKIM signature and its correctness.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
-      sign = opt types.bool false "\"Add DKIM-signature\" to mail sent from this server (keys in `dkim.keyDirectory`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
+      verify = opt types.bool false "\"Verify DKIM-signature\": check the DKIM signatures of inbound mail (port 25, no login), with the SPF and DMARC results beside them, in one `Authentication-Results:` field named by this server's host name (fields claiming that name are removed first). Results are reported, never a reason to refuse mail (docs/filters.md, \"DKIM, SPF and DMARC\").";
+      sign = opt types.bool false "\"Add DKIM-signature\" to mail from this server's domains: what leaves through the queue (after every rewrite) and local-to-local submissions, with the domain's keys in `dkim.keyDirectory` (RSA and/or Ed25519). Make a key with `icsmail dkim-keygen --config /etc/icsmail/config.json --domain D [--algorithm ed25519]`, publish the printed TXT record, then reload.";
       selector = withExample "mail2024" (progOpt types.str "\"default\"" ''
-        DKIM "Selector" of this server: the public key is published at
-        `<selector>._domainkey.<domain>`. Each mail server of one domain needs its own selector.
+        DKIM "Selector" of this server: the RSA public key is published at
+        `<selector>._domainkey.<domain>`, the Ed25519 one at
+        `<selector>-ed25519._domainkey.<domain>`. Each mail server of one domain needs its own
+        selector.
       '');
-      keyDirectory = progOpt absPath "/var/lib/icsmail/dkim" "Directory of `<domain>.<selector>.key` private keys (PEM).";
+      keyDirectory = opt absPath "${defaultState}/dkim" "Directory of the DKIM private keys (PEM, readable by the user `icsmail`): `<domain>.<selector>.rsa.pem` and `<domain>.<selector>.ed25519.pem`. With `dkim.sign` it is made (0700, owned by `icsmail`) at boot.";
     };
     dlp = {
       enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
@@ -709,7 +711,9 @@ in
         '')
       ];
 
-      systemd.tmpfiles.rules = map (d: "d ${d} 0750 icsmail icsmail - -") extraDirs;
+      systemd.tmpfiles.rules = map (d: "d ${d} 0750 icsmail icsmail - -") extraDirs
+        ++ lib.optional cfg.dkim.sign
+          "d ${cfg.dkim.keyDirectory} 0700 icsmail icsmail - -";
 
       systemd.services = listToAttrs (map (daemon: nameValuePair "icsmail-${daemon}" {
         # ExecStart= from this module's package, whatever the unit file says

@@ -132,7 +132,7 @@
         { name = "Archive.2024"; specialUse = null; }
       ];
     };
-    # Antivirus, DKIM, DLP and the address book are not
+    # Antivirus, DLP and the address book are not
     # implemented in this version: every switch is off (turning one on fails the build); their
     # other settings are set as they would be.
     antivirus = {
@@ -146,8 +146,8 @@
       };
     };
     dkim = {
-      verify = false;
-      sign = false;
+      verify = true;
+      sign = true;
       selector = "mail2024";
       keyDirectory = "/var/lib/icsmail/dkim";
     };

@@ -65,6 +65,7 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
         let mut services: Vec<Service> = Vec::new();
         let mut smtp_ctx = None;
         if which.smtp() {
+            load_dkim_keys(&settings);
             let kicks = queue::start_delivery(live.clone(), store.clone());
             let inbound = Inbound {
                 store: store.clone(),
@@ -124,6 +125,14 @@ fn ensure_mailboxes(store: &MailStore, settings: &Settings) -> anyhow::Result<()
     Ok(())
 }
 
+/// The DKIM keys read now, so that their problems are in the log at start and reload rather
+/// than at the first message.
+fn load_dkim_keys(settings: &Settings) {
+    if settings.model.dkim.sign {
+        settings.dkim_keys();
+    }
+}
+
 /// SIGHUP: the settings are read again and put in force for new sessions (on error the old
 /// ones stay), and what holds settings outside the sessions takes the new values.
 fn reload(live: &Live, store: &MailStore, smtp: Option<&smtp::session::SmtpContext>) {
@@ -136,6 +145,7 @@ fn reload(live: &Live, store: &MailStore, smtp: Option<&smtp::session::SmtpConte
             }
             if let Some(smtp) = smtp {
                 smtp.apply(&settings);
+                load_dkim_keys(&settings);
             }
             info!(source = live.source().name(), "settings reloaded");
             for key in reloaded.restart_needed {

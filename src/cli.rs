@@ -66,6 +66,21 @@ enum Command {
     },
     /// Read a password on stdin and print an argon2id hash for `hashedPassword`.
     HashPassword,
+    /// Make a DKIM key for a domain of this server: written (mode 0600, never over an
+    /// existing one) into `dkim.keyDirectory`, its DNS TXT record printed. The daemons read
+    /// it at the next reload.
+    DkimKeygen {
+        #[arg(long)]
+        config: PathBuf,
+        /// One of the configuration's `domains`.
+        #[arg(long)]
+        domain: String,
+        /// Default: `dkim.selector`. An Ed25519 key is published at `<selector>-ed25519`.
+        #[arg(long)]
+        selector: Option<String>,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: KeyAlgorithm,
+    },
     /// The outbound queue: `run` (one pass, what the timer starts), `flush`, `list`, `show`,
     /// `delete`.
     Queue {
@@ -74,12 +89,26 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAlgorithm {
+    /// RSA-2048 (rsa-sha256), what every verifier knows.
+    Rsa,
+    /// Ed25519 (ed25519-sha256, RFC 8463).
+    Ed25519,
+}
+
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let file = |path: PathBuf| Source::File(path);
     let result = match cli.command {
         Command::CheckConfig { config, file_only } => return check_config(&config, file_only),
         Command::HashPassword => hash_password(),
+        Command::DkimKeygen {
+            config,
+            domain,
+            selector,
+            algorithm,
+        } => dkim_keygen(&config, &domain, selector, algorithm),
         Command::Queue { command } => crate::queue::cli::run(command),
         Command::Smtpd { config } => app::run(file(config), Daemons::Smtp),
         Command::Imapd { config } => app::run(file(config), Daemons::Imap),
@@ -137,5 +166,50 @@ fn hash_password() -> anyhow::Result<()> {
         .unwrap_or(&input);
     anyhow::ensure!(!password.is_empty(), "empty password on stdin");
     println!("{}", hash_argon2id(password.as_bytes())?);
+    Ok(())
+}
+
+/// `dkim-keygen`: the key into `dkim.keyDirectory`, the record on stdout.
+fn dkim_keygen(
+    path: &Path,
+    domain: &str,
+    selector: Option<String>,
+    algorithm: KeyAlgorithm,
+) -> anyhow::Result<()> {
+    use crate::filter::{keygen, sign};
+    let model = crate::config::layers::read(&Source::File(path.to_path_buf()))
+        .map_err(|errors| anyhow::anyhow!("{}:\n{errors}", path.display()))?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    anyhow::ensure!(
+        model
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&domain)),
+        "{domain} is not one of the domains of {} (only mail from those is signed)",
+        path.display()
+    );
+    let selector = selector.unwrap_or_else(|| model.dkim.selector.clone());
+    if let Err(why) =
+        crate::config::syntax::dns_name(&selector, crate::config::syntax::Letters::Ascii)
+    {
+        anyhow::bail!("--selector {selector:?} {why}");
+    }
+    let algorithm = match algorithm {
+        KeyAlgorithm::Rsa => sign::Algorithm::Rsa,
+        KeyAlgorithm::Ed25519 => sign::Algorithm::Ed25519,
+    };
+    let dir = &model.dkim.key_directory;
+    let file = sign::key_path(dir, &domain, &selector, algorithm);
+    let (pem, public) = keygen::generate(algorithm)?;
+    keygen::write_key(&file, &pem)?;
+    let dns_selector = algorithm.dns_selector(&selector);
+    println!(
+        "{}",
+        keygen::txt_record(&domain, &dns_selector, algorithm, &public)
+    );
+    eprintln!(
+        "icsmail: wrote {}; publish the record above, then reload the daemons",
+        file.display()
+    );
     Ok(())
 }

@@ -208,8 +208,6 @@ BAD_VALUES=(
   "quota 0|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 0; };"
   # issue 12: what this version does not implement refuses, naming the key
   'dnsblUnreachable unknown|spam.dnsblUnreachable|spam.dnsblUnreachable = "sometimes";'
-  'DKIM verify (not implemented)|dkim.verify|dkim.verify = true;'
-  'DKIM sign (not implemented)|dkim.sign|dkim.sign = true;'
   'ClamAV (not implemented)|antivirus.clamav.enable|antivirus.clamav.enable = true;'
   'Kaspersky (not implemented)|antivirus.kaspersky.enable|antivirus.kaspersky = { enable = true; icapUrl = "icap://127.0.0.1:1344/av"; };'
   'DLP (not implemented)|dlp.enable|dlp = { enable = true; icapUrl = "icap://127.0.0.1:1344/dlp"; };'

@@ -420,7 +420,8 @@ pub struct Dkim {
     pub verify: bool,
     pub sign: bool,
     pub selector: String,
-    /// Holds `<domain>.<selector>.key` private keys (PEM).
+    /// Holds the DKIM private keys (PEM): `<domain>.<selector>.rsa.pem` and
+    /// `<domain>.<selector>.ed25519.pem` (`filter::sign`).
     pub key_directory: PathBuf,
 }
 

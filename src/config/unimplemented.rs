@@ -15,8 +15,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
         ))
     };
     let switches = [
-        ("dkim.verify", config.dkim.verify, "DKIM verification"),
-        ("dkim.sign", config.dkim.sign, "DKIM signing"),
         (
             "antivirus.clamav.enable",
             config.antivirus.clamav.enable,
@@ -58,8 +56,6 @@ mod tests {
     #[test]
     fn each_switch_is_refused_with_its_key() {
         for (json, key) in [
-            (r#"{"dkim":{"verify":true}}"#, "dkim.verify"),
-            (r#"{"dkim":{"sign":true}}"#, "dkim.sign"),
             (
                 r#"{"antivirus":{"clamav":{"enable":true}}}"#,
                 "antivirus.clamav.enable",
@@ -89,7 +85,7 @@ mod tests {
         )
         .is_empty());
         assert!(refused(
-            r#"{"dkim":{"selector":"s1"},"spam":{"greylist":{"enable":true,"keepDays":3}}}"#
+            r#"{"dkim":{"selector":"s1","verify":true,"sign":true},"spam":{"greylist":{"enable":true,"keepDays":3}}}"#
         )
         .is_empty());
     }

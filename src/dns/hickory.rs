@@ -1,6 +1,7 @@
 //! [`Resolver`] on hickory-resolver.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -23,38 +24,70 @@ impl HickoryResolver {
     /// system's resolv.conf. The configured servers are the whole truth: `/etc/hosts` is not
     /// consulted then (tests, split-horizon setups).
     pub fn new(nameservers: &[SocketAddr]) -> Result<HickoryResolver, DnsError> {
-        let provider = TokioRuntimeProvider::default();
-        let builder = if nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|err| DnsError::Temporary {
-                name: "resolv.conf".into(),
-                why: format!("reading the system resolver configuration: {err}"),
-            })?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    let mut config = NameServerConfig::udp_and_tcp(addr.ip());
-                    config.connections = vec![udp, tcp];
-                    config
-                })
-                .collect();
-            let config = ResolverConfig::from_name_servers(servers);
-            let mut builder = TokioResolver::builder_with_config(config, provider);
-            builder.options_mut().use_hosts_file = ResolveHosts::Never;
-            builder
-        };
-        let mut builder = builder;
-        builder.options_mut().cache_size = CACHE_ENTRIES;
-        let inner = builder.build().map_err(|err| DnsError::Temporary {
-            name: "resolver".into(),
-            why: format!("building the DNS resolver: {err}"),
-        })?;
-        Ok(HickoryResolver { inner })
+        Ok(HickoryResolver {
+            inner: tokio_resolver(nameservers, None)?,
+        })
     }
+}
+
+/// Per-query timeout and tries of the resolver the message authentication uses: an SPF check
+/// may need ten lookups, so each one is kept short (hickory's default is 5 s, twice).
+pub const AUTH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub const AUTH_QUERY_ATTEMPTS: usize = 2;
+
+/// mail-auth's DKIM/SPF/DMARC checker on a resolver asking the same servers as
+/// [`HickoryResolver::new`] (its own cache: mail-auth drives hickory itself).
+pub fn mail_authenticator(
+    nameservers: &[SocketAddr],
+) -> Result<mail_auth::MessageAuthenticator, DnsError> {
+    let timeouts = (AUTH_QUERY_TIMEOUT, AUTH_QUERY_ATTEMPTS);
+    Ok(mail_auth::MessageAuthenticator(tokio_resolver(
+        nameservers,
+        Some(timeouts),
+    )?))
+}
+
+/// A hickory resolver asking `nameservers` (UDP, then TCP for truncated answers); with none,
+/// the system's resolv.conf. The configured servers are the whole truth: `/etc/hosts` is not
+/// consulted then (tests, split-horizon setups). `timeouts`: per query, and tries.
+fn tokio_resolver(
+    nameservers: &[SocketAddr],
+    timeouts: Option<(Duration, usize)>,
+) -> Result<TokioResolver, DnsError> {
+    let provider = TokioRuntimeProvider::default();
+    let builder = if nameservers.is_empty() {
+        TokioResolver::builder(provider).map_err(|err| DnsError::Temporary {
+            name: "resolv.conf".into(),
+            why: format!("reading the system resolver configuration: {err}"),
+        })?
+    } else {
+        let servers = nameservers
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                let mut config = NameServerConfig::udp_and_tcp(addr.ip());
+                config.connections = vec![udp, tcp];
+                config
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(servers);
+        let mut builder = TokioResolver::builder_with_config(config, provider);
+        builder.options_mut().use_hosts_file = ResolveHosts::Never;
+        builder
+    };
+    let mut builder = builder;
+    builder.options_mut().cache_size = CACHE_ENTRIES;
+    if let Some((timeout, attempts)) = timeouts {
+        builder.options_mut().timeout = timeout;
+        builder.options_mut().attempts = attempts;
+    }
+    builder.build().map_err(|err| DnsError::Temporary {
+        name: "resolver".into(),
+        why: format!("building the DNS resolver: {err}"),
+    })
 }
 
 /// hickory's error as one of ours.

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-pub use hickory::HickoryResolver;
+pub use hickory::{mail_authenticator, HickoryResolver};
 
 /// The standard DNS port, for `dns.nameservers` entries without one.
 pub const DNS_PORT: u16 = 53;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::client::tls::{opportunistic_config, server_name, verified_config};
 use super::client::{
@@ -16,6 +16,7 @@ use super::client::{
 use super::rewrite::rewrite_from;
 use super::route::{self, RouteError};
 use crate::dns::Resolver;
+use crate::filter::sign::KeyRing;
 use crate::settings::{Settings, Smarthost};
 
 /// The SMTP port of MX hosts.
@@ -53,6 +54,8 @@ pub struct Transport {
     relay: Option<Smarthost>,
     /// `smtp.smtputf8`.
     smtputf8: bool,
+    /// The DKIM keys when `dkim.sign` is on.
+    dkim_keys: Option<Arc<KeyRing>>,
 }
 
 /// How to reach a destination in this pass.
@@ -75,6 +78,7 @@ impl Transport {
             opportunistic: opportunistic_config().map_err(|e| format!("{e:#}")),
             relay: settings.relay.clone(),
             smtputf8: settings.smtp.smtputf8,
+            dkim_keys: settings.model.dkim.sign.then(|| settings.dkim_keys()),
         }
     }
 
@@ -137,7 +141,8 @@ impl Transport {
                 };
                 debug!(host, %addr, tls = conn.tls.as_deref().unwrap_or("none"), "connected");
                 let mta = format!("{host} [{ip}]");
-                match send_all(&mut conn, &plan, &mta, &mut pending, &mut results).await {
+                let keys = self.dkim_keys.as_deref();
+                match send_all(&mut conn, &plan, keys, &mta, &mut pending, &mut results).await {
                     Ok(()) => conn.quit().await,
                     Err(err) => {
                         info!(host, %addr, "connection lost: {err}");
@@ -254,10 +259,12 @@ impl Transport {
 }
 
 /// Sends jobs over one connection until none is left or the connection breaks (the job in
-/// flight is then deferred and the error returned).
+/// flight is then deferred and the error returned). Each message is DKIM-signed with `keys`
+/// last, after the plan's rewriting, so the signature covers what is sent.
 async fn send_all(
     conn: &mut Connection,
     plan: &Plan,
+    keys: Option<&KeyRing>,
     mta: &str,
     pending: &mut VecDeque<Job>,
     results: &mut Vec<(Job, Vec<Attempted>)>,
@@ -276,6 +283,15 @@ async fn send_all(
             }
             None => &job.message,
         };
+        let signed = keys.and_then(|keys| match keys.signed(message) {
+            Ok(signed) => signed,
+            Err(err) => {
+                // Unsigned rather than not sent: the receiver's policy decides.
+                warn!(sender = %sender, "not DKIM-signed: {err}");
+                None
+            }
+        });
+        let message: &[u8] = signed.as_deref().unwrap_or(message);
         let recipients: Vec<String> = job.recipients.iter().map(|(_, r)| r.clone()).collect();
         let outgoing = Outgoing {
             sender: &sender,

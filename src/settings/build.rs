@@ -15,6 +15,7 @@ use crate::auth::{Directory, StoredHash};
 use crate::config::layers::{self, Source};
 use crate::config::syntax::ListEntry;
 use crate::config::{Config, ConfigErrors, TlsMode};
+use crate::filter::sign::KeyRing;
 use crate::store::folder_name_problem;
 
 /// What `tls.mode` and the presence of a certificate allow on the plain listeners of one
@@ -74,6 +75,13 @@ pub fn check_machine_with(
             if let Err(err) = crate::tls::load_certified_key(pair, key, &provider) {
                 errors.push(err.to_string());
             }
+        }
+    }
+    if model.dkim.sign {
+        let dkim = &model.dkim;
+        let (_, problems) = KeyRing::load(&dkim.key_directory, &model.domains, &dkim.selector);
+        for problem in problems {
+            errors.push(format!("dkim.keyDirectory: {problem}"));
         }
     }
     if errors.is_empty() {
@@ -136,6 +144,8 @@ fn assemble(model: Config, env: Environment) -> Settings {
         },
         nameservers: model.nameservers(),
         resolver: std::sync::OnceLock::new(),
+        authenticator: std::sync::OnceLock::new(),
+        dkim_keys: std::sync::OnceLock::new(),
         model,
     }
 }

@@ -30,7 +30,9 @@ use crate::config::model::{CertificatePair, DefaultFolder, DnsblUnreachable};
 use crate::config::syntax::ListEntry;
 use crate::config::{Config, ConfigErrors};
 use crate::dns::Resolver;
+use crate::filter::sign::KeyRing;
 use crate::net::network::Network;
+use mail_auth::MessageAuthenticator;
 
 /// Everything a session or a queue pass needs to know, typed.
 pub struct Settings {
@@ -54,6 +56,11 @@ pub struct Settings {
     /// The resolver asking them, made at its first use (reading resolv.conf is the machine's
     /// business, and a check of the file needs none).
     resolver: OnceLock<Arc<dyn Resolver>>,
+    /// mail-auth's checker on the same servers (`dkim.verify`), made at its first use; `None`
+    /// when no resolver can be built.
+    authenticator: OnceLock<Option<Arc<MessageAuthenticator>>>,
+    /// The DKIM signing keys (`dkim.sign`), read at their first use: a reload reads them again.
+    dkim_keys: OnceLock<Arc<KeyRing>>,
 }
 
 impl Settings {
@@ -79,6 +86,47 @@ impl Settings {
     pub fn resolver(&self) -> Arc<dyn Resolver> {
         self.resolver
             .get_or_init(|| crate::dns::shared(&self.nameservers))
+            .clone()
+    }
+
+    /// The DKIM/SPF/DMARC checker of these settings (`None`, logged, when no resolver can be
+    /// built: the message then gets `temperror` results).
+    pub fn authenticator(&self) -> Option<Arc<MessageAuthenticator>> {
+        self.authenticator
+            .get_or_init(|| match crate::dns::mail_authenticator(&self.nameservers) {
+                Ok(authenticator) => Some(Arc::new(authenticator)),
+                Err(err) => {
+                    tracing::warn!("no DNS resolver for DKIM/SPF/DMARC: {err}");
+                    None
+                }
+            })
+            .clone()
+    }
+
+    /// The DKIM signing keys of our domains for `dkim.selector`, read from
+    /// `dkim.keyDirectory` at the first use; a key file that can't be used is logged and left
+    /// out (its domain's mail goes unsigned by it, never refused).
+    pub fn dkim_keys(&self) -> Arc<KeyRing> {
+        self.dkim_keys
+            .get_or_init(|| {
+                let dkim = &self.model.dkim;
+                let (ring, problems) =
+                    KeyRing::load(&dkim.key_directory, &self.model.domains, &dkim.selector);
+                for problem in problems {
+                    tracing::warn!("dkim.keyDirectory: {problem}");
+                }
+                let keys = ring.summary();
+                if keys.is_empty() {
+                    tracing::warn!(
+                        directory = %dkim.key_directory.display(),
+                        selector = %dkim.selector,
+                        "dkim.sign is on, but no domain has a key: nothing is signed (icsmail dkim-keygen makes one)"
+                    );
+                } else {
+                    tracing::info!(keys = %keys.join(", "), "DKIM signing keys loaded");
+                }
+                Arc::new(ring)
+            })
             .clone()
     }
 

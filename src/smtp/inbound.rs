@@ -14,6 +14,7 @@ use super::reply::Reply;
 use super::trace::{trace_headers, TraceInfo};
 use super::transaction::Transaction;
 use crate::filter::subject::recode_subject;
+use crate::filter::verify::{self, Envelope};
 use crate::policy::{Client, Engine, Query, Stage, Verdict};
 use crate::queue::{NewMessage, Outbound};
 use crate::settings::Settings;
@@ -60,6 +61,64 @@ impl Outcome {
 /// (which only logged-in and whitelisted clients may).
 fn is_outgoing(logged_in: bool, tx: &Transaction) -> bool {
     logged_in || !tx.remote.is_empty()
+}
+
+/// What is written for one message: its trace fields, the body for the local mailboxes (the
+/// signed one for local-to-local submission) and its queue id.
+struct Stored<'a> {
+    trace: &'a str,
+    local_body: &'a [u8],
+    id: &'a str,
+    first_delay_minutes: u32,
+}
+
+/// The message with our `Authentication-Results:` on top, forged ones removed (`dkim.verify`,
+/// docs/filters.md). Never fails: a check that cannot be made is a `temperror` result.
+async fn authentication_results(
+    settings: &Settings,
+    tx: &Transaction,
+    arrival: &Arrival<'_>,
+) -> Vec<u8> {
+    let hostname = settings.hostname.as_str();
+    let envelope = Envelope {
+        ip: arrival.client.ip,
+        helo: &tx.helo,
+        mail_from: &tx.mail_from,
+    };
+    let field = match settings.authenticator() {
+        Some(authenticator) => {
+            verify::authentication_results(
+                &authenticator,
+                &tx.body,
+                &envelope,
+                hostname,
+                verify::CHECK_TIMEOUT,
+            )
+            .await
+        }
+        None => verify::unavailable(hostname),
+    };
+    let (body, removed) = verify::replace_results(&tx.body, &field, hostname);
+    if removed > 0 {
+        warn!(
+            id = arrival.id,
+            removed, "removed Authentication-Results fields claiming to be ours"
+        );
+    }
+    info!(id = arrival.id, results = %verify::summary(&field), "authentication results");
+    body
+}
+
+/// `body` signed with the key of its `From:` domain, `None` when it has none (or signing
+/// failed, logged: the message then goes unsigned rather than not at all).
+fn dkim_signed(settings: &Settings, body: &[u8], id: &str) -> Option<Vec<u8>> {
+    match settings.dkim_keys().signed(body) {
+        Ok(signed) => signed,
+        Err(err) => {
+            warn!(id, "not DKIM-signed: {err}");
+            None
+        }
+    }
 }
 
 /// Where messages go: the mail store and the outbound queue.
@@ -112,7 +171,11 @@ impl Inbound {
             info!(id, from = %tx.mail_from, to = %tx.rcpt_to.join(","), "discarded by policy");
             return Outcome::Discarded { id };
         }
-        if settings.model.recode_subject_utf8 && is_outgoing(arrival.user.is_some(), &tx) {
+        let outgoing = is_outgoing(arrival.user.is_some(), &tx);
+        if settings.model.dkim.verify && !outgoing {
+            tx.body = authentication_results(settings, &tx, arrival).await;
+        }
+        if settings.model.recode_subject_utf8 && outgoing {
             if let Some(recoded) = recode_subject(&tx.body) {
                 info!(id, "subject recoded to UTF-8");
                 tx.body = recoded;
@@ -132,8 +195,19 @@ impl Inbound {
                 id: &id,
             },
         );
+        // Local-to-local submission is signed here, last (docs/filters.md); what the queue
+        // sends is signed there, after its own rewriting.
+        let signed_local = (settings.model.dkim.sign && arrival.user.is_some())
+            .then(|| dkim_signed(settings, &tx.body, &id))
+            .flatten();
         let first_delay = settings.queue.delay_min_minutes;
-        if let Err(cause) = self.store_and_queue(&tx, &trace, &id, first_delay).await {
+        let stored = Stored {
+            trace: &trace,
+            local_body: signed_local.as_deref().unwrap_or(&tx.body),
+            id: &id,
+            first_delay_minutes: first_delay,
+        };
+        if let Err(cause) = self.store_and_queue(&tx, &stored).await {
             return Outcome::Failed { id, cause };
         }
         stats::count(Event::Received);
@@ -146,13 +220,8 @@ impl Inbound {
     /// Queues the message for its remote recipients and stores it in every local recipient's
     /// mailbox; `Ok` only once all of it is durable. On failure nothing stays queued, and the
     /// error says what failed for whom.
-    async fn store_and_queue(
-        &self,
-        tx: &Transaction,
-        trace: &str,
-        id: &str,
-        first_delay_minutes: u32,
-    ) -> Result<(), String> {
+    async fn store_and_queue(&self, tx: &Transaction, stored: &Stored<'_>) -> Result<(), String> {
+        let (trace, id) = (stored.trace, stored.id);
         let rcpts = tx.rcpt_to.join(",");
         let failed = |what: &str, err: anyhow::Error| {
             format!(
@@ -162,12 +231,12 @@ impl Inbound {
         };
         let queued = !tx.remote.is_empty();
         if queued {
-            self.enqueue(tx, trace, id, first_delay_minutes)
+            self.enqueue(tx, trace, id, stored.first_delay_minutes)
                 .await
                 .map_err(|err| failed("queueing", err))?;
         }
         if !tx.accounts.is_empty() {
-            let message = to_maildir_form(trace, &tx.body);
+            let message = to_maildir_form(trace, stored.local_body);
             let store = self.store.clone();
             let accounts = tx.accounts.clone();
             let size = message.len();

@@ -65,8 +65,6 @@ def test_config_with_every_documented_section(bin_path, tmp_path, valid_config):
 # Issue 12: a setting whose behaviour this version lacks is refused by the check (also the
 # --static one that the NixOS build runs) and at start, with a line naming it.
 NOT_IMPLEMENTED = {
-    "dkim-verify": ({"dkim": {"verify": True}}, "dkim.verify"),
-    "dkim-sign": ({"dkim": {"sign": True}}, "dkim.sign"),
     "clamav": ({"antivirus": {"clamav": {"enable": True}}}, "antivirus.clamav.enable"),
     "kaspersky": ({"antivirus": {"kaspersky": {"enable": True,
                                                "icapUrl": "icap://127.0.0.1:1344/av"}}},
