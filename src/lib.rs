@@ -17,6 +17,7 @@ pub mod net;
 pub mod policy;
 pub mod pop3;
 pub mod queue;
+pub mod scan;
 pub mod settings;
 pub mod smtp;
 pub mod store;
