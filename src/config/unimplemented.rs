@@ -18,17 +18,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
         ("dkim.verify", config.dkim.verify, "DKIM verification"),
         ("dkim.sign", config.dkim.sign, "DKIM signing"),
         (
-            "antivirus.clamav.enable",
-            config.antivirus.clamav.enable,
-            "ClamAV scanning",
-        ),
-        (
-            "antivirus.kaspersky.enable",
-            config.antivirus.kaspersky.enable,
-            "Kaspersky scanning",
-        ),
-        ("dlp.enable", config.dlp.enable, "DLP"),
-        (
             "addressBook.enable",
             config.address_book.enable,
             "the LDAP address book",
@@ -60,15 +49,6 @@ mod tests {
         for (json, key) in [
             (r#"{"dkim":{"verify":true}}"#, "dkim.verify"),
             (r#"{"dkim":{"sign":true}}"#, "dkim.sign"),
-            (
-                r#"{"antivirus":{"clamav":{"enable":true}}}"#,
-                "antivirus.clamav.enable",
-            ),
-            (
-                r#"{"antivirus":{"kaspersky":{"enable":true}}}"#,
-                "antivirus.kaspersky.enable",
-            ),
-            (r#"{"dlp":{"enable":true}}"#, "dlp.enable"),
             (r#"{"addressBook":{"enable":true}}"#, "addressBook.enable"),
         ] {
             let lines = refused(json);
@@ -90,6 +70,10 @@ mod tests {
         .is_empty());
         assert!(refused(
             r#"{"dkim":{"selector":"s1"},"spam":{"greylist":{"enable":true,"keepDays":3}}}"#
+        )
+        .is_empty());
+        assert!(refused(
+            r#"{"antivirus":{"clamav":{"enable":true},"kaspersky":{"enable":true,"icapUrl":"icap://h/av"}},"dlp":{"enable":true,"icapUrl":"icap://h/dlp"}}"#
         )
         .is_empty());
     }

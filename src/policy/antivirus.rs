@@ -1,0 +1,108 @@
+//! The virus check of every message, inbound and outgoing (`antivirus.clamav`: clamd by
+//! `INSTREAM`; `antivirus.kaspersky`: an ICAP service by `RESPMOD`), at the end of the data.
+//! Each scanner that is on sees the whole message (CRLF form, as received, before our trace
+//! headers); clamd first.
+//!
+//! - Infected: [`Verdict::Quarantine`] — the sender gets `250`, the recipients a notice naming
+//!   the scanner and what it found, with the original attached (`smtp::notice`).
+//! - A scanner that cannot be asked (down, refusing, garbled, or slower than [`SCAN_TIMEOUT`]):
+//!   `451 4.7.1`; the sender's server keeps the message and tries again, nothing is accepted
+//!   unscanned.
+//! - Larger than clamd's `StreamMaxLength`: `552 5.3.4`, for good — a retry would meet the same
+//!   limit, and accepting it unscanned would make the limit a way past the check. clamd's limit
+//!   should be at least `smtp.maxMessageSize` (docs/filters.md). An ICAP service applies its
+//!   own limit and says what it decided (c-icap's virus_scan passes objects over its
+//!   `MaxObjectSize` unscanned).
+
+use std::time::{Duration, Instant};
+
+use crate::scan::clamd::{self, ClamdError};
+use crate::scan::icap::{self, Method, Subject};
+use crate::settings::AntivirusSettings;
+
+use super::Verdict;
+
+/// The longest a scanner may take for one message, connecting included.
+pub const SCAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The verdict of every scanner that is on.
+pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8]) -> Verdict {
+    if let Some(address) = &settings.clamav {
+        let started = Instant::now();
+        let result = clamd::scan(address, message, SCAN_TIMEOUT).await;
+        let ms = started.elapsed().as_millis();
+        match result {
+            Ok(clamd::Finding::Clean) => {
+                tracing::debug!(
+                    rule = "antivirus",
+                    scanner = "ClamAV",
+                    size = message.len(),
+                    ms,
+                    "clean"
+                );
+            }
+            Ok(clamd::Finding::Infected(threat)) => return infected("ClamAV", &threat, ms),
+            Err(ClamdError::TooLarge) => {
+                tracing::warn!(
+                    rule = "antivirus",
+                    scanner = "ClamAV",
+                    size = message.len(),
+                    "refused: the message is larger than clamd's StreamMaxLength (make it at least smtp.maxMessageSize)"
+                );
+                return Verdict::reject(552, [5, 3, 4], "Message too large for the virus scanner");
+            }
+            Err(err) => return unavailable("ClamAV", &err, ms),
+        }
+    }
+    if let Some(url) = &settings.kaspersky {
+        let started = Instant::now();
+        let subject = Subject {
+            host: hostname,
+            id: "message.eml",
+        };
+        let result = icap::scan(url, Method::Respmod, subject, message, SCAN_TIMEOUT).await;
+        let ms = started.elapsed().as_millis();
+        match result {
+            Ok(icap::Finding::Clean) => {
+                tracing::debug!(
+                    rule = "antivirus",
+                    scanner = "Kaspersky",
+                    size = message.len(),
+                    ms,
+                    "clean"
+                );
+            }
+            Ok(icap::Finding::Infected(threat)) => return infected("Kaspersky", &threat, ms),
+            Ok(icap::Finding::Blocked(why)) => return infected("Kaspersky", &why, ms),
+            Err(err) => return unavailable("Kaspersky", &err, ms),
+        }
+    }
+    Verdict::Accept
+}
+
+fn infected(scanner: &str, threat: &str, ms: u128) -> Verdict {
+    tracing::info!(
+        stage = "data",
+        rule = "antivirus",
+        scanner,
+        threat,
+        ms,
+        "infected: quarantined"
+    );
+    Verdict::Quarantine(format!("The virus scanner {scanner} found: {threat}"))
+}
+
+fn unavailable(scanner: &str, err: &dyn std::error::Error, ms: u128) -> Verdict {
+    tracing::warn!(
+        stage = "data",
+        rule = "antivirus",
+        scanner,
+        ms,
+        "the scanner cannot be asked: {err}"
+    );
+    Verdict::tempfail(
+        451,
+        [4, 7, 1],
+        "Virus scanner unavailable, please try again later",
+    )
+}
