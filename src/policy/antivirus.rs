@@ -73,7 +73,19 @@ pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8])
                 );
             }
             Ok(icap::Finding::Infected(threat)) => return infected("Kaspersky", &threat, ms),
-            Ok(icap::Finding::Blocked(why)) => return infected("Kaspersky", &why, ms),
+            Ok(icap::Finding::Blocked(why)) => {
+                tracing::info!(
+                    stage = "data",
+                    rule = "antivirus",
+                    scanner = "Kaspersky",
+                    why,
+                    ms,
+                    "blocked: quarantined"
+                );
+                return Verdict::Quarantine(format!(
+                    "The virus scanner Kaspersky refused it: {why}"
+                ));
+            }
             Err(err) => return unavailable("Kaspersky", &err, ms),
         }
     }

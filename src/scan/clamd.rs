@@ -42,8 +42,10 @@ impl ClamdAddress {
             let (host, port) = rest
                 .rsplit_once(':')
                 .ok_or_else(|| format!("{text:?} has no port (tcp://host:port)"))?;
+            let bracketed = host.starts_with('[') && host.ends_with(']');
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            if host.is_empty() || host.contains('/') {
+            // An IPv6 address needs its brackets, or its last group would read as the port.
+            if host.is_empty() || host.contains('/') || (host.contains(':') && !bracketed) {
                 return Err(format!("{text:?} has no host (tcp://host:port)"));
             }
             match port.parse::<u16>() {
@@ -284,6 +286,7 @@ mod tests {
             "tcp://h:0",
             "tcp://h:99999",
             "tcp://h:x",
+            "tcp://::1:3310",
         ] {
             assert!(ClamdAddress::parse(bad).is_err(), "{bad}");
         }
