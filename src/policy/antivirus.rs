@@ -118,3 +118,27 @@ fn unavailable(scanner: &str, err: &dyn std::error::Error, ms: u128) -> Verdict 
         "Virus scanner unavailable, please try again later",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::clamd::ClamdAddress;
+
+    #[tokio::test]
+    async fn off_is_accept_and_a_scanner_that_is_not_there_is_451() {
+        assert_eq!(
+            check(&AntivirusSettings::default(), "mx.test", b"m").await,
+            Verdict::Accept
+        );
+        let gone = AntivirusSettings {
+            clamav: Some(ClamdAddress::Unix("/nonexistent/clamd.ctl".into())),
+            kaspersky: None,
+        };
+        match check(&gone, "mx.test", b"m").await {
+            Verdict::TempFail(reply) => {
+                assert_eq!((reply.code, reply.enhanced), (451, Some([4, 7, 1])))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

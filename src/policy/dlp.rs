@@ -54,3 +54,25 @@ pub async fn check(url: &IcapUrl, hostname: &str, message: &[u8]) -> Verdict {
         format!("Message refused by the data loss prevention policy ({why})"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_service_that_is_not_there_is_451() {
+        // A port just closed: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = IcapUrl::parse(&format!("icap://127.0.0.1:{port}/dlp")).unwrap();
+        match check(&url, "mx.test", b"m").await {
+            Verdict::TempFail(reply) => {
+                assert_eq!((reply.code, reply.enhanced), (451, Some([4, 7, 1])))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
