@@ -439,37 +439,68 @@ fn parse_http_status(bytes: &[u8]) -> Result<(u16, String), IcapError> {
     }
 }
 
-/// Decodes a chunked body at the start of `buffer` (RFC 3507 §4.5; extensions such as `ieof`
-/// ignored): `Ok(None)` when more bytes are needed; never more than `limit` body bytes.
-pub fn dechunk(buffer: &[u8], limit: usize) -> Result<Option<Vec<u8>>, IcapError> {
-    let mut body = Vec::new();
-    let mut at = 0usize;
-    loop {
-        let (used, size) = match httparse::parse_chunk_size(&buffer[at..]) {
-            Ok(httparse::Status::Complete(found)) => found,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(IcapError::Body("a bad chunk size line".into())),
-        };
-        at += used;
-        if size == 0 {
-            return Ok(Some(body));
+/// Decodes a chunked body (RFC 3507 §4.5; chunk extensions such as `ieof` ignored) as its
+/// bytes arrive, never holding more than `limit` body bytes. Each complete chunk is taken off
+/// the front of the buffer it is fed, so a large body costs one pass.
+#[derive(Debug)]
+pub struct Dechunker {
+    body: Vec<u8>,
+    limit: usize,
+}
+
+impl Dechunker {
+    pub fn new(limit: usize) -> Dechunker {
+        Dechunker {
+            body: Vec::new(),
+            limit,
         }
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|size| body.len().saturating_add(*size) <= limit)
-            .ok_or_else(|| IcapError::Body(format!("more than {limit} bytes")))?;
-        let end = at
-            .checked_add(size)
-            .ok_or_else(|| IcapError::Body("a chunk too large".into()))?;
-        if buffer.len() < end + 2 {
-            return Ok(None);
-        }
-        if &buffer[end..end + 2] != b"\r\n" {
-            return Err(IcapError::Body("a chunk not ended by CRLF".into()));
-        }
-        body.extend_from_slice(&buffer[at..end]);
-        at = end + 2;
     }
+
+    /// Takes the complete chunks at the start of `buffer`: `Ok(true)` once the last chunk
+    /// (size 0) was read, `Ok(false)` when more bytes are needed.
+    pub fn feed(&mut self, buffer: &mut Vec<u8>) -> Result<bool, IcapError> {
+        let mut at = 0usize;
+        let done = loop {
+            let (used, size) = match httparse::parse_chunk_size(&buffer[at..]) {
+                Ok(httparse::Status::Complete(found)) => found,
+                Ok(httparse::Status::Partial) => break false,
+                Err(_) => return Err(IcapError::Body("a bad chunk size line".into())),
+            };
+            if size == 0 {
+                at += used;
+                break true;
+            }
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|size| self.body.len().saturating_add(*size) <= self.limit)
+                .ok_or_else(|| IcapError::Body(format!("more than {} bytes", self.limit)))?;
+            let start = at + used;
+            let end = start
+                .checked_add(size)
+                .ok_or_else(|| IcapError::Body("a chunk too large".into()))?;
+            if buffer.len() < end.saturating_add(2) {
+                break false;
+            }
+            if &buffer[end..end + 2] != b"\r\n" {
+                return Err(IcapError::Body("a chunk not ended by CRLF".into()));
+            }
+            self.body.extend_from_slice(&buffer[start..end]);
+            at = end + 2;
+        };
+        buffer.drain(..at);
+        Ok(done)
+    }
+
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+/// A whole chunked body at the start of `buffer`: `Ok(None)` when more bytes are needed.
+pub fn dechunk(buffer: &[u8], limit: usize) -> Result<Option<Vec<u8>>, IcapError> {
+    let mut dechunker = Dechunker::new(limit);
+    let mut buffer = buffer.to_vec();
+    Ok(dechunker.feed(&mut buffer)?.then(|| dechunker.into_body()))
 }
 
 /// Reads from the connection into a buffer, as much as each step needs.
@@ -532,16 +563,15 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
                 body: None,
             });
         }
+        let mut dechunker = Dechunker::new(limit);
         loop {
-            if let Some(body) = dechunk(&self.buffer, limit)? {
+            if dechunker.feed(&mut self.buffer)? {
                 return Ok(Returned {
                     http_status,
-                    body: Some(body),
+                    body: Some(dechunker.into_body()),
                 });
             }
-            if self.buffer.len() > limit.saturating_add(MAX_HEAD) {
-                return Err(IcapError::Body(format!("more than {limit} bytes")));
-            }
+            // What is left is one chunk not yet complete, and the limit bounds its size.
             self.more().await?;
         }
     }
@@ -682,6 +712,21 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // Fed a byte at a time, the same body.
+        let whole = b"3\r\nabc\r\n2;ext\r\nde\r\n0\r\n\r\n";
+        let mut dechunker = Dechunker::new(100);
+        let mut buffer = Vec::new();
+        let mut fed = 0;
+        for byte in whole {
+            buffer.push(*byte);
+            fed += 1;
+            if dechunker.feed(&mut buffer).unwrap() {
+                break;
+            }
+        }
+        // Done at the last chunk's size line (the trailer is not waited for).
+        assert_eq!(fed, whole.len() - 2);
+        assert_eq!(dechunker.into_body(), b"abcde");
         // Over the limit, before the bytes arrive.
         assert!(dechunk(b"ffffffff\r\n", 100).is_err());
         assert!(dechunk(b"65\r\n", 100).is_err());
@@ -794,6 +839,47 @@ mod tests {
             Err(IcapError::Closed)
         ));
         assert!(matches!(answer(b"", b"m").await, Err(IcapError::Closed)));
+    }
+
+    /// A service that always sends the message back (no 204): a large body, in many chunks,
+    /// read in one pass.
+    #[tokio::test]
+    async fn a_large_echo_is_clean() {
+        let message: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut response = b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n".to_vec();
+        for chunk in message.chunks(4096) {
+            response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            response.extend_from_slice(chunk);
+            response.extend_from_slice(b"\r\n");
+        }
+        response.extend_from_slice(b"0\r\n\r\n");
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let service = tokio::spawn(async move {
+            let mut sink = vec![0u8; 64 * 1024];
+            // Read the request while answering, as a streaming service does.
+            let (mut read, mut write) = tokio::io::split(&mut server);
+            let reader = async { while read.read(&mut sink).await.unwrap_or(0) > 0 {} };
+            let writer = async {
+                write.write_all(&response).await.unwrap();
+                write.shutdown().await.unwrap();
+            };
+            tokio::join!(reader, writer);
+        });
+        let request = encode_request(
+            &url(),
+            Method::Respmod,
+            Subject { host: "h", id: "i" },
+            &message,
+        );
+        let started = std::time::Instant::now();
+        let result = exchange(client, &request, &message).await.unwrap();
+        assert_eq!(result, Finding::Clean);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        service.abort();
     }
 
     #[tokio::test]
