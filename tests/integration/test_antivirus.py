@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
+import signal
 import smtplib
 import tempfile
 import time
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from icshelpers import (ALICE, BOB, PASSWORD, make_message, split_stored, tls_overrides,
-                        wait_until)
+from icshelpers import (ALICE, BOB, PASSWORD, deep_merge, make_message, split_stored,
+                        tls_overrides, wait_until, write_config)
 from queuepeers import PrivatePostfix
 from scanners import EICAR, EICAR_NAME, CIcap, Clamd, with_attachment
 
@@ -236,3 +237,19 @@ def test_both_scanners_on(make_server, clamd, icap):
     assert send(server, infected, recipients=[BOB]) == {}
     # clamd is asked first and names it.
     check_notice(only_message(server, BOB), infected, "ClamAV")
+
+
+def test_a_reload_turns_the_scanner_on(make_server, clamd):
+    """The settings reach new sessions on SIGHUP (docs/settings.md, "Layers and reload")."""
+    server = make_server()
+    assert send(server, with_attachment("before-reload", EICAR)) == {}
+    assert b"quarantined" not in only_message(server)  # no scanner yet: delivered as it is
+    server.config = deep_merge(server.config, clamav(clamd.address))
+    write_config(server.config_path, server.config)
+    before = server.stderr().count("settings reloaded")
+    server.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: server.stderr().count("settings reloaded") > before, timeout=10), \
+        server.stderr()[-3000:]
+    original = with_attachment("after-reload", EICAR, to=BOB)
+    assert send(server, original, recipients=[BOB]) == {}
+    check_notice(only_message(server, BOB), original, "ClamAV")
