@@ -686,6 +686,18 @@ in
         description = "ics-mail daemons";
       };
       users.groups.icsmail = { };
+      # Members may call the admin service on D-Bus (docs/dbus.md): users.users.<name>.extraGroups.
+      users.groups.icsmail-admin = { };
+
+      # The admin service's bus policy and its bus activation (units/dbus/).
+      services.dbus.packages = [
+        (pkgs.runCommand "icsmail-dbus" { } ''
+          mkdir -p $out/share/dbus-1/system.d $out/share/dbus-1/system-services
+          cp ${../units/dbus}/org.icsmail.Mail1.conf $out/share/dbus-1/system.d/
+          sed -e 's|/bin/false|${pkgs.coreutils}/bin/false|' ${../units/dbus}/org.icsmail.Mail1.service \
+            > $out/share/dbus-1/system-services/org.icsmail.Mail1.service
+        '')
+      ];
 
       environment.etc."icsmail/config.json".source = checkedConfig;
       environment.systemPackages = [ cfg.package ];
@@ -712,6 +724,13 @@ in
         restartTriggers = [ config.environment.etc."icsmail/config.json".source ];
       }) [ "smtpd" "pop3d" "imapd" ])
       // {
+        icsmail-admin = {
+          serviceConfig = {
+            ExecStart = [ "" "${icsmail} admind --config ${configPath}" ];
+            ReadWritePaths = extraDirs;
+          };
+          restartTriggers = [ config.environment.etc."icsmail/config.json".source ];
+        };
         icsmail-queue = {
           serviceConfig = {
             ExecStart = [ "" "${icsmail} queue run --config ${configPath}" ];

@@ -103,7 +103,7 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
             reload(&live, &store, smtp_ctx.as_deref());
             certificates.reload();
         };
-        daemon::run(services, Box::new(reload)).await
+        daemon::run(services, Box::new(reload), settings.queue.state_dir.clone()).await
     })
 }
 

@@ -45,6 +45,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The administration service on the system bus (`org.icsmail.Mail1`, docs/dbus.md);
+    /// started by bus activation.
+    Admind {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a configuration file: exit 0, or one line per problem naming its key.
     ///
     /// By default everything the daemons will need is checked too: the password hash files are
@@ -78,6 +84,7 @@ pub fn run() -> ExitCode {
         Command::Smtpd { config } => app::run(file(config), Daemons::Smtp),
         Command::Imapd { config } => app::run(file(config), Daemons::Imap),
         Command::Pop3d { config } => app::run(file(config), Daemons::Pop3),
+        Command::Admind { config } => crate::admin::run(file(config)),
         Command::Serve { config } => match config {
             Some(path) => Ok(file(path)),
             None => crate::demo::default_source(),

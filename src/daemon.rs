@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,8 @@ use crate::config::Config;
 use crate::net::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use crate::net::listeners::{self, ListenSpec};
 use crate::net::notify;
+use crate::settings::watch::{FileWatch, WATCH_EVERY};
+use crate::stats::{self, Event};
 
 /// How long sessions may take to finish after SIGTERM before they are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -131,8 +134,14 @@ struct Accepted {
 pub type OnReload = Box<dyn Fn() + Send + Sync>;
 
 /// Serves until SIGTERM or SIGINT, then lets sessions finish (at most [`SHUTDOWN_GRACE`]).
-/// SIGHUP runs `on_reload`, with `RELOADING=1` and `READY=1` around it for systemd.
-pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<()> {
+/// SIGHUP runs `on_reload`, with `RELOADING=1` and `READY=1` around it for systemd; so does a
+/// change of the override file in `state_dir` (what the D-Bus admin writes). The process's
+/// statistics are added to `state_dir`'s every few seconds and at the end.
+pub async fn run(
+    services: Vec<Service>,
+    on_reload: OnReload,
+    state_dir: PathBuf,
+) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
     let mut acceptors = JoinSet::new();
@@ -146,6 +155,7 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
                 info!(service = service.name, %address, "listening");
             }
             acceptors.spawn(accept_loop(
+                service.name,
                 listener,
                 service.handler.clone(),
                 service.limiter.clone(),
@@ -159,6 +169,11 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut overrides = FileWatch::new(state_dir.join(crate::config::layers::OVERRIDES_FILE));
+    let mut persist = tokio::time::interval(stats::PERSIST_EVERY);
+    persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut look = tokio::time::interval(WATCH_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -168,6 +183,15 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
                 notify::reloading();
                 on_reload();
                 notify::ready("reloaded");
+            }
+            _ = persist.tick() => persist_statistics(&state_dir),
+            _ = look.tick() => {
+                if overrides.changed() {
+                    info!("the override file changed: reloading");
+                    notify::reloading();
+                    on_reload();
+                    notify::ready("reloaded");
+                }
             }
             Some(conn) = accepted_rx.recv() => {
                 let Accepted { stream, peer, slot, handler } = conn;
@@ -195,10 +219,20 @@ pub async fn run(services: Vec<Service>, on_reload: OnReload) -> anyhow::Result<
         );
         sessions.abort_all();
     }
+    persist_statistics(&state_dir);
     Ok(())
 }
 
+/// Adds this process's counts to the statistics file; a failure is logged and the counts
+/// wait for the next try.
+fn persist_statistics(state_dir: &std::path::Path) {
+    if let Err(err) = stats::persist(state_dir) {
+        warn!(dir = %state_dir.display(), "cannot write the statistics: {err}");
+    }
+}
+
 async fn accept_loop(
+    service: &'static str,
     listener: tokio::net::TcpListener,
     handler: Handler,
     limiter: ConnectionLimiter,
@@ -218,6 +252,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         match limiter.acquire(peer.ip().to_canonical()) {
             Ok(slot) => {
+                stats::count(Event::Connection(service));
                 let conn = Accepted {
                     stream,
                     peer,

@@ -2,6 +2,7 @@
 //! docs/architecture.md describes how the modules fit together.
 
 pub mod address;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod queue;
 pub mod scan;
 pub mod settings;
 pub mod smtp;
+pub mod stats;
 pub mod store;
 pub mod tls;
 

@@ -36,8 +36,10 @@ PACKAGES=(
   "python3-pytest: runs tests/integration"
   "python3-cryptography: certificates made in the tests (icshelpers.make_dated_cert)"
   "python3-aiosmtpd: the smarthost peers of test_queue_relay"
-  "systemd: systemd-socket-activate (test_socket_activation); systemd-analyze, -sysusers (VM)"
+  "systemd: systemd-socket-activate (test_socket_activation), busctl (test_dbus_admin); systemd-analyze, -sysusers (VM)"
   "nix-bin: nix-instantiate/nix for the Nix checks (nixos-module/eval/check.sh)"
+  "dbus-daemon: the private system-like bus of test_dbus_admin"
+  "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
 )
 VM_PACKAGES=(
   "mmdebstrap: builds the VM test's Debian guest"

@@ -144,6 +144,7 @@ impl Authenticator {
                 self.record(peer, &key);
                 // The address first: the login is client text (quoted and escaped by tracing).
                 warn!(%peer, login, "authentication failed");
+                crate::stats::count(crate::stats::Event::AuthFailure);
                 Err(AuthFailure::Invalid)
             }
         }

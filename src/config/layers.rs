@@ -53,15 +53,44 @@ pub fn read_declarative(source: &Source) -> Result<Config, ConfigErrors> {
 
 /// Both layers, merged and checked as far as the files go.
 pub fn read(source: &Source) -> Result<Config, ConfigErrors> {
-    let declarative = load::json(&source.text()?)?;
+    read_with(source, Candidate::OnDisk)
+}
+
+/// Which override layer [`read_with`] merges.
+#[derive(Debug, Clone, Copy)]
+pub enum Candidate<'a> {
+    /// The override file as it is on disk.
+    OnDisk,
+    /// This object instead (what the D-Bus admin is about to write), checked as if it were
+    /// the file.
+    Proposed(&'a Value),
+}
+
+/// The declarative layer with `candidate` merged into it, checked as far as the files go.
+pub fn read_with(source: &Source, candidate: Candidate<'_>) -> Result<Config, ConfigErrors> {
+    let declarative = declarative_value(source)?;
     let base = checked(declarative.clone())?;
     let path = overrides_path(&base);
-    let Some(overrides) = read_overrides(&path)? else {
+    let overrides = match candidate {
+        Candidate::OnDisk => read_overrides(&path)?,
+        Candidate::Proposed(value) => Some(check_overrides(value.clone(), &path)?),
+    };
+    let Some(overrides) = overrides else {
         return Ok(base);
     };
     let mut merged = declarative;
     merge(&mut merged, overrides);
     checked(merged).map_err(|errors| in_layer(errors, &path))
+}
+
+/// The declarative layer as JSON, before any check beyond its syntax.
+pub fn declarative_value(source: &Source) -> Result<Value, ConfigErrors> {
+    load::json(&source.text()?)
+}
+
+/// The override file's JSON object, `None` when there is none.
+pub fn overrides_value(path: &Path) -> Result<Option<Value>, ConfigErrors> {
+    read_overrides(path)
 }
 
 /// `<stateDir>/overrides.json` of a configuration.
@@ -82,6 +111,11 @@ fn read_overrides(path: &Path) -> Result<Option<Value>, ConfigErrors> {
         }
     };
     let value = load::json(&text).map_err(|errors| in_layer(errors, path))?;
+    check_overrides(value, path).map(Some)
+}
+
+/// An override layer is a JSON object that leaves `stateDir` alone.
+fn check_overrides(value: Value, path: &Path) -> Result<Value, ConfigErrors> {
     match &value {
         Value::Object(map) if map.contains_key("stateDir") => Err(in_layer(
             ConfigErrors::single(
@@ -89,7 +123,7 @@ fn read_overrides(path: &Path) -> Result<Option<Value>, ConfigErrors> {
             ),
             path,
         )),
-        Value::Object(_) => Ok(Some(value)),
+        Value::Object(_) => Ok(value),
         _ => Err(in_layer(
             ConfigErrors::single("(file): the overrides must be a JSON object".into()),
             path,

@@ -29,10 +29,10 @@ pub fn sender_entry<'a>(list: &'a [ListEntry], sender: &str) -> Option<&'a ListE
     if local.is_empty() {
         return None;
     }
+    // Parsed once for the whole list, not once per mailbox entry (lists hold hundreds).
+    let parsed = crate::address::Address::parse(sender).ok();
     list.iter().find(|entry| match entry {
-        ListEntry::Mailbox(mailbox) => {
-            crate::address::Address::parse(sender).is_ok_and(|sender| &sender == mailbox)
-        }
+        ListEntry::Mailbox(mailbox) => parsed.as_ref() == Some(mailbox),
         ListEntry::Name(_) => entry.covers_name(domain),
         ListEntry::Network(_) => false,
     })

@@ -76,6 +76,9 @@ fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
         bounces = report.bounces,
         "queue pass done"
     );
+    if let Err(err) = crate::stats::persist(&settings.queue.state_dir) {
+        tracing::warn!("cannot write the statistics: {err}");
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod dsn;
 pub mod envelope;
+pub mod manage;
 pub mod outbound;
 pub mod rewrite;
 pub mod route;

@@ -306,8 +306,11 @@ impl Runner {
                 .notify(&work.env, &work.message, &failed, now, new_ids)
                 .await;
             if notified {
-                report.bounces +=
-                    usize::from(work.env.kind == Kind::Message && !work.env.sender.is_empty());
+                let bounced = work.env.kind == Kind::Message && !work.env.sender.is_empty();
+                if bounced {
+                    crate::stats::count(crate::stats::Event::Bounced);
+                }
+                report.bounces += usize::from(bounced);
                 for index in failed {
                     work.env.recipients[index].notified = true;
                 }
@@ -448,7 +451,10 @@ fn apply(env: &mut Envelope, index: usize, address: &str, result: Attempted) {
         return;
     };
     let (status, word) = match &result.outcome {
-        RcptOutcome::Delivered(_) => (Status::Delivered, "delivered"),
+        RcptOutcome::Delivered(_) => {
+            crate::stats::count(crate::stats::Event::Relayed);
+            (Status::Delivered, "delivered")
+        }
         RcptOutcome::Deferred(_) => (Status::Deferred, "deferred"),
         RcptOutcome::Failed(_) => (Status::Failed, "failed"),
     };

@@ -55,7 +55,16 @@ pub fn check_static(source: &Source) -> Result<Config, ConfigErrors> {
 /// The whole check of `check-config`: both layers, then every file the daemons read at start
 /// — secret files and the certificates with their keys — with all their problems together.
 pub fn check_machine(source: &Source) -> Result<(), ConfigErrors> {
-    let model = layers::read(source)?;
+    check_machine_with(source, layers::Candidate::OnDisk)
+}
+
+/// [`check_machine`] with `candidate` as the override layer (the D-Bus admin's check of a
+/// change before it writes it).
+pub fn check_machine_with(
+    source: &Source,
+    candidate: layers::Candidate<'_>,
+) -> Result<(), ConfigErrors> {
+    let model = layers::read_with(source, candidate)?;
     check_more(&model)?;
     let mut errors = environment::read(&model).err().unwrap_or_default();
     let provider = crate::tls::provider(model.tls.dh_key_length);

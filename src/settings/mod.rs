@@ -11,6 +11,7 @@
 mod build;
 mod environment;
 mod live;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use build::{check_machine, check_static, ListenerRules};
+pub use build::{check_machine, check_machine_with, check_static, ListenerRules};
 pub use live::{Live, Reloaded};
 
 use crate::auth::Directory;

@@ -17,6 +17,7 @@ use crate::filter::subject::recode_subject;
 use crate::policy::{Client, Engine, Query, Stage, Verdict};
 use crate::queue::{NewMessage, Outbound};
 use crate::settings::Settings;
+use crate::stats::{self, Event};
 use crate::store::{to_maildir_form, MailStore};
 
 /// What became of a message.
@@ -135,6 +136,7 @@ impl Inbound {
         if let Err(cause) = self.store_and_queue(&tx, &trace, &id, first_delay).await {
             return Outcome::Failed { id, cause };
         }
+        stats::count(Event::Received);
         match quarantined {
             Some(_) => Outcome::Quarantined { id },
             None => Outcome::Accepted { id },
@@ -182,9 +184,13 @@ impl Inbound {
                 return Err(failed("delivery", err));
             }
             info!(id, from = %tx.mail_from, to = %rcpts, size, "delivered");
+            for _ in &tx.accounts {
+                stats::count(Event::Delivered);
+            }
         }
         if queued {
             info!(id, from = %tx.mail_from, remote = %tx.remote.join(","), size = tx.body.len(), "queued");
+            stats::count(Event::Queued);
             self.outbound.kick(id.to_string());
         }
         Ok(())

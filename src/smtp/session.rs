@@ -228,10 +228,14 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
     let mut messages = 0u32;
     loop {
         match session.next(settings.directory.as_ref()) {
-            Step::Reply(reply) => conn.send(&reply.to_wire()),
+            Step::Reply(reply) => {
+                count_refusal(&reply);
+                conn.send(&reply.to_wire());
+            }
             Step::Refuse(err) => {
                 err.log();
                 if let Some(reply) = err.reply() {
+                    count_refusal(reply);
                     conn.send(&reply.to_wire());
                 }
             }
@@ -284,6 +288,16 @@ async fn drive(conn: &mut Connection, facts: &SessionFacts<'_>) -> std::io::Resu
                 return conn.farewell(&last_words).await;
             }
         }
+    }
+}
+
+/// A 4xx or 5xx reply counts as a refusal in the statistics, by its codes.
+fn count_refusal(reply: &Reply) {
+    if reply.is_error() {
+        crate::stats::count(crate::stats::Event::Refused {
+            code: reply.code,
+            enhanced: reply.enhanced,
+        });
     }
 }
 

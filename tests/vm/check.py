@@ -358,6 +358,52 @@ def check_config():
         report("FAIL", f"check-config in the guest: {out}")
 
 
+ADMIN_CALL = "busctl --system call org.icsmail.Mail1 /org/icsmail/Mail1 org.icsmail.Mail1.Settings"
+
+
+@check("D-Bus admin: bus activation")
+def admin_activation():
+    before = hook("systemctl is-active icsmail-admin.service").strip()
+    out = hook(f"{ADMIN_CALL} Get s heloName")
+    after = show("icsmail-admin.service", "ActiveState", "MainPID")
+    user = hook(f"ps -o user= -p {after['MainPID']}").strip() if after["MainPID"] != "0" else "?"
+    if before != "active" and 'mail.example.test' in out and '"file"' in out and after["ActiveState"] == "active" and user == "icsmail":
+        report("PASS", f"the first busctl call bus-activated icsmail-admin.service ({before} -> active, "
+                       f"user {user}) and got {out.strip()}")
+    else:
+        report("FAIL", f"bus activation: before {before}, reply {out!r}, after {after}, user {user}")
+
+
+@check("D-Bus admin: the bus policy refuses a non-admin")
+def admin_policy():
+    out = hook(f"runuser -u nobody -- {ADMIN_CALL} Get s heloName; echo rc=$?")
+    if "rc=0" not in out and "denied" in out.lower():
+        report("PASS", f"a call as nobody (not in icsmail-admin) is refused by the bus: {out.splitlines()[0]}")
+    else:
+        report("FAIL", f"a call as nobody was not refused: {out!r}")
+
+
+@check("D-Bus admin: a setting changed over the bus applies to the running daemon")
+def admin_set_applies():
+    def size():
+        with smtplib.SMTP("127.0.0.1", A.smtp, timeout=60) as smtp:
+            smtp.ehlo("admin.remote.test")
+            return int(smtp.esmtp_features.get("size", "0"))
+
+    pid = show("icsmail-smtpd.service", "MainPID")["MainPID"]
+    out = hook(f"{ADMIN_CALL} Set ss smtp.maxMessageSize 4000 && echo set-ok")
+    changed = wait_for(lambda: size() == 4000, 30, "SIZE 4000 in EHLO", 1) if "set-ok" in out else False
+    owner = hook("stat -c '%U %a' /var/lib/icsmail/overrides.json").strip()
+    hook(f"{ADMIN_CALL} Reset s smtp.maxMessageSize")
+    back = wait_for(lambda: size() != 4000, 30, "SIZE back to the file's", 1)
+    same_pid = show("icsmail-smtpd.service", "MainPID")["MainPID"] == pid
+    if changed and back and same_pid:
+        report("PASS", f"Set smtp.maxMessageSize 4000 over D-Bus: EHLO showed SIZE 4000 without a restart "
+                       f"(same pid {pid}; overrides.json {owner}); Reset brought the file's value back")
+    else:
+        report("FAIL", f"admin Set: {out!r}, changed {changed}, back {back}, same pid {same_pid}")
+
+
 def security_scores(services):
     for service in services:
         out = hook(f"systemd-analyze security {service} --no-pager | tail -1").strip()
@@ -460,10 +506,14 @@ def main():
         report("SKIP", "IMAP/IMAPS read-back: this build has no `icsmail imapd` (checked the Maildir instead)")
 
     reload("icsmail-smtpd.service")
+    admin_activation()
+    admin_policy()
+    admin_set_applies()
     stop_and_reactivate()
     check_config()
     security_scores([s for s, f in (("icsmail-smtpd.service", None), ("icsmail-pop3d.service", "pop3"),
-                                    ("icsmail-imapd.service", "imap"), ("icsmail-queue.service", None))
+                                    ("icsmail-imapd.service", "imap"), ("icsmail-queue.service", None),
+                                    ("icsmail-admin.service", None))
                      if f is None or f in A.features])
     queue_timer()
     failed_units()

@@ -126,6 +126,9 @@ install -D -m 0755 "$BIN" "$R/usr/bin/icsmail"
 objcopy --strip-debug "$R/usr/bin/icsmail"
 install -m 0644 "$ROOT"/units/*.service "$ROOT"/units/*.socket "$ROOT"/units/*.timer "$R/etc/systemd/system/"
 install -D -m 0644 "$ROOT/units/icsmail.sysusers.conf" "$R/usr/lib/sysusers.d/icsmail.conf"
+# the admin service's bus policy and bus activation (docs/dbus.md)
+install -D -m 0644 "$ROOT/units/dbus/org.icsmail.Mail1.conf" "$R/usr/share/dbus-1/system.d/org.icsmail.Mail1.conf"
+install -D -m 0644 "$ROOT/units/dbus/org.icsmail.Mail1.service" "$R/usr/share/dbus-1/system-services/org.icsmail.Mail1.service"
 systemd-sysusers --root="$R" "$R/usr/lib/sysusers.d/icsmail.conf"
 GID=$(awk -F: '$1 == "icsmail" {print $3}' "$R/etc/group")
 [ -n "$GID" ] || { echo "FAIL: systemd-sysusers did not create the icsmail group"; exit 1; }

@@ -1,0 +1,97 @@
+//! `org.icsmail.Mail1.Settings`: every setting of docs/settings.md by its dotted name, its
+//! value as JSON text. A change goes to the override layer (docs/dbus.md, "Settings").
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tracing::info;
+use zbus::object_server::SignalEmitter;
+
+use super::error::AdminError;
+use super::keys::parse_value;
+use super::overrides::Overrides;
+
+pub struct SettingsInterface {
+    pub overrides: Arc<Overrides>,
+    /// One change at a time, across every interface that writes the override layer.
+    pub edits: Arc<Mutex<()>>,
+}
+
+#[zbus::interface(name = "org.icsmail.Mail1.Settings")]
+impl SettingsInterface {
+    /// The value in force of the setting `name` (JSON text) and where it comes from:
+    /// `override`, `file` (the declarative configuration) or `default`.
+    async fn get(&self, name: &str) -> Result<(String, String), AdminError> {
+        let overrides = self.overrides.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let path = overrides.resolve(&name).map_err(unknown)?;
+            match overrides.get(&path)? {
+                Some((value, layer)) => Ok((value.to_string(), layer.as_str().to_string())),
+                None => Err(AdminError::UnknownSetting(format!(
+                    "{name}: no such setting"
+                ))),
+            }
+        })
+        .await?
+    }
+
+    /// Overrides the setting `name` with `value`: JSON text (`20971520`, `true`,
+    /// `["192.0.2.0/24"]`, `null`), or plain text taken as a string. Checked as the whole
+    /// configuration is at start; the running daemons apply it within a second.
+    async fn set(
+        &self,
+        name: &str,
+        value: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<(), AdminError> {
+        let _edit = self.edits.lock().await;
+        let overrides = self.overrides.clone();
+        let (name, value) = (name.to_string(), parse_value(value));
+        let changed = tokio::task::spawn_blocking(move || {
+            let path = overrides.resolve(&name).map_err(unknown)?;
+            overrides.set(&path, value)?;
+            Ok::<_, AdminError>(path.name())
+        })
+        .await??;
+        info!(setting = changed, "setting overridden");
+        SettingsInterface::changed(&emitter, &changed).await?;
+        Ok(())
+    }
+
+    /// Drops the override of `name` (and of every setting under it): the declarative value
+    /// or the default is in force again. False when there was none.
+    async fn reset(
+        &self,
+        name: &str,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+    ) -> Result<bool, AdminError> {
+        let _edit = self.edits.lock().await;
+        let overrides = self.overrides.clone();
+        let name = name.to_string();
+        let (reset, changed) = tokio::task::spawn_blocking(move || {
+            let path = overrides.resolve(&name).map_err(unknown)?;
+            Ok::<_, AdminError>((overrides.reset(&path)?, path.name()))
+        })
+        .await??;
+        if reset {
+            info!(setting = changed, "override dropped");
+            SettingsInterface::changed(&emitter, &changed).await?;
+        }
+        Ok(reset)
+    }
+
+    /// The override layer (JSON text of `<stateDir>/overrides.json`; `{}` when empty).
+    async fn get_overrides(&self) -> Result<String, AdminError> {
+        let overrides = self.overrides.clone();
+        tokio::task::spawn_blocking(move || Ok(overrides.current()?.to_string())).await?
+    }
+
+    /// A setting's value in force changed (by Set, Reset or the lists).
+    #[zbus(signal)]
+    pub async fn changed(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
+}
+
+fn unknown(errors: crate::config::ConfigErrors) -> AdminError {
+    AdminError::UnknownSetting(errors.to_string())
+}
