@@ -30,18 +30,18 @@ pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8])
     if let Some(address) = &settings.clamav {
         let started = Instant::now();
         let result = clamd::scan(address, message, SCAN_TIMEOUT).await;
-        let ms = started.elapsed().as_millis();
+        let us = started.elapsed().as_micros();
         match result {
             Ok(clamd::Finding::Clean) => {
                 tracing::debug!(
                     rule = "antivirus",
                     scanner = "ClamAV",
                     size = message.len(),
-                    ms,
+                    us,
                     "clean"
                 );
             }
-            Ok(clamd::Finding::Infected(threat)) => return infected("ClamAV", &threat, ms),
+            Ok(clamd::Finding::Infected(threat)) => return infected("ClamAV", &threat, us),
             Err(ClamdError::TooLarge) => {
                 tracing::warn!(
                     rule = "antivirus",
@@ -51,7 +51,7 @@ pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8])
                 );
                 return Verdict::reject(552, [5, 3, 4], "Message too large for the virus scanner");
             }
-            Err(err) => return unavailable("ClamAV", &err, ms),
+            Err(err) => return unavailable("ClamAV", &err, us),
         }
     }
     if let Some(url) = &settings.kaspersky {
@@ -61,55 +61,55 @@ pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8])
             id: "message.eml",
         };
         let result = icap::scan(url, Method::Respmod, subject, message, SCAN_TIMEOUT).await;
-        let ms = started.elapsed().as_millis();
+        let us = started.elapsed().as_micros();
         match result {
             Ok(icap::Finding::Clean) => {
                 tracing::debug!(
                     rule = "antivirus",
                     scanner = "Kaspersky",
                     size = message.len(),
-                    ms,
+                    us,
                     "clean"
                 );
             }
-            Ok(icap::Finding::Infected(threat)) => return infected("Kaspersky", &threat, ms),
+            Ok(icap::Finding::Infected(threat)) => return infected("Kaspersky", &threat, us),
             Ok(icap::Finding::Blocked(why)) => {
                 tracing::info!(
                     stage = "data",
                     rule = "antivirus",
                     scanner = "Kaspersky",
                     why,
-                    ms,
+                    us,
                     "blocked: quarantined"
                 );
                 return Verdict::Quarantine(format!(
                     "The virus scanner Kaspersky refused it: {why}"
                 ));
             }
-            Err(err) => return unavailable("Kaspersky", &err, ms),
+            Err(err) => return unavailable("Kaspersky", &err, us),
         }
     }
     Verdict::Accept
 }
 
-fn infected(scanner: &str, threat: &str, ms: u128) -> Verdict {
+fn infected(scanner: &str, threat: &str, us: u128) -> Verdict {
     tracing::info!(
         stage = "data",
         rule = "antivirus",
         scanner,
         threat,
-        ms,
+        us,
         "infected: quarantined"
     );
     Verdict::Quarantine(format!("The virus scanner {scanner} found: {threat}"))
 }
 
-fn unavailable(scanner: &str, err: &dyn std::error::Error, ms: u128) -> Verdict {
+fn unavailable(scanner: &str, err: &dyn std::error::Error, us: u128) -> Verdict {
     tracing::warn!(
         stage = "data",
         rule = "antivirus",
         scanner,
-        ms,
+        us,
         "the scanner cannot be asked: {err}"
     );
     Verdict::tempfail(

@@ -24,10 +24,10 @@ pub async fn check(url: &IcapUrl, hostname: &str, message: &[u8]) -> Verdict {
         id: "message.eml",
     };
     let result = icap::scan(url, Method::Reqmod, subject, message, DLP_TIMEOUT).await;
-    let ms = started.elapsed().as_millis();
+    let us = started.elapsed().as_micros();
     let why = match result {
         Ok(icap::Finding::Clean) => {
-            tracing::debug!(rule = "dlp", size = message.len(), ms, "passed");
+            tracing::debug!(rule = "dlp", size = message.len(), us, "passed");
             return Verdict::Accept;
         }
         Ok(icap::Finding::Infected(name)) => name,
@@ -36,7 +36,7 @@ pub async fn check(url: &IcapUrl, hostname: &str, message: &[u8]) -> Verdict {
             tracing::warn!(
                 stage = "data",
                 rule = "dlp",
-                ms,
+                us,
                 "the DLP service cannot be asked: {err}"
             );
             return Verdict::tempfail(
@@ -47,7 +47,7 @@ pub async fn check(url: &IcapUrl, hostname: &str, message: &[u8]) -> Verdict {
         }
     };
     let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
-    tracing::info!(stage = "data", rule = "dlp", verdict = %why, ms, "refused");
+    tracing::info!(stage = "data", rule = "dlp", verdict = %why, us, "refused");
     Verdict::reject(
         550,
         [5, 7, 1],
