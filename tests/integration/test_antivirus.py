@@ -253,3 +253,15 @@ def test_a_reload_turns_the_scanner_on(make_server, clamd):
     original = with_attachment("after-reload", EICAR, to=BOB)
     assert send(server, original, recipients=[BOB]) == {}
     check_notice(only_message(server, BOB), original, "ClamAV")
+
+
+def test_an_icap_service_that_sends_the_message_back(make_server, icap):
+    """c-icap's `allow204=off` makes it answer `200` with the message instead of `204`: the
+    body it sends back is read and, unchanged, means clean."""
+    server = make_server(extra=kaspersky(icap.url + "?allow204=off"))
+    original = with_attachment("echoed", b"harmless\n" * 3000)
+    assert send(server, original) == {}
+    split_stored(only_message(server), original)
+    infected = with_attachment("echoed-infected", EICAR, to=BOB)
+    assert send(server, infected, recipients=[BOB]) == {}
+    check_notice(only_message(server, BOB), infected, "Kaspersky")
