@@ -16,8 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::scan::clamd::{self, ClamdError};
-use crate::scan::icap::{self, Method, Subject};
+use crate::scan::clamd::{self, ClamdAddress, ClamdError};
+use crate::scan::icap::{self, IcapUrl, Method, Subject};
 use crate::settings::AntivirusSettings;
 
 use super::Verdict;
@@ -28,68 +28,79 @@ pub const SCAN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The verdict of every scanner that is on.
 pub async fn check(settings: &AntivirusSettings, hostname: &str, message: &[u8]) -> Verdict {
     if let Some(address) = &settings.clamav {
-        let started = Instant::now();
-        let result = clamd::scan(address, message, SCAN_TIMEOUT).await;
-        let us = started.elapsed().as_micros();
-        match result {
-            Ok(clamd::Finding::Clean) => {
-                tracing::debug!(
-                    rule = "antivirus",
-                    scanner = "ClamAV",
-                    size = message.len(),
-                    us,
-                    "clean"
-                );
-            }
-            Ok(clamd::Finding::Infected(threat)) => return infected("ClamAV", &threat, us),
-            Err(ClamdError::TooLarge) => {
-                tracing::warn!(
-                    rule = "antivirus",
-                    scanner = "ClamAV",
-                    size = message.len(),
-                    "refused: the message is larger than clamd's StreamMaxLength (make it at least smtp.maxMessageSize)"
-                );
-                return Verdict::reject(552, [5, 3, 4], "Message too large for the virus scanner");
-            }
-            Err(err) => return unavailable("ClamAV", &err, us),
+        let verdict = clamav(address, message).await;
+        if verdict != Verdict::Accept {
+            return verdict;
         }
     }
-    if let Some(url) = &settings.kaspersky {
-        let started = Instant::now();
-        let subject = Subject {
-            host: hostname,
-            id: "message.eml",
-        };
-        let result = icap::scan(url, Method::Respmod, subject, message, SCAN_TIMEOUT).await;
-        let us = started.elapsed().as_micros();
-        match result {
-            Ok(icap::Finding::Clean) => {
-                tracing::debug!(
-                    rule = "antivirus",
-                    scanner = "Kaspersky",
-                    size = message.len(),
-                    us,
-                    "clean"
-                );
-            }
-            Ok(icap::Finding::Infected(threat)) => return infected("Kaspersky", &threat, us),
-            Ok(icap::Finding::Blocked(why)) => {
-                tracing::info!(
-                    stage = "data",
-                    rule = "antivirus",
-                    scanner = "Kaspersky",
-                    why,
-                    us,
-                    "blocked: quarantined"
-                );
-                return Verdict::Quarantine(format!(
-                    "The virus scanner Kaspersky refused it: {why}"
-                ));
-            }
-            Err(err) => return unavailable("Kaspersky", &err, us),
-        }
+    match &settings.kaspersky {
+        Some(url) => kaspersky(url, hostname, message).await,
+        None => Verdict::Accept,
     }
-    Verdict::Accept
+}
+
+async fn clamav(address: &ClamdAddress, message: &[u8]) -> Verdict {
+    let started = Instant::now();
+    let result = clamd::scan(address, message, SCAN_TIMEOUT).await;
+    let us = started.elapsed().as_micros();
+    match result {
+        Ok(clamd::Finding::Clean) => {
+            tracing::debug!(
+                rule = "antivirus",
+                scanner = "ClamAV",
+                size = message.len(),
+                us,
+                "clean"
+            );
+            Verdict::Accept
+        }
+        Ok(clamd::Finding::Infected(threat)) => infected("ClamAV", &threat, us),
+        Err(ClamdError::TooLarge) => {
+            tracing::warn!(
+                rule = "antivirus",
+                scanner = "ClamAV",
+                size = message.len(),
+                "refused: the message is larger than clamd's StreamMaxLength (make it at least smtp.maxMessageSize)"
+            );
+            Verdict::reject(552, [5, 3, 4], "Message too large for the virus scanner")
+        }
+        Err(err) => unavailable("ClamAV", &err, us),
+    }
+}
+
+async fn kaspersky(url: &IcapUrl, hostname: &str, message: &[u8]) -> Verdict {
+    let started = Instant::now();
+    let subject = Subject {
+        host: hostname,
+        id: "message.eml",
+    };
+    let result = icap::scan(url, Method::Respmod, subject, message, SCAN_TIMEOUT).await;
+    let us = started.elapsed().as_micros();
+    match result {
+        Ok(icap::Finding::Clean) => {
+            tracing::debug!(
+                rule = "antivirus",
+                scanner = "Kaspersky",
+                size = message.len(),
+                us,
+                "clean"
+            );
+            Verdict::Accept
+        }
+        Ok(icap::Finding::Infected(threat)) => infected("Kaspersky", &threat, us),
+        Ok(icap::Finding::Blocked(why)) => {
+            tracing::info!(
+                stage = "data",
+                rule = "antivirus",
+                scanner = "Kaspersky",
+                why,
+                us,
+                "blocked: quarantined"
+            );
+            Verdict::Quarantine(format!("The virus scanner Kaspersky refused it: {why}"))
+        }
+        Err(err) => unavailable("Kaspersky", &err, us),
+    }
 }
 
 fn infected(scanner: &str, threat: &str, us: u128) -> Verdict {
@@ -122,7 +133,6 @@ fn unavailable(scanner: &str, err: &dyn std::error::Error, us: u128) -> Verdict 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::clamd::ClamdAddress;
 
     #[tokio::test]
     async fn off_is_accept_and_a_scanner_that_is_not_there_is_451() {
