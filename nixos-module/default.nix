@@ -41,6 +41,9 @@ let
   absPath = types.strMatching "/.*" // {
     description = "absolute path (a string: the file stays out of the Nix store)";
   };
+  clamdSocket = types.strMatching "(/|tcp://).*" // {
+    description = "absolute path of a Unix socket, or tcp://host:port";
+  };
   interfaceType = types.strMatching "[A-Za-z0-9_.@:%-]+" // {
     description = "IP address or network interface name";
   };
@@ -564,18 +567,18 @@ in
     antivirus = {
       clamav = {
         enable = opt types.bool false ''
-          Anti-virus "Clamav": scan incoming and outgoing mail with clamd; for an infected
-          message the recipient gets the result of the check, with the message attached.
-
-          **Not implemented in this version**: turning it on fails the build (the program's
-          `check-config`) and start-up, naming the key (docs/settings.md).
+          Anti-virus "Clamav": scan incoming and outgoing mail with clamd (its `INSTREAM`
+          command); for an infected message the sender gets `250` and the recipients a notice
+          naming the scanner and the virus, with the message attached. clamd down or slower
+          than 60 s: `451 4.7.1` (the sender retries); a message over clamd's `StreamMaxLength`:
+          `552 5.3.4`, so keep that at least `smtp.maxMessageSize` (docs/filters.md).
         '';
-        socket = progOpt absPath "/run/clamav/clamd.ctl" "clamd's Unix socket.";
+        socket = progOpt clamdSocket "/run/clamav/clamd.ctl" "Where clamd listens: the absolute path of its Unix socket (`LocalSocket`), or `tcp://host:port` (`TCPSocket`).";
       };
       kaspersky = {
-        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\": the same check through a Kaspersky ICAP server.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
+        enable = opt types.bool false "Anti-virus \"Kaspersky Antivirus\": the same check through a Kaspersky ICAP server (ICAP `RESPMOD`; clamd is asked first when both are on). Infected: the notice as for clamd; the server down or slower than 60 s: `451 4.7.1` (docs/filters.md).";
         icapUrl = withExample "icap://127.0.0.1:1344/av/respmod" (nullOpt types.str ''
-          `icap://host:port/service` of the Kaspersky ICAP server.
+          `icap://host[:port]/service` of the Kaspersky ICAP server (port 1344 when not given).
         '');
       };
     };
@@ -591,8 +594,8 @@ in
       keyDirectory = opt absPath "${defaultState}/dkim" "Directory of the DKIM private keys (PEM, readable by the user `icsmail`): `<domain>.<selector>.rsa.pem` and `<domain>.<selector>.ed25519.pem`. With `dkim.sign` it is made (0700, owned by `icsmail`) at boot.";
     };
     dlp = {
-      enable = opt types.bool false "\"Use DLP\": pass mail to a DLP system over ICAP (`dlp.icapUrl`).\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
-      icapUrl = withExample "icap://dlp.example.org:1344/dlp" (nullOpt types.str "`icap://` URL of the DLP system.");
+      enable = opt types.bool false "\"Use DLP\": pass outgoing mail (logged-in clients, mail relayed by whitelisted clients) to a DLP system by ICAP `REQMOD` (`dlp.icapUrl`) before it is queued. Blocked: `550 5.7.1` naming the rule; the system down or slower than 60 s: `451 4.7.1` (docs/filters.md).";
+      icapUrl = withExample "icap://dlp.example.org:1344/dlp" (nullOpt types.str "`icap://host[:port]/service` URL of the DLP system (port 1344 when not given).");
     };
     recodeSubjectUtf8 = opt types.bool false "\"Recode subject to UTF-8\": the Subject of mail sent from this server (by logged-in clients, or relayed) is rewritten as UTF-8 encoded-words, from the charset its encoded-words or the message declare, or a guessed one for undeclared 8-bit text (docs/filters.md).";
     spam = {

@@ -132,16 +132,15 @@
         { name = "Archive.2024"; specialUse = null; }
       ];
     };
-    # Antivirus, DLP and the address book are not
-    # implemented in this version: every switch is off (turning one on fails the build); their
-    # other settings are set as they would be.
+    # The address book is not implemented in this version: its switch is off (turning it on
+    # fails the build); its other settings are set as they would be.
     antivirus = {
       clamav = {
-        enable = false;
+        enable = true;
         socket = "/run/clamav/clamd.ctl";
       };
       kaspersky = {
-        enable = false;
+        enable = true;
         icapUrl = "icap://127.0.0.1:1344/av/respmod";
       };
     };
@@ -152,7 +151,7 @@
       keyDirectory = "/var/lib/icsmail/dkim";
     };
     dlp = {
-      enable = false;
+      enable = true;
       icapUrl = "icap://dlp.example.org:1344/dlp";
     };
     recodeSubjectUtf8 = true;

@@ -18,6 +18,7 @@ pub mod net;
 pub mod policy;
 pub mod pop3;
 pub mod queue;
+pub mod scan;
 pub mod settings;
 pub mod smtp;
 pub mod stats;

@@ -29,6 +29,9 @@ PACKAGES=(
   "testssl.sh: TLS protocol/cipher scans (test_tls); brings bsdextrautils, dnsutils, procps"
   "postfix: the remote MX of the queue tests (test_queue)"
   "dnsmasq-base: the DNS server of the queue, policy and DKIM tests (MX, PTR, TXT records)"
+  "clamav-daemon: clamd, the virus scanner of test_antivirus and (behind c-icap) test_dlp; brings libclamav, clamav-base and clamav-freshclam (the tests write their own signature database)"
+  "c-icap: the ICAP server of test_antivirus (the Kaspersky path) and test_dlp, with its magic file"
+  "libc-icap-mod-virus-scan: c-icap's virus_scan service and clamd_mod, the module asking clamd"
   "python3: the integration tests (/usr/bin/python3), the VM checks, mirror/selfcheck helpers"
   "python3-pytest: runs tests/integration"
   "python3-cryptography: certificates made in the tests (icshelpers.make_dated_cert)"
@@ -78,14 +81,27 @@ done < <(names "${lists[@]}")
 if ((${#missing[@]})); then
   echo "install.sh: installing ${missing[*]}"
   "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=600 update
-  postfix_before=0; installed postfix && postfix_before=1
+  # package:service pairs whose system instance the tests do not want (see below)
+  SERVICES=(postfix:postfix.service clamav-daemon:clamav-daemon.service
+            clamav-freshclam:clamav-freshclam.service c-icap:c-icap.service)
+  new_services=()
+  for pair in "${SERVICES[@]}"; do
+    installed "${pair%%:*}" || new_services+=("${pair#*:}")
+  done
   "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" "${missing[@]}"
   # The tests run private Postfix instances on 127.0.0.x:25; the system instance that the
-  # package starts under systemd (inet_interfaces = all) would hold that port. Only a
-  # Postfix installed here and now is stopped: an existing one is the machine's business.
-  if [ "$postfix_before" = 0 ] && [ -d /run/systemd/system ]; then
-    echo "install.sh: stopping and disabling the system postfix.service just installed (the tests start their own)"
-    "${SUDO[@]}" systemctl disable --now postfix.service
+  # package starts under systemd (inet_interfaces = all) would hold that port. The tests also
+  # start their own clamd and c-icap with their own configs; the system freshclam would
+  # download signatures from the network, and the system clamd and c-icap would only take
+  # memory. Only services installed here and now are stopped: existing ones are the machine's
+  # business.
+  if ((${#new_services[@]})) && [ -d /run/systemd/system ]; then
+    for service in "${new_services[@]}"; do
+      if systemctl list-unit-files "$service" >/dev/null 2>&1; then
+        echo "install.sh: stopping and disabling the system $service just installed (the tests start their own)"
+        "${SUDO[@]}" systemctl disable --now "$service" || true
+      fi
+    done
   fi
 fi
 

@@ -170,6 +170,18 @@ fi
 if have dnsmasq && v=$(dnsmasq --version 2>&1 | head -1); then ok "dnsmasq: $v"
 else missing "dnsmasq (package dnsmasq-base)"; fi
 
+# clamd and c-icap with virus_scan/clamd_mod: the scanners of test_antivirus and test_dlp
+# (the tests run them in the foreground with their own configs and signature database)
+clamd_bin=$(command -v clamd || echo /usr/sbin/clamd)
+if [ -x "$clamd_bin" ] && v=$("$clamd_bin" --version 2>&1 | head -1); then ok "clamd: $v"
+else missing "clamd (package clamav-daemon)"; fi
+icap_dir=$(ls -d /usr/lib/*/c_icap 2>/dev/null | head -1)
+if have c-icap && v=$(c-icap -V 2>&1 | head -1) && [ -r /etc/c-icap/c-icap.magic ]; then ok "c-icap: $v"
+else missing "c-icap with /etc/c-icap/c-icap.magic (package c-icap)"; fi
+if [ -n "$icap_dir" ] && [ -r "$icap_dir/virus_scan.so" ] && [ -r "$icap_dir/clamd_mod.so" ] \
+   && [ -d /usr/share/c_icap/templates/virus_scan ]; then ok "c-icap virus_scan.so and clamd_mod.so in $icap_dir"
+else missing "c-icap's virus_scan and clamd_mod (package libc-icap-mod-virus-scan)"; fi
+
 if have systemd-socket-activate && v=$(systemd-socket-activate --version 2>&1 | head -1); then ok "systemd-socket-activate: $v"
 else missing "systemd-socket-activate (package systemd)"; fi
 

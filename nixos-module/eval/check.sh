@@ -204,13 +204,12 @@ BAD_VALUES=(
   'port clash|imap.port|imap.port = 25;'
   'dhKeyLength 1024|tls.dhKeyLength|tls.dhKeyLength = 1024;'
   'icapUrl not icap://|dlp.icapUrl|dlp = { enable = true; icapUrl = "http://dlp.example.org/"; };'
+  'icapUrl with port 0|antivirus.kaspersky.icapUrl|antivirus.kaspersky = { enable = true; icapUrl = "icap://127.0.0.1:0/av"; };'
+  'clamd tcp:// without a port|antivirus.clamav.socket|antivirus.clamav = { enable = true; socket = "tcp://127.0.0.1"; };'
   'maxMessageSize too small|smtp.maxMessageSize|smtp.maxMessageSize = 100;'
   "quota 0|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 0; };"
   # issue 12: what this version does not implement refuses, naming the key
   'dnsblUnreachable unknown|spam.dnsblUnreachable|spam.dnsblUnreachable = "sometimes";'
-  'ClamAV (not implemented)|antivirus.clamav.enable|antivirus.clamav.enable = true;'
-  'Kaspersky (not implemented)|antivirus.kaspersky.enable|antivirus.kaspersky = { enable = true; icapUrl = "icap://127.0.0.1:1344/av"; };'
-  'DLP (not implemented)|dlp.enable|dlp = { enable = true; icapUrl = "icap://127.0.0.1:1344/dlp"; };'
   'address book (not implemented)|addressBook.enable|addressBook = { enable = true; baseDn = "dc=example,dc=org"; };'
 )
 i=0

@@ -16,17 +16,6 @@ pub fn refuse(config: &Config) -> Result<(), ConfigErrors> {
     };
     let switches = [
         (
-            "antivirus.clamav.enable",
-            config.antivirus.clamav.enable,
-            "ClamAV scanning",
-        ),
-        (
-            "antivirus.kaspersky.enable",
-            config.antivirus.kaspersky.enable,
-            "Kaspersky scanning",
-        ),
-        ("dlp.enable", config.dlp.enable, "DLP"),
-        (
             "addressBook.enable",
             config.address_book.enable,
             "the LDAP address book",
@@ -56,15 +45,6 @@ mod tests {
     #[test]
     fn each_switch_is_refused_with_its_key() {
         for (json, key) in [
-            (
-                r#"{"antivirus":{"clamav":{"enable":true}}}"#,
-                "antivirus.clamav.enable",
-            ),
-            (
-                r#"{"antivirus":{"kaspersky":{"enable":true}}}"#,
-                "antivirus.kaspersky.enable",
-            ),
-            (r#"{"dlp":{"enable":true}}"#, "dlp.enable"),
             (r#"{"addressBook":{"enable":true}}"#, "addressBook.enable"),
         ] {
             let lines = refused(json);
@@ -86,6 +66,10 @@ mod tests {
         .is_empty());
         assert!(refused(
             r#"{"dkim":{"selector":"s1","verify":true,"sign":true},"spam":{"greylist":{"enable":true,"keepDays":3}}}"#
+        )
+        .is_empty());
+        assert!(refused(
+            r#"{"antivirus":{"clamav":{"enable":true},"kaspersky":{"enable":true,"icapUrl":"icap://h/av"}},"dlp":{"enable":true,"icapUrl":"icap://h/dlp"}}"#
         )
         .is_empty());
     }

@@ -8,6 +8,8 @@ use super::model::{Account, Config, DefaultFolder};
 use super::syntax::{dns_name, list_entry_problem, Letters};
 use super::{ConfigErrors, TlsMode};
 use crate::address::{normalize_domain, Address};
+use crate::scan::clamd::ClamdAddress;
+use crate::scan::icap::IcapUrl;
 
 /// Largest `smtp.maxMessageSize` accepted: messages are held in memory while received.
 pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 1 << 30;
@@ -336,16 +338,26 @@ fn check_storage(config: &Config, errors: &mut ConfigErrors) {
 
 fn check_icap(key: &str, enabled: bool, url: &Option<String>, errors: &mut ConfigErrors) {
     match url {
-        Some(url) if !url.starts_with("icap://") => {
-            errors.push(format!("{key}: {url:?} is not an icap:// URL"));
+        Some(url) => {
+            if let Err(why) = IcapUrl::parse(url) {
+                errors.push(format!("{key}: {why}"));
+            }
         }
         None if enabled => errors.push(format!("{key}: required when the service is enabled")),
-        _ => {}
+        None => {}
     }
 }
 
 fn check_filters(config: &Config, errors: &mut ConfigErrors) {
     let av = &config.antivirus;
+    match av.clamav.socket.to_str() {
+        Some(socket) => {
+            if let Err(why) = ClamdAddress::parse(socket) {
+                errors.push(format!("antivirus.clamav.socket: {why}"));
+            }
+        }
+        None => errors.push("antivirus.clamav.socket: not valid UTF-8".into()),
+    }
     check_icap(
         "antivirus.kaspersky.icapUrl",
         av.kaspersky.enable,

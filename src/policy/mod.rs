@@ -2,14 +2,17 @@
 //! the message data — with what is known of the client by then, it answers with a
 //! [`Verdict`]. The rules: the white- and blacklists (`lists`), the reverse DNS check
 //! (`rdns`), the DNSBLs (`dnsbl`), the per-client sending rate (`ratelimit`), relaying
-//! (`relay`: a remote recipient needs a logged-in or whitelisted client) and greylisting
-//! (`greylist`).
+//! (`relay`: a remote recipient needs a logged-in or whitelisted client), greylisting
+//! (`greylist`), and on the whole message the quotas (`quota`), the virus scanners
+//! (`antivirus`) and, for outgoing mail, data loss prevention (`dlp`).
 //!
 //! Rules are asked in a fixed order (docs/policy.md) and the first answer that is not `Accept`
 //! wins. The engine holds what rules remember between sessions (rate counters, the greylist
 //! store); what they are configured with comes from the settings each session started with, so
 //! a reload never drops that memory.
 
+mod antivirus;
+mod dlp;
 pub mod dnsbl;
 pub mod greylist;
 pub mod lists;
@@ -175,7 +178,26 @@ impl Engine {
                 remote,
                 message,
                 ..
-            } => quota::at_data(settings, accounts, remote, message.len()).await,
+            } => {
+                // The quota first: a file read, where a scan costs the scanner's time.
+                let verdict = quota::at_data(settings, accounts, remote, message.len()).await;
+                if verdict != Verdict::Accept {
+                    return verdict;
+                }
+                let hostname = &settings.hostname;
+                let verdict = antivirus::check(&rules.antivirus, hostname, message).await;
+                if verdict != Verdict::Accept {
+                    return verdict;
+                }
+                match &rules.dlp {
+                    // Outgoing (docs/filters.md): logged in, or relayed (only a logged-in or
+                    // whitelisted client gets a remote recipient past RCPT).
+                    Some(url) if query.user.is_some() || !remote.is_empty() => {
+                        dlp::check(url, hostname, message).await
+                    }
+                    _ => Verdict::Accept,
+                }
+            }
             Stage::Helo { .. } => Verdict::Accept,
         }
     }

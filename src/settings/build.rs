@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use super::environment::{self, Environment};
 use super::{
-    AccessSettings, GreylistSettings, PolicySettings, QueueSettings, RateLimitSettings, Settings,
-    Smarthost, SmtpSettings, StorageSettings,
+    AccessSettings, AntivirusSettings, GreylistSettings, PolicySettings, QueueSettings,
+    RateLimitSettings, Settings, Smarthost, SmtpSettings, StorageSettings,
 };
 use crate::auth::{Directory, StoredHash};
 use crate::config::layers::{self, Source};
 use crate::config::syntax::ListEntry;
 use crate::config::{Config, ConfigErrors, TlsMode};
 use crate::filter::sign::KeyRing;
+use crate::scan::clamd::ClamdAddress;
+use crate::scan::icap::IcapUrl;
 use crate::store::folder_name_problem;
 
 /// What `tls.mode` and the presence of a certificate allow on the plain listeners of one
@@ -240,5 +242,28 @@ fn policy(model: &Config) -> PolicySettings {
             keep: Duration::from_secs(u64::from(greylist.keep_days) * 86_400),
         }),
         require_reverse_dns: spam.require_reverse_dns.unwrap_or(greylist.enable),
+        antivirus: antivirus(model),
+        dlp: icap_url(model.dlp.enable, &model.dlp.icap_url),
     }
+}
+
+/// Validation refused addresses and URLs that do not parse (and a missing URL of a service
+/// that is on).
+fn antivirus(model: &Config) -> AntivirusSettings {
+    let av = &model.antivirus;
+    AntivirusSettings {
+        clamav: av
+            .clamav
+            .enable
+            .then(|| av.clamav.socket.to_str().map(ClamdAddress::parse))
+            .flatten()
+            .and_then(Result::ok),
+        kaspersky: icap_url(av.kaspersky.enable, &av.kaspersky.icap_url),
+    }
+}
+
+fn icap_url(enable: bool, url: &Option<String>) -> Option<IcapUrl> {
+    url.as_deref()
+        .filter(|_| enable)
+        .and_then(|url| IcapUrl::parse(url).ok())
 }

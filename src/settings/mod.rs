@@ -33,6 +33,8 @@ use crate::dns::Resolver;
 use crate::filter::sign::KeyRing;
 use crate::net::network::Network;
 use mail_auth::MessageAuthenticator;
+use crate::scan::clamd::ClamdAddress;
+use crate::scan::icap::IcapUrl;
 
 /// Everything a session or a queue pass needs to know, typed.
 pub struct Settings {
@@ -207,6 +209,19 @@ pub struct PolicySettings {
     pub greylist: Option<GreylistSettings>,
     /// `spam.requireReverseDns` (its null resolved: on exactly when greylisting is on).
     pub require_reverse_dns: bool,
+    /// The virus scanners that are on.
+    pub antivirus: AntivirusSettings,
+    /// `dlp.icapUrl` when `dlp.enable`.
+    pub dlp: Option<IcapUrl>,
+}
+
+/// `antivirus.*`: the scanners that are on, each message goes through all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AntivirusSettings {
+    /// `antivirus.clamav.socket` when `antivirus.clamav.enable`.
+    pub clamav: Option<ClamdAddress>,
+    /// `antivirus.kaspersky.icapUrl` when `antivirus.kaspersky.enable`.
+    pub kaspersky: Option<IcapUrl>,
 }
 
 impl PolicySettings {

@@ -106,6 +106,19 @@ fn each_class_of_problem_names_its_key() {
         "storage.defaultFolders[0].name",
     );
     assert_error(r#"{"dlp":{"enable":true}}"#, "dlp.icapUrl");
+    assert_error(r#"{"dlp":{"icapUrl":"icap://h:0/x"}}"#, "dlp.icapUrl");
+    assert_error(
+        r#"{"antivirus":{"kaspersky":{"icapUrl":"http://h/av"}}}"#,
+        "antivirus.kaspersky.icapUrl",
+    );
+    assert_error(
+        r#"{"antivirus":{"clamav":{"socket":"clamd.ctl"}}}"#,
+        "antivirus.clamav.socket",
+    );
+    assert_error(
+        r#"{"antivirus":{"clamav":{"socket":"tcp://127.0.0.1"}}}"#,
+        "antivirus.clamav.socket",
+    );
     assert_error(r#"{"addressBook":{"enable":true}}"#, "addressBook.baseDn");
 }
 
@@ -374,4 +387,33 @@ fn file_only_still_checks_the_password_keys() {
             );
         }
     }
+}
+
+#[test]
+fn scanners_are_typed_when_on() {
+    use crate::scan::clamd::ClamdAddress;
+    let source = |json: &str| Source::Text {
+        name: "test".into(),
+        text: json.to_string(),
+    };
+    let off = Settings::load(&source(
+        r#"{"antivirus":{"kaspersky":{"icapUrl":"icap://h/av"}},"dlp":{"icapUrl":"icap://h/dlp"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(off.policy.antivirus, Default::default());
+    assert_eq!(off.policy.dlp, None);
+    let on = Settings::load(&source(
+        r#"{"antivirus":{"clamav":{"enable":true,"socket":"tcp://127.0.0.1:3310"},"kaspersky":{"enable":true,"icapUrl":"icap://h/av"}},"dlp":{"enable":true,"icapUrl":"icap://h:1345/dlp"}}"#,
+    ))
+    .unwrap();
+    let av = &on.policy.antivirus;
+    assert_eq!(av.clamav, Some(ClamdAddress::Tcp("127.0.0.1:3310".into())));
+    assert_eq!(
+        av.kaspersky.as_ref().map(|u| u.as_str()),
+        Some("icap://h/av")
+    );
+    assert_eq!(
+        on.policy.dlp.as_ref().map(|u| u.as_str()),
+        Some("icap://h:1345/dlp")
+    );
 }

@@ -147,7 +147,7 @@ class PrivatePostfix:
         if tls:
             tls_lines = (f"smtpd_tls_cert_file = {tls[0]}\nsmtpd_tls_key_file = {tls[1]}\n"
                          "smtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\n")
-        (tmp / "etc" / "main.cf").write_text(f"""# private test instance
+        (tmp / "etc" / "main.cf").write_text(_once_each(f"""# private test instance
 compatibility_level = 3.6
 config_directory = {tmp}/etc
 queue_directory = {tmp}/queue
@@ -174,7 +174,7 @@ virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
 maillog_file = {tmp}/maillog
-{tls_lines}{main_cf}""")
+{tls_lines}{main_cf}"""))
         (tmp / "etc" / "vmailbox").write_text(
             "".join(f"{u} {u.split('@')[1]}/{u.split('@')[0]}/\n" for u in users))
         master = []
@@ -232,6 +232,25 @@ maillog_file = {tmp}/maillog
     def log(self) -> str:
         path = self.dir / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _once_each(main_cf: str) -> str:
+    """main.cf with each parameter once, a later line's value in the earlier one's place.
+    Postfix warns about every repeated parameter, in every process, and with `maillog_file`
+    those warnings go through postlogd, which logs its own to itself: a burst of them fills
+    the postlog socket's short queue (net.unix.max_dgram_qlen, 10 by default) and postlogd,
+    then every process that logs, blocks for good."""
+    lines: list[str] = []
+    where: dict[str, int] = {}
+    for line in main_cf.splitlines():
+        name = line.split("=", 1)[0].strip() if "=" in line and line[:1] not in "# \t" else None
+        if name and name in where:
+            lines[where[name]] = line
+            continue
+        if name:
+            where[name] = len(lines)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -56,6 +56,9 @@ def test_config_with_every_documented_section(bin_path, tmp_path, valid_config):
                  "requireReverseDns": False,
                  "greylist": {"ignoreSeconds": 120, "awaitHours": 6, "keepDays": 30}},
         "dkim": {"selector": "s2026"},
+        "antivirus": {"clamav": {"enable": True, "socket": "tcp://127.0.0.1:3310"},
+                      "kaspersky": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/av"}},
+        "dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp?profile=mail"},
         "imap": {"port": 1143}, "pop3": {"port": 1110},
     })
     code, lines = check_config(bin_path, tmp_path, config)
@@ -65,11 +68,6 @@ def test_config_with_every_documented_section(bin_path, tmp_path, valid_config):
 # Issue 12: a setting whose behaviour this version lacks is refused by the check (also the
 # --static one that the NixOS build runs) and at start, with a line naming it.
 NOT_IMPLEMENTED = {
-    "clamav": ({"antivirus": {"clamav": {"enable": True}}}, "antivirus.clamav.enable"),
-    "kaspersky": ({"antivirus": {"kaspersky": {"enable": True,
-                                               "icapUrl": "icap://127.0.0.1:1344/av"}}},
-                  "antivirus.kaspersky.enable"),
-    "dlp": ({"dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp"}}, "dlp.enable"),
     "address-book": ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}},
                      "addressBook.enable"),
 }
@@ -147,6 +145,17 @@ BAD = {
     "max-message-size-0": (_merge({"smtp": {"maxMessageSize": 0}}), "smtp.maxMessageSize", None),
     "max-errors-0": (_merge({"smtp": {"limits": {"maxErrors": 0}}}), "smtp.limits.maxErrors",
                      None),
+    "clamav-socket-relative": (_merge({"antivirus": {"clamav": {"socket": "clamd.ctl"}}}),
+                               "antivirus.clamav.socket", "tcp://host:port"),
+    "clamav-tcp-no-port": (_merge({"antivirus": {"clamav": {"socket": "tcp://127.0.0.1"}}}),
+                           "antivirus.clamav.socket", "no port"),
+    "icap-not-icap": (_merge({"dlp": {"enable": True, "icapUrl": "http://dlp.example.org/"}}),
+                      "dlp.icapUrl", "not an icap:// URL"),
+    "icap-bad-port": (_merge({"antivirus": {"kaspersky": {"enable": True,
+                                                          "icapUrl": "icap://h:0/av"}}}),
+                      "antivirus.kaspersky.icapUrl", "not a port number"),
+    "icap-missing": (_merge({"dlp": {"enable": True}}), "dlp.icapUrl",
+                     "required when the service is enabled"),
 }
 
 

@@ -177,10 +177,6 @@ def test_listener_changes_are_named_as_needing_a_restart(make_server):
 
 
 NOT_IMPLEMENTED = [
-    ({"antivirus": {"clamav": {"enable": True}}}, "antivirus.clamav.enable"),
-    ({"antivirus": {"kaspersky": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/av"}}},
-     "antivirus.kaspersky.enable"),
-    ({"dlp": {"enable": True, "icapUrl": "icap://127.0.0.1:1344/dlp"}}, "dlp.enable"),
     ({"addressBook": {"enable": True, "baseDn": "dc=example,dc=test"}}, "addressBook.enable"),
 ]
 
