@@ -32,9 +32,9 @@ use crate::config::{Config, ConfigErrors};
 use crate::dns::Resolver;
 use crate::filter::sign::KeyRing;
 use crate::net::network::Network;
-use mail_auth::MessageAuthenticator;
 use crate::scan::clamd::ClamdAddress;
 use crate::scan::icap::IcapUrl;
+use mail_auth::MessageAuthenticator;
 
 /// Everything a session or a queue pass needs to know, typed.
 pub struct Settings {
