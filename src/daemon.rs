@@ -179,18 +179,12 @@ pub async fn run(
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => {
-                notify::reloading();
-                on_reload();
-                notify::ready("reloaded");
-            }
+            _ = hangup.recv() => reload(&on_reload),
             _ = persist.tick() => persist_statistics(&state_dir),
             _ = look.tick() => {
                 if overrides.changed() {
                     info!("the override file changed: reloading");
-                    notify::reloading();
-                    on_reload();
-                    notify::ready("reloaded");
+                    reload(&on_reload);
                 }
             }
             Some(conn) = accepted_rx.recv() => {
@@ -221,6 +215,13 @@ pub async fn run(
     }
     persist_statistics(&state_dir);
     Ok(())
+}
+
+/// Runs `on_reload` between systemd's `RELOADING=1` and `READY=1`.
+fn reload(on_reload: &OnReload) {
+    notify::reloading();
+    on_reload();
+    notify::ready("reloaded");
 }
 
 /// Adds this process's counts to the statistics file; a failure is logged and the counts

@@ -46,11 +46,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
     let overrides =
         Overrides::new(source.clone()).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
     let overrides = Arc::new(overrides);
-    let state_dir = crate::settings::Settings::load(&source)
-        .map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?
-        .queue
-        .state_dir
-        .clone();
+    let state_dir = overrides.state_dir().to_path_buf();
     let edits = Arc::new(Mutex::new(()));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -48,6 +48,7 @@ pub enum EditError {
 
 pub struct Overrides {
     source: Source,
+    state_dir: PathBuf,
     path: PathBuf,
 }
 
@@ -56,11 +57,20 @@ impl Overrides {
     pub fn new(source: Source) -> Result<Overrides, ConfigErrors> {
         let config = layers::read(&source)?;
         let path = layers::overrides_path(&config);
-        Ok(Overrides { source, path })
+        Ok(Overrides {
+            source,
+            state_dir: config.state_dir.0,
+            path,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The configuration's `stateDir` (where the override file lives).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// The declarative layer's source.

@@ -5,7 +5,7 @@
 //! over that one message (`Selection::Only`), so the bounce is the runner's own.
 
 use super::envelope::{Envelope, Status, Timestamp};
-use super::spool::Spool;
+use super::spool::{Locked, Spool};
 
 /// The text a returned message's recipients fail with (RFC 3463 5.0.0: other or undefined).
 pub const RETURNED: &str = "5.0.0 Returned to the sender by the mail administrator";
@@ -49,32 +49,34 @@ pub fn mark_returned(spool: &Spool, id: &str, now: Timestamp) -> anyhow::Result<
 
 /// Removes `id` without telling its sender.
 pub fn delete(spool: &Spool, id: &str) -> anyhow::Result<Handled> {
-    if !super::spool::valid_id(id) {
-        return Ok(Handled::NotQueued);
-    }
-    if spool.load(id).is_err() {
-        return Ok(Handled::NotQueued);
-    }
-    match spool.try_lock(id)? {
-        Some(locked) => spool.remove(locked).map(|()| Handled::Done),
-        None if spool.load(id).is_err() => Ok(Handled::NotQueued),
-        None => Ok(Handled::Busy),
+    match lock(spool, id)? {
+        Ok(locked) => spool.remove(locked).map(|()| Handled::Done),
+        Err(handled) => Ok(handled),
     }
 }
 
 fn edit(spool: &Spool, id: &str, change: impl FnOnce(&mut Envelope)) -> anyhow::Result<Handled> {
-    if !super::spool::valid_id(id) || spool.load(id).is_err() {
-        return Ok(Handled::NotQueued);
-    }
-    let Some(_locked) = spool.try_lock(id)? else {
-        return Ok(if spool.load(id).is_err() {
-            Handled::NotQueued
-        } else {
-            Handled::Busy
-        });
+    let _locked = match lock(spool, id)? {
+        Ok(locked) => locked,
+        Err(handled) => return Ok(handled),
     };
     let mut env = spool.load(id)?;
     change(&mut env);
     spool.save(&env)?;
     Ok(Handled::Done)
+}
+
+/// The lock of `id`, or why there is none: not a queued message (an id the server never
+/// makes counts as one), or a runner holds it.
+fn lock(spool: &Spool, id: &str) -> anyhow::Result<Result<Locked, Handled>> {
+    if !super::spool::valid_id(id) {
+        return Ok(Err(Handled::NotQueued));
+    }
+    // try_lock is None both when the message is gone and when it is locked: the envelope
+    // tells them apart.
+    Ok(match spool.try_lock(id)? {
+        Some(locked) => Ok(locked),
+        None if spool.load(id).is_ok() => Err(Handled::Busy),
+        None => Err(Handled::NotQueued),
+    })
 }

@@ -8,6 +8,7 @@
 //! The file is written by rename but not fsync'd: a crash may lose the last seconds of
 //! counts, never mail, and statistics do not deserve a disk flush per update.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
@@ -49,17 +50,18 @@ pub enum Event<'a> {
 }
 
 impl Event<'_> {
-    fn key(&self) -> String {
+    /// The counter's name; the fixed ones are not allocated (they are counted per message).
+    fn key(&self) -> Cow<'static, str> {
         match self {
-            Event::Connection(service) => format!("connections.{service}"),
+            Event::Connection(service) => format!("connections.{service}").into(),
             Event::Received => "messages.received".into(),
             Event::Delivered => "messages.delivered".into(),
             Event::Queued => "messages.queued".into(),
             Event::Relayed => "messages.relayed".into(),
             Event::Bounced => "messages.bounced".into(),
             Event::Refused { code, enhanced } => match enhanced {
-                Some([a, b, c]) => format!("refusals.{code} {a}.{b}.{c}"),
-                None => format!("refusals.{code}"),
+                Some([a, b, c]) => format!("refusals.{code} {a}.{b}.{c}").into(),
+                None => format!("refusals.{code}").into(),
             },
             Event::AuthFailure => "auth.failures".into(),
         }
@@ -79,7 +81,14 @@ impl Counters {
     }
 
     pub fn count(&self, event: Event<'_>) {
-        add(&mut self.lock(), event.key(), 1);
+        let key = event.key();
+        let mut pending = self.lock();
+        match pending.get_mut(key.as_ref()) {
+            Some(slot) => *slot = slot.saturating_add(1),
+            None => {
+                pending.insert(key.into_owned(), 1);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
