@@ -48,8 +48,38 @@ def with_attachment(token: str, payload: bytes, sender: str = "sender@example.or
         f"{encoded}--b-{token}--\n")
 
 
-class Clamd:
+class Scanner:
+    """What the scanner daemons share: a process in `self.proc`, files in `self.tmp`, and the
+    output files named by LOG_FILES."""
+
+    LOG_FILES: tuple[str, ...] = ()
+    tmp: Path
+    proc: subprocess.Popen | None
+
+    def stop(self) -> None:
+        """SIGTERM (c-icap's children go with their parent), then SIGKILL after 20 s."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def log(self) -> str:
+        parts = []
+        for name in self.LOG_FILES:
+            path = self.tmp / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+
+class Clamd(Scanner):
     """clamd on a unix socket in `tmp` (and on 127.0.0.1:<port> when `tcp`)."""
+
+    LOG_FILES = ("clamd.out", "clamd.log")
 
     def __init__(self, tmp: Path, tcp: bool = False, stream_max: str = "20M"):
         self.tmp = tmp
@@ -114,29 +144,13 @@ class Clamd:
                          + struct.pack(">I", 0))
             return sock.recv(4096).rstrip(b"\0")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def log(self) -> str:
-        parts = []
-        for name in ("clamd.out", "clamd.log"):
-            path = self.tmp / name
-            if path.exists():
-                parts.append(path.read_text(errors="replace")[-4000:])
-        return "\n".join(parts)
 
 
-class CIcap:
+class CIcap(Scanner):
     """c-icap on 127.0.0.1:<port> with virus_scan as service `avscan`, scanning with `clamd`."""
 
     SERVICE = "avscan"
+    LOG_FILES = ("c-icap.out", "server.log")
 
     def __init__(self, tmp: Path, clamd: Clamd):
         self.tmp = tmp
@@ -201,21 +215,4 @@ class CIcap:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            # c-icap's children go with their parent's process group.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
 
-    def log(self) -> str:
-        parts = []
-        for name in ("c-icap.out", "server.log"):
-            path = self.tmp / name
-            if path.exists():
-                parts.append(path.read_text(errors="replace")[-4000:])
-        return "\n".join(parts)
