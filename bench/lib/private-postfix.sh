@@ -39,3 +39,23 @@ postfix_master_cf() {
       $5 = "n"; print
     }' /etc/postfix/master.cf
 }
+
+# The main.cf lines of an instance delivering user@bench.test into DIR/mail/bench.test/user/
+# (virtual(8) as uid/gid 65534), and its DIR/etc/vmailbox; the caller adds its restrictions.
+postfix_virtual_main_cf() {
+  local d=$1
+  printf 'user@bench.test bench.test/user/\n' >"$d/etc/vmailbox"
+  cat <<EOF
+relayhost =
+append_dot_mydomain = no
+readme_directory = no
+smtpd_banner = \$myhostname ESMTP
+virtual_mailbox_domains = bench.test
+virtual_mailbox_base = $d/mail
+virtual_mailbox_maps = texthash:$d/etc/vmailbox
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+default_process_limit = 100
+EOF
+}

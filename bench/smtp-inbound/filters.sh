@@ -29,6 +29,8 @@ MEASURE="python3 $HERE/measure.py"
 . "$HERE/../lib/private-postfix.sh"
 # shellcheck source=../lib/filters.sh
 . "$HERE/../lib/filters.sh"
+# shellcheck source=../lib/icsmail-config.sh
+. "$HERE/../lib/icsmail-config.sh"
 
 MSGS="${MSGS:-2000}"
 SESSIONS="${SESSIONS:-20}"
@@ -194,21 +196,10 @@ run_postfix() {
 milter_default_action = tempfail"
   {
     postfix_base_main_cf "$d"
-    cat <<EOF
-relayhost =
-smtpd_banner = \$myhostname ESMTP
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-virtual_mailbox_domains = bench.test
-virtual_mailbox_base = $d/mail
-virtual_mailbox_maps = texthash:$d/etc/vmailbox
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
-default_process_limit = 100
-$milters
-EOF
+    postfix_virtual_main_cf "$d"
+    echo "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination"
+    echo "$milters"
   } >"$d/etc/main.cf"
-  printf 'user@bench.test bench.test/user/\n' >"$d/etc/vmailbox"
   postfix_master_cf "$port" >"$d/etc/master.cf"
   postfix -c "$d/etc" start >"$d/start.log" 2>&1 || { cat "$d/start.log" >&2; die "postfix start failed"; }
   $MEASURE waitport "$port" 30 || die "postfix not listening"
@@ -228,17 +219,7 @@ run_icsmail() {
   \"dkim\": {\"verify\": true},
   \"antivirus\": {\"clamav\": {\"enable\": true, \"socket\": \"$F/clamd.sock\"}},
   \"dns\": {\"nameservers\": [\"$DNS_ADDR:53\"]}"
-  cat >"$d/config.json" <<EOF
-{
-  "domains": ["bench.test"],
-  "heloName": "bench.test",
-  "stateDir": "$d/state",
-  "storage": {"path": "$d/mail"},
-  "accounts": {"user@bench.test": {"hashedPassword": "$HASH"}},
-  "smtp": {"port": $port, "interfaces": ["127.0.0.1"], "submissionPort": null,
-           "limits": {"connectionsPerIp": 100}}$filters
-}
-EOF
+  icsmail_bench_config "$d" "$port" "$HASH" "$filters"
   "$BIN" smtpd --config "$d/config.json" 2>"$d/server.log" >"$d/server.out" &
   ICS_PID=$!
   $MEASURE waitport "$port" 30 || { tail -20 "$d/server.log" >&2; die "icsmail not listening"; }

@@ -30,6 +30,8 @@ REPO="$(cd "$HERE/../.." && pwd)"
 MEASURE="python3 $HERE/measure.py"
 # shellcheck source=../lib/private-postfix.sh
 . "$HERE/../lib/private-postfix.sh"
+# shellcheck source=../lib/icsmail-config.sh
+. "$HERE/../lib/icsmail-config.sh"
 
 MSGS="${MSGS:-5000}"
 SESSIONS="${SESSIONS:-20}"
@@ -229,19 +231,7 @@ run_postfix() {
   fi
   {
     postfix_base_main_cf "$d"
-    cat <<EOF2
-relayhost =
-append_dot_mydomain = no
-readme_directory = no
-smtpd_banner = \$myhostname ESMTP
-virtual_mailbox_domains = bench.test
-virtual_mailbox_base = $d/mail
-virtual_mailbox_maps = texthash:$d/etc/vmailbox
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
-default_process_limit = 100
-EOF2
+    postfix_virtual_main_cf "$d"
     if [ "$mode" = policy ]; then
       # the equivalent of ics-mail's checks: the lists (client: address, network, verified
       # host name; sender: mailbox, domain), both DNSBL zones, then greylisting. No
@@ -258,7 +248,6 @@ EOF2
       echo "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination"
     fi
   } >"$d/etc/main.cf"
-  printf 'user@bench.test bench.test/user/\n' >"$d/etc/vmailbox"
   postfix_master_cf "$port" >"$d/etc/master.cf"
   if [ "$mode" = policy ]; then
     postmap -c "$d/etc" "hash:$d/etc/client_access" "hash:$d/etc/sender_access" \
@@ -311,17 +300,7 @@ run_icsmail() {
            \"requireReverseDns\": false},
   \"dns\": {\"nameservers\": [\"$DNS_ADDR:53\"]}"
   fi
-  cat >"$d/config.json" <<EOF2
-{
-  "domains": ["bench.test"],
-  "heloName": "bench.test",
-  "stateDir": "$d/state",
-  "storage": {"path": "$d/mail"},
-  "accounts": {"user@bench.test": {"hashedPassword": "$HASH"}},
-  "smtp": {"port": $port, "interfaces": ["127.0.0.1"], "submissionPort": null,
-           "limits": {"connectionsPerIp": 100}}$policy
-}
-EOF2
+  icsmail_bench_config "$d" "$port" "$HASH" "$policy"
   "$BIN" smtpd --config "$d/config.json" 2>"$d/server.log" >"$d/server.out" &
   ICS_PID=$!
   if ! $MEASURE waitport "$port" 30; then
