@@ -53,10 +53,12 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
     let settings = live.load();
     let storage = &settings.storage;
     let store = Arc::new(MailStore::new(
-        storage.path.clone(),
+        storage.root.clone(),
         storage.default_folders.clone(),
     ));
     ensure_state_dir(&settings.queue.state_dir)?;
+    crate::store::root::attach(&settings.queue.state_dir, &storage.path)
+        .with_context(|| format!("storage.path: opening the store {}", storage.path.display()))?;
     ensure_mailboxes(&store, &settings)?;
     let authenticator = Arc::new(Authenticator::new(live.clone())?);
     let certificates = Certificates::load(&settings, which)?;
@@ -140,6 +142,9 @@ fn reload(live: &Live, store: &MailStore, smtp: Option<&smtp::session::SmtpConte
         Ok(reloaded) => {
             let settings = live.load();
             store.set_default_folders(settings.storage.default_folders.clone());
+            if let Ok(Some(in_force)) = crate::store::root::in_force(&settings.queue.state_dir) {
+                crate::store::root::note_pending_move(&in_force, &settings.storage.path);
+            }
             if let Err(err) = ensure_mailboxes(store, &settings) {
                 warn!("after the reload: {err:#}");
             }

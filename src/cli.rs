@@ -81,6 +81,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "rsa")]
         algorithm: KeyAlgorithm,
     },
+    /// Move the mail to `storage.path` when the store in force is elsewhere (the setting
+    /// changed), while the daemons keep running: copy passes, a short pause, the switch
+    /// (docs/storage.md, "Moving the store"). Nothing to do when it is there already.
+    StorageMove {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The outbound queue: `run` (one pass, what the timer starts), `flush`, `list`, `show`,
     /// `delete`.
     Queue {
@@ -110,6 +117,7 @@ pub fn run() -> ExitCode {
             algorithm,
         } => dkim_keygen(&config, &domain, selector, algorithm),
         Command::Queue { command } => crate::queue::cli::run(command),
+        Command::StorageMove { config } => storage_move(&config),
         Command::Smtpd { config } => app::run(file(config), Daemons::Smtp),
         Command::Imapd { config } => app::run(file(config), Daemons::Imap),
         Command::Pop3d { config } => app::run(file(config), Daemons::Pop3),
@@ -211,5 +219,47 @@ fn dkim_keygen(
         "icsmail: wrote {}; publish the record above, then reload the daemons",
         file.display()
     );
+    Ok(())
+}
+
+/// `storage-move`: the move to the configured `storage.path`, its progress in the log.
+fn storage_move(config: &Path) -> anyhow::Result<()> {
+    use crate::store::relocate::{self, MoveRequest, Observer};
+    struct LogProgress(std::sync::Mutex<u64>);
+    impl Observer for LogProgress {
+        fn progress(&self, done: u64, total: u64) {
+            let percent = done
+                .saturating_mul(100)
+                .checked_div(total)
+                .unwrap_or(0)
+                .min(99);
+            let mut last = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if percent != *last {
+                *last = percent;
+                tracing::info!(percent, done, total, "storage move: copying");
+            }
+        }
+        fn cancelled(&self) -> bool {
+            false
+        }
+    }
+    crate::logging::init();
+    let settings = settings::Settings::from_file(config)?;
+    let state_dir = &settings.queue.state_dir;
+    let target = &settings.storage.path;
+    crate::store::root::attach(state_dir, target)
+        .with_context(|| format!("storage.path: opening the store {}", target.display()))?;
+    let outcome = relocate::relocate(
+        MoveRequest {
+            state_dir,
+            target,
+            before_switch: &mut || Ok(()),
+        },
+        &LogProgress(std::sync::Mutex::new(0)),
+    )?;
+    tracing::info!(outcome = ?outcome, target = %target.display(), "storage move: done");
     Ok(())
 }

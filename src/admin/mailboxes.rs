@@ -64,7 +64,7 @@ fn make_mailbox(overrides: &Overrides, address: &str) -> Result<(), AdminError> 
     let account = Address::parse(address)
         .map_err(|err| AdminError::InvalidArgument(format!("{address}: {err}")))?;
     let storage = &settings.storage;
-    MailStore::new(storage.path.clone(), storage.default_folders.clone())
+    MailStore::new(storage.root.clone(), storage.default_folders.clone())
         .ensure_account(&account)
         .map(|_| ())
         .map_err(|err| AdminError::Failed(format!("creating the mailbox of {address}: {err}")))
@@ -234,7 +234,7 @@ impl MailboxesInterface {
         tokio::task::spawn_blocking(move || {
             let settings = Settings::load(overrides.source())?;
             let storage = &settings.storage;
-            let store = MailStore::new(storage.path.clone(), storage.default_folders.clone());
+            let store = MailStore::new(storage.root.clone(), storage.default_folders.clone());
             let mut out = Vec::new();
             for (address, account) in &settings.model.accounts {
                 let quota = account.quota.unwrap_or(0);

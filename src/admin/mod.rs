@@ -17,6 +17,8 @@ pub mod overrides;
 mod queue;
 mod settings;
 mod statistics;
+mod storage;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ use overrides::Overrides;
 use queue::QueueInterface;
 use settings::SettingsInterface;
 use statistics::StatisticsInterface;
+use storage::StorageInterface;
+use tasks::{Tasks, TasksInterface};
 
 /// The service's well-known name on the bus.
 pub const BUS_NAME: &str = "org.icsmail.Mail1";
@@ -47,11 +51,11 @@ pub fn run(source: Source) -> anyhow::Result<()> {
         Overrides::new(source.clone()).map_err(|errors| anyhow::anyhow!("{name}:\n{errors}"))?;
     let overrides = Arc::new(overrides);
     let state_dir = overrides.state_dir().to_path_buf();
+    attach_store(&source)?;
     let edits = Arc::new(Mutex::new(()));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let _connection = zbus::connection::Builder::system()
-            .name(BUS_NAME)
+        let connection = zbus::connection::Builder::system()
             .serve_at(
                 OBJECT_PATH,
                 SettingsInterface {
@@ -70,12 +74,31 @@ pub fn run(source: Source) -> anyhow::Result<()> {
                 OBJECT_PATH,
                 MailboxesInterface {
                     overrides: overrides.clone(),
-                    edits,
+                    edits: edits.clone(),
                 },
             )
             .serve_at(OBJECT_PATH, QueueInterface { source })
             .serve_at(OBJECT_PATH, StatisticsInterface { state_dir })
             .build()
+            .await
+            .context("connecting to the system bus")?;
+        // The tasks need the connection; the name comes last, so that a caller started by
+        // bus activation finds every interface in place.
+        let tasks = Tasks::new(connection.clone());
+        let server = connection.object_server();
+        server
+            .at(
+                OBJECT_PATH,
+                StorageInterface {
+                    overrides: overrides.clone(),
+                    edits,
+                    tasks: tasks.clone(),
+                },
+            )
+            .await?;
+        server.at(OBJECT_PATH, TasksInterface { tasks }).await?;
+        connection
+            .request_name(BUS_NAME)
             .await
             .with_context(|| format!("taking the name {BUS_NAME} on the system bus"))?;
         info!(name = BUS_NAME, overrides = %overrides.path().display(), "admin service ready");
@@ -89,4 +112,14 @@ pub fn run(source: Source) -> anyhow::Result<()> {
         info!("admin service stopping");
         Ok(())
     })
+}
+
+/// The store gate and the `mail-root` link, as the daemons have them: a mailbox this
+/// service creates goes where the mail is, and a storage move pauses it too.
+fn attach_store(source: &Source) -> anyhow::Result<()> {
+    let settings = crate::settings::Settings::load(source)
+        .map_err(|errors| anyhow::anyhow!("{}:\n{errors}", source.name()))?;
+    let storage = &settings.storage;
+    crate::store::root::attach(&settings.queue.state_dir, &storage.path)
+        .with_context(|| format!("storage.path: opening the store {}", storage.path.display()))
 }

@@ -33,7 +33,7 @@ impl QueueInterface {
         tokio::spawn(async move {
             let storage = &settings.storage;
             let store = Arc::new(MailStore::new(
-                storage.path.clone(),
+                storage.root.clone(),
                 storage.default_folders.clone(),
             ));
             let runner = Runner::new(&settings, store);

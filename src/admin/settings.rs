@@ -50,6 +50,14 @@ impl SettingsInterface {
         let (name, value) = (name.to_string(), parse_value(value));
         let changed = tokio::task::spawn_blocking(move || {
             let path = overrides.resolve(&name).map_err(unknown)?;
+            if path.name() == "storage.path" {
+                // Only a move may change where the mail is; it sets storage.path itself.
+                return Err(AdminError::InvalidArgument(
+                    "storage.path: use org.icsmail.Mail1.Storage.Move(path), which moves \
+                     the mail there and then sets storage.path"
+                        .into(),
+                ));
+            }
             overrides.set(&path, value)?;
             Ok::<_, AdminError>(path.name())
         })

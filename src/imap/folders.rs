@@ -129,6 +129,8 @@ impl Folders {
     /// Creates `name` and any missing parents (RFC 3501 §6.3.3). A trailing delimiter only says
     /// the client intends to create children under it.
     pub fn create(&self, name: &str) -> Result<(), FolderError> {
+        // A storage move's last pass waits for this change (docs/storage.md).
+        let _gate = crate::store::gate::enter()?;
         let name = name.strip_suffix(DELIMITER).unwrap_or(name);
         if Self::canonical(name) == "INBOX" {
             return Err(FolderError::AlreadyExists);
@@ -155,6 +157,8 @@ impl Folders {
     /// Deletes `name` with its messages. Folders with subfolders are refused (a Maildir++
     /// folder can't stay as a mere hierarchy level).
     pub fn delete(&self, name: &str) -> Result<(), FolderError> {
+        // A storage move's last pass waits for this change (docs/storage.md).
+        let _gate = crate::store::gate::enter()?;
         if Self::canonical(name) == "INBOX" {
             return Err(FolderError::InboxForbidden);
         }
@@ -176,6 +180,8 @@ impl Folders {
     /// Renames `from` (and its subfolders) to `to`. Renaming INBOX moves its messages into a
     /// new folder `to` and leaves INBOX empty (RFC 3501 §6.3.5); the caller does that part.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), FolderError> {
+        // A storage move's last pass waits for this change (docs/storage.md).
+        let _gate = crate::store::gate::enter()?;
         let source = self.dir(from)?;
         let target = self.dir_unchecked(to)?;
         if Self::canonical(to) == "INBOX" || target.join("cur").is_dir() {
@@ -228,6 +234,8 @@ impl Folders {
     }
 
     pub fn subscribe(&self, name: &str, on: bool) -> Result<(), FolderError> {
+        // A storage move's last pass waits for this change (docs/storage.md).
+        let _gate = crate::store::gate::enter()?;
         let name = Self::canonical(name);
         if on {
             // RFC 3501 allows subscribing to names that don't exist; refuse only bad ones.

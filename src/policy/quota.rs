@@ -78,7 +78,7 @@ enum Room {
 /// the use cannot be read.
 async fn room(settings: &Settings, account: &Address, adding: u64) -> Option<Room> {
     let limit = settings.directory.account(account)?.quota?;
-    let root = mailbox_dir(&settings.storage.path, account);
+    let root = mailbox_dir(&settings.storage.root, account);
     let read = tokio::task::spawn_blocking(move || quota::usage(&root, limit)).await;
     let used = match read {
         Ok(Ok(usage)) => usage.bytes,

@@ -59,8 +59,10 @@ fn pass(path: &Path, selection: Selection) -> anyhow::Result<()> {
     let settings = Settings::from_file(path)?;
     crate::logging::init();
     let storage = &settings.storage;
+    crate::store::root::attach(&settings.queue.state_dir, &storage.path)
+        .with_context(|| format!("storage.path: opening the store {}", storage.path.display()))?;
     let store = Arc::new(MailStore::new(
-        storage.path.clone(),
+        storage.root.clone(),
         storage.default_folders.clone(),
     ));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

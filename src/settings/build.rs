@@ -142,6 +142,7 @@ fn assemble(model: Config, env: Environment) -> Settings {
         policy: policy(&model),
         storage: StorageSettings {
             path: model.storage.path.clone(),
+            root: crate::store::root::link_path(&model.state_dir.0),
             default_folders: model.storage.default_folders.clone(),
         },
         nameservers: model.nameservers(),

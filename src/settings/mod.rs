@@ -76,7 +76,7 @@ impl Settings {
     /// acceptors were made from it; the store and the queue live where they started).
     fn keep_start_values(&mut self, running: &Settings) {
         self.queue.state_dir = running.queue.state_dir.clone();
-        self.storage.path = running.storage.path.clone();
+        self.storage.root = running.storage.root.clone();
         self.smtp.certificate = running.smtp.certificate.clone();
         self.access.certificate = running.access.certificate.clone();
         let mode = self.model.tls.mode;
@@ -260,6 +260,11 @@ pub struct RateLimitSettings {
 /// `storage.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageSettings {
+    /// `storage.path` as configured: where the store is meant to be.
     pub path: PathBuf,
+    /// Where every store user reaches the mail: the `mail-root` link in `stateDir`, which
+    /// names the tree in force (the configured one, or the old one until a move is made;
+    /// docs/storage.md, "Moving the store").
+    pub root: PathBuf,
     pub default_folders: Vec<DefaultFolder>,
 }

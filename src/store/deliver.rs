@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::create::{clean_stale_tmp, ensure_mailbox};
 use super::dirsync::DirSyncer;
+use super::gate;
 use super::quota;
 use crate::address::Address;
 use crate::config::model::DefaultFolder;
@@ -26,8 +27,10 @@ pub struct MailStore {
     /// `storage.defaultFolders`, for mailboxes made from now on (a reload may change them).
     default_folders: RwLock<Vec<DefaultFolder>>,
     syncer: DirSyncer,
-    /// Mailboxes known to exist, so the hot path skips `ensure_mailbox`.
-    known: Mutex<HashSet<PathBuf>>,
+    /// Mailboxes known to exist, so the hot path skips `ensure_mailbox`, and the tree the
+    /// root named when they were checked (a storage move's switch makes them unknown again:
+    /// a tree switched to may lack this server's own files, such as `ics-uidvalidity`).
+    known: Mutex<(Option<PathBuf>, HashSet<PathBuf>)>,
     counter: AtomicU64,
     host: String,
 }
@@ -43,7 +46,7 @@ impl MailStore {
             root,
             default_folders: RwLock::new(default_folders),
             syncer: DirSyncer::default(),
-            known: Mutex::new(HashSet::new()),
+            known: Mutex::new((None, HashSet::new())),
             counter: AtomicU64::new(0),
             host,
         }
@@ -65,7 +68,15 @@ impl MailStore {
     /// Creates the account's mailbox and default folders if missing.
     pub fn ensure_account(&self, account: &Address) -> io::Result<PathBuf> {
         let path = self.mailbox_path(account);
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let _gate = gate::enter()?;
+        // The root is the `mail-root` link in a running server (one readlink), else a tree.
+        let tree = fs::read_link(&self.root).ok();
+        let mut guard = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let (known_tree, known) = &mut *guard;
+        if *known_tree != tree {
+            known.clear();
+            *known_tree = tree;
+        }
         if !known.contains(&path) {
             let folders = self
                 .default_folders
@@ -88,6 +99,8 @@ impl MailStore {
         let Some(first) = accounts.first() else {
             return Ok(());
         };
+        // During a storage move's last pass: `WouldBlock`, which SMTP answers with 451.
+        let _gate = gate::try_enter()?;
         let mut mailboxes = Vec::with_capacity(accounts.len());
         for account in accounts {
             let path = self.ensure_account(account)?;

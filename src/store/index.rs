@@ -17,6 +17,7 @@ use std::path::Path;
 
 use super::filekey::{file_key, settled};
 use super::flags::FlagSet;
+use super::gate;
 use super::inbox::{list_messages, StoredMessage};
 use super::indexcache;
 use super::indexfile::{
@@ -157,8 +158,15 @@ fn flags_from_name(path: &Path) -> FlagSet {
     FlagSet::from_maildir_name(path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
 }
 
+/// The folder's index lock, and the store gate (a storage move's pause waits for it).
+struct Locked {
+    _file: File,
+    _gate: gate::Entered,
+}
+
 /// Holds the folder's index lock until dropped.
-fn lock(dir: &Path) -> io::Result<File> {
+fn lock(dir: &Path) -> io::Result<Locked> {
+    let gate = gate::enter()?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -168,7 +176,10 @@ fn lock(dir: &Path) -> io::Result<File> {
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(file)
+    Ok(Locked {
+        _file: file,
+        _gate: gate,
+    })
 }
 
 /// A lost or damaged index: the UIDs it handed out are unknown, so the folder starts over

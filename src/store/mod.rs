@@ -14,6 +14,7 @@ mod dirsync;
 mod filekey;
 mod flags;
 mod folder;
+pub mod gate;
 mod inbox;
 mod incoming;
 mod index;
@@ -21,6 +22,8 @@ mod indexcache;
 mod indexfile;
 mod names;
 pub mod quota;
+pub mod relocate;
+pub mod root;
 mod uidvalidity;
 
 pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE};
