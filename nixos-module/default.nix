@@ -284,6 +284,11 @@ let
   defaultState = "/var/lib/icsmail";
   underDefaultState = p: p == defaultState || hasPrefix "${defaultState}/" p;
   extraDirs = unique (filter (p: !underDefaultState p) [ cfg.stateDir cfg.storage.path ]);
+  # The units that write to the store: during a storage move they also need the tree in
+  # force (the old one), which the activation script below gives them.
+  storeUnits = [ "icsmail-smtpd" "icsmail-imapd" "icsmail-pop3d" "icsmail-admin" "icsmail-queue"
+    "icsmail-storage-move" ];
+  storeDropIn = "50-icsmail-store-in-force.conf";
 
   # ------------------------------------------------------------------------------ assertions
   # Secrets named by a store path: the Nix store is world-readable, so the file would be
@@ -702,7 +707,17 @@ in
       ];
 
       environment.etc."icsmail/config.json".source = checkedConfig;
-      environment.systemPackages = [ cfg.package ];
+      # The polkit action of the admin service, and the rule that lets icsmail-admin manage
+      # without authenticating (docs/dbus.md, "Who may call"), where polkit runs.
+      environment.systemPackages = [
+        cfg.package
+        (pkgs.runCommand "icsmail-polkit-action" { } ''
+          mkdir -p $out/share/polkit-1/actions
+          cp ${../units/polkit}/org.icsmail.Mail1.policy $out/share/polkit-1/actions/
+        '')
+      ];
+      security.polkit.extraConfig = mkIf config.security.polkit.enable
+        (builtins.readFile ../units/polkit/50-org.icsmail.Mail1.rules);
 
       # The unit files of units/, with this package's binary (overridden below as well).
       systemd.packages = [
@@ -713,6 +728,28 @@ in
             $out/lib/systemd/system/*
         '')
       ];
+
+      # While a storage move runs, the tree the `mail-root` link names (the old storage.path)
+      # stays writable for the units that write mail, through runtime drop-ins made here at
+      # every activation and boot, before the units (re)start; none once the move switched.
+      system.activationScripts.icsmail-storage = ''
+        link=${lib.escapeShellArg "${cfg.stateDir}/mail-root"}
+        for unit in ${concatStringsSep " " storeUnits}; do
+          rm -f "/run/systemd/system/$unit.service.d/${storeDropIn}"
+        done
+        if [ -L "$link" ]; then
+          tree=$(readlink "$link")
+          case "$tree" in
+            ${lib.escapeShellArg cfg.storage.path} | ${defaultState} | ${defaultState}/*) ;;
+            *)
+              for unit in ${concatStringsSep " " storeUnits}; do
+                mkdir -p "/run/systemd/system/$unit.service.d"
+                printf '[Service]\nReadWritePaths=-%s\n' "$tree" \
+                  > "/run/systemd/system/$unit.service.d/${storeDropIn}"
+              done ;;
+          esac
+        fi
+      '';
 
       systemd.tmpfiles.rules = map (d: "d ${d} 0750 icsmail icsmail - -") extraDirs
         ++ lib.optional cfg.dkim.sign
@@ -738,6 +775,17 @@ in
         icsmail-queue = {
           serviceConfig = {
             ExecStart = [ "" "${icsmail} queue run --config ${configPath}" ];
+            ReadWritePaths = extraDirs;
+          };
+          restartTriggers = [ config.environment.etc."icsmail/config.json".source ];
+        };
+        # A changed storage.path moves the mail there (docs/storage.md, "Moving the store"):
+        # started at every activation whose configuration changed, a no-op when the store is
+        # where storage.path says; the daemons keep serving from the old tree until it switches.
+        icsmail-storage-move = {
+          wantedBy = [ "multi-user.target" ];
+          serviceConfig = {
+            ExecStart = [ "" "${icsmail} storage-move --config ${configPath}" ];
             ReadWritePaths = extraDirs;
           };
           restartTriggers = [ config.environment.etc."icsmail/config.json".source ];

@@ -43,6 +43,7 @@ PACKAGES=(
   "nix-bin: nix-instantiate/nix for the Nix checks (nixos-module/eval/check.sh)"
   "dbus-daemon: the private system-like bus of test_dbus_admin"
   "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
+  "polkitd: the polkit daemon that test_dbus_polkit runs on its private bus (JavaScript rules by duktape, a Depends)"
 )
 VM_PACKAGES=(
   "mmdebstrap: builds the VM test's Debian guest"

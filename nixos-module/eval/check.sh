@@ -116,6 +116,39 @@ if have_bin "full check-config on the defaults' config.json" && [ -s "$T/default
   else ko "full check-config on the defaults' config.json: $out"; fi
 fi
 
+# 2a'. the storage move: its unit runs `icsmail storage-move` at activation, and the activation
+# script gives the units the tree in force while it differs from storage.path (run here on a
+# scratch state dir and /run)
+if [ -s "$T/defaults.generated.json" ] && python3 - "$T" <<'PY'
+import json, os, subprocess, sys
+t = sys.argv[1]
+g = json.load(open(f"{t}/defaults.generated.json"))["storageMove"]
+assert any("storage-move --config" in e for e in g["exec"]), g["exec"]
+assert "multi-user.target" in g["wantedBy"], g["wantedBy"]
+script = (g["activation"].replace("/var/lib/icsmail/mail-root", f"{t}/state/mail-root")
+          .replace("/run/systemd/system", f"{t}/run"))
+os.makedirs(f"{t}/state", exist_ok=True)
+dropin = f"{t}/run/icsmail-smtpd.service.d/50-icsmail-store-in-force.conf"
+os.symlink("/srv/old-mail", f"{t}/state/mail-root")
+subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+text = open(dropin).read()
+assert text == "[Service]\nReadWritePaths=-/srv/old-mail\n", text
+os.remove(f"{t}/state/mail-root")
+os.symlink("/var/lib/icsmail/mail", f"{t}/state/mail-root")
+subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+assert not os.path.exists(dropin), "the drop-in outlived the move"
+PY
+then ok "storage move: the unit runs storage-move at activation; the tree in force stays writable until the switch"
+else ko "storage move: unit or activation script (see above)"; fi
+
+# 2a''. polkit: with security.polkit.enable the group's rule is in polkit's rules (the action
+# file comes with environment.systemPackages); without it, nothing is added
+echo '{ security.polkit.enable = true; }' > "$T/polkit-on.nix"
+if generated polkit "$T/polkit-on.nix" && [ "$(field polkit polkitRules | grep -c 'org.icsmail.Mail1.manage')" = 1 ] \
+   && ! field defaults polkitRules | grep -q icsmail; then
+  ok "polkit: the icsmail-admin rule is added where polkit is enabled, and only there"
+else ko "polkit rules: $(tail -3 "$T/polkit.eval.txt")"; fi
+
 # 2b. example.nix (every option)
 if EXTRA_CONFIG=nixos-module/eval/example-with-stub-fixes.nix "$NIXOS_EVAL/eval-module.sh" nixos-module > "$T/example.txt" 2>&1; then
   ok "module with example.nix (every option set) evaluates"

@@ -24,5 +24,13 @@ in
   inherit (generated) configText checkCommand icsmail uncheckedConfig;
   etcSource = toString eval.config.environment.etc."icsmail/config.json".source;
   configFile = toString generated.configFile;
+  storageMove = {
+    exec = eval.config.systemd.services.icsmail-storage-move.serviceConfig.ExecStart;
+    inherit (eval.config.systemd.services.icsmail-storage-move) wantedBy;
+    # a string or { text; deps; }, depending on the nixpkgs
+    activation = let a = eval.config.system.activationScripts.icsmail-storage;
+      in if builtins.isString a then a else a.text;
+  };
+  polkitRules = eval.config.security.polkit.extraConfig;
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
 }

@@ -18,8 +18,10 @@ pub enum AdminError {
     InvalidArgument(String),
     /// No queued message has this id.
     NoSuchMessage(String),
-    /// A queue runner holds the message right now.
+    /// A queue runner holds the message right now, or a move runs.
     Busy(String),
+    /// polkit (where it runs) does not authorize the caller for `org.icsmail.Mail1.manage`.
+    AccessDenied(String),
     /// The change was valid but could not be stored, or the configuration could not be read.
     Failed(String),
 }
@@ -45,5 +47,11 @@ impl From<ConfigErrors> for AdminError {
 impl From<tokio::task::JoinError> for AdminError {
     fn from(err: tokio::task::JoinError) -> AdminError {
         AdminError::Failed(format!("the change did not finish: {err}"))
+    }
+}
+
+impl From<zbus::fdo::Error> for AdminError {
+    fn from(err: zbus::fdo::Error) -> AdminError {
+        AdminError::ZBus(zbus::Error::from(err))
     }
 }

@@ -72,7 +72,10 @@ impl ListsInterface {
         list: &str,
         entry: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let _edit = self.edits.lock().await;
         let new = entry.trim().to_string();
         let added = change(&self.overrides, list, move |entries| {
@@ -96,7 +99,10 @@ impl ListsInterface {
         list: &str,
         entry: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let _edit = self.edits.lock().await;
         let old = entry.trim().to_string();
         let removed = change(&self.overrides, list, move |entries| {

@@ -99,7 +99,10 @@ impl MailboxesInterface {
         display_name: &str,
         password: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let (display_name, password) = (display_name.to_string(), password.to_string());
         self.edit(address, &emitter, move |overrides, address| {
             if overrides.get(&account_path(address))?.is_some() {
@@ -125,7 +128,10 @@ impl MailboxesInterface {
         &self,
         address: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         self.edit(address, &emitter, |overrides, address| {
             let (_, layer) = existing(overrides, address)?;
             let declared = overrides.declares(&account_path(address))?;
@@ -151,7 +157,10 @@ impl MailboxesInterface {
         address: &str,
         password: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let password = password.to_string();
         self.edit(address, &emitter, move |overrides, address| {
             existing(overrides, address)?;
@@ -174,7 +183,10 @@ impl MailboxesInterface {
         address: &str,
         bytes: u64,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         self.edit(address, &emitter, move |overrides, address| {
             existing(overrides, address)?;
             let value = if bytes == 0 {
@@ -196,7 +208,10 @@ impl MailboxesInterface {
         address: &str,
         alias: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let alias = alias.trim().to_string();
         self.edit(address, &emitter, move |overrides, address| {
             change_aliases(overrides, address, |aliases| {
@@ -216,7 +231,10 @@ impl MailboxesInterface {
         address: &str,
         alias: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let alias = alias.trim().to_string();
         self.edit(address, &emitter, move |overrides, address| {
             change_aliases(overrides, address, |aliases| {

@@ -14,6 +14,7 @@ pub mod keys;
 mod lists;
 mod mailboxes;
 pub mod overrides;
+mod polkit;
 mod queue;
 mod settings;
 mod statistics;

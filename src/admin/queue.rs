@@ -115,7 +115,12 @@ impl QueueInterface {
 
     /// Tries every queued message now, whatever its retry time; returns how many there are
     /// (the pass runs in the background).
-    async fn flush(&self) -> Result<u32, AdminError> {
+    async fn flush(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<u32, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let settings = self.settings()?;
         let spool = Spool::new(&settings.queue.state_dir);
         let count = tokio::task::spawn_blocking(move || spool.list().map(|ids| ids.len()))
@@ -127,19 +132,37 @@ impl QueueInterface {
     }
 
     /// Tries the message `id` now (in the background).
-    async fn retry(&self, id: &str) -> Result<(), AdminError> {
+    async fn retry(
+        &self,
+        id: &str,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         self.one(id, "retry", manage::make_due).await
     }
 
     /// Returns the message `id` to its sender: a delivery status notification for every
     /// recipient still open (5.0.0, "returned by the mail administrator"), then it leaves the
     /// queue.
-    async fn bounce(&self, id: &str) -> Result<(), AdminError> {
+    async fn bounce(
+        &self,
+        id: &str,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         self.one(id, "bounce", manage::mark_returned).await
     }
 
     /// Removes the message `id` without telling its sender.
-    async fn delete(&self, id: &str) -> Result<(), AdminError> {
+    async fn delete(
+        &self,
+        id: &str,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let spool = Spool::new(&self.settings()?.queue.state_dir);
         let owned = id.to_string();
         let handled = tokio::task::spawn_blocking(move || manage::delete(&spool, &owned))

@@ -44,7 +44,10 @@ impl SettingsInterface {
         name: &str,
         value: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let _edit = self.edits.lock().await;
         let overrides = self.overrides.clone();
         let (name, value) = (name.to_string(), parse_value(value));
@@ -73,7 +76,10 @@ impl SettingsInterface {
         &self,
         name: &str,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let _edit = self.edits.lock().await;
         let overrides = self.overrides.clone();
         let name = name.to_string();

@@ -99,7 +99,12 @@ impl StatisticsInterface {
     }
 
     /// Sets every counter to zero; counting starts again now.
-    async fn reset(&self) -> Result<(), AdminError> {
+    async fn reset(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let dir = self.state_dir.clone();
         tokio::task::spawn_blocking(move || stats::reset(&dir))
             .await?

@@ -48,8 +48,10 @@ impl StorageInterface {
     async fn move_to(
         &self,
         path: &str,
+        #[zbus(header)] header: zbus::message::Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<OwnedObjectPath, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         let target = PathBuf::from(path);
         if !target.is_absolute() {
             return Err(AdminError::InvalidArgument(format!(

@@ -154,12 +154,17 @@ impl TaskInterface {
 
     /// Asks the task to stop; false when it had finished. A cancelled move leaves the store
     /// where it was.
-    fn cancel(&self) -> bool {
+    async fn cancel(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<bool, AdminError> {
+        super::polkit::authorize(&header, connection).await?;
         if self.shared.state().0 != TaskState::Running {
-            return false;
+            return Ok(false);
         }
         self.shared.cancel.store(true, Ordering::Relaxed);
-        true
+        Ok(true)
     }
 
     /// The task ended: its state and its error (empty when done).

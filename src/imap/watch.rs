@@ -99,6 +99,10 @@ fn start() -> io::Result<Watcher> {
 
 /// Watches `dir` (a folder) for changes; None when that isn't possible (then poll).
 pub fn watch_folder(dir: &Path) -> Option<FolderWatch> {
+    // Keyed by the real directory: the store is reached through the `mail-root` link, and
+    // after a storage move the same path is another directory, which needs its own watch.
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = real.as_path();
     let watcher = watcher()?;
     let mut watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(folder) = watcher.folders.get_mut(dir) {

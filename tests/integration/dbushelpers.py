@@ -62,11 +62,13 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 class Bus:
     """A dbus-daemon on a socket every user can reach (not under pytest's 0700 tmp)."""
 
-    def __init__(self):
+    def __init__(self, extra_policies: list[Path] = ()):
         self.dir = Path(tempfile.mkdtemp(prefix="ics-bus-", dir="/tmp"))
         self.dir.chmod(0o755)
         policy_dir = self.dir / "system.d"
         policy_dir.mkdir()
+        for extra in extra_policies:
+            shutil.copy(extra, policy_dir / extra.name)
         policy = POLICY.read_text().replace('group="icsmail-admin"', f'group="{ADMIN_GROUP}"')
         (policy_dir / POLICY.name).write_text(policy)
         self.socket = self.dir / "bus.sock"

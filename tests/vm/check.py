@@ -404,6 +404,39 @@ def admin_set_applies():
         report("FAIL", f"admin Set: {out!r}, changed {changed}, back {back}, same pid {same_pid}")
 
 
+STORAGE_CALL = "busctl --system call org.icsmail.Mail1 /org/icsmail/Mail1 org.icsmail.Mail1.Storage"
+
+
+@check("D-Bus admin: Storage.Move under the units' sandboxing")
+def admin_storage_move():
+    target = "/var/lib/icsmail/mail-moved"
+    out = hook(f"{STORAGE_CALL} Move s {target}")
+    task = out.strip().split(" ", 1)[-1].strip('"') if out.startswith("o ") else None
+    if not task:
+        report("FAIL", f"Storage.Move: {out!r}")
+        return
+
+    def state():
+        reply = hook(f"busctl --system get-property org.icsmail.Mail1 {task} org.icsmail.Mail1.Task State")
+        value = reply.strip().split(" ", 1)[-1].strip('"')
+        return value if value != "running" else None
+
+    ended = wait_for(state, 120, "the move task to end", 1)
+    link = hook("readlink /var/lib/icsmail/mail-root").strip()
+    with smtplib.SMTP("127.0.0.1", A.smtp, timeout=120) as smtp:
+        smtp.ehlo("move.remote.test")
+        sent = message("carol@remote.test", ALICE, "after-storage-move")
+        smtp.send_message(sent)
+    subject = sent["Subject"]
+    found = hook(f"grep -rl '{subject}' {target}/{DOMAIN}/alice/new | wc -l").strip()
+    error = hook(f"busctl --system get-property org.icsmail.Mail1 {task} org.icsmail.Mail1.Task Error").strip()
+    if ended == "done" and link == target and found == "1":
+        report("PASS", f"Storage.Move {target}: task {task} done, mail-root -> {link}, the next delivery "
+                       f"landed in the new tree (the running icsmail-smtpd, no restart)")
+    else:
+        report("FAIL", f"Storage.Move: state {ended}, error {error}, link {link}, copies in the new tree {found}")
+
+
 def security_scores(services):
     for service in services:
         out = hook(f"systemd-analyze security {service} --no-pager | tail -1").strip()
@@ -509,6 +542,7 @@ def main():
     admin_activation()
     admin_policy()
     admin_set_applies()
+    admin_storage_move()
     stop_and_reactivate()
     check_config()
     security_scores([s for s, f in (("icsmail-smtpd.service", None), ("icsmail-pop3d.service", "pop3"),

@@ -201,6 +201,9 @@ fn copy_and_switch(
             break;
         }
     }
+    // What is copied so far goes to disk now, so that the sync under the pause has only
+    // the last pass to write.
+    sync_file_system(target)?;
     let started = std::time::Instant::now();
     let mut between_tries = || run_pass(&mut passes, &mut files).map(|_| ()).map_err(to_io);
     let paused = pause_writers(state_dir, &mut between_tries)?;
