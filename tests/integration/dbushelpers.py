@@ -94,9 +94,10 @@ class Bus:
         return result
 
     def call(self, interface: str, method: str, signature: str = "", *args: str,
-             user: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+             user: str | None = None, check: bool = True,
+             path: str = OBJECT) -> subprocess.CompletedProcess:
         sig = [signature] if signature else []
-        return self.busctl("--json=short", "call", BUS_NAME, OBJECT, interface, method,
+        return self.busctl("--json=short", "call", BUS_NAME, path, interface, method,
                            *sig, *args, user=user, check=check)
 
     def close(self):

@@ -295,3 +295,41 @@ def test_a_changed_storage_path_is_moved_by_icsmail_storage_move(make_server, bi
     again = subprocess.run([bin_path, "storage-move", "--config", str(server.config_path)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and "AlreadyInForce" in again.stderr
+
+
+def test_a_cancelled_move_keeps_the_store_and_a_second_move_resumes(admin):
+    bus, server = admin
+    inbox = server.mailbox(ALICE)
+    seed_inbox(inbox, SEEDED)
+    target = server.tmp / "resumed"
+    monitor = subprocess.Popen(["gdbus", "monitor", "--address", bus.address, "--dest",
+                                BUS_NAME], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        time.sleep(1.0)  # gdbus subscribes before it prints anything
+        task = data(bus.call(STORAGE, "Move", "s", str(target)))[0]
+        wait_for(lambda: task_property(bus, task, "BytesDone") > 0, "the copy to start")
+        assert data(bus.call(TASK, "Cancel", path=task)) == [True]
+        wait_for(lambda: task_property(bus, task, "State") != "running", "the cancel")
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+    assert task_property(bus, task, "State") == "cancelled"
+    assert "cancelled" in task_property(bus, task, "Error")
+    assert f"{task}: org.icsmail.Mail1.Task.Finished ('cancelled'," in out, out
+    assert "Progress" in out, "no PropertiesChanged of the progress"
+    assert data(bus.call(TASK, "Cancel", path=task)) == [False]
+    assert os.readlink(server.state_dir / "mail-root") == str(server.mail_root)
+    assert (target / ".ics-move-incomplete").exists()
+
+    # Mail still goes to the old tree; a second move over the partial copy completes it.
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as smtp:
+        smtp.sendmail("between@example.org", [ALICE], make_message("between-moves"))
+    again = data(bus.call(STORAGE, "Move", "s", str(target)))[0]
+    assert again != task
+    wait_task(bus, again)
+    moved = target / inbox.relative_to(server.mail_root)
+    subjects = subjects_in(moved)
+    assert sorted(subjects) == sorted([f"seed-{n}" for n in range(SEEDED)] + ["between-moves"])
+    assert os.readlink(server.state_dir / "mail-root") == str(target)
