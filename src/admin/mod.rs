@@ -20,6 +20,7 @@ mod settings;
 mod statistics;
 mod storage;
 mod tasks;
+mod typed;
 
 use std::sync::Arc;
 

@@ -1,15 +1,18 @@
 //! `org.icsmail.Mail1.Settings`: every setting of docs/settings.md by its dotted name, its
 //! value as JSON text. A change goes to the override layer (docs/dbus.md, "Settings").
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use tracing::info;
 use zbus::object_server::SignalEmitter;
+use zbus::OwnedVariant as OwnedValue;
 
 use super::error::AdminError;
 use super::keys::parse_value;
 use super::overrides::Overrides;
+use super::typed;
 
 pub struct SettingsInterface {
     pub overrides: Arc<Overrides>,
@@ -93,6 +96,34 @@ impl SettingsInterface {
             SettingsInterface::changed(&emitter, &changed).await?;
         }
         Ok(reset)
+    }
+
+    /// `Set` with a typed value: `b`, any integer, `d`, `s`, `as`, `av` or `a{sv}`, taken as
+    /// the JSON the configuration would hold (docs/dbus.md, "Typed values").
+    async fn set_value(
+        &self,
+        name: &str,
+        value: zbus::Variant<'_>,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(), AdminError> {
+        let json = typed::from_variant(&value)
+            .map_err(|why| AdminError::InvalidArgument(format!("{name}: {why}")))?;
+        self.set(name, &json.to_string(), emitter, header, connection)
+            .await
+    }
+
+    /// Every setting in force with a value, by dotted name, as a native D-Bus value (null
+    /// settings and password hashes left out). Read at each Get; `Changed` says when to.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn values(&self) -> zbus::fdo::Result<HashMap<String, OwnedValue>> {
+        let overrides = self.overrides.clone();
+        let effective = tokio::task::spawn_blocking(move || overrides.effective())
+            .await
+            .map_err(|err| zbus::fdo::Error::Failed(err.to_string()))?
+            .map_err(|err| zbus::fdo::Error::Failed(err.to_string()))?;
+        Ok(typed::flatten(&effective))
     }
 
     /// The override layer (JSON text of `<stateDir>/overrides.json`; `{}` when empty).

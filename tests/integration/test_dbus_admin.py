@@ -386,3 +386,30 @@ def test_statistics_count_what_the_daemons_did(admin):
     bus.call(STATISTICS, "Reset")
     assert prop(bus, "MessagesReceived") == 0 and prop(bus, "Refusals") == {}
     assert prop(bus, "Since") >= since
+
+
+def test_settings_as_typed_values(admin):
+    bus, server = admin
+    values = bus.busctl("--json=short", "get-property", BUS_NAME, OBJECT, SETTINGS, "Values")
+    typed = json.loads(values.stdout)
+    assert typed["type"] == "a{sv}"
+    found = typed["data"]
+    assert found["smtp.maxMessageSize"] == {"type": "t", "data": 10 * 1024 * 1024}
+    assert found["smtp.smtputf8"] == {"type": "b", "data": True}
+    assert found["heloName"] == {"type": "s", "data": "mx.example.test"}
+    assert found["accounts.alice@example.test.aliases"]["type"] == "as"
+    assert not any("hashedPassword" in name for name in found), "password hashes are shown"
+    assert "smtp.submissionPort" not in found, "a null setting has no D-Bus value"
+
+    # A typed Set: checked and applied like Set.
+    bus.call(SETTINGS, "SetValue", "sv", "smtp.maxMessageSize", "t", "4000")
+    wait_for(lambda: ehlo_size(server) == 4000, "the new SIZE in EHLO")
+    assert data(bus.call(SETTINGS, "Get", "s", "smtp.maxMessageSize")) == ["4000", "override"]
+    bus.call(SETTINGS, "SetValue", "sv", "lists.blacklist", "as", "2", "192.0.2.1",
+             "203.0.113.0/24")
+    assert data(bus.call("org.icsmail.Mail1.Lists", "List", "s", "blacklist")) == [
+        ["192.0.2.1", "203.0.113.0/24"]]
+    wrong = bus.call(SETTINGS, "SetValue", "sv", "smtp.maxMessageSize", "s", "big", check=False)
+    assert wrong.returncode != 0 and "smtp.maxMessageSize" in wrong.stderr, wrong.stderr
+    odd = bus.call(SETTINGS, "SetValue", "sv", "heloName", "o", "/x", check=False)
+    assert odd.returncode != 0 and "heloName" in odd.stderr and "type o" in odd.stderr
