@@ -142,6 +142,24 @@ impl Resolver for HickoryResolver {
         })
     }
 
+    fn ipv4<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<std::net::Ipv4Addr>> {
+        Box::pin(async move {
+            let lookup = self
+                .inner
+                .ipv4_lookup(fqdn(name).as_str())
+                .await
+                .map_err(|err| classify(name, &err))?;
+            Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
     fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>> {
         Box::pin(async move {
             let name = ip.to_string();

@@ -49,6 +49,9 @@ pub trait Resolver: Send + Sync {
     fn mx<'a>(&'a self, domain: &'a str) -> Lookup<'a, Vec<MxRecord>>;
     /// The A and AAAA addresses of `host`.
     fn ips<'a>(&'a self, host: &'a str) -> Lookup<'a, Vec<IpAddr>>;
+    /// The A records of `name` only: a DNSBL answers with A records (RFC 5782), so asking
+    /// for AAAA as well would double its queries.
+    fn ipv4<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<std::net::Ipv4Addr>>;
     /// The PTR names of `ip` (lowercase, no trailing dot).
     fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>>;
     /// The TXT records of `name`, each as its strings joined.
@@ -98,6 +101,9 @@ impl Resolver for Unavailable {
     }
     fn ips<'a>(&'a self, host: &'a str) -> Lookup<'a, Vec<IpAddr>> {
         self.fail(host.to_string())
+    }
+    fn ipv4<'a>(&'a self, name: &'a str) -> Lookup<'a, Vec<std::net::Ipv4Addr>> {
+        self.fail(name.to_string())
     }
     fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>> {
         self.fail(ip.to_string())

@@ -109,17 +109,14 @@ pub async fn check(resolver: Arc<dyn Resolver>, ip: IpAddr, zones: &[String]) ->
 }
 
 async fn ask(resolver: &dyn Resolver, name: &str) -> Answer {
-    let addresses = match resolver.ips(name).await {
+    let addresses = match resolver.ipv4(name).await {
         Ok(addresses) => addresses,
         Err(DnsError::NoSuchName(_) | DnsError::NoRecords(_)) => return Answer::NotListed,
         Err(err) => return Answer::Unreachable(err.to_string()),
     };
     let codes: Vec<Ipv4Addr> = addresses
-        .iter()
-        .filter_map(|ip| match ip.to_canonical() {
-            IpAddr::V4(v4) if v4.octets()[0] == 127 => Some(v4),
-            _ => None,
-        })
+        .into_iter()
+        .filter(|v4| v4.octets()[0] == 127)
         .collect();
     // 127.255.255.0/24 are the lists' own error codes (e.g. Spamhaus's "query refused, use
     // your own resolver"): the list did not judge.
