@@ -294,38 +294,9 @@ impl Greylist {
                 });
             }
             Step::Start => {
-                tx.prepare_cached(
-                    "INSERT INTO triplets (network, sender, recipient, first_seen) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (network, sender, recipient) \
-                     DO UPDATE SET first_seen = excluded.first_seen",
-                )?
-                .execute(params![network, sender, recipient, now])?;
-                if row_count(&tx, Table::Triplets)? > self.limits.triplets {
-                    trim(&tx, Table::Triplets, self.limits.triplets, &timing, now)?;
-                }
-                Decision::Wait {
-                    retry_after: now.saturating_add(timing.ignore),
-                    first: true,
-                }
+                self.start_triplet(&tx, (&network, &sender, &recipient), &timing, now)?
             }
-            Step::Pass => {
-                let until = now.saturating_add(timing.keep);
-                tx.prepare_cached(
-                    "INSERT INTO networks (network, until) VALUES (?1, ?2) \
-                     ON CONFLICT (network) DO UPDATE SET until = excluded.until",
-                )?
-                .execute(params![network, until])?;
-                // The network's triplets are moot while it is whitelisted.
-                tx.prepare_cached("DELETE FROM triplets WHERE network = ?1")?
-                    .execute(params![network])?;
-                if row_count(&tx, Table::Networks)? > self.limits.networks {
-                    trim(&tx, Table::Networks, self.limits.networks, &timing, now)?;
-                }
-                Decision::Pass {
-                    network_whitelisted_until: until,
-                }
-            }
+            Step::Pass => self.whitelist_network(&tx, &network, &timing, now)?,
         };
         if prune_due {
             expire(&tx, Table::Triplets, &timing, now)?;
@@ -338,6 +309,56 @@ impl Greylist {
             inner.writes_since_prune + 1
         };
         Ok(decision)
+    }
+
+    /// A first attempt of `(network, sender, recipient)`: its clock starts now (a stale
+    /// entry starts over), and the table stays within its bound.
+    fn start_triplet(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        (network, sender, recipient): (&str, &[u8; 16], &[u8; 16]),
+        timing: &Timing,
+        now: i64,
+    ) -> Result<Decision, GreylistError> {
+        tx.prepare_cached(
+            "INSERT INTO triplets (network, sender, recipient, first_seen) \
+             VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (network, sender, recipient) \
+             DO UPDATE SET first_seen = excluded.first_seen",
+        )?
+        .execute(params![network, sender, recipient, now])?;
+        if row_count(tx, Table::Triplets)? > self.limits.triplets {
+            trim(tx, Table::Triplets, self.limits.triplets, timing, now)?;
+        }
+        Ok(Decision::Wait {
+            retry_after: now.saturating_add(timing.ignore),
+            first: true,
+        })
+    }
+
+    /// A retry in time: the network is whitelisted for `keep`, its triplets dropped.
+    fn whitelist_network(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        network: &str,
+        timing: &Timing,
+        now: i64,
+    ) -> Result<Decision, GreylistError> {
+        let until = now.saturating_add(timing.keep);
+        tx.prepare_cached(
+            "INSERT INTO networks (network, until) VALUES (?1, ?2) \
+             ON CONFLICT (network) DO UPDATE SET until = excluded.until",
+        )?
+        .execute(params![network, until])?;
+        // The network's triplets are moot while it is whitelisted.
+        tx.prepare_cached("DELETE FROM triplets WHERE network = ?1")?
+            .execute(params![network])?;
+        if row_count(tx, Table::Networks)? > self.limits.networks {
+            trim(tx, Table::Networks, self.limits.networks, timing, now)?;
+        }
+        Ok(Decision::Pass {
+            network_whitelisted_until: until,
+        })
     }
 }
 
