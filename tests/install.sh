@@ -42,6 +42,8 @@ PACKAGES=(
   "systemd: systemd-socket-activate (test_socket_activation), busctl (test_dbus_admin); systemd-analyze, -sysusers (VM)"
   "nix-bin: nix-instantiate/nix for the Nix checks (nixos-module/eval/check.sh)"
   "dbus-daemon: the private system-like bus of test_dbus_admin"
+  "ldap-utils: ldapsearch, ldapadd, ldapmodify, ldapdelete, ldapwhoami (test_ldap; StartTLS through libldap's GnuTLS)"
+  "python3-ldap3: the second LDAP client of test_ldap (the ldap3 library of PyPI, as Debian packages it)"
   "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
 )
 VM_PACKAGES=(
