@@ -473,3 +473,48 @@ def test_account_changes_show_without_a_restart(book):
     assert uids(search(book, BASE, PERSON, "uid")) == {ALICE, BOB, "dave@example.test"}
     assert book.proc.pid == pid and book.alive()
     conn.unbind()
+
+
+# --------------------------------------------------------------------------------------------
+# The daemon on its own
+
+
+def ldapd_config(make_server, port: int, enable: bool = True) -> Path:
+    server = make_server(start=False, extra={"addressBook": {
+        "enable": enable, "port": port, "baseDn": BASE}})
+    return server.config_path
+
+
+@pytest.mark.skipif(subprocess.run(["which", "systemd-socket-activate"],
+                                   capture_output=True).returncode != 0,
+                    reason="systemd-socket-activate is not installed")
+def test_socket_activation_starts_ldapd_on_the_first_search(make_server, bin_path, tmp_path):
+    configured = free_port()
+    config = ldapd_config(make_server, configured)
+    port = free_port()
+    err_path = tmp_path / "ldapd.stderr"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+                                 "--fdname=ldap", bin_path, "ldapd", "--config", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for_port(port, proc)
+        time.sleep(0.3)
+        assert "listening" not in err_path.read_text()  # nothing started before a client
+        probe = type("Probe", (), {"ldap_port": port})()
+        assert uids(search(probe, BASE, THUNDERBIRD.format("bob"), "uid")) == {BOB}
+        text = err_path.read_text()
+        assert 'service="ldap"' in text and f":{port}" in text, text
+        # The configured port is not bound: systemd's socket is the one listener.
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", configured))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, err_path.read_text()
+
+
+def test_ldapd_refuses_to_start_with_the_book_off(make_server, bin_path):
+    config = ldapd_config(make_server, free_port(), enable=False)
+    result = subprocess.run([bin_path, "ldapd", "--config", str(config)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0 and "addressBook.enable is off" in result.stderr
