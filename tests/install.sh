@@ -52,6 +52,7 @@ VM_PACKAGES=(
   "binutils: objcopy strips the binary copied into the guest"
   "systemd: systemd-analyze verify/security, systemd-sysusers --root, systemctl --root"
   "openssl: the guest's test certificate"
+  "ldap-utils: ldapsearch, the client of the address-book check (tests/vm/check.py)"
   "python3: tests/vm/check.py, the kernel's decompression"
 )
 # QEMU from bookworm-backports: bookworm's 7.2 would make apt remove a qemu-utils 10.x that a
