@@ -514,3 +514,21 @@ fn binds() {
         Attempt::Refused(LdapResultCode::ProtocolError, _)
     ));
 }
+
+#[test]
+fn the_cache_rebuilds_for_a_new_directory_or_new_bases() {
+    let cache = super::entries::BookCache::default();
+    let first = std::sync::Arc::new(directory());
+    let book = cache.get(&first, BASES);
+    assert!(std::sync::Arc::ptr_eq(&book, &cache.get(&first, BASES)));
+    let other_bases = cache.get(&first, "dc=example,dc=test");
+    assert_eq!(other_bases.naming_contexts(), ["dc=example,dc=test"]);
+    // A reload brings a new directory (another Arc): the book follows it.
+    let reloaded = std::sync::Arc::new(Directory::default());
+    let empty = cache.get(&reloaded, BASES);
+    assert_eq!(
+        empty.entries().len(),
+        2,
+        "only the base entries of an empty directory"
+    );
+}

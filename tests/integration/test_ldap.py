@@ -518,3 +518,21 @@ def test_ldapd_refuses_to_start_with_the_book_off(make_server, bin_path):
     result = subprocess.run([bin_path, "ldapd", "--config", str(config)], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode != 0 and "addressBook.enable is off" in result.stderr
+
+
+def test_an_account_added_in_the_override_file_shows_without_a_signal(book):
+    """What the D-Bus admin does: it writes <stateDir>/overrides.json; the daemon notices."""
+    conn = ldap3_connection(book)
+    hashed = json.loads(book.config_path.read_text())["accounts"][ALBERT]["hashedPassword"]
+    overrides = {"accounts": {"erin@example.test": {"displayName": "Erin Hunt",
+                                                    "hashedPassword": hashed}}}
+    path = book.state_dir / "overrides.json"
+    path.with_name("overrides.json.new").write_text(json.dumps(overrides))
+    os.replace(path.with_name("overrides.json.new"), path)
+
+    def erin_listed() -> bool:
+        conn.search(BASE, THUNDERBIRD.format("erin"), attributes=["cn"])
+        return [e.cn.value for e in conn.entries] == ["Erin Hunt"]
+
+    assert wait_until(erin_listed, timeout=10), book.stderr()
+    conn.unbind()
