@@ -367,6 +367,8 @@ def test_garbage_and_oversized_requests_close_only_their_connection(book):
     assert [e.uid.value for e in other.entries] == [BOB]
     assert uids(search(book, BASE, THUNDERBIRD.format("bob"), "uid")) == {BOB}
     assert book.alive()
+    # A client's bad bytes are its fault: logged as the reason for closing, not as an error.
+    assert "undecodable request" in book.stderr() and " ERROR " not in book.stderr()
 
 
 def ber_length(n: int) -> bytes:
