@@ -532,3 +532,64 @@ fn the_cache_rebuilds_for_a_new_directory_or_new_bases() {
         "only the base entries of an empty directory"
     );
 }
+
+/// Mutated requests (bytes changed, cut, inserted) go through the framing, the decoder and the
+/// search without a panic: each is a message, an error, or "more bytes needed".
+#[test]
+fn mutated_requests_never_panic_the_decoder() {
+    use bytes::BytesMut;
+    use ldap3_proto::proto::{LdapMsg, LdapOp};
+    use ldap3_proto::LdapCodec;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    let mut request = search_request(
+        "dc=example,dc=test",
+        LdapSearchScope::Subtree,
+        "(&(objectClass=inetOrgPerson)(|(mail=al*)(cn=*iddel*)(!(sn>=x))))",
+    );
+    request.attrs = vec!["cn".into(), "mail".into()];
+    let message = LdapMsg {
+        msgid: 7,
+        op: LdapOp::SearchRequest(request),
+        ctrl: vec![LdapControl::SimplePagedResults {
+            size: 2,
+            cookie: vec![1, 2, 3],
+        }],
+    };
+    let mut wire = BytesMut::new();
+    LdapCodec::default().encode(message, &mut wire).unwrap();
+    let original = wire.to_vec();
+    let book = book();
+    let mut decoded = 0;
+    let mut next = crate::test_support::xorshift(0x1da9_5eed);
+    for _ in 0..20_000 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % bytes.len();
+            match next() % 3 {
+                0 => bytes[at] = next() as u8,
+                1 => bytes.truncate(at.max(1)),
+                _ => bytes.insert(at, next() as u8),
+            }
+        }
+        let Ok(Some(length)) = frame_length(&bytes) else {
+            continue;
+        };
+        let mut frame = BytesMut::from(&bytes[..length.min(bytes.len())]);
+        let mut codec = LdapCodec::new(Some(MAX_REQUEST), Some(bounds::MAX_BER_DEPTH));
+        if let Ok(Some(LdapMsg {
+            op: LdapOp::SearchRequest(request),
+            ctrl,
+            ..
+        })) = codec.decode(&mut frame)
+        {
+            decoded += 1;
+            // …and whatever decodes is searched without a panic too.
+            let _ = search::run(&open_view(&book), &request, &ctrl);
+        }
+    }
+    assert!(
+        decoded > 1000,
+        "only {decoded} mutations decoded: the test tests little"
+    );
+}
