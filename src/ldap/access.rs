@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use crate::address::Address;
+use crate::auth::Directory;
 
 /// Who a connection is bound as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,19 @@ impl Denial {
         match self {
             Denial::BindFirst => "bind with your mail account to read the address book",
             Denial::NotPublished => "the address book is not published to mail clients",
+        }
+    }
+}
+
+impl Identity {
+    /// Who the connection is now: an account removed (or renamed) by a reload since the bind
+    /// is bound no more, as logins of the other protocols stop working at once.
+    pub fn in_force(&self, directory: &Directory) -> Identity {
+        match self {
+            Identity::Account(address) if directory.account(address).is_none() => {
+                Identity::Anonymous
+            }
+            other => other.clone(),
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, info, Instrument};
 
-use super::access::{may_read_entries, Identity};
+use super::access::{may_read_entries, Denial, Identity};
 use super::bind::{classify, Attempt};
 use super::bounds::{frame_length, MAX_BER_DEPTH, MAX_REQUEST};
 use super::entries::BookCache;
@@ -28,7 +28,7 @@ use super::search::{self, result, View};
 use crate::auth::Authenticator;
 use crate::net::driver::{record_user, Accept, Connection, Input};
 use crate::net::ids::new_id;
-use crate::settings::Live;
+use crate::settings::{Live, Settings};
 
 const READ_BUFFER: usize = 16 * 1024;
 /// Silence before the server closes the connection (address-book clients reconnect at will).
@@ -184,11 +184,7 @@ impl Session {
                     .get(&settings.directory, &settings.model.address_book.base_dn);
                 let view = View {
                     book: &book,
-                    entries: may_read_entries(
-                        &self.identity,
-                        self.conn.peer().ip(),
-                        settings.model.address_book.publish_to_clients,
-                    ),
+                    entries: self.may_read(&settings),
                     starttls: self.starttls_offered() && !self.conn.is_tls(),
                 };
                 let outcome = search::run(&view, &request, &ctrl);
@@ -218,11 +214,7 @@ impl Session {
                     .get(&settings.directory, &settings.model.address_book.base_dn);
                 let view = View {
                     book: &book,
-                    entries: may_read_entries(
-                        &self.identity,
-                        self.conn.peer().ip(),
-                        settings.model.address_book.publish_to_clients,
-                    ),
+                    entries: self.may_read(&settings),
                     starttls: false,
                 };
                 LdapOp::CompareResult(search::compare(&view, &request))
@@ -270,6 +262,15 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether this connection may read the entries under the settings in force.
+    fn may_read(&self, settings: &Settings) -> Result<(), Denial> {
+        may_read_entries(
+            &self.identity.in_force(&settings.directory),
+            self.conn.peer().ip(),
+            settings.model.address_book.publish_to_clients,
+        )
     }
 
     fn starttls_offered(&self) -> bool {
