@@ -593,3 +593,40 @@ fn mutated_requests_never_panic_the_decoder() {
         "only {decoded} mutations decoded: the test tests little"
     );
 }
+
+#[test]
+fn the_server_caps_what_a_search_returns() {
+    let accounts: Vec<String> = (0..600)
+        .map(|n| format!(r#""user{n:03}@example.test":{{}}"#))
+        .collect();
+    let config = parse(&format!(
+        r#"{{"domains":["example.test"],"accounts":{{{}}}}}"#,
+        accounts.join(",")
+    ))
+    .unwrap();
+    let hashes: BTreeMap<String, StoredHash> = config
+        .accounts
+        .keys()
+        .map(|key| (key.clone(), StoredHash::Argon2id("unused".into())))
+        .collect();
+    let book = Book::build(&Directory::new(&config, &hashes), BASES);
+    let view = open_view(&book);
+    // 1200 people under the two bases; no client limit: the server's cap.
+    let request = search_request("", LdapSearchScope::Subtree, "(objectClass=person)");
+    let capped = search::run(&view, &request, &[]);
+    assert_eq!(capped.result.code, LdapResultCode::SizeLimitExceeded);
+    assert_eq!(capped.entries.len(), bounds::MAX_SIZE_LIMIT);
+    // A page larger than the cap is cut to it, and the rest follows on the next page.
+    let page = |cookie: Vec<u8>| {
+        let control = LdapControl::SimplePagedResults { size: 5000, cookie };
+        search::run(&view, &request, &[control])
+    };
+    let first = page(Vec::new());
+    assert_eq!(first.entries.len(), bounds::MAX_SIZE_LIMIT);
+    let Some(LdapControl::SimplePagedResults { cookie, .. }) = first.controls.first() else {
+        panic!("no paged-results control");
+    };
+    let second = page(cookie.clone());
+    assert_eq!(second.entries.len(), 200);
+    assert_eq!(second.result.code, LdapResultCode::Success);
+}
