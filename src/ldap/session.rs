@@ -1,16 +1,13 @@
 //! The tokio driver of one LDAP connection: frames read with their size checked first, decoded
-//! by ldap3_proto, answered one by one (every operation here is quick and in memory, so
-//! there is nothing to abandon), StartTLS in place, binds through the shared authenticator.
+//! by ldap3_proto, handed to the core (`proto.rs`) with the settings in force, and its steps
+//! carried out: replies written, StartTLS in place, binds through the shared authenticator.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ldap3_proto::proto::{
-    LdapBindResponse, LdapExtendedRequest, LdapExtendedResponse, LdapMsg, LdapOp, LdapResult,
-    LdapResultCode,
-};
+use ldap3_proto::proto::{LdapExtendedResponse, LdapMsg, LdapOp, LdapResultCode};
 use ldap3_proto::LdapCodec;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -18,17 +15,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, info, Instrument};
 
-use super::access::{may_read_entries, Denial, Identity};
-use super::bind::{classify, Attempt};
 use super::bounds::{frame_length, MAX_BER_DEPTH, MAX_REQUEST};
 use super::entries::BookCache;
 use super::error::LdapError;
-use super::rootdse::{NOTICE_OF_DISCONNECTION_OID, STARTTLS_OID, WHOAMI_OID};
-use super::search::{self, result, View};
+use super::proto::{Conditions, Session, Step};
+use super::rootdse::NOTICE_OF_DISCONNECTION_OID;
+use super::search::result;
 use crate::auth::Authenticator;
 use crate::net::driver::{record_user, Accept, Connection, Input};
 use crate::net::ids::new_id;
-use crate::settings::{Live, Settings};
+use crate::settings::Live;
 
 const READ_BUFFER: usize = 16 * 1024;
 /// Silence before the server closes the connection (address-book clients reconnect at will).
@@ -67,18 +63,18 @@ pub async fn run_session(
         let Some(conn) = Connection::accept(tcp, peer, how, shutdown).await else {
             return;
         };
-        let mut session = Session {
+        let mut driver = Driver {
+            session: Session::new(conn.is_tls()),
             conn,
             ctx,
-            identity: Identity::Anonymous,
             input: BytesMut::new(),
             codec: LdapCodec::new(Some(MAX_REQUEST), Some(MAX_BER_DEPTH)),
         };
-        match session.drive().await {
+        match driver.drive().await {
             Ok(()) => info!("connection closed"),
             Err(err) if err.is_protocol() => {
                 info!("closing the connection: {err}");
-                session
+                driver
                     .disconnect(LdapResultCode::ProtocolError, &err.to_string())
                     .await;
             }
@@ -89,41 +85,68 @@ pub async fn run_session(
     .await
 }
 
-struct Session {
+struct Driver {
+    session: Session,
     conn: Connection,
     ctx: Arc<LdapContext>,
-    identity: Identity,
     /// Bytes read and not yet taken as a request: at most one request and one read.
     input: BytesMut,
     codec: LdapCodec,
 }
 
-/// What the driver does after a request.
-enum Next {
-    Continue,
-    StartTls,
-    Close,
-}
-
-impl Session {
+impl Driver {
     async fn drive(&mut self) -> Result<(), LdapError> {
         loop {
             let Some(message) = self.next_request().await? else {
                 return Ok(());
             };
-            match self.answer(message).await? {
-                Next::Continue => {}
-                Next::Close => return Ok(self.conn.close().await?),
-                Next::StartTls => {
+            let settings = self.ctx.live.load();
+            let book = self
+                .ctx
+                .books
+                .get(&settings.directory, &settings.model.address_book.base_dn);
+            let now = Conditions {
+                book: &book,
+                directory: &settings.directory,
+                peer: self.conn.peer().ip(),
+                publish_to_clients: settings.model.address_book.publish_to_clients,
+                starttls_offered: self.ctx.tls.is_some() && settings.access.tls.starttls,
+                passwords_allowed: settings.access.tls.login_allowed(self.conn.is_tls()),
+            };
+            match self.session.handle(message, &now)? {
+                Step::Send(messages) => {
+                    for message in messages {
+                        self.send(message)?;
+                        // A long result does not pile up in memory.
+                        self.conn.flush_above(READ_BUFFER).await?;
+                    }
+                }
+                Step::Authenticate { msgid, credentials } => {
+                    let peer = self.conn.peer().ip();
+                    let outcome = self
+                        .ctx
+                        .authenticator
+                        .authenticate(&credentials, peer)
+                        .await;
+                    if let Ok(account) = &outcome {
+                        record_user(account);
+                    }
+                    let response = self.session.bound(msgid, outcome);
+                    self.send(response)?;
+                }
+                Step::StartTls(response) => {
                     if !self.input.is_empty() {
                         return Err(LdapError::PipelinedStartTls);
                     }
                     let Some(acceptor) = self.ctx.tls.clone() else {
                         return Ok(self.conn.close().await?);
                     };
+                    self.send(response)?;
                     self.conn.start_tls(&acceptor, HANDSHAKE_TIMEOUT).await?;
+                    self.session.tls_started();
                     debug!("TLS started");
                 }
+                Step::Close => return Ok(self.conn.close().await?),
             }
         }
     }
@@ -159,186 +182,10 @@ impl Session {
         }
     }
 
-    async fn answer(&mut self, message: LdapMsg) -> Result<Next, LdapError> {
-        let LdapMsg { msgid, op, ctrl } = message;
-        let read_only = |code: fn(LdapResult) -> LdapOp| {
-            code(result(
-                LdapResultCode::UnwillingToPerform,
-                "the address book is read-only",
-            ))
-        };
-        let reply = match op {
-            LdapOp::BindRequest(request) => {
-                let res = self.bind(&request).await;
-                LdapOp::BindResponse(LdapBindResponse {
-                    res,
-                    saslcreds: None,
-                })
-            }
-            LdapOp::UnbindRequest => return Ok(Next::Close),
-            LdapOp::SearchRequest(request) => {
-                let settings = self.ctx.live.load();
-                let book = self
-                    .ctx
-                    .books
-                    .get(&settings.directory, &settings.model.address_book.base_dn);
-                let view = View {
-                    book: &book,
-                    entries: self.may_read(&settings),
-                    starttls: self.starttls_offered() && !self.conn.is_tls(),
-                };
-                let outcome = search::run(&view, &request, &ctrl);
-                debug!(
-                    base = request.base,
-                    filter = ?request.filter,
-                    entries = outcome.entries.len(),
-                    code = ?outcome.result.code,
-                    "search"
-                );
-                for entry in outcome.entries {
-                    self.send(msgid, LdapOp::SearchResultEntry(entry), Vec::new())?;
-                    self.conn.flush_above(READ_BUFFER).await?;
-                }
-                self.send(
-                    msgid,
-                    LdapOp::SearchResultDone(outcome.result),
-                    outcome.controls,
-                )?;
-                return Ok(Next::Continue);
-            }
-            LdapOp::CompareRequest(request) => {
-                let settings = self.ctx.live.load();
-                let book = self
-                    .ctx
-                    .books
-                    .get(&settings.directory, &settings.model.address_book.base_dn);
-                let view = View {
-                    book: &book,
-                    entries: self.may_read(&settings),
-                    starttls: false,
-                };
-                LdapOp::CompareResult(search::compare(&view, &request))
-            }
-            LdapOp::ExtendedRequest(request) => {
-                let (response, next) = self.extended(&request);
-                self.send(msgid, LdapOp::ExtendedResponse(response), Vec::new())?;
-                return Ok(next);
-            }
-            LdapOp::AddRequest(_) => read_only(LdapOp::AddResponse),
-            LdapOp::ModifyRequest(_) => read_only(LdapOp::ModifyResponse),
-            LdapOp::DelRequest(_) => read_only(LdapOp::DelResponse),
-            LdapOp::ModifyDNRequest(_) => read_only(LdapOp::ModifyDNResponse),
-            // Every search is answered whole before the next request is read.
-            LdapOp::AbandonRequest(_) => return Ok(Next::Continue),
-            other => return Err(LdapError::NotARequest(op_name(&other))),
-        };
-        self.send(msgid, reply, Vec::new())?;
-        Ok(Next::Continue)
-    }
-
-    async fn bind(&mut self, request: &ldap3_proto::proto::LdapBindRequest) -> LdapResult {
-        let settings = self.ctx.live.load();
-        let passwords_allowed = settings.access.tls.login_allowed(self.conn.is_tls());
-        // Whatever the outcome, the connection is anonymous until a bind succeeds (RFC 4513
-        // §4).
-        self.identity = Identity::Anonymous;
-        match classify(request, passwords_allowed) {
-            Attempt::Anonymous => result(LdapResultCode::Success, ""),
-            Attempt::Refused(code, message) => result(code, message),
-            Attempt::Password(credentials) => {
-                let peer = self.conn.peer().ip();
-                match self
-                    .ctx
-                    .authenticator
-                    .authenticate(&credentials, peer)
-                    .await
-                {
-                    Ok(account) => {
-                        record_user(&account);
-                        self.identity = Identity::Account(account);
-                        result(LdapResultCode::Success, "")
-                    }
-                    Err(_) => result(LdapResultCode::InvalidCredentials, "invalid credentials"),
-                }
-            }
-        }
-    }
-
-    /// Whether this connection may read the entries under the settings in force.
-    fn may_read(&self, settings: &Settings) -> Result<(), Denial> {
-        may_read_entries(
-            &self.identity.in_force(&settings.directory),
-            self.conn.peer().ip(),
-            settings.model.address_book.publish_to_clients,
-        )
-    }
-
-    fn starttls_offered(&self) -> bool {
-        self.ctx.tls.is_some() && self.ctx.live.load().access.tls.starttls
-    }
-
-    fn extended(&self, request: &LdapExtendedRequest) -> (LdapExtendedResponse, Next) {
-        let response = |code, message: &str, name: Option<&str>, value: Option<Vec<u8>>| {
-            LdapExtendedResponse {
-                res: result(code, message),
-                name: name.map(str::to_string),
-                value,
-            }
-        };
-        match request.name.as_str() {
-            STARTTLS_OID if self.conn.is_tls() => (
-                response(
-                    LdapResultCode::OperationsError,
-                    "TLS is already active",
-                    None,
-                    None,
-                ),
-                Next::Continue,
-            ),
-            STARTTLS_OID if !self.starttls_offered() => (
-                response(
-                    LdapResultCode::Unavailable,
-                    "TLS is not available",
-                    None,
-                    None,
-                ),
-                Next::Continue,
-            ),
-            STARTTLS_OID => (
-                response(LdapResultCode::Success, "", Some(STARTTLS_OID), None),
-                Next::StartTls,
-            ),
-            // RFC 4532: "u:<login>" bound, empty when anonymous.
-            WHOAMI_OID => {
-                let value = match &self.identity {
-                    Identity::Anonymous => Vec::new(),
-                    Identity::Account(account) => format!("u:{account}").into_bytes(),
-                };
-                (
-                    response(LdapResultCode::Success, "", None, Some(value)),
-                    Next::Continue,
-                )
-            }
-            _ => (
-                response(
-                    LdapResultCode::ProtocolError,
-                    "unsupported extended operation",
-                    None,
-                    None,
-                ),
-                Next::Continue,
-            ),
-        }
-    }
-
-    fn send(
-        &mut self,
-        msgid: i32,
-        op: LdapOp,
-        ctrl: Vec<ldap3_proto::control::LdapControl>,
-    ) -> Result<(), LdapError> {
+    /// Queues one message (written at the next flush, read or close).
+    fn send(&mut self, message: LdapMsg) -> Result<(), LdapError> {
         let mut out = BytesMut::new();
-        self.codec.encode(LdapMsg { msgid, op, ctrl }, &mut out)?;
+        self.codec.encode(message, &mut out)?;
         self.conn.send(&out);
         Ok(())
     }
@@ -368,16 +215,4 @@ pub fn notice_of_disconnection(code: LdapResultCode, message: &str) -> std::io::
         &mut out,
     )?;
     Ok(out.to_vec())
-}
-
-fn op_name(op: &LdapOp) -> &'static str {
-    match op {
-        LdapOp::BindResponse(_) => "bind response",
-        LdapOp::SearchResultEntry(_)
-        | LdapOp::SearchResultDone(_)
-        | LdapOp::SearchResultReference(_) => "search result",
-        LdapOp::IntermediateResponse(_) => "intermediate response",
-        LdapOp::ExtendedResponse(_) => "extended response",
-        _ => "response",
-    }
 }

@@ -630,3 +630,163 @@ fn the_server_caps_what_a_search_returns() {
     assert_eq!(second.entries.len(), 200);
     assert_eq!(second.result.code, LdapResultCode::Success);
 }
+
+mod core {
+    //! The sans-I/O core: requests in, steps out.
+
+    use ldap3_proto::proto::{
+        LdapBindCred, LdapBindRequest, LdapExtendedRequest, LdapMsg, LdapOp, LdapResultCode,
+    };
+
+    use super::{book, directory, search_request};
+    use crate::address::Address;
+    use crate::auth::AuthFailure;
+    use crate::ldap::error::LdapError;
+    use crate::ldap::proto::{Conditions, Session, Step};
+    use crate::ldap::rootdse::{STARTTLS_OID, WHOAMI_OID};
+    use ldap3_proto::proto::LdapSearchScope;
+
+    fn message(op: LdapOp) -> LdapMsg {
+        LdapMsg {
+            msgid: 3,
+            op,
+            ctrl: vec![],
+        }
+    }
+
+    fn code_of(step: &Step) -> LdapResultCode {
+        let Step::Send(messages) = step else {
+            panic!("not a reply: {step:?}");
+        };
+        match &messages.last().unwrap().op {
+            LdapOp::BindResponse(r) => r.res.code.clone(),
+            LdapOp::SearchResultDone(r)
+            | LdapOp::AddResponse(r)
+            | LdapOp::ModifyResponse(r)
+            | LdapOp::DelResponse(r) => r.code.clone(),
+            LdapOp::ExtendedResponse(r) => r.res.code.clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn extended(name: &str) -> LdapMsg {
+        message(LdapOp::ExtendedRequest(LdapExtendedRequest {
+            name: name.into(),
+            value: None,
+        }))
+    }
+
+    #[test]
+    fn binds_searches_starttls_and_refusals() {
+        let book = book();
+        let directory = directory();
+        let now = Conditions {
+            book: &book,
+            directory: &directory,
+            peer: "192.0.2.9".parse().unwrap(),
+            publish_to_clients: true,
+            starttls_offered: true,
+            passwords_allowed: true,
+        };
+        let mut session = Session::new(false);
+        let search = || {
+            message(LdapOp::SearchRequest(search_request(
+                "dc=example,dc=test",
+                LdapSearchScope::OneLevel,
+                "(objectClass=*)",
+            )))
+        };
+        // Anonymous from the network: no entries.
+        let step = session.handle(search(), &now).unwrap();
+        assert_eq!(code_of(&step), LdapResultCode::InsufficentAccessRights);
+        // A password bind goes to the authenticator; its outcome binds the connection.
+        let bind = message(LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: "alice@example.test".into(),
+            cred: LdapBindCred::Simple("pw".into()),
+        }));
+        let Step::Authenticate { msgid, credentials } = session.handle(bind, &now).unwrap() else {
+            panic!("no authentication step");
+        };
+        assert_eq!(
+            (msgid, credentials.login.as_str()),
+            (3, "alice@example.test")
+        );
+        let alice = Address::parse("alice@example.test").unwrap();
+        let response = session.bound(msgid, Ok(alice));
+        assert_eq!(
+            code_of(&Step::Send(vec![response])),
+            LdapResultCode::Success
+        );
+        let Step::Send(found) = session.handle(search(), &now).unwrap() else {
+            panic!("no search reply");
+        };
+        assert_eq!(found.len(), 3 + 1, "three entries and the done message");
+        let Step::Send(whoami) = session.handle(extended(WHOAMI_OID), &now).unwrap() else {
+            panic!("no whoami reply");
+        };
+        let LdapOp::ExtendedResponse(who) = &whoami[0].op else {
+            panic!("not an extended response");
+        };
+        assert_eq!(who.value.as_deref(), Some(&b"u:alice@example.test"[..]));
+        // A failed bind leaves the connection anonymous.
+        let response = session.bound(4, Err(AuthFailure::Invalid));
+        assert_eq!(
+            code_of(&Step::Send(vec![response])),
+            LdapResultCode::InvalidCredentials
+        );
+        // StartTLS once; not again once TLS is on.
+        assert!(matches!(
+            session.handle(extended(STARTTLS_OID), &now).unwrap(),
+            Step::StartTls(_)
+        ));
+        session.tls_started();
+        let again = session.handle(extended(STARTTLS_OID), &now).unwrap();
+        assert_eq!(code_of(&again), LdapResultCode::OperationsError);
+        let unknown = session.handle(extended("1.2.3.4"), &now).unwrap();
+        assert_eq!(code_of(&unknown), LdapResultCode::ProtocolError);
+        // Read-only; unbind closes; a response where a request belongs ends the connection.
+        let delete = session
+            .handle(message(LdapOp::DelRequest("dc=x".into())), &now)
+            .unwrap();
+        assert_eq!(code_of(&delete), LdapResultCode::UnwillingToPerform);
+        assert!(matches!(
+            session
+                .handle(message(LdapOp::UnbindRequest), &now)
+                .unwrap(),
+            Step::Close
+        ));
+        let stray = session.handle(
+            message(LdapOp::DelResponse(crate::ldap::search::result(
+                LdapResultCode::Success,
+                "",
+            ))),
+            &now,
+        );
+        assert!(matches!(stray, Err(LdapError::NotARequest(_))));
+    }
+
+    #[test]
+    fn starttls_is_unavailable_without_a_certificate() {
+        let book = book();
+        let directory = directory();
+        let now = Conditions {
+            book: &book,
+            directory: &directory,
+            peer: "127.0.0.1".parse().unwrap(),
+            publish_to_clients: true,
+            starttls_offered: false,
+            passwords_allowed: false,
+        };
+        let mut session = Session::new(false);
+        let step = session.handle(extended(STARTTLS_OID), &now).unwrap();
+        assert_eq!(code_of(&step), LdapResultCode::Unavailable);
+        let bind = message(LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: "alice@example.test".into(),
+            cred: LdapBindCred::Simple("pw".into()),
+        }));
+        let refused = session.handle(bind, &now).unwrap();
+        assert_eq!(code_of(&refused), LdapResultCode::ConfidentialityRequired);
+    }
+}
