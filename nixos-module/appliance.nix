@@ -43,13 +43,14 @@ in
     access.certificate = { certFile = "${setupDir}/cert.pem"; keyFile = "${setupDir}/key.pem"; };
     smtp.smtps.enable = true;
     access.implicitTls.enable = true;
+    addressBook = { enable = true; baseDn = "dc=appliance,dc=test"; };
   };
 
   # First boot: certificate and admin password, before any daemon can start.
   systemd.services.icsmail-appliance-setup = {
     description = "ics-mail appliance first-boot setup (certificate, admin password)";
-    wantedBy = [ "multi-user.target" "icsmail-smtpd.service" "icsmail-imapd.service" "icsmail-pop3d.service" ];
-    before = [ "icsmail-smtpd.service" "icsmail-imapd.service" "icsmail-pop3d.service" "icsmail-queue.service" ];
+    wantedBy = [ "multi-user.target" "icsmail-smtpd.service" "icsmail-imapd.service" "icsmail-pop3d.service" "icsmail-ldapd.service" ];
+    before = [ "icsmail-smtpd.service" "icsmail-imapd.service" "icsmail-pop3d.service" "icsmail-ldapd.service" "icsmail-queue.service" ];
     path = [ pkgs.openssl pkgs.coreutils cfg.package ];
     serviceConfig = {
       Type = "oneshot";

@@ -155,7 +155,7 @@ let
       inherit (cfg.spam) dnsbl dnsblUnreachable requireReverseDns;
       greylist = { inherit (cfg.spam.greylist) enable ignoreSeconds awaitHours keepDays; };
     };
-    addressBook = { inherit (cfg.addressBook) enable port baseDn publishToClients; };
+    addressBook = { inherit (cfg.addressBook) enable port ldapsPort baseDn publishToClients; };
     dns = { inherit (cfg.dns) nameservers; };
   };
   # null is meaningful here: submission disabled (the program's default is 587)
@@ -200,6 +200,8 @@ let
     { name = "pop3s"; daemon = "pop3d"; port = cfg.pop3.pop3sPort; interfaces = cfg.access.interfaces; enabled = cfg.access.implicitTls.enable; }
     { name = "imap"; daemon = "imapd"; port = cfg.imap.port; interfaces = cfg.access.interfaces; enabled = true; }
     { name = "imaps"; daemon = "imapd"; port = cfg.imap.imapsPort; interfaces = cfg.access.interfaces; enabled = cfg.access.implicitTls.enable; }
+    { name = "ldap"; daemon = "ldapd"; port = cfg.addressBook.port; interfaces = cfg.access.interfaces; enabled = cfg.addressBook.enable; }
+    { name = "ldaps"; daemon = "ldapd"; port = cfg.addressBook.ldapsPort; interfaces = cfg.access.interfaces; enabled = cfg.addressBook.enable && cfg.access.implicitTls.enable; }
   ];
   enabledSockets = filter (s: s.enabled) sockets;
 
@@ -643,12 +645,17 @@ in
       };
     };
     addressBook = {
-      enable = opt types.bool false "Run the read-only LDAP address book for mail clients. Needs a `baseDn`.\n\n**Not implemented in this version**: turning it on fails the build (the program's `check-config`) and start-up, naming the key (docs/settings.md).";
-      port = opt portType 389 "\"The port on which LDAP is running\" (the address book's LDAP listener).";
+      enable = opt types.bool false ''
+        Run the read-only LDAP address book (`icsmail ldapd`, socket-activated; docs/ldap.md):
+        every mailbox as an inetOrgPerson entry under each `baseDn`, on `port` (StartTLS) and,
+        with `access.implicitTls.enable`, `ldapsPort`, on `access.interfaces`. Needs a `baseDn`.
+      '';
+      port = opt portType 389 "\"The port on which LDAP is running\" (the address book's LDAP listener, StartTLS).";
+      ldapsPort = opt portType 636 "LDAPS (TLS from the first byte) of the address book, when `access.implicitTls.enable`.";
       baseDn = withExample "dc=example,dc=org;ou=people,dc=example,dc=net" (opt types.str "" ''
         "Base DN": the LDAP search base(s) clients use; several are separated by `;`.
       '');
-      publishToClients = progOpt types.bool "true" "\"Use ICS Address Book\": publish the book to users' mail clients.";
+      publishToClients = progOpt types.bool "true" "\"Use ICS Address Book\": publish the book to users' mail clients (bound with their account). Off, only the webmail (anonymous, from this host) reads the entries.";
     };
     dns.nameservers = withExample [ "127.0.0.1:53" "[::1]:53" ] (opt (types.listOf types.str) [ ] ''
       Resolvers for MX and DNSBL lookups, as `ip` or `ip:port` (`[::1]:53`); empty =
@@ -763,7 +770,7 @@ in
           ReadWritePaths = extraDirs;
         };
         restartTriggers = [ config.environment.etc."icsmail/config.json".source ];
-      }) [ "smtpd" "pop3d" "imapd" ])
+      }) ([ "smtpd" "pop3d" "imapd" ] ++ lib.optional cfg.addressBook.enable "ldapd"))
       // {
         icsmail-admin = {
           serviceConfig = {

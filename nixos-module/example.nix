@@ -167,8 +167,9 @@
       };
     };
     addressBook = {
-      enable = false;
+      enable = true;
       port = 389;
+      ldapsPort = 636;
       baseDn = "dc=example,dc=org;dc=example,dc=net";
       publishToClients = true;
     };

@@ -16,7 +16,7 @@ use crate::settings::{Live, Settings};
 use crate::smtp::inbound::Inbound;
 use crate::store::MailStore;
 use crate::tls::{self, ReloadableCert};
-use crate::{imap, pop3, smtp};
+use crate::{imap, ldap, pop3, smtp};
 
 /// Which protocols this process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,9 @@ pub enum Daemons {
     Smtp,
     Imap,
     Pop3,
-    /// `icsmail serve`: everything.
+    /// The LDAP address book.
+    Ldap,
+    /// `icsmail serve`: everything (the address book when `addressBook.enable`).
     All,
 }
 
@@ -39,6 +41,14 @@ impl Daemons {
 
     fn imap(self) -> bool {
         matches!(self, Daemons::Imap | Daemons::All)
+    }
+
+    fn ldap(self, settings: &Settings) -> bool {
+        match self {
+            Daemons::Ldap => true,
+            Daemons::All => settings.model.address_book.enable,
+            _ => false,
+        }
     }
 }
 
@@ -60,6 +70,9 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
     crate::store::root::attach(&settings.queue.state_dir, &storage.path)
         .with_context(|| format!("storage.path: opening the store {}", storage.path.display()))?;
     ensure_mailboxes(&store, &settings)?;
+    if which == Daemons::Ldap && !settings.model.address_book.enable {
+        anyhow::bail!("addressBook.enable is off: the address book has nothing to serve");
+    }
     let authenticator = Arc::new(Authenticator::new(live.clone())?);
     let certificates = Certificates::load(&settings, which)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -97,9 +110,18 @@ pub fn run(source: Source, which: Daemons) -> anyhow::Result<()> {
                 live: live.clone(),
                 authenticator: authenticator.clone(),
                 store: store.clone(),
-                tls: access_tls,
+                tls: access_tls.clone(),
             });
             services.extend(pop3::server::services(&settings.model, ctx)?);
+        }
+        if which.ldap(&settings) {
+            let ctx = Arc::new(ldap::session::LdapContext {
+                live: live.clone(),
+                authenticator: authenticator.clone(),
+                tls: access_tls.clone(),
+                books: Default::default(),
+            });
+            services.extend(ldap::server::services(&settings.model, ctx)?);
         }
         info!(hostname = settings.hostname, "ics-mail starting");
         let reload = move || {
@@ -187,7 +209,7 @@ impl Certificates {
                 true => load(&settings.smtp.certificate, "smtp.certificate")?,
                 false => None,
             },
-            access: match which.pop3() || which.imap() {
+            access: match which.pop3() || which.imap() || which.ldap(settings) {
                 true => load(&settings.access.certificate, "access.certificate")?,
                 false => None,
             },

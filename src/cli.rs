@@ -45,6 +45,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The LDAP address book (LDAP with StartTLS, LDAPS), when `addressBook.enable`.
+    Ldapd {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The administration service on the system bus (`org.icsmail.Mail1`, docs/dbus.md);
     /// started by bus activation.
     Admind {
@@ -121,6 +126,7 @@ pub fn run() -> ExitCode {
         Command::Smtpd { config } => app::run(file(config), Daemons::Smtp),
         Command::Imapd { config } => app::run(file(config), Daemons::Imap),
         Command::Pop3d { config } => app::run(file(config), Daemons::Pop3),
+        Command::Ldapd { config } => app::run(file(config), Daemons::Ldap),
         Command::Admind { config } => crate::admin::run(file(config)),
         Command::Serve { config } => match config {
             Some(path) => Ok(file(path)),

@@ -30,7 +30,7 @@ const DEFAULT_CONFIG: &str = r#"{
   "access": { "interfaces": ["127.0.0.1"], "implicitTls": { "enable": true } },
   "imap": { "port": 1143, "imapsPort": 1993 },
   "pop3": { "port": 1110, "pop3sPort": 1995 },
-  "addressBook": { "port": 3389 }
+  "addressBook": { "enable": true, "port": 3389, "ldapsPort": 3636, "baseDn": "dc=localhost" }
 }"#;
 
 /// The default configuration with the demo account; prints its credentials.
@@ -63,6 +63,10 @@ pub fn default_source() -> anyhow::Result<Source> {
         config.imap.imaps_port,
         config.pop3.port,
         config.pop3.pop3s_port
+    );
+    println!(
+        "ics-mail demo: LDAP address book on 127.0.0.1:{} (StartTLS), LDAPS :{}, base DN {}",
+        config.address_book.port.0, config.address_book.ldaps_port.0, config.address_book.base_dn
     );
     println!("ics-mail demo: account {DEMO_ADDRESS} password {password}");
     println!(

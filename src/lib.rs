@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dns;
 pub mod filter;
 pub mod imap;
+pub mod ldap;
 pub mod logging;
 pub mod mailtext;
 pub mod net;

@@ -42,6 +42,8 @@ PACKAGES=(
   "systemd: systemd-socket-activate (test_socket_activation), busctl (test_dbus_admin); systemd-analyze, -sysusers (VM)"
   "nix-bin: nix-instantiate/nix for the Nix checks (nixos-module/eval/check.sh)"
   "dbus-daemon: the private system-like bus of test_dbus_admin"
+  "ldap-utils: ldapsearch, ldapadd, ldapmodify, ldapdelete, ldapwhoami (test_ldap; StartTLS through libldap's GnuTLS)"
+  "python3-ldap3: the second LDAP client of test_ldap (the ldap3 library of PyPI, as Debian packages it)"
   "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
   "polkitd: the polkit daemon that test_dbus_polkit runs on its private bus (JavaScript rules by duktape, a Depends)"
 )
@@ -51,6 +53,7 @@ VM_PACKAGES=(
   "binutils: objcopy strips the binary copied into the guest"
   "systemd: systemd-analyze verify/security, systemd-sysusers --root, systemctl --root"
   "openssl: the guest's test certificate"
+  "ldap-utils: ldapsearch, the client of the address-book check (tests/vm/check.py)"
   "python3: tests/vm/check.py, the kernel's decompression"
 )
 # QEMU from bookworm-backports: bookworm's 7.2 would make apt remove a qemu-utils 10.x that a

@@ -33,7 +33,7 @@ fi
 
 if ((WITH_TESTS)); then
 # Python modules of the tests
-for mod in pytest:python3-pytest cryptography:python3-cryptography aiosmtpd:python3-aiosmtpd; do
+for mod in pytest:python3-pytest cryptography:python3-cryptography aiosmtpd:python3-aiosmtpd ldap3:python3-ldap3; do
   if out=$($PY -c "import ${mod%%:*} as m; print(getattr(m, '__version__', ''))" 2>&1); then ok "python3 module ${mod%%:*} $out"
   else missing "python3 module ${mod%%:*} (package ${mod#*:}): $(tail -1 <<<"$out")"; fi
 done
@@ -182,6 +182,12 @@ if [ -n "$icap_dir" ] && [ -r "$icap_dir/virus_scan.so" ] && [ -r "$icap_dir/cla
    && [ -d /usr/share/c_icap/templates/virus_scan ]; then ok "c-icap virus_scan.so and clamd_mod.so in $icap_dir"
 else missing "c-icap's virus_scan and clamd_mod (package libc-icap-mod-virus-scan)"; fi
 
+# the LDAP clients of test_ldap (and of the VM test's address-book check)
+for t in ldapsearch ldapadd ldapmodify ldapdelete ldapwhoami; do
+  if have "$t" && v=$("$t" -VV 2>&1 | grep -o 'OpenLDAP: [a-z]* [^ ]*'); then ok "$t: $v"
+  else missing "$t (package ldap-utils)"; fi
+done
+
 if have systemd-socket-activate && v=$(systemd-socket-activate --version 2>&1 | head -1); then ok "systemd-socket-activate: $v"
 else missing "systemd-socket-activate (package systemd)"; fi
 
@@ -193,6 +199,7 @@ fi # WITH_TESTS
 
 if ((WITH_VM)); then
   if have openssl; then ok "openssl (VM test)"; else missing "openssl (package openssl)"; fi
+  if have ldapsearch; then ok "ldapsearch (VM test)"; else missing "ldapsearch (package ldap-utils)"; fi
   for t in systemd-analyze systemd-sysusers systemctl; do
     if have "$t"; then ok "$t (VM test)"; else missing "$t (package systemd)"; fi
   done

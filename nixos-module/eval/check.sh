@@ -174,7 +174,7 @@ PY
   else ko "full check-config on example.nix's config.json: $out"; fi
 fi
 for want in "ListenStream=192.0.2.10:25" "BindToDevice=eth0" "BindToDevice=eth1" \
-            "OnCalendar=\*-\*-\* 0,3,6,9,12,15,18,21:00:00" "firewall per-interface allowedTCPPorts: {\"eth0\":\[25,465,587\],\"eth1\":\[110,143,993,995\]}"; do
+            "OnCalendar=\*-\*-\* 0,3,6,9,12,15,18,21:00:00" "firewall per-interface allowedTCPPorts: {\"eth0\":\[25,465,587\],\"eth1\":\[110,143,389,636,993,995\]}" "FileDescriptorName=ldap"; do
   if grep -q "$want" "$T/example.txt"; then ok "example.nix generates: $want"
   else ko "example.nix does not generate: $want"; fi
 done
@@ -241,9 +241,10 @@ BAD_VALUES=(
   'clamd tcp:// without a port|antivirus.clamav.socket|antivirus.clamav = { enable = true; socket = "tcp://127.0.0.1"; };'
   'maxMessageSize too small|smtp.maxMessageSize|smtp.maxMessageSize = 100;'
   "quota 0|accounts.alice@example.org.quota|accounts.\"alice@example.org\" = { hashedPassword = \"$HASH\"; quota = 0; };"
-  # issue 12: what this version does not implement refuses, naming the key
   'dnsblUnreachable unknown|spam.dnsblUnreachable|spam.dnsblUnreachable = "sometimes";'
-  'address book (not implemented)|addressBook.enable|addressBook = { enable = true; baseDn = "dc=example,dc=org"; };'
+  'LDAP port clash|addressBook.port|addressBook = { enable = true; baseDn = "dc=example,dc=org"; port = 143; };'
+  # issue 12: what this version does not implement refuses, naming the key (none left since
+  # the address book, issue 16)
 )
 i=0
 for entry in "${BAD_VALUES[@]}"; do

@@ -1,7 +1,7 @@
 # NixOS VM tests of the module (flake.nix `checks`), run with `nix flake check` or
 # `nix build .#checks.x86_64-linux.<name>`. Every test boots real VMs: a server with
 # services.icsMail and clients that talk to it with Python's smtplib/imaplib/poplib
-# (tests/mailtest.py) over the test network.
+# (tests/mailtest.py) and OpenLDAP's ldapsearch over the test network.
 { pkgs, module, nixosLib ? pkgs.lib.nixos or null }:
 
 let
@@ -73,8 +73,12 @@ in
       smtp.smtps.enable = true;
       access.implicitTls.enable = true;
       queue.interval = 1;
+      addressBook = { enable = true; baseDn = "dc=example,dc=test"; };
     };
-    nodes.client = client;
+    nodes.client = { ... }: {
+      imports = [ client ];
+      environment.systemPackages = [ pkgs.openldap ];
+    };
     testScript = ''
       start_all()
       server.wait_for_unit("sockets.target")
@@ -82,8 +86,9 @@ in
 
       with subtest("sockets listen while the daemons are inactive"):
           server.succeed("systemctl is-active icsmail-smtp.socket icsmail-submission.socket icsmail-smtps.socket "
-                         "icsmail-imap.socket icsmail-imaps.socket icsmail-pop3.socket icsmail-pop3s.socket")
-          for svc in ["icsmail-smtpd", "icsmail-imapd", "icsmail-pop3d"]:
+                         "icsmail-imap.socket icsmail-imaps.socket icsmail-pop3.socket icsmail-pop3s.socket "
+                         "icsmail-ldap.socket icsmail-ldaps.socket")
+          for svc in ["icsmail-smtpd", "icsmail-imapd", "icsmail-pop3d", "icsmail-ldapd"]:
               server.succeed(f"test $(systemctl is-active {svc}.service) = inactive")
           server.succeed("ss -Hltnp 'sport = :25' | grep -q systemd")
 
@@ -111,6 +116,17 @@ in
               server.succeed(f"systemctl status {svc}.service | grep -q 'active (running)'")
               server.succeed(f"test $(ps -o user= -p $(systemctl show -p MainPID --value {svc}.service)) = icsmail")
 
+      with subtest("the LDAP address book: StartTLS and LDAPS with the account, activated by the first search"):
+          ldap = "LDAPTLS_CACERT=/etc/icsmail-test/cert.pem ldapsearch -x -LLL -D alice@example.test -w alice-secret"
+          out = client.succeed(f"{ldap} -ZZ -H ldap://server -b dc=example,dc=test '(mail=ali*)' mail")
+          assert "dn: uid=alice@example.test,dc=example,dc=test" in out, out
+          out = client.succeed(f"{ldap} -H ldaps://server -b dc=example,dc=test '(objectClass=inetOrgPerson)' uid")
+          assert "uid: alice@example.test" in out, out
+          server.succeed("systemctl status icsmail-ldapd.service | grep -q 'active (running)'")
+          server.succeed("test $(ps -o user= -p $(systemctl show -p MainPID --value icsmail-ldapd.service)) = icsmail")
+          # anonymous from the network: no entries (only the webmail, anonymous from the host, reads them)
+          client.fail("ldapsearch -x -H ldap://server -b dc=example,dc=test '(mail=*)'")
+
       with subtest("reload (SIGHUP) keeps the daemon, stop leaves the socket"):
           pid = server.succeed("systemctl show -p MainPID --value icsmail-smtpd.service").strip()
           server.succeed("systemctl reload icsmail-smtpd.service")
@@ -122,7 +138,7 @@ in
           server.succeed("systemctl is-active icsmail-smtpd.service")
 
       with subtest("firewall: exactly the enabled ports"):
-          for port in [25, 587, 465, 143, 993, 110, 995]:
+          for port in [25, 587, 465, 143, 993, 110, 995, 389, 636]:
               client.succeed(f"nc -z -w 5 server {port}")
           server.succeed("systemd-run --unit=probe-listener ${pkgs.python3}/bin/python3 -m http.server 8080")
           server.wait_for_open_port(8080)

@@ -1,6 +1,6 @@
-//! Password logins shared by SMTP, IMAP and POP3: `defaultAuthDomain`, verification off the
-//! async threads, the same work for unknown users as for wrong passwords, and a slowdown that
-//! grows with recent failures per client address and per account.
+//! Password logins shared by SMTP, IMAP, POP3 and LDAP binds: `defaultAuthDomain`,
+//! verification off the async threads, the same work for unknown users as for wrong passwords,
+//! and a slowdown that grows with recent failures per client address and per account.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

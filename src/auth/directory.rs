@@ -75,6 +75,11 @@ impl Directory {
         self.accounts.values()
     }
 
+    /// Every alias and the account it leads to.
+    pub fn aliases(&self) -> impl Iterator<Item = (&Address, &Address)> {
+        self.aliases.iter()
+    }
+
     pub fn account(&self, address: &Address) -> Option<&Account> {
         self.accounts.get(address)
     }

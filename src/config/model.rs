@@ -495,6 +495,8 @@ impl Default for Greylist {
 pub struct AddressBook {
     pub enable: bool,
     pub port: Port,
+    /// LDAPS (TLS from the first byte), when `access.implicitTls.enable`.
+    pub ldaps_port: Port,
     /// One or more search bases separated by `;`.
     pub base_dn: String,
     /// "Use ICS Address Book": publish the book to mail clients.
@@ -506,6 +508,7 @@ impl Default for AddressBook {
         AddressBook {
             enable: false,
             port: Port(389),
+            ldaps_port: Port(636),
             base_dn: String::new(),
             publish_to_clients: true,
         }

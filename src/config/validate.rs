@@ -195,7 +195,11 @@ fn check_ports(config: &Config, errors: &mut ConfigErrors) {
         used.push(("pop3.pop3sPort", config.pop3.pop3s_port.0, access));
     }
     if config.address_book.enable {
-        used.push(("addressBook.port", config.address_book.port.0, &[]));
+        let book = &config.address_book;
+        used.push(("addressBook.port", book.port.0, access));
+        if config.access.implicit_tls.enable {
+            used.push(("addressBook.ldapsPort", book.ldaps_port.0, access));
+        }
     }
     for (index, (key, port, interfaces)) in used.iter().enumerate() {
         for (other, other_port, other_interfaces) in &used[..index] {

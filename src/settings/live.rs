@@ -91,6 +91,7 @@ const RESTART_KEYS: &[&str] = &[
     "pop3.port",
     "pop3.pop3sPort",
     "addressBook.port",
+    "addressBook.ldapsPort",
     "stateDir",
     "smtp.certificate",
     "access.certificate",

@@ -96,3 +96,11 @@ def test_serve_default_demo(default_serve, tmp_path):
     typ, found = imap.search(None, "TEXT", tok)
     assert typ == "OK" and found[0].split(), f"IMAP SEARCH found nothing: {found}"
     imap.logout()
+
+    # The address book (port 3389) lists the demo account, bound with it over StartTLS.
+    search = subprocess.run(
+        ["ldapsearch", "-x", "-LLL", "-ZZ", "-H", "ldap://127.0.0.1:3389", "-D", address,
+         "-w", password, "-b", "dc=localhost", "(mail=demo*)", "cn", "mail"],
+        capture_output=True, text=True, timeout=30, env=dict(os.environ, LDAPTLS_REQCERT="never"))
+    assert search.returncode == 0, search.stderr
+    assert f"dn: uid={address},dc=localhost" in search.stdout and "cn: Demo" in search.stdout

@@ -2,7 +2,7 @@
 """Host-side checks of the VM test (tests/vm/run.sh): the guest runs units/ under a real systemd.
 
 Everything goes through QEMU's forwarded ports on 127.0.0.1: the mail protocols with Python's
-standard clients (smtplib, poplib, imaplib), and a test hook socket in the guest that runs one
+standard clients (smtplib, poplib, imaplib) and ldapsearch (ldap-utils), and a test hook socket in the guest that runs one
 shell command per connection (as root) and sends back its output: systemctl, ss, ps, journalctl.
 Prints one PASS/FAIL/SKIP line per check; exit status 1 when anything failed.
 """
@@ -11,9 +11,11 @@ import argparse
 import email.message
 import imaplib
 import poplib
+import os
 import smtplib
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import traceback
@@ -437,6 +439,61 @@ def admin_storage_move():
         report("FAIL", f"Storage.Move: state {ended}, error {error}, link {link}, copies in the new tree {found}")
 
 
+def ldapsearch(*args, url=None, env=None):
+    """ldapsearch (ldap-utils) from the host through the forwarded port; (exit status, output).
+    The guest sees the host's connections coming from QEMU's gateway (10.0.2.2), not from
+    loopback: an anonymous search there is a client on the network."""
+    url = url or f"ldap://127.0.0.1:{A.ldap}"
+    full_env = dict(os.environ, LDAPTLS_CACERT=A.cafile, LDAPTLS_REQCERT="never", **(env or {}))
+    result = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", url, *args],
+                            capture_output=True, text=True, timeout=180, env=full_env)
+    return result.returncode, result.stdout + result.stderr
+
+
+LDAP_BIND = ("-D", ALICE, "-w", PASSWORD)
+
+
+@check("first LDAP search activates icsmail-ldapd")
+def ldap_first_search():
+    t0 = time.monotonic()
+    code, out = ldapsearch(*LDAP_BIND, "-b", "dc=example,dc=test", "(|(cn=ali*)(mail=ali*))", "cn", "mail")
+    latency = time.monotonic() - t0
+    want = ["dn: uid=alice@example.test,dc=example,dc=test", "cn: Alice Liddell", "mail: alice@example.test",
+            "mail: postmaster@example.test"]
+    if code == 0 and all(line in out.splitlines() for line in want):
+        report("PASS", f"the first search on port 389 started icsmail-ldapd by socket activation (answer after "
+                       f"{latency:.2f} s under TCG, bound as alice): alice's entry with cn and both mail values")
+    else:
+        report("FAIL", f"first LDAP search: exit {code}: {out!r}")
+
+
+@check("LDAP: StartTLS, LDAPS, the RootDSE and an anonymous client from the network")
+def ldap_tls_and_access():
+    problems = []
+    code, out = ldapsearch("-ZZ", *LDAP_BIND, "-b", "dc=example,dc=test", "(mail=alice*)", "uid")
+    if code != 0 or "uid: alice@example.test" not in out:
+        problems.append(f"StartTLS (-ZZ): exit {code}: {out!r}")
+    code, out = ldapsearch(*LDAP_BIND, "-b", "dc=example,dc=test", "(objectClass=inetOrgPerson)", "uid",
+                           url=f"ldaps://127.0.0.1:{A.ldaps}")
+    if code != 0 or "uid: alice@example.test" not in out:
+        problems.append(f"LDAPS: exit {code}: {out!r}")
+    code, out = ldapsearch("-s", "base", "-b", "", "namingContexts", "supportedExtension")
+    if code != 0 or "namingContexts: dc=example,dc=test" not in out or "1.3.6.1.4.1.1466.20037" not in out:
+        problems.append(f"RootDSE: exit {code}: {out!r}")
+    code, out = ldapsearch("-b", "dc=example,dc=test", "(mail=*)")
+    if code != 50 or "bind with your mail account" not in out:
+        problems.append(f"anonymous from 10.0.2.2: expected insufficientAccessRights (50), exit {code}: {out!r}")
+    code, out = ldapsearch("-D", ALICE, "-w", "wrong", "-b", "dc=example,dc=test", "(mail=*)")
+    if code != 49:
+        problems.append(f"wrong password: expected invalidCredentials (49), exit {code}: {out!r}")
+    if problems:
+        report("FAIL", "LDAP: " + "; ".join(problems))
+    else:
+        report("PASS", "LDAP: StartTLS and LDAPS searches bound as alice, the RootDSE (namingContexts, StartTLS), "
+                       "an anonymous search from the network refused with insufficientAccessRights, a wrong "
+                       "password invalidCredentials")
+
+
 def security_scores(services):
     for service in services:
         out = hook(f"systemd-analyze security {service} --no-pager | tail -1").strip()
@@ -491,7 +548,8 @@ def failed_units():
 def main():
     global A
     parser = argparse.ArgumentParser()
-    for name in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "hook", "qemu-pid"):
+    for name in ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ldap", "ldaps", "hook",
+                 "qemu-pid"):
         parser.add_argument(f"--{name}", type=int, required=True)
     parser.add_argument("--cafile", required=True)
     parser.add_argument("--features", default="")
@@ -512,6 +570,8 @@ def main():
         cold_state("icsmail-pop3d.service", ["icsmail-pop3.socket", "icsmail-pop3s.socket"], [110, 995])
     if "imap" in A.features:
         cold_state("icsmail-imapd.service", ["icsmail-imap.socket", "icsmail-imaps.socket"], [143, 993])
+    if "ldap" in A.features:
+        cold_state("icsmail-ldapd.service", ["icsmail-ldap.socket", "icsmail-ldaps.socket"], [389, 636])
 
     smtp_first_connection()
     ready("icsmail-smtpd.service")
@@ -537,6 +597,14 @@ def main():
         passed_sockets("icsmail-imapd.service", [143, 993], "imap, imaps")
     else:
         report("SKIP", "IMAP/IMAPS read-back: this build has no `icsmail imapd` (checked the Maildir instead)")
+    if "ldap" in A.features:
+        ldap_first_search()
+        ready("icsmail-ldapd.service")
+        runs_as_icsmail("icsmail-ldapd.service")
+        passed_sockets("icsmail-ldapd.service", [389, 636], "ldap, ldaps")
+        ldap_tls_and_access()
+    else:
+        report("SKIP", "LDAP address book: this build has no `icsmail ldapd`")
 
     reload("icsmail-smtpd.service")
     admin_activation()
@@ -546,7 +614,8 @@ def main():
     stop_and_reactivate()
     check_config()
     security_scores([s for s, f in (("icsmail-smtpd.service", None), ("icsmail-pop3d.service", "pop3"),
-                                    ("icsmail-imapd.service", "imap"), ("icsmail-queue.service", None),
+                                    ("icsmail-imapd.service", "imap"), ("icsmail-ldapd.service", "ldap"),
+                                    ("icsmail-queue.service", None),
                                     ("icsmail-admin.service", None))
                      if f is None or f in A.features])
     queue_timer()

@@ -68,6 +68,7 @@ fi
 features=()
 "$BIN" pop3d --help >/dev/null 2>&1 && features+=(pop3)
 "$BIN" imapd --help >/dev/null 2>&1 && features+=(imap)
+"$BIN" ldapd --help >/dev/null 2>&1 && features+=(ldap)
 "$BIN" queue run --help >/dev/null 2>&1 && features+=(queue)
 log "binary $BIN; daemons beyond smtpd present: ${features[*]:-none}"
 has() { [[ " ${features[*]} " == *" $1 "* ]]; }
@@ -167,6 +168,17 @@ cat > "$C/config.json" <<'EOF'
   "queue": { "interval": 1 }
 }
 EOF
+# the address book on its two sockets, when this build has it
+if has ldap; then
+  $PY - "$C/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+config = json.load(open(path))
+config["accounts"]["alice@example.test"]["displayName"] = "Alice Liddell"
+config["addressBook"] = {"enable": True, "baseDn": "dc=example,dc=test"}
+json.dump(config, open(path, "w"), indent=2)
+PY
+fi
 chown -R 0:"$GID" "$C"; chmod 0750 "$C/tls"; chmod 0640 "$C/config.json" "$C/alice.hash" "$C"/tls/*.pem
 cp "$C/tls/cert.pem" "$WORK/cert.pem"
 
@@ -199,6 +211,7 @@ EOF
 enable=(vmtest-hook.socket icsmail-smtp.socket icsmail-submission.socket icsmail-smtps.socket icsmail-queue.timer)
 has pop3 && enable+=(icsmail-pop3.socket icsmail-pop3s.socket)
 has imap && enable+=(icsmail-imap.socket icsmail-imaps.socket)
+has ldap && enable+=(icsmail-ldap.socket icsmail-ldaps.socket)
 systemctl --root="$R" enable -q "${enable[@]}"
 
 # 1 GiB sparse ext4, filled straight from the directory
@@ -207,7 +220,7 @@ rm -rf "$R"
 timing "per-run image (binary, units, config; mkfs.ext4 -d)" "$(secs "$t")"
 
 # ------------------------------------------------------------------------------- boot
-GUEST_PORTS=(25 587 465 110 995 143 993 9999)
+GUEST_PORTS=(25 587 465 110 995 143 993 389 636 9999)
 declare -A FWD
 # Host ports: fixed ones from PORTBASE, or free ones the kernel hands out (all held at once so
 # they differ). A port can still be taken between the pick and QEMU's bind (CI once lost one to
@@ -215,7 +228,7 @@ declare -A FWD
 pick_ports() {
   local hosts
   if [ -n "$PORTBASE" ]; then
-    hosts=(${PORTBASE}25 ${PORTBASE}87 ${PORTBASE}65 ${PORTBASE}10 ${PORTBASE}95 ${PORTBASE}43 ${PORTBASE}93 ${PORTBASE}99)
+    hosts=(${PORTBASE}25 ${PORTBASE}87 ${PORTBASE}65 ${PORTBASE}10 ${PORTBASE}95 ${PORTBASE}43 ${PORTBASE}93 ${PORTBASE}89 ${PORTBASE}36 ${PORTBASE}99)
   else
     read -r -a hosts < <($PY -c "
 import socket
@@ -259,7 +272,7 @@ $PY "$HERE/check.py" --boot-timeout "$BOOT_TIMEOUT" --qemu-pid "$QPID" --cafile 
   --features "${features[*]}" \
   --smtp "${FWD[25]}" --submission "${FWD[587]}" --smtps "${FWD[465]}" \
   --pop3 "${FWD[110]}" --pop3s "${FWD[995]}" --imap "${FWD[143]}" --imaps "${FWD[993]}" \
-  --hook "${FWD[9999]}" | tee -a "$RESULTS"
+  --ldap "${FWD[389]}" --ldaps "${FWD[636]}" --hook "${FWD[9999]}" | tee -a "$RESULTS"
 rc=${PIPESTATUS[0]}
 set -e
 timing "boot + checks in the guest" "$(secs "$t")"
