@@ -255,7 +255,8 @@ fn storage_move(config: &Path) -> anyhow::Result<()> {
     crate::logging::init();
     let settings = settings::Settings::from_file(config)?;
     let state_dir = &settings.queue.state_dir;
-    let target = &settings.storage.path;
+    let target = &std::path::absolute(&settings.storage.path)
+        .with_context(|| format!("storage.path: {}", settings.storage.path.display()))?;
     crate::store::root::attach(state_dir, target)
         .with_context(|| format!("storage.path: opening the store {}", target.display()))?;
     let outcome = relocate::relocate(

@@ -45,7 +45,8 @@ pub fn attach(state_dir: &Path, configured: &Path) -> io::Result<()> {
 
 /// The log line of a move still to be made (at start and at every reload).
 pub fn note_pending_move(in_force: &Path, configured: &Path) {
-    if in_force != configured {
+    let real = |path: &Path| fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if real(in_force) != real(configured) {
         tracing::warn!(
             configured = %configured.display(),
             in_force = %in_force.display(),
@@ -64,8 +65,11 @@ pub fn ensure_link(state_dir: &Path, configured: &Path) -> io::Result<PathBuf> {
         return Ok(target);
     }
     fs::create_dir_all(configured)?;
-    switch_link(state_dir, configured)?;
-    Ok(configured.to_path_buf())
+    // The link names the tree absolutely: a relative storage.path (the demo's) would
+    // otherwise be taken relative to stateDir.
+    let tree = fs::canonicalize(configured)?;
+    switch_link(state_dir, &tree)?;
+    Ok(tree)
 }
 
 /// Points the link at `target` atomically (a new link renamed over the old) and makes the
