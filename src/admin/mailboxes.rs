@@ -115,9 +115,14 @@ impl MailboxesInterface {
                 account["displayName"] = json!(display_name);
             }
             overrides.set(&account_path(address), account)?;
-            make_mailbox(overrides, address)
+            Ok(())
         })
         .await?;
+        // Made once the edit lock is released: a storage move takes that lock under its
+        // pause, and making a mailbox waits for the pause to end (docs/storage.md).
+        let overrides = self.overrides.clone();
+        let owned = address.trim().to_string();
+        tokio::task::spawn_blocking(move || make_mailbox(&overrides, &owned)).await??;
         info!(account = address, "account created");
         Ok(())
     }

@@ -56,13 +56,8 @@ impl SettingsInterface {
         let (name, value) = (name.to_string(), parse_value(value));
         let changed = tokio::task::spawn_blocking(move || {
             let path = overrides.resolve(&name).map_err(unknown)?;
-            if path.name() == "storage.path" {
-                // Only a move may change where the mail is; it sets storage.path itself.
-                return Err(AdminError::InvalidArgument(
-                    "storage.path: use org.icsmail.Mail1.Storage.Move(path), which moves \
-                     the mail there and then sets storage.path"
-                        .into(),
-                ));
+            if moves_the_store(&path.name()) {
+                return Err(store_moves_only(&path.name()));
             }
             overrides.set(&path, value)?;
             Ok::<_, AdminError>(path.name())
@@ -88,6 +83,9 @@ impl SettingsInterface {
         let name = name.to_string();
         let (reset, changed) = tokio::task::spawn_blocking(move || {
             let path = overrides.resolve(&name).map_err(unknown)?;
+            if moves_the_store(&path.name()) {
+                return Err(store_moves_only(&path.name()));
+            }
             Ok::<_, AdminError>((overrides.reset(&path)?, path.name()))
         })
         .await??;
@@ -139,4 +137,17 @@ impl SettingsInterface {
 
 fn unknown(errors: crate::config::ConfigErrors) -> AdminError {
     AdminError::UnknownSetting(errors.to_string())
+}
+
+/// `storage.path` itself or an object holding it (`storage`): only a move may change where
+/// the mail is, and it sets the setting itself.
+fn moves_the_store(name: &str) -> bool {
+    name == "storage" || name == "storage.path"
+}
+
+fn store_moves_only(name: &str) -> AdminError {
+    AdminError::InvalidArgument(format!(
+        "{name}: use org.icsmail.Mail1.Storage.Move(path), which moves the mail there and then \
+         sets storage.path (storage.defaultFolders can be set alone)"
+    ))
 }

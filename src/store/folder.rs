@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use super::deliver::MailStore;
 use super::flags::{FlagChange, FlagSet};
+use super::gate;
 use super::inbox::delete_messages;
 use super::incoming::IncomingMessage;
 use super::index;
@@ -236,6 +237,8 @@ impl Folder {
         target: &Folder,
         messages: &[CopySource],
     ) -> io::Result<Copied> {
+        // A storage move's last pass waits for the files and the index together.
+        let _gate = gate::enter()?;
         let mut placed = Vec::with_capacity(messages.len());
         let mut bytes = 0u64;
         for message in messages {
@@ -280,6 +283,8 @@ impl Folder {
         uid_validity: u32,
         messages: &[CopySource],
     ) -> io::Result<Copied> {
+        // A storage move's last pass waits for the files and the index together.
+        let _gate = gate::enter()?;
         let copied = self.copy_to(store, target, messages)?;
         let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
         self.remove(uid_validity, &uids)?;
@@ -301,6 +306,8 @@ impl Folder {
         mtime: Option<SystemTime>,
         flags: &FlagSet,
     ) -> io::Result<Appended> {
+        // A storage move's last pass waits for the files and the index together.
+        let _gate = gate::enter()?;
         let base = store.finish_message(message, mtime)?;
         let placed = self.dir.join("new").join(&base);
         quota::note(

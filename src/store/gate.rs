@@ -24,6 +24,7 @@ use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -142,12 +143,23 @@ pub fn pause(state_dir: &Path, patience: Duration) -> io::Result<Option<Paused>>
     }
 }
 
+/// A lock file, opened for reading (all `flock` needs). Made readable by everyone when it is
+/// missing: whoever makes it first (root running `icsmail queue run` by hand, say) must not
+/// lock the daemons' user out of every write.
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    match File::open(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        opened => return opened,
+    }
+    let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(path)
+        .mode(0o644)
+        .open(path)?;
+    // Against the umask; fails only for a file another user made meanwhile, which is theirs.
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+    Ok(file)
 }
 
 /// `flock`; `Ok(false)` when a non-blocking request found the lock taken.

@@ -125,6 +125,8 @@ class Reader(threading.Thread):
         assert typ == "OK"
         self.first_count = int(count[0])
         self.flagged: set[int] = set()
+        self.appended: list[str] = []
+        self.copied = 0
         self.commands = 0
         self.errors: list[str] = []
         self.stopping = threading.Event()
@@ -141,7 +143,19 @@ class Reader(threading.Thread):
                 assert typ == "OK" and b"seed-" in fetched[0][1], fetched
                 typ, _ = self.imap.noop()
                 assert typ == "OK"
-                self.commands += 3
+                # Writes that place files: an APPEND, and a COPY to Trash.
+                token = f"append-{len(self.appended)}"
+                typ, answer = self.imap.append("INBOX", None, None,
+                                               make_message(token).replace(
+                                                   b"Subject: test ", b"Subject: "))
+                if typ == "OK":
+                    self.appended.append(token)
+                else:  # an upload spanning the switch may be refused: the client sends it again
+                    assert typ == "NO", (typ, answer)
+                typ, _ = self.imap.uid("COPY", str(uid), "Trash")
+                assert typ == "OK", typ
+                self.copied += 1
+                self.commands += 5
         except Exception as exc:  # noqa: BLE001
             self.errors.append(repr(exc))
 
@@ -205,7 +219,8 @@ def test_a_store_of_10000_messages_moves_while_mail_arrives_and_imap_works(admin
     # Every message present exactly once in the new tree: the seeds and every 250.
     new_inbox = target / old_inbox.relative_to(server.mail_root)
     subjects = subjects_in(new_inbox)
-    expected = [f"seed-{n}" for n in range(SEEDED)] + [f"ledger-{n}" for n in ledger.acked]
+    expected = ([f"seed-{n}" for n in range(SEEDED)] + [f"ledger-{n}" for n in ledger.acked]
+                + reader.appended)
     assert sorted(subjects) == sorted(expected), (
         f"{len(subjects)} messages, {len(expected)} expected; "
         f"missing {sorted(set(expected) - set(subjects))[:10]}, "
@@ -216,7 +231,11 @@ def test_a_store_of_10000_messages_moves_while_mail_arrives_and_imap_works(admin
     typ, found = reader.imap.uid("SEARCH", "ALL")
     assert typ == "OK" and len(found[0].split()) == len(expected)
     typ, flagged = reader.imap.uid("SEARCH", "FLAGGED")
-    assert {int(uid) for uid in flagged[0].split()} == reader.flagged
+    seeds_flagged = {int(uid) for uid in flagged[0].split() if int(uid) <= SEEDED}
+    assert seeds_flagged == reader.flagged
+    typ, count = reader.imap.select("Trash", readonly=True)
+    assert (typ, int(count[0])) == ("OK", reader.copied), "a COPY answered OK is missing"
+    assert reader.copied > 0 and reader.appended
     reader.imap.logout()
 
     # Where the store is now, and what the settings say.

@@ -72,6 +72,8 @@ pub enum MoveError {
     ContainsSource { target: PathBuf, in_force: PathBuf },
     #[error("another storage move is running")]
     AnotherMove,
+    #[error("{tree} belongs to uid {owner} and this move runs as uid {me}: run it as the store's owner (e.g. `runuser -u icsmail -- icsmail storage-move …`), so that the copies are the daemons' own")]
+    NotOwner { tree: PathBuf, owner: u32, me: u32 },
     #[error("the move was cancelled; the partial copy in {0} stays, marked as incomplete")]
     Cancelled(PathBuf),
     #[error("the writes in flight did not finish within {0:?} in {1} tries")]
@@ -120,8 +122,12 @@ pub fn relocate(request: MoveRequest<'_>, observer: &dyn Observer) -> Result<Out
         fs::canonicalize(&source).map_err(io_error(format!("{}", source.display())))?;
     let target_real =
         fs::canonicalize(target).map_err(io_error(format!("{}", target.display())))?;
+    check_owner(&source_real)?;
     clear_stale_markers(&source_real);
     if source_real == target_real {
+        // storage.path may still name another tree (a crash after the override was written):
+        // it names this one from now on.
+        before_switch().map_err(io_error("writing the new storage.path"))?;
         return Ok(Outcome::AlreadyInForce);
     }
     if target_real.starts_with(&source_real) {
@@ -206,7 +212,11 @@ fn copy_and_switch(
     sync_file_system(target)?;
     let started = std::time::Instant::now();
     let mut between_tries = || run_pass(&mut passes, &mut files).map(|_| ()).map_err(to_io);
-    let paused = pause_writers(state_dir, &mut between_tries)?;
+    let paused = match pause_writers(state_dir, &mut between_tries) {
+        Ok(paused) => paused,
+        Err(_) if observer.cancelled() => return Err(MoveError::Cancelled(target.to_path_buf())),
+        Err(err) => return Err(err),
+    };
     let pause_began = std::time::Instant::now();
     run_pass(&mut passes, &mut files)?;
     sync_file_system(target)?;
@@ -272,17 +282,41 @@ fn switch(
         &format!("{}\n", target.display()),
     )?;
     root::switch_link(state_dir, target).map_err(io_error("switching the mail-root link"))?;
-    // The target is the store now; a tree moved back to still says it was left.
+    // The target is the store now, whatever follows: a failure from here on is only logged
+    // (the next move clears markers left in the tree in force).
     for marker in [INCOMPLETE_MARKER, MOVED_MARKER] {
         match fs::remove_file(target.join(marker)) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error(format!("removing {marker}"))(err)),
+            Err(err) => warn!(
+                marker,
+                "storage move: switched, but the marker stays: {err}"
+            ),
         }
     }
-    fs::File::open(target)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(format!("syncing {}", target.display())))
+    if let Err(err) = fs::File::open(target).and_then(|dir| dir.sync_all()) {
+        warn!(target = %target.display(), "storage move: switched, but syncing the tree: {err}");
+    }
+    Ok(())
+}
+
+/// The copies and the directories a move makes are its own: made by another user (root in
+/// a shell), they would be unwritable for the daemons once the store switched to them.
+fn check_owner(source: &Path) -> Result<(), MoveError> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(source)
+        .map_err(io_error(format!("{}", source.display())))?
+        .uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if owner != me {
+        return Err(MoveError::NotOwner {
+            tree: source.to_path_buf(),
+            owner,
+            me,
+        });
+    }
+    Ok(())
 }
 
 /// Markers a crash left in the tree in force (a move interrupted after its switch, or one

@@ -173,3 +173,30 @@ fn a_cancelled_move_leaves_the_store_and_marks_the_copy_incomplete() {
     assert!(!root::holds_mail(&new).unwrap());
     fs::remove_dir_all(base).unwrap();
 }
+
+#[test]
+fn a_move_by_another_user_than_the_stores_owner_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can make a tree that belongs to someone else
+    }
+    let base = temp("owner");
+    let (state, old) = (base.join("state"), base.join("old"));
+    fs::create_dir_all(&state).unwrap();
+    root::ensure_link(&state, &old).unwrap();
+    std::os::unix::fs::chown(&old, Some(65534), Some(65534)).unwrap();
+    let refused = move_to(&state, &base.join("new"), &Watch::new());
+    assert!(
+        matches!(
+            refused,
+            Err(MoveError::NotOwner {
+                owner: 65534,
+                me: 0,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(root::in_force(&state).unwrap(), Some(old));
+    fs::remove_dir_all(base).unwrap();
+}

@@ -51,7 +51,7 @@ fn walk(source: &Path, visit: &mut dyn FnMut(&Path, &fs::Metadata)) -> io::Resul
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
         };
-        let in_tmp = relative.file_name().is_some_and(|name| name == "tmp");
+        let in_tmp = is_maildir_tmp(&relative);
         for entry in entries {
             let entry = entry?;
             let path = relative.join(entry.file_name());
@@ -95,7 +95,9 @@ impl Seen {
 #[derive(Default)]
 pub struct Mirror {
     seen: HashMap<PathBuf, Seen>,
-    links: HashMap<(u64, u64), PathBuf>,
+    /// Source inode → the copy made of it, and the source as it was then: an inode freed
+    /// by an expunge and reused by a new delivery must not be linked to the old copy.
+    links: HashMap<(u64, u64), (PathBuf, Seen)>,
 }
 
 impl Mirror {
@@ -123,7 +125,7 @@ impl Mirror {
             };
             fs::create_dir_all(&to)?;
             copy_permissions(&from, &to)?;
-            let in_tmp = relative.file_name().is_some_and(|name| name == "tmp");
+            let in_tmp = is_maildir_tmp(&relative);
             let mut wanted = HashSet::new();
             for (name, meta) in listing {
                 let path = relative.join(&name);
@@ -172,7 +174,7 @@ impl Mirror {
         let from = source.join(relative);
         let inode = now.inode;
         if meta.nlink() > 1 {
-            if let Some(first) = self.links.get(&inode) {
+            if let Some((first, _)) = self.links.get(&inode).filter(|(_, then)| *then == now) {
                 let _ = fs::remove_file(&to);
                 if fs::hard_link(first, &to).is_ok() {
                     self.seen.insert(relative.to_path_buf(), now);
@@ -187,11 +189,23 @@ impl Mirror {
             Err(err) => return Err(err),
         };
         if meta.nlink() > 1 {
-            self.links.insert(inode, to);
+            self.links.insert(inode, (to, now));
         }
         self.seen.insert(relative.to_path_buf(), now);
         Ok(Some(bytes))
     }
+}
+
+/// Whether `relative` is a Maildir's `tmp/`: `<domain>/<local part>/tmp` or
+/// `<domain>/<local part>/.<folder>/tmp`. A mailbox whose local part is `tmp` is not.
+fn is_maildir_tmp(relative: &Path) -> bool {
+    let depth = relative.components().count();
+    let in_folder = relative
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|name| name.to_string_lossy().starts_with('.'));
+    relative.file_name().is_some_and(|name| name == "tmp")
+        && (depth == 3 || (depth == 4 && in_folder))
 }
 
 /// A directory's entries with their metadata (not following links).
@@ -363,6 +377,58 @@ mod tests {
         assert_eq!(bytes, 5, "copied once, linked once");
         let copy = fs::metadata(target.join("example.org/bob/new/1.M1P1.h,S=5")).unwrap();
         assert_eq!(copy.nlink(), 2);
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn only_maildir_tmp_directories_are_skipped() {
+        assert!(is_maildir_tmp(Path::new("example.org/alice/tmp")));
+        assert!(is_maildir_tmp(Path::new("example.org/alice/.Sent/tmp")));
+        assert!(
+            !is_maildir_tmp(Path::new("example.org/tmp")),
+            "the mailbox tmp@"
+        );
+        assert!(!is_maildir_tmp(Path::new("example.org/alice/cur/tmp")));
+        let base = temp("tmp-user");
+        write(&base.join("a/example.org/tmp/ics-index"), "index");
+        write(&base.join("a/example.org/tmp/cur/1.M1P1.h,S=1"), "x");
+        write(&base.join("a/example.org/tmp/tmp/2.M1P1.h"), "partial");
+        let counts = Mirror::default()
+            .pass(&base.join("a"), &base.join("b"), &mut |_| {}, &never)
+            .unwrap();
+        assert_eq!(counts.files_copied, 2);
+        assert!(base.join("b/example.org/tmp/ics-index").exists());
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_reused_inode_is_not_linked_to_the_old_copy() {
+        let base = temp("reuse");
+        let (source, target) = (base.join("a"), base.join("b"));
+        let carol = source.join("example.org/carol/new/2.M1P1.h,S=5");
+        write(&carol, "fresh");
+        let dave = source.join("example.org/dave/new/2.M1P1.h,S=5");
+        fs::create_dir_all(dave.parent().unwrap()).unwrap();
+        fs::hard_link(&carol, &dave).unwrap();
+        // What an earlier pass remembers of this inode number: a copy of the message that
+        // had it before it was expunged.
+        // (in a directory the pass lists before it cleans it up)
+        let old_copy = target.join("example.org/carol/new/1.M1P1.h,S=3");
+        write(&old_copy, "old");
+        let meta = fs::metadata(&carol).unwrap();
+        let then = Seen {
+            len: 3,
+            ..Seen::of(&meta)
+        };
+        let mut mirror = Mirror::default();
+        mirror
+            .links
+            .insert((meta.dev(), meta.ino()), (old_copy.clone(), then));
+        mirror.pass(&source, &target, &mut |_| {}, &never).unwrap();
+        for copy in ["carol", "dave"] {
+            let path = target.join(format!("example.org/{copy}/new/2.M1P1.h,S=5"));
+            assert_eq!(fs::read_to_string(path).unwrap(), "fresh", "{copy}");
+        }
         fs::remove_dir_all(base).unwrap();
     }
 
