@@ -160,13 +160,15 @@ fn copy_and_switch(
     before_switch: &mut dyn FnMut() -> io::Result<()>,
     observer: &dyn Observer,
 ) -> Result<Outcome, MoveError> {
+    // A tree this store left earlier is made an exact copy, top level included.
+    let old_tree = target.join(MOVED_MARKER).exists();
     mark(&target.join(INCOMPLETE_MARKER), "")?;
     let (_, first_bytes) =
         tree::measure(source).map_err(io_error(format!("reading {}", source.display())))?;
     let mut total = first_bytes;
     let mut done = 0u64;
     let mut files = 0u64;
-    let mut mirror = Mirror::default();
+    let mut mirror = Mirror::new(old_tree);
     let mut passes = 0u32;
     let mut run_pass = |passes: &mut u32, files: &mut u64| -> Result<tree::PassCounts, MoveError> {
         *passes += 1;

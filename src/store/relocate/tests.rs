@@ -97,12 +97,20 @@ fn a_copy_switches_the_link_and_marks_both_trees() {
         "the old tree stays"
     );
 
-    // Moving back: the old tree is marked as left, so it is copied over, not switched to.
+    // Moving back: the old tree is marked as left, so it is copied over, not switched to,
+    // and what left the store since (a whole domain) does not come back.
     message(&new, "3.M1P1.h,S=3", "new");
+    fs::create_dir_all(old.join("gone.example/bob/cur")).unwrap();
+    fs::create_dir_all(old.join("lost+found")).unwrap();
     let back = move_to(&state, &old, &Watch::new()).unwrap();
     assert!(matches!(back, Outcome::Copied { .. }), "{back:?}");
     assert!(old.join("example.org/alice/cur/3.M1P1.h,S=3").exists());
     assert!(!old.join(MOVED_MARKER).exists());
+    assert!(
+        !old.join("gone.example").exists(),
+        "a domain gone from the store came back"
+    );
+    assert!(old.join("lost+found").exists());
     fs::remove_dir_all(base).unwrap();
 }
 

@@ -21,6 +21,12 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::store::root::{INCOMPLETE_MARKER, MOVED_MARKER};
+
+/// What stays at the top of a mirrored old tree: a file system's own directory and the
+/// move's markers.
+const KEPT_AT_TOP: [&str; 3] = ["lost+found", INCOMPLETE_MARKER, MOVED_MARKER];
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassCounts {
@@ -94,6 +100,9 @@ impl Seen {
 /// target too.
 #[derive(Default)]
 pub struct Mirror {
+    /// Mirror the top level too (a tree this store left earlier: domains removed since must
+    /// not come back), keeping only [`KEPT_AT_TOP`].
+    pub mirror_top: bool,
     seen: HashMap<PathBuf, Seen>,
     /// Source inode → the copy made of it, and the source as it was then: an inode freed
     /// by an expunge and reused by a new delivery must not be linked to the old copy.
@@ -101,6 +110,14 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// A mirror for a move; `mirror_top` for a tree this store left earlier.
+    pub fn new(mirror_top: bool) -> Mirror {
+        Mirror {
+            mirror_top,
+            ..Mirror::default()
+        }
+    }
+
     /// One pass from `source` into `target`. `copied(bytes)` is told after every file, for the
     /// progress; `cancelled()` is asked between files.
     pub fn pass(
@@ -142,7 +159,12 @@ impl Mirror {
                 }
             }
             // The top of the target may hold what is not the store's (lost+found, markers).
-            if !relative.as_os_str().is_empty() {
+            if relative.as_os_str().is_empty() {
+                if self.mirror_top {
+                    wanted.extend(KEPT_AT_TOP.iter().map(std::ffi::OsString::from));
+                    counts.removed += remove_others(&to, &wanted)?;
+                }
+            } else {
                 counts.removed += remove_others(&to, &wanted)?;
             }
         }
