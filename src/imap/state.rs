@@ -39,7 +39,7 @@ pub const IDLE_SAFETY_POLL: Duration = Duration::from_secs(60);
 pub(super) enum Phase {
     NotAuthenticated,
     Authenticated,
-    Selected(Selected),
+    Selected(Box<Selected>),
     Logout,
 }
 
@@ -242,7 +242,7 @@ impl Session<'_> {
 
     pub fn selected(&mut self) -> Option<&mut Selected> {
         match &mut self.phase {
-            Phase::Selected(selected) => Some(selected),
+            Phase::Selected(selected) => Some(&mut **selected),
             _ => None,
         }
     }

@@ -1,0 +1,250 @@
+"""What a client's cache relies on when several sessions share a mailbox (issue 17): untagged
+responses numbered as in force when sent, no lost flag updates, FLAGS updates for new
+keywords, FETCH racing an expunge, UIDVALIDITY never reused, MODSEQ never going back; and the
+LIST/LSUB/SEARCH details of the issue's defect list. Each test is the exchange of one defect.
+Run against Dovecot too (IMAP_TEST_TARGET=dovecot, see imaphelpers)."""
+
+from __future__ import annotations
+
+import re
+
+from imaphelpers import (append, fetch_map, imap_target, list_names, make_imap,  # noqa: F401
+                         make_module_imap, message, search_ids, select_info, wait_for_untagged)
+
+
+class Model:
+    """A client's picture of the selected folder, kept from untagged responses only: the
+    sequence → UID map, flags and MODSEQs. `feed` checks every response against it."""
+
+    def __init__(self, uids: list[int]):
+        self.uids = list(uids)
+        self.flags: dict[int, set[str]] = {}
+        self.modseq: dict[int, int] = {}
+        self.exists = len(uids)
+        self.keywords_announced: set[str] = set()
+
+    def feed(self, lines: list[bytes]) -> None:
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            m = re.match(r"\* (\d+) EXPUNGE$", text)
+            if m:
+                seq = int(m.group(1))
+                assert 1 <= seq <= len(self.uids), (text, self.uids)
+                del self.uids[seq - 1]
+                self.exists -= 1
+                continue
+            m = re.match(r"\* (\d+) EXISTS$", text)
+            if m:
+                count = int(m.group(1))
+                assert count >= len(self.uids), (text, self.uids)
+                self.exists = count
+                continue
+            m = re.match(r"\* FLAGS \((.*)\)$", text)
+            if m:
+                self.keywords_announced = {f.lower() for f in m.group(1).split()}
+                continue
+            m = re.match(r"\* (\d+) FETCH \((.*)\)$", text, re.S)
+            if m:
+                self._fetch(int(m.group(1)), m.group(2), text)
+
+    def _fetch(self, seq: int, data: str, text: str) -> None:
+        uid = re.search(r"\bUID (\d+)", data)
+        if seq > len(self.uids):
+            # A message announced by EXISTS, now learnt.
+            assert seq <= self.exists, (text, self.exists)
+            assert uid, f"FETCH of a message not known yet, without UID: {text}"
+            while len(self.uids) < seq - 1:
+                self.uids.append(-1)
+            self.uids.append(int(uid.group(1)))
+        if uid:
+            known = self.uids[seq - 1]
+            assert known in (-1, int(uid.group(1))), \
+                f"UID changed for sequence {seq}: {known} -> {uid.group(1)} ({text})"
+            self.uids[seq - 1] = int(uid.group(1))
+        current = self.uids[seq - 1]
+        flags = re.search(r"\bFLAGS \(([^)]*)\)", data)
+        if flags:
+            names = {f for f in flags.group(1).split() if f != "\\Recent"}
+            for name in names:
+                if not name.startswith("\\"):
+                    assert name.lower() in self.keywords_announced, \
+                        f"keyword {name} before a FLAGS response announced it: {text}"
+            self.flags[current] = names
+        modseq = re.search(r"\bMODSEQ \((\d+)\)", data)
+        if modseq:
+            value = int(modseq.group(1))
+            assert value >= self.modseq.get(current, 0), \
+                f"MODSEQ of UID {current} went back: {self.modseq[current]} -> {value}"
+            self.modseq[current] = value
+
+
+def fill(raw, n: int, prefix: str = "m") -> None:
+    for i in range(n):
+        append(raw, "INBOX", message(f"{prefix} {i}"))
+
+
+def flag_lines(lines: list[bytes], flag: str) -> list[bytes]:
+    return [l for l in lines if b" FETCH " in l and flag.encode() in l]
+
+
+# --------------------------------------------------------------------------------------------
+# Defect 1: expunge numbering
+
+
+def test_updates_use_the_numbering_in_force_when_sent(imap_target):
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 8)
+    b = imap_target.raw_login(user)
+    info = select_info(b.ok("SELECT INBOX"))
+    assert info["EXISTS"] == 8
+    uids = search_ids(b.ok("UID SEARCH ALL"))
+    assert uids == list(range(1, 9)), uids
+    model = Model(uids)
+    b.ok("FETCH 1:* (UID FLAGS)")
+    a.ok("SELECT INBOX")
+    a.ok("UID STORE 2,6 +FLAGS.SILENT (\\Deleted)")
+    a.ok("UID EXPUNGE 2,6")
+    a.ok("UID STORE 5,7 +FLAGS.SILENT (\\Flagged)")
+    r = b.ok("CHECK")
+    model.feed(r.lines)
+    assert model.uids == [1, 3, 4, 5, 7, 8], (model.uids, r)
+    # Neither flag change is lost.
+    flagged = flag_lines(r.lines, "\\Flagged")
+    assert sorted(int(re.search(rb"UID (\d+)", l).group(1)) for l in flagged) == [5, 7], r
+    # And the server agrees with the model.
+    fm = fetch_map(b.ok("FETCH 1:* (UID)"))
+    assert [int(re.search(rb"UID (\d+)", fm[k]).group(1)) for k in sorted(fm)] == model.uids
+    a.close()
+    b.close()
+
+
+def test_updates_in_idle_keep_numbers_right(imap_target):
+    """The same in IDLE, with the flag changes made before the expunges: IDLE's first look
+    finds both."""
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 8)
+    b = imap_target.raw_login(user)
+    b.ok("SELECT INBOX")
+    model = Model(search_ids(b.ok("UID SEARCH ALL")))
+    a.ok("SELECT INBOX")
+    a.ok("UID STORE 3,8 +FLAGS.SILENT (\\Answered)")
+    a.ok("UID STORE 1,4 +FLAGS.SILENT (\\Deleted)")
+    a.ok("UID EXPUNGE 1,4")
+    b.send("i1 IDLE\r\n")
+    assert b.line().startswith(b"+")
+    seen = wait_for_untagged(b, rb"^\* 1 EXPUNGE", timeout=5)
+    b.send("DONE\r\n")
+    r = b.read_tagged("i1")
+    assert r.status == "OK", r
+    model.feed(seen + r.lines)
+    r = b.ok("NOOP")
+    model.feed(r.lines)
+    assert model.uids == [2, 3, 5, 6, 7, 8], model.uids
+    assert {3, 8} <= {u for u, f in model.flags.items() if "\\Answered" in f}, model.flags
+    a.close()
+    b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Defect 7: new keywords
+
+
+def test_new_keywords_come_with_a_flags_update(imap_target):
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 4)
+    info = select_info(a.ok("SELECT INBOX"))
+    assert "$hello" not in {f.lower() for f in info["FLAGS"]}
+    b = imap_target.raw_login(user)
+    b.ok("SELECT INBOX")
+    r = a.ok("STORE 2,4 +FLAGS ($hello $world)")
+    flags_at = [i for i, l in enumerate(r.lines) if l.startswith(b"* FLAGS ")]
+    fetch_at = [i for i, l in enumerate(r.lines) if b"$hello" in l and b" FETCH " in l]
+    assert flags_at and fetch_at and flags_at[0] < fetch_at[0], r
+    assert b"$hello" in r.lines[flags_at[0]] and b"$world" in r.lines[flags_at[0]], r
+    assert any(b"[PERMANENTFLAGS (" in l and b"$hello" in l for l in r.lines), r
+    # The other session is told too, before the FETCH responses.
+    r = b.ok("NOOP")
+    flags_at = [i for i, l in enumerate(r.lines) if l.startswith(b"* FLAGS ")]
+    fetch_at = [i for i, l in enumerate(r.lines) if b"$hello" in l and b" FETCH " in l]
+    assert flags_at and len(fetch_at) == 2 and flags_at[0] < fetch_at[0], r
+    # Known keywords don't bring the list again.
+    r = a.ok("STORE 1 +FLAGS ($world)")
+    assert not any(l.startswith(b"* FLAGS ") for l in r.lines), r
+    a.close()
+    b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Defect 8: FETCH racing an expunge
+
+
+def test_fetch_racing_an_expunge_serves_what_exists(imap_target):
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 3, prefix="race")
+    b = imap_target.raw_login(user)
+    b.ok("SELECT INBOX")
+    a.ok("SELECT INBOX")
+    a.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    # B has not been told; its FETCH names the expunged message by number.
+    r = b.cmd("FETCH 1:3 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
+    assert r.status == "OK", r
+    fm = fetch_map(r)
+    assert b"race 0" in fm[1] and b"race 2" in fm[3], r
+    assert not r.untagged("EXPUNGE"), r  # not during FETCH (RFC 3501 7.4.1)
+    r = b.ok("NOOP")
+    assert b"* 2 EXPUNGE" in r.lines, r
+    a.close()
+    b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Defects 4, 5, 6: LSUB parents, SEARCH FROM with comments, LIST with an odd `&`
+
+
+def test_lsub_returns_unsubscribed_parents_as_noselect(imap_target):
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    for name in ("p.test", "p.test2.test", "p.test3.test3"):
+        raw.ok(f"CREATE {name}")
+        raw.ok(f"SUBSCRIBE {name}")
+    for name in ("p", "p.test2", "p.test3"):
+        raw.ok(f"UNSUBSCRIBE {name}")
+    names = list_names(raw.ok('LSUB "" p.%'))
+    assert set(names) == {"p.test", "p.test2", "p.test3"}, names
+    assert "\\noselect" not in names["p.test"][0]
+    assert "\\noselect" in names["p.test2"][0] and "\\noselect" in names["p.test3"][0], names
+    raw.close()
+
+
+def test_search_from_ignores_comments_in_addresses(imap_target):
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    msg = (b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: <to@example.org>\r\n"
+           b"Subject: comments\r\n\r\nbody\r\n")
+    append(raw, "INBOX", msg)
+    append(raw, "INBOX", message("other", sender="someone@example.org"))
+    raw.ok("SELECT INBOX")
+    assert search_ids(raw.ok("SEARCH FROM user-from@domain.org")) == [1]
+    assert search_ids(raw.ok("SEARCH FROM domain.org")) == [1]
+    assert search_ids(raw.ok("SEARCH FROM someone@example.org")) == [2]
+    raw.close()
+
+
+def test_list_with_an_odd_ampersand_is_answered(imap_target):
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    raw.ok("CREATE Plain")
+    for pattern in ('"&"', '"a&b*"', '"&Jjo"', '"&-&"'):
+        r = raw.cmd(f'LIST "" {pattern}')
+        assert r.status == "OK", (pattern, r)
+        assert "Plain" not in list_names(r), r
+    r = raw.cmd('LIST "&" "*"')
+    assert r.status == "OK", r
+    # A valid pattern still works after them.
+    assert "Plain" in list_names(raw.ok('LIST "" "Pl*"'))
+    raw.close()
