@@ -19,6 +19,7 @@ mod incoming;
 mod index;
 mod indexcache;
 mod indexfile;
+mod modseqfloor;
 mod names;
 pub mod quota;
 mod uidvalidity;

@@ -6,7 +6,9 @@ Run against Dovecot too (IMAP_TEST_TARGET=dovecot, see imaphelpers)."""
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 
 from imaphelpers import (append, fetch_map, imap_target, list_names, make_imap,  # noqa: F401
                          make_module_imap, message, search_ids, select_info, wait_for_untagged)
@@ -22,6 +24,7 @@ class Model:
         self.modseq: dict[int, int] = {}
         self.exists = len(uids)
         self.keywords_announced: set[str] = set()
+        self.seen_flags: dict[int, set[str]] = {}
 
     def feed(self, lines: list[bytes]) -> None:
         for line in lines:
@@ -73,9 +76,15 @@ class Model:
         modseq = re.search(r"\bMODSEQ \((\d+)\)", data)
         if modseq:
             value = int(modseq.group(1))
-            assert value >= self.modseq.get(current, 0), \
-                f"MODSEQ of UID {current} went back: {self.modseq[current]} -> {value}"
+            before = self.modseq.get(current, 0)
+            assert value >= before, f"MODSEQ of UID {current} went back: {before} -> {value}"
+            if value == before and flags:
+                # The same MODSEQ means the same flags (RFC 7162 3.1: every change a new one).
+                assert self.seen_flags.get(current) in (None, self.flags[current]), \
+                    f"UID {current} changed flags without a new MODSEQ {value}: {text}"
             self.modseq[current] = value
+            if flags:
+                self.seen_flags[current] = self.flags[current]
 
 
 def fill(raw, n: int, prefix: str = "m") -> None:
@@ -145,6 +154,83 @@ def test_updates_in_idle_keep_numbers_right(imap_target):
     assert {3, 8} <= {u for u, f in model.flags.items() if "\\Answered" in f}, model.flags
     a.close()
     b.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Defect 2: MODSEQ
+
+
+def test_modseq_never_goes_back_under_concurrent_stores(imap_target):
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 6)
+    a.close()
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        rng = random.Random(k)
+        try:
+            with imap_target.raw_login(user) as raw:
+                selected = raw.ok("SELECT INBOX (CONDSTORE)")
+                searched = raw.ok("UID SEARCH ALL")
+                model = Model(search_ids(searched))
+                model.feed(selected.lines + searched.lines)
+                model.feed(raw.ok("FETCH 1:* (UID FLAGS MODSEQ)").lines)
+                for _ in range(40):
+                    seq = rng.randint(1, 6)
+                    op = rng.choice(["+FLAGS", "-FLAGS", "FLAGS"])
+                    flag = rng.choice(["\\Flagged", "\\Seen", "$k1", "\\Answered"])
+                    model.feed(raw.ok(f"STORE {seq} {op} ({flag})").lines)
+                    if rng.random() < 0.3:
+                        model.feed(raw.ok("NOOP").lines)
+                model.feed(raw.ok("FETCH 1:* (UID FLAGS MODSEQ)").lines)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[0]
+
+
+def test_modseq_stays_above_what_was_seen_after_a_power_loss(make_imap):
+    """A power loss brings back the index as its last fsync left it (flag-only writes are not
+    fsync'd) and the kernel has a new boot id: what the disk holds then is made here by hand
+    (the older index put back, the durable mod-sequence ceiling marked as of another boot),
+    and HIGHESTMODSEQ must still be above every MODSEQ a client saw."""
+    target = make_imap()
+    target.only_icsmail("the files of ics-mail's store")
+    user = target.fresh_user()
+    raw = target.raw_login(user)
+    fill(raw, 3)
+    raw.ok("SELECT INBOX (CONDSTORE)")
+    local, domain = user.split("@")
+    folder = target.mail_root() / domain / local
+    synced = (folder / "ics-index").read_bytes()
+    seen = 0
+    for flag in ("\\Seen", "\\Flagged", "$Later"):
+        r = raw.ok(f"STORE 1:3 +FLAGS ({flag})")
+        seen = max([seen] + [int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", b" ".join(r.lines))])
+    assert seen > 0
+    raw.close()
+    target.server.stop()
+    (folder / "ics-index").write_bytes(synced)
+    floor = folder / "ics-modseq"
+    if floor.exists():
+        floor.write_text(floor.read_text().split()[0] + " previous-boot\n")
+    target.server.expect_exit = False
+    target.server.start()
+    target._wait()
+    raw = target.raw_login(user)
+    info = select_info(raw.ok("SELECT INBOX (CONDSTORE)"))
+    assert info["HIGHESTMODSEQ"] > seen, (info, seen)
+    # A client that saw `seen` learns every message's flags as they are now.
+    fm = fetch_map(raw.ok(f"FETCH 1:* (UID FLAGS) (CHANGEDSINCE {seen})"))
+    assert sorted(fm) == [1, 2, 3], fm
+    assert all(int(m) > seen for m in re.findall(rb"MODSEQ \((\d+)\)", b" ".join(fm.values())))
+    raw.close()
 
 
 # --------------------------------------------------------------------------------------------
