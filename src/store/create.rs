@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::atomic::write_atomically;
 use super::indexfile::create_empty;
 use super::names::folder_dir_name;
+use super::quota::mailbox_root;
 use super::uidvalidity::{self, UIDVALIDITY_FILE};
 use crate::config::model::{DefaultFolder, SpecialUse};
 /// Mailbox-root file listing the folders created with the mailbox and their SPECIAL-USE roles.
@@ -77,14 +77,13 @@ fn ensure_folder(dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir.join(sub))?;
     }
     if !dir.join(UIDVALIDITY_FILE).exists() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
-        uidvalidity::write(dir, now)?;
+        // Larger than any the account handed out before (a folder deleted and made again
+        // never gets its old one back).
+        let validity = uidvalidity::allocate(&mailbox_root(dir))?;
+        uidvalidity::write(dir, u64::from(validity))?;
         // An empty index from the start: a folder whose index is missing later has lost it,
         // and gets a new UIDVALIDITY instead of reused UIDs (see `index`).
-        create_empty(dir, u32::try_from(now).unwrap_or(u32::MAX).max(1))?;
+        create_empty(dir, validity)?;
     }
     Ok(())
 }

@@ -212,12 +212,8 @@ fn lock(dir: &Path) -> io::Result<File> {
 /// under a new, larger UIDVALIDITY (RFC 3501 §2.3.1.1) and clients resynchronise. A damaged
 /// file is kept beside it for the administrator.
 fn recover(dir: &Path, old_validity: u32, why: &str) -> io::Result<FolderIndex> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let validity = u32::try_from(now)
-        .unwrap_or(u32::MAX)
+    // Larger than every UIDVALIDITY of the account so far, so also than the old one.
+    let validity = uidvalidity::allocate(&super::quota::mailbox_root(dir))?
         .max(old_validity.saturating_add(1));
     tracing::error!(
         folder = %dir.display(),

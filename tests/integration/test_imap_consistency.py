@@ -11,7 +11,8 @@ import re
 import threading
 
 from imaphelpers import (append, fetch_map, imap_target, list_names, make_imap,  # noqa: F401
-                         make_module_imap, message, search_ids, select_info, wait_for_untagged)
+                         make_module_imap, message, resp_code, search_ids, select_info,
+                         wait_for_untagged)
 
 
 class Model:
@@ -230,6 +231,37 @@ def test_modseq_stays_above_what_was_seen_after_a_power_loss(make_imap):
     fm = fetch_map(raw.ok(f"FETCH 1:* (UID FLAGS) (CHANGEDSINCE {seen})"))
     assert sorted(fm) == [1, 2, 3], fm
     assert all(int(m) > seen for m in re.findall(rb"MODSEQ \((\d+)\)", b" ".join(fm.values())))
+    raw.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Defect 3: UIDVALIDITY
+
+
+def test_uidvalidity_is_never_reused_for_a_name(imap_target):
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    seen = []
+    for round in range(6):
+        raw.ok("CREATE Again")
+        r = append(raw, "Again", message(f"round {round}"))
+        validity, uid = resp_code(r.text, "APPENDUID").split()
+        assert uid == "1", r
+        info = select_info(raw.ok("SELECT Again"))
+        assert info["UIDVALIDITY"] == int(validity), (info, r)
+        raw.ok("CLOSE")
+        raw.ok("DELETE Again")
+        seen.append(int(validity))
+    # All within a second or two: still all different, and increasing.
+    assert seen == sorted(set(seen)), seen
+    # Other folders of the account take new ones too; a restart keeps them (test_imap_
+    # concurrency's restart test); RENAME keeps the folder's own.
+    raw.ok("CREATE Other")
+    other = select_info(raw.ok("SELECT Other"))["UIDVALIDITY"]
+    assert other > seen[-1]
+    raw.ok("CLOSE")
+    raw.ok("RENAME Other Again")
+    assert select_info(raw.ok("SELECT Again"))["UIDVALIDITY"] == other
     raw.close()
 
 
