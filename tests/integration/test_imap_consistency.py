@@ -17,15 +17,19 @@ from imaphelpers import (append, fetch_map, imap_target, list_names, make_imap, 
 
 class Model:
     """A client's picture of the selected folder, kept from untagged responses only: the
-    sequence → UID map, flags and MODSEQs. `feed` checks every response against it."""
+    sequence → UID map (-1 for a message announced by EXISTS whose UID is not known yet),
+    flags and MODSEQs. `feed` checks every response against it: numbers within the folder,
+    each FETCH naming the UID its number has, UIDs ascending and never back once expunged,
+    keywords announced by FLAGS before use, MODSEQ never going back (and a new one for every
+    flag change)."""
 
     def __init__(self, uids: list[int]):
         self.uids = list(uids)
         self.flags: dict[int, set[str]] = {}
         self.modseq: dict[int, int] = {}
-        self.exists = len(uids)
         self.keywords_announced: set[str] = set()
         self.seen_flags: dict[int, set[str]] = {}
+        self.expunged: set[int] = set()
 
     def feed(self, lines: list[bytes]) -> None:
         for line in lines:
@@ -34,14 +38,15 @@ class Model:
             if m:
                 seq = int(m.group(1))
                 assert 1 <= seq <= len(self.uids), (text, self.uids)
-                del self.uids[seq - 1]
-                self.exists -= 1
+                uid = self.uids.pop(seq - 1)
+                if uid != -1:
+                    self.expunged.add(uid)
                 continue
             m = re.match(r"\* (\d+) EXISTS$", text)
             if m:
                 count = int(m.group(1))
                 assert count >= len(self.uids), (text, self.uids)
-                self.exists = count
+                self.uids.extend([-1] * (count - len(self.uids)))
                 continue
             m = re.match(r"\* FLAGS \((.*)\)$", text)
             if m:
@@ -52,20 +57,22 @@ class Model:
                 self._fetch(int(m.group(1)), m.group(2), text)
 
     def _fetch(self, seq: int, data: str, text: str) -> None:
+        assert 1 <= seq <= len(self.uids), f"FETCH beyond the folder ({len(self.uids)}): {text}"
         uid = re.search(r"\bUID (\d+)", data)
-        if seq > len(self.uids):
-            # A message announced by EXISTS, now learnt.
-            assert seq <= self.exists, (text, self.exists)
-            assert uid, f"FETCH of a message not known yet, without UID: {text}"
-            while len(self.uids) < seq - 1:
-                self.uids.append(-1)
-            self.uids.append(int(uid.group(1)))
         if uid:
             known = self.uids[seq - 1]
-            assert known in (-1, int(uid.group(1))), \
-                f"UID changed for sequence {seq}: {known} -> {uid.group(1)} ({text})"
-            self.uids[seq - 1] = int(uid.group(1))
+            value = int(uid.group(1))
+            assert known in (-1, value), \
+                f"UID changed for sequence {seq}: {known} -> {value} ({text})"
+            if known == -1:
+                assert value not in self.expunged, f"expunged UID {value} came back: {text}"
+                self.uids[seq - 1] = value
+                known_uids = [u for u in self.uids if u != -1]
+                assert known_uids == sorted(set(known_uids)), \
+                    f"UIDs not ascending after {text}: {self.uids}"
         current = self.uids[seq - 1]
+        if current == -1:
+            return
         flags = re.search(r"\bFLAGS \(([^)]*)\)", data)
         if flags:
             names = {f for f in flags.group(1).split() if f != "\\Recent"}
@@ -366,3 +373,34 @@ def test_list_with_an_odd_ampersand_is_answered(imap_target):
     # A valid pattern still works after them.
     assert "Plain" in list_names(raw.ok('LIST "" "Pl*"'))
     raw.close()
+
+
+def test_copy_and_move_racing_an_expunge(imap_target):
+    """Found by the torture test: a COPY or MOVE naming a message another session expunged
+    meanwhile answered NO [SERVERBUG]; it copies (and moves) what still exists."""
+    user = imap_target.fresh_user()
+    a = imap_target.raw_login(user)
+    fill(a, 3, prefix="cm")
+    a.ok("CREATE Side")
+    b = imap_target.raw_login(user)
+    b.ok("SELECT INBOX")
+    a.ok("SELECT INBOX")
+    a.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+    a.ok("UID EXPUNGE 2")
+    model = Model([1, 2, 3])
+    r = b.cmd("UID COPY 1:3 Side")
+    assert r.status == "OK", r
+    assert resp_code(r.text, "COPYUID").split()[1:] == ["1,3", "1:2"], r
+    model.feed(r.lines)
+    a.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
+    a.ok("UID EXPUNGE 3")
+    # B still sees UID 3; MOVE finds it gone and moves only UID 1.
+    r = b.cmd("UID MOVE 1:3 Side")
+    assert r.status == "OK", r
+    copyuid = [l for l in r.lines if b"[COPYUID" in l]
+    assert copyuid and b" 1 3]" in copyuid[0], r
+    model.feed(r.lines)
+    assert model.uids == [], (model.uids, r)
+    assert select_info(a.ok("SELECT Side"))["EXISTS"] == 3
+    a.close()
+    b.close()
