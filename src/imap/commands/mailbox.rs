@@ -42,9 +42,10 @@ fn folder_error(err: FolderError) -> Done {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
         FolderError::InboxForbidden => Done::no_code(other("CANNOT"), "INBOX cannot be deleted"),
-        FolderError::HasChildren => {
-            Done::no_code(other("INUSE"), "Folder has subfolders; delete them first")
-        }
+        FolderError::HasChildren => Done::no_code(
+            other("INUSE"),
+            "Only a level of the hierarchy (\\Noselect) with subfolders; delete them first",
+        ),
         FolderError::Io(err) => server_error("folder operation", err),
     }
 }
@@ -315,6 +316,9 @@ fn list_attributes(folder: &FolderInfo, subscribed: bool) -> Vec<FlagNameAttribu
             .map(FlagNameAttribute::from)
     };
     let mut items = Vec::new();
+    if folder.noselect {
+        items.push(FlagNameAttribute::Noselect);
+    }
     items.extend(attribute(if folder.has_children {
         "HasChildren"
     } else {

@@ -1,0 +1,35 @@
+"""Issue 17's extensions, each with the exchange a client relies on (also run against Dovecot:
+IMAP_TEST_TARGET=dovecot, see imaphelpers)."""
+
+from __future__ import annotations
+
+from imaphelpers import (append, capabilities, imap_target, list_names,  # noqa: F401
+                         make_module_imap, message, select_info, status_items)
+
+
+def test_delete_of_a_folder_with_subfolders_leaves_a_noselect_level(imap_target):
+    """RFC 3501 6.3.4: the folder's messages go, its subfolders stay, and its name remains
+    as \\Noselect; it can't be selected, and can't be deleted while it has subfolders."""
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    raw.ok("CREATE Tree.Leaf")
+    append(raw, "Tree", message("in the parent"))
+    append(raw, "Tree.Leaf", message("in the child"))
+    raw.ok("DELETE Tree")
+    names = list_names(raw.ok('LIST "" "Tree*"'))
+    assert set(names) == {"Tree", "Tree.Leaf"}, names
+    assert "\\noselect" in names["Tree"][0] and "\\haschildren" in names["Tree"][0], names
+    assert "\\noselect" not in names["Tree.Leaf"][0]
+    assert raw.cmd("SELECT Tree").status == "NO"
+    assert raw.cmd("STATUS Tree (MESSAGES)").status == "NO"
+    assert status_items(raw.ok("STATUS Tree.Leaf (MESSAGES)"))["MESSAGES"] == 1
+    assert raw.cmd("DELETE Tree").status == "NO"
+    # CREATE makes it a folder again, empty.
+    raw.ok("CREATE Tree")
+    assert select_info(raw.ok("SELECT Tree"))["EXISTS"] == 0
+    raw.ok("CLOSE")
+    # With the last subfolder gone, a level disappears.
+    raw.ok("DELETE Tree")
+    raw.ok("DELETE Tree.Leaf")
+    assert "Tree" not in list_names(raw.ok('LIST "" "*"'))
+    raw.close()
