@@ -33,3 +33,21 @@ def test_delete_of_a_folder_with_subfolders_leaves_a_noselect_level(imap_target)
     raw.ok("DELETE Tree.Leaf")
     assert "Tree" not in list_names(raw.ok('LIST "" "*"'))
     raw.close()
+
+
+def test_status_size(imap_target):
+    """RFC 8438: STATUS (SIZE) is the folder's RFC822.SIZEs summed; advertised as STATUS=SIZE."""
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    assert "STATUS=SIZE" in capabilities(raw.ok("CAPABILITY"))
+    raw.ok("CREATE Sized")
+    assert status_items(raw.ok("STATUS Sized (SIZE)"))["SIZE"] == 0
+    for i in range(3):
+        append(raw, "Sized", message(f"size {i}", body="x" * (100 * i) + "\n"))
+    raw.ok("SELECT Sized")
+    sizes = [int(line.split(b"RFC822.SIZE ")[1].split(b")")[0])
+             for line in raw.ok("FETCH 1:* (RFC822.SIZE)").lines if b"RFC822.SIZE" in line]
+    assert len(sizes) == 3
+    items = status_items(raw.ok("STATUS Sized (MESSAGES SIZE)"))
+    assert items == {"MESSAGES": 3, "SIZE": sum(sizes)}, items
+    raw.close()

@@ -360,6 +360,14 @@ pub async fn status(
             StatusDataItemName::Deleted => StatusDataItem::Deleted(
                 index.messages.iter().filter(|m| m.flags.deleted).count() as u32,
             ),
+            // STATUS=SIZE (RFC 8438): the messages' RFC822.SIZE summed, from the index.
+            StatusDataItemName::Size => StatusDataItem::Size(
+                index
+                    .messages
+                    .iter()
+                    .map(|m| m.size)
+                    .fold(0u64, u64::saturating_add),
+            ),
             StatusDataItemName::HighestModSeq => {
                 session.condstore = true;
                 StatusDataItem::HighestModSeq(index.highest_modseq)

@@ -38,6 +38,7 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Enable,
         Capability::Unselect,
         Capability::CondStore,
+        Capability::StatusSize,
     ]);
     if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("SPECIAL-USE") {
         caps.push(Capability::from(atom));
