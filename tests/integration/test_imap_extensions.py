@@ -3,8 +3,10 @@ IMAP_TEST_TARGET=dovecot, see imaphelpers)."""
 
 from __future__ import annotations
 
-from imaphelpers import (append, capabilities, imap_target, list_names,  # noqa: F401
-                         make_module_imap, message, select_info, status_items)
+import re
+
+from imaphelpers import (EXTRA_USERS, append, capabilities, imap_target, list_names,  # noqa: F401
+                         make_imap, make_module_imap, message, select_info, status_items)
 
 
 def test_delete_of_a_folder_with_subfolders_leaves_a_noselect_level(imap_target):
@@ -51,3 +53,46 @@ def test_status_size(imap_target):
     items = status_items(raw.ok("STATUS Sized (MESSAGES SIZE)"))
     assert items == {"MESSAGES": 3, "SIZE": sum(sizes)}, items
     raw.close()
+
+
+def test_quota_reports_the_account_quota(make_imap):
+    """RFC 9208 with imaplib: one quota root "" for the whole mailbox, STORAGE in KiB from
+    accounts.<address>.quota and the maildirsize count; an account without a quota has no
+    root; SETQUOTA is refused (no QUOTASET); STATUS DELETED-STORAGE is what EXPUNGE frees."""
+    limited, free = EXTRA_USERS[0], EXTRA_USERS[1]
+    target = make_imap(extra={"accounts": {limited: {"quota": 100 * 1024}}})
+    target.only_icsmail("accounts.<address>.quota")
+    assert target.fresh_user() == limited
+    client = target.imap(limited)
+    typ, caps = client.capability()
+    caps = caps[0].decode().upper().split()
+    assert "QUOTA" in caps and "QUOTA=RES-STORAGE" in caps and "QUOTASET" not in caps, caps
+    typ, data = client.getquotaroot("INBOX")
+    assert typ == "OK", data
+    roots, quotas = data
+    assert roots == [b'INBOX ""'], data
+    m = re.match(rb'^"" \(STORAGE (\d+) (\d+)\)$', quotas[0])
+    assert m and int(m.group(2)) == 100 and int(m.group(1)) == 0, data
+    for i in range(3):
+        client.append("INBOX", None, None, message(f"q{i}", body="z" * 3000 + "\n"))
+    typ, data = client.getquota('""')
+    assert typ == "OK", data
+    used = int(re.match(rb'^"" \(STORAGE (\d+) 100\)$', data[0]).group(1))
+    assert used == 9 or used == 10, data  # three messages of about 3.1 KB, rounded up
+    assert client.getquota("other")[0] == "NO"
+    assert client._simple_command("SETQUOTA", '""', "(STORAGE 1)")[0] == "NO"
+    assert client.getquotaroot("Nope")[0] == "NO"
+    # DELETED-STORAGE: the \Deleted messages' size in KiB.
+    client.select("INBOX")
+    client.store("1,2", "+FLAGS", "(\\Deleted)")
+    raw = target.raw_login(limited)
+    items = status_items(raw.ok("STATUS INBOX (DELETED-STORAGE DELETED)"))
+    assert items["DELETED"] == 2 and items["DELETED-STORAGE"] in (6, 7), items
+    raw.close()
+    client.logout()
+    # No quota: no root.
+    other = target.imap(free)
+    typ, data = other.getquotaroot("INBOX")
+    assert typ == "OK" and data[0] == [b"INBOX"], data
+    assert other.getquota('""')[0] == "NO"
+    other.logout()

@@ -360,6 +360,17 @@ pub async fn status(
             StatusDataItemName::Deleted => StatusDataItem::Deleted(
                 index.messages.iter().filter(|m| m.flags.deleted).count() as u32,
             ),
+            // RFC 9208 §4.4: what EXPUNGE would free, in the STORAGE resource's units of 1024
+            // octets (RFC822.SIZE, rounded up).
+            StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(
+                index
+                    .messages
+                    .iter()
+                    .filter(|m| m.flags.deleted)
+                    .map(|m| m.size)
+                    .fold(0u64, u64::saturating_add)
+                    .div_ceil(1024),
+            ),
             // STATUS=SIZE (RFC 8438): the messages' RFC822.SIZE summed, from the index.
             StatusDataItemName::Size => StatusDataItem::Size(
                 index
@@ -372,7 +383,6 @@ pub async fn status(
                 session.condstore = true;
                 StatusDataItem::HighestModSeq(index.highest_modseq)
             }
-            _ => continue,
         });
     }
     session.send_data(Data::Status {

@@ -39,6 +39,9 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Unselect,
         Capability::CondStore,
         Capability::StatusSize,
+        // RFC 9208: the STORAGE resource (with STATUS DELETED-STORAGE), no SETQUOTA.
+        Capability::Quota,
+        Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
     if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("SPECIAL-USE") {
         caps.push(Capability::from(atom));
