@@ -100,10 +100,6 @@ def fill(raw, n: int, prefix: str = "m") -> None:
         append(raw, "INBOX", message(f"{prefix} {i}"))
 
 
-def flag_lines(lines: list[bytes], flag: str) -> list[bytes]:
-    return [l for l in lines if b" FETCH " in l and flag.encode() in l]
-
-
 # --------------------------------------------------------------------------------------------
 # Defect 1: expunge numbering
 
@@ -126,9 +122,9 @@ def test_updates_use_the_numbering_in_force_when_sent(imap_target):
     r = b.ok("CHECK")
     model.feed(r.lines)
     assert model.uids == [1, 3, 4, 5, 7, 8], (model.uids, r)
-    # Neither flag change is lost.
-    flagged = flag_lines(r.lines, "\\Flagged")
-    assert sorted(int(re.search(rb"UID (\d+)", l).group(1)) for l in flagged) == [5, 7], r
+    # Neither flag change is lost (a FETCH need not carry the UID: the model's numbering
+    # names the message).
+    assert sorted(u for u, f in model.flags.items() if "\\Flagged" in f) == [5, 7], r
     # And the server agrees with the model.
     fm = fetch_map(b.ok("FETCH 1:* (UID)"))
     assert [int(re.search(rb"UID (\d+)", fm[k]).group(1)) for k in sorted(fm)] == model.uids
@@ -389,9 +385,13 @@ def test_copy_and_move_racing_an_expunge(imap_target):
     a.ok("UID EXPUNGE 2")
     model = Model([1, 2, 3])
     r = b.cmd("UID COPY 1:3 Side")
+    model.feed(r.lines)
+    if imap_target.name == "dovecot":
+        # Dovecot refuses the whole COPY instead (RFC 2180 4.4.1 allows both).
+        assert r.status == "NO" and "[EXPUNGEISSUED]" in r.text, r
+        return
     assert r.status == "OK", r
     assert resp_code(r.text, "COPYUID").split()[1:] == ["1,3", "1:2"], r
-    model.feed(r.lines)
     a.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
     a.ok("UID EXPUNGE 3")
     # B still sees UID 3; MOVE finds it gone and moves only UID 1.
