@@ -172,6 +172,25 @@ impl Folders {
         Ok(())
     }
 
+    /// [`Folders::create`] with a SPECIAL-USE role (CREATE-SPECIAL-USE, RFC 6154 §3): the
+    /// role is recorded before the folder is made, so it never exists without it.
+    pub fn create_with_role(&self, name: &str, role: SpecialUse) -> Result<(), FolderError> {
+        let name = name.strip_suffix(DELIMITER).unwrap_or(name);
+        if Self::canonical(name) == "INBOX" || self.dir(name).is_ok() {
+            return Err(FolderError::AlreadyExists);
+        }
+        folder_name_problem(name).map_err(FolderError::BadName)?;
+        crate::store::update_folder_roles(
+            &self.root,
+            |other| Some(other.to_string()),
+            Some(FolderMeta {
+                name: name.to_string(),
+                special_use: Some(role),
+            }),
+        )?;
+        self.create(name)
+    }
+
     /// Deletes `name` with its messages. A folder with subfolders goes the same way: in
     /// Maildir++ its subfolders are directories of their own (`.A.B` beside `.A`), so they
     /// stay, and `name` remains as a level of the hierarchy, `\Noselect` (RFC 3501 §6.3.4).
@@ -202,6 +221,14 @@ impl Folders {
         fs::remove_dir_all(&doomed)?;
         // Its messages no longer count against the quota.
         crate::store::quota::invalidate(&self.root);
+        // Nor does its role stay for a folder made later under the name.
+        if self.roles().iter().any(|m| m.name == name) {
+            crate::store::update_folder_roles(
+                &self.root,
+                |other| (other != name).then(|| other.to_string()),
+                None,
+            )?;
+        }
         Ok(())
     }
 
@@ -246,6 +273,22 @@ impl Folders {
             subscribed.insert(format!("{to}{below}"));
         }
         self.write_subscriptions(&subscribed)?;
+        // Roles move with their folders.
+        let moved = |old: &str| -> Option<String> {
+            if old == from || old.starts_with(&prefix) {
+                let below = old.strip_prefix(from).unwrap_or_default();
+                Some(format!("{to}{below}"))
+            } else {
+                Some(old.to_string())
+            }
+        };
+        if self
+            .roles()
+            .iter()
+            .any(|m| moved(&m.name).as_deref() != Some(&m.name))
+        {
+            crate::store::update_folder_roles(&self.root, moved, None)?;
+        }
         Ok(())
     }
 

@@ -67,6 +67,7 @@ pub async fn run_session(
             guard: InputGuard::new(),
             input: InputBuffer::default(),
             appending: None,
+            create_use: None,
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -168,6 +169,7 @@ impl Session<'_> {
     async fn command(&mut self, command: Command<'static>) -> std::io::Result<()> {
         let tag = command.tag.clone();
         let name = command.body.name();
+        self.create_use = self.guard.take_create_use(tag.inner());
         let done = super::commands::dispatch(self, command.body).await?;
         if done.kind == Kind::Bad {
             info!(command = name, "BAD: {}", done.text);

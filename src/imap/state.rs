@@ -113,6 +113,9 @@ pub(super) struct Session<'a> {
     pub input: InputBuffer,
     /// The APPEND whose message is arriving.
     pub appending: Option<Appending>,
+    /// The SPECIAL-USE attributes of the CREATE being run (CREATE-SPECIAL-USE; the guard
+    /// takes them off the command).
+    pub create_use: Option<Vec<String>>,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {

@@ -54,6 +54,46 @@ pub fn ensure_mailbox(root: &Path, folders: &[DefaultFolder]) -> io::Result<()> 
     Ok(())
 }
 
+/// The folder file of the mailbox at `root` (empty when there is none).
+fn read_meta(root: &Path) -> io::Result<Vec<FolderMeta>> {
+    let path = root.join(FOLDERS_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {err}", path.display()),
+            )
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Changes the SPECIAL-USE roles of the folder file: every entry is given to `rename` (name,
+/// role), which returns the new name, or None to drop it; `add` is added after (CREATE with
+/// USE, RFC 6154). Durable.
+pub fn update_folder_roles(
+    root: &Path,
+    rename: impl Fn(&str) -> Option<String>,
+    add: Option<FolderMeta>,
+) -> io::Result<()> {
+    let mut meta: Vec<FolderMeta> = read_meta(root)?
+        .into_iter()
+        .filter_map(|m| {
+            rename(&m.name).map(|name| FolderMeta {
+                name,
+                special_use: m.special_use,
+            })
+        })
+        .collect();
+    if let Some(added) = add {
+        meta.retain(|m| m.name != added.name);
+        meta.push(added);
+    }
+    let json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
+    write_atomically(root, FOLDERS_FILE, &json)
+}
+
 /// Files left in `tmp/` longer than this are from deliveries that died (Maildir's rule).
 pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
 

@@ -24,7 +24,7 @@ mod names;
 pub mod quota;
 mod uidvalidity;
 
-pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE};
+pub use create::{ensure_mailbox, update_folder_roles, FolderMeta, FOLDERS_FILE};
 pub use deliver::{mailbox_dir, to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from imaphelpers import (EXTRA_USERS, append, capabilities, imap_target, list_names,  # noqa: F401
                          make_imap, make_module_imap, message, select_info, status_items)
 
@@ -102,3 +104,37 @@ def test_quota_reports_the_account_quota(make_imap):
     assert typ == "OK" and data[0] == [b"INBOX"], data
     assert other.getquota('""')[0] == "NO"
     other.logout()
+
+
+def test_create_special_use(imap_target):
+    """RFC 6154 3: CREATE with (USE (...)) gives the folder that role in LIST; an attribute
+    the server doesn't support is NO [USEATTR]; the role goes with RENAME and DELETE."""
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    caps = capabilities(raw.ok("CAPABILITY"))
+    if imap_target.name == "dovecot" and "CREATE-SPECIAL-USE" not in caps:
+        pytest.skip("Dovecot 2.3 as configured here does not offer CREATE-SPECIAL-USE")
+    assert "CREATE-SPECIAL-USE" in caps and "SPECIAL-USE" in caps, caps
+    raw.ok("CREATE MyArchive (USE (\\Archive))")
+    names = list_names(raw.ok('LIST "" "My*"'))
+    assert "\\archive" in names["MyArchive"][0], names
+    # The name as a literal, the list after it.
+    raw.send("l1 CREATE {7}\r\n")
+    assert raw.line().startswith(b"+")
+    raw.send("Shipped (use (\\sent))\r\n")
+    assert raw.read_tagged("l1").status == "OK"
+    assert "\\sent" in list_names(raw.ok('LIST "" Shipped'))["Shipped"][0]
+    r = raw.cmd("CREATE Odd (USE (\\Important))")
+    assert r.status == "NO" and "[USEATTR]" in r.text, r
+    assert "Odd" not in list_names(raw.ok('LIST "" "*"'))
+    raw.ok("CREATE Plain (USE ())")
+    assert "\\archive" not in list_names(raw.ok('LIST "" Plain'))["Plain"][0]
+    if imap_target.name == "icsmail":
+        # The role moves with RENAME, and a folder made again under a deleted name has none.
+        raw.ok("RENAME MyArchive Old")
+        names = list_names(raw.ok('LIST "" "*"'))
+        assert "\\archive" in names["Old"][0] and "MyArchive" not in names, names
+        raw.ok("DELETE Old")
+        raw.ok("CREATE Old")
+        assert "\\archive" not in list_names(raw.ok('LIST "" Old'))["Old"][0]
+    raw.close()

@@ -18,6 +18,7 @@ use super::super::response::{nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
+use crate::config::model::SpecialUse;
 use crate::store::{CopySource, Folder, MailStore};
 
 /// The account's folders (only called once logged in).
@@ -140,9 +141,46 @@ pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Don
         Ok(target) => target,
         Err(done) => return done,
     };
-    match blocking(move || folders.create(&name)).await {
+    let role = match session.create_use.take().map(|uses| special_use(&uses)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(role))) => Some(role),
+        Some(Err(done)) => return done,
+    };
+    let made = blocking(move || match role {
+        Some(role) => folders.create_with_role(&name, role),
+        None => folders.create(&name),
+    })
+    .await;
+    match made {
         Ok(()) => Done::ok("CREATE completed"),
         Err(err) => folder_error(err),
+    }
+}
+
+/// The role a CREATE's `(USE (...))` asks for (RFC 6154 §3): one of the attributes of
+/// `config::SpecialUse`, or none for an empty list; more than one, or another attribute, is
+/// `NO [USEATTR]`.
+fn special_use(uses: &[String]) -> Result<Option<SpecialUse>, Done> {
+    const ROLES: [SpecialUse; 7] = [
+        SpecialUse::All,
+        SpecialUse::Archive,
+        SpecialUse::Drafts,
+        SpecialUse::Flagged,
+        SpecialUse::Junk,
+        SpecialUse::Sent,
+        SpecialUse::Trash,
+    ];
+    let refuse = |text: &str| Err(Done::no_code(other("USEATTR"), text.to_string()));
+    match uses {
+        [] => Ok(None),
+        [one] => match ROLES
+            .iter()
+            .find(|role| role.attribute().eq_ignore_ascii_case(one))
+        {
+            Some(role) => Ok(Some(*role)),
+            None => refuse("Not a special-use attribute this server supports"),
+        },
+        _ => refuse("One special-use attribute per folder"),
     }
 }
 

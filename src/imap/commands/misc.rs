@@ -43,8 +43,10 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Quota,
         Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
-    if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("SPECIAL-USE") {
-        caps.push(Capability::from(atom));
+    for name in ["SPECIAL-USE", "CREATE-SPECIAL-USE"] {
+        if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
+            caps.push(Capability::from(atom));
+        }
     }
     Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
 }

@@ -15,6 +15,7 @@
 //! before them, so the answers keep the order of the commands.
 
 pub mod append;
+mod createuse;
 mod framing;
 #[cfg(test)]
 mod tests;
@@ -152,6 +153,10 @@ pub struct InputGuard {
     size: u64,
     /// Some of the current command went to imap-next.
     passed: bool,
+    /// The current command is a CREATE (after login): its `(USE (...))` is taken off.
+    create: bool,
+    /// The SPECIAL-USE attributes of the last CREATE passed, with its tag (`createuse`).
+    create_use: Option<(Option<String>, Vec<String>)>,
 }
 
 impl Default for InputGuard {
@@ -174,6 +179,16 @@ impl InputGuard {
             tag: None,
             size: 0,
             passed: false,
+            create: false,
+            create_use: None,
+        }
+    }
+
+    /// The `(USE (...))` attributes of the CREATE tagged `tag`, taken off its line.
+    pub fn take_create_use(&mut self, tag: &str) -> Option<Vec<String>> {
+        match self.create_use.take() {
+            Some((Some(own), uses)) if own == tag => Some(uses),
+            _ => None,
         }
     }
 
@@ -294,6 +309,7 @@ impl InputGuard {
             self.tag = framing::tag_of(&line);
             self.size = 0;
             self.passed = false;
+            self.create = self.authenticated && !self.idle && createuse::is_create(&line);
             self.command = if self.authenticated && !self.idle && framing::is_append(&line) {
                 Command::AppendHead
             } else {
@@ -332,6 +348,12 @@ impl InputGuard {
         }
         let Some(literal) = announcement else {
             self.command = Command::New;
+            if self.create {
+                if let Some((stripped, uses)) = createuse::split_use(&line) {
+                    self.create_use = Some((self.tag.clone(), uses));
+                    return Some(Step::Pass(stripped));
+                }
+            }
             return Some(Step::Pass(line));
         };
         if literal.length > limits.literal {
