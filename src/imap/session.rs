@@ -68,6 +68,7 @@ pub async fn run_session(
             input: InputBuffer::default(),
             appending: None,
             create_use: None,
+            search_return: None,
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -170,6 +171,10 @@ impl Session<'_> {
         let tag = command.tag.clone();
         let name = command.body.name();
         self.create_use = self.guard.take_create_use(tag.inner());
+        self.search_return = self
+            .guard
+            .take_search_return(tag.inner())
+            .map(|options| (tag.inner().to_string(), options));
         let done = super::commands::dispatch(self, command.body).await?;
         if done.kind == Kind::Bad {
             info!(command = name, "BAD: {}", done.text);

@@ -116,6 +116,8 @@ pub(super) struct Session<'a> {
     /// The SPECIAL-USE attributes of the CREATE being run (CREATE-SPECIAL-USE; the guard
     /// takes them off the command).
     pub create_use: Option<Vec<String>>,
+    /// The tag and RETURN options of the SEARCH being run (ESEARCH; the guard takes them off).
+    pub search_return: Option<(String, Vec<String>)>,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {

@@ -138,3 +138,47 @@ def test_create_special_use(imap_target):
         raw.ok("CREATE Old")
         assert "\\archive" not in list_names(raw.ok('LIST "" Old'))["Old"][0]
     raw.close()
+
+
+def esearch(r) -> dict:
+    """The items of the one `* ESEARCH` response of `r` (with "UID": True when it has UID)."""
+    lines = r.untagged("ESEARCH")
+    assert len(lines) == 1 and not r.untagged("SEARCH"), r
+    m = re.match(r'\* ESEARCH \(TAG "([^"]+)"\)( UID)?(.*)$', lines[0], re.I)
+    assert m and m.group(1) == r.tag, r
+    words = m.group(3).split()
+    items = {words[i].upper(): words[i + 1] for i in range(0, len(words), 2)}
+    items["UID"] = bool(m.group(2))
+    return items
+
+
+def test_esearch(imap_target):
+    """RFC 4731: SEARCH RETURN (MIN MAX COUNT ALL), also with UID and with the criteria's
+    string as a literal; RETURN () is ALL; plain SEARCH is unchanged."""
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    assert "ESEARCH" in capabilities(raw.ok("CAPABILITY"))
+    for i in range(5):
+        append(raw, "INBOX", message(f"m {i}"))
+    raw.ok("SELECT INBOX")
+    raw.ok("STORE 2,4 +FLAGS (\\Flagged)")
+    items = esearch(raw.ok("UID SEARCH RETURN (MIN MAX COUNT) FLAGGED"))
+    assert items == {"UID": True, "MIN": "2", "MAX": "4", "COUNT": "2"}, items
+    assert esearch(raw.ok("SEARCH RETURN () ALL")) == {"UID": False, "ALL": "1:5"}
+    assert esearch(raw.ok("search return (all count) not flagged")) == {
+        "UID": False, "ALL": "1,3,5", "COUNT": "3"}
+    assert esearch(raw.ok("SEARCH RETURN (MIN COUNT) KEYWORD nothing")) == {
+        "UID": False, "COUNT": "0"}
+    # The string as a literal after the RETURN.
+    tag = raw.tag()
+    raw.send(f"{tag} UID SEARCH RETURN (COUNT MAX) SUBJECT {{3}}\r\n")
+    assert raw.line().startswith(b"+")
+    raw.send("m 3\r\n")
+    r = raw.read_tagged(tag)
+    assert r.status == "OK" and esearch(r) == {"UID": True, "MAX": "4", "COUNT": "1"}, r
+    # Plain SEARCH keeps its form.
+    assert raw.ok("SEARCH FLAGGED").untagged("SEARCH") == ["* SEARCH 2 4"]
+    if imap_target.name == "icsmail":
+        # SAVE (SEARCHRES, RFC 5182) is not offered.
+        assert raw.cmd("SEARCH RETURN (SAVE) ALL").status == "BAD"
+    raw.close()

@@ -43,7 +43,7 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Quota,
         Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
-    for name in ["SPECIAL-USE", "CREATE-SPECIAL-USE"] {
+    for name in ["SPECIAL-USE", "CREATE-SPECIAL-USE", "ESEARCH"] {
         if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
             caps.push(Capability::from(atom));
         }

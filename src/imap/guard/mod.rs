@@ -17,6 +17,7 @@
 pub mod append;
 mod createuse;
 mod framing;
+mod searchreturn;
 #[cfg(test)]
 mod tests;
 
@@ -157,6 +158,8 @@ pub struct InputGuard {
     create: bool,
     /// The SPECIAL-USE attributes of the last CREATE passed, with its tag (`createuse`).
     create_use: Option<(Option<String>, Vec<String>)>,
+    /// The RETURN options of the last SEARCH passed, with its tag (`searchreturn`).
+    search_return: Option<(Option<String>, Vec<String>)>,
 }
 
 impl Default for InputGuard {
@@ -181,6 +184,15 @@ impl InputGuard {
             passed: false,
             create: false,
             create_use: None,
+            search_return: None,
+        }
+    }
+
+    /// The RETURN options of the SEARCH tagged `tag`, taken off its line (ESEARCH).
+    pub fn take_search_return(&mut self, tag: &str) -> Option<Vec<String>> {
+        match self.search_return.take() {
+            Some((Some(own), options)) if own == tag => Some(options),
+            _ => None,
         }
     }
 
@@ -303,8 +315,15 @@ impl InputGuard {
 
     /// A line ended (it is in `self.line`).
     fn end_of_line(&mut self) -> Option<Step> {
-        let line = std::mem::take(&mut self.line);
-        let announcement = framing::literal_announcement(&line);
+        let mut line = std::mem::take(&mut self.line);
+        let mut announcement = framing::literal_announcement(&line);
+        if self.command == Command::New && self.authenticated && !self.idle {
+            if let Some((stripped, options)) = searchreturn::split_return(&line) {
+                self.search_return = Some((framing::tag_of(&line), options));
+                line = stripped;
+                announcement = framing::literal_announcement(&line);
+            }
+        }
         if self.command == Command::New {
             self.tag = framing::tag_of(&line);
             self.size = 0;
