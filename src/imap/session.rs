@@ -69,6 +69,7 @@ pub async fn run_session(
             appending: None,
             create_use: None,
             search_return: None,
+            status_appendlimit: None,
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -171,6 +172,7 @@ impl Session<'_> {
         let tag = command.tag.clone();
         let name = command.body.name();
         self.create_use = self.guard.take_create_use(tag.inner());
+        self.status_appendlimit = self.guard.take_status_appendlimit(tag.inner());
         self.search_return = self
             .guard
             .take_search_return(tag.inner())

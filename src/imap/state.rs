@@ -118,6 +118,8 @@ pub(super) struct Session<'a> {
     pub create_use: Option<Vec<String>>,
     /// The tag and RETURN options of the SEARCH being run (ESEARCH; the guard takes them off).
     pub search_return: Option<(String, Vec<String>)>,
+    /// The STATUS being run asked for APPENDLIMIT (the guard takes it out).
+    pub status_appendlimit: Option<super::guard::AppendLimitTaken>,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {

@@ -182,3 +182,30 @@ def test_esearch(imap_target):
         # SAVE (SEARCHRES, RFC 5182) is not offered.
         assert raw.cmd("SEARCH RETURN (SAVE) ALL").status == "BAD"
     raw.close()
+
+
+def test_appendlimit(imap_target):
+    """RFC 7889: APPENDLIMIT=<n> (smtp.maxMessageSize, 10 MiB here) and STATUS (APPENDLIMIT),
+    alone or with other items, the folder name also as a literal; a bigger APPEND is refused
+    with TOOBIG before its literal is sent."""
+    user = imap_target.fresh_user()
+    raw = imap_target.raw_login(user)
+    limits = [c for c in capabilities(raw.ok("CAPABILITY")) if c.startswith("APPENDLIMIT=")]
+    if imap_target.name == "dovecot" and not limits:
+        pytest.skip("Dovecot 2.3 as configured here does not offer APPENDLIMIT")
+    assert len(limits) == 1, limits
+    limit = int(limits[0].split("=")[1])
+    assert limit == 10 * 1024 * 1024, limit
+    assert status_items(raw.ok("STATUS INBOX (APPENDLIMIT)")) == {"APPENDLIMIT": limit}
+    append(raw, "INBOX", message("one"))
+    items = status_items(raw.ok("STATUS INBOX (MESSAGES appendlimit UIDNEXT)"))
+    assert items["MESSAGES"] == 1 and items["APPENDLIMIT"] == limit and "UIDNEXT" in items
+    tag = raw.tag()
+    raw.send(f"{tag} STATUS {{5}}\r\n")
+    assert raw.line().startswith(b"+")
+    raw.send("INBOX (APPENDLIMIT)\r\n")
+    r = raw.read_tagged(tag)
+    assert r.status == "OK" and status_items(r) == {"APPENDLIMIT": limit}, r
+    r = raw.append_literal("INBOX", b"x" * (limit + 1))
+    assert r.status == "NO" and "[TOOBIG]" in r.text.upper(), r
+    raw.close()

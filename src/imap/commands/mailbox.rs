@@ -14,7 +14,7 @@ use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use super::super::error::server_error;
 use super::super::flagdata::{folder_flags, permanent_flags};
 use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
-use super::super::response::{nz, other};
+use super::super::response::{encode_data, nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
@@ -423,10 +423,32 @@ pub async fn status(
             }
         });
     }
-    session.send_data(Data::Status {
+    let Some(taken) = session.status_appendlimit.take() else {
+        session.send_data(Data::Status {
+            mailbox,
+            items: Cow::Owned(items),
+        });
+        return Done::ok("STATUS completed");
+    };
+    // APPENDLIMIT (RFC 7889 §3.2), which imap-codec can't write: added to the encoded list.
+    if taken.only {
+        items.retain(|item| !matches!(item, StatusDataItem::Messages(_)));
+    }
+    let mut wire = encode_data(Data::Status {
         mailbox,
         items: Cow::Owned(items),
     });
+    let limit = session.settings.access.max_message_size;
+    if wire.ends_with(b")\r\n") {
+        let at = wire.len() - 3;
+        let item = if wire[..at].ends_with(b"(") {
+            format!("APPENDLIMIT {limit}")
+        } else {
+            format!(" APPENDLIMIT {limit}")
+        };
+        wire.splice(at..at, item.into_bytes());
+    }
+    session.conn.send(&wire);
     Done::ok("STATUS completed")
 }
 

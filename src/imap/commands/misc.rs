@@ -43,7 +43,13 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Quota,
         Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
-    for name in ["SPECIAL-USE", "CREATE-SPECIAL-USE", "ESEARCH"] {
+    let append_limit = format!("APPENDLIMIT={}", offer.append_limit);
+    for name in [
+        "SPECIAL-USE".to_string(),
+        "CREATE-SPECIAL-USE".to_string(),
+        "ESEARCH".to_string(),
+        append_limit,
+    ] {
         if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
             caps.push(Capability::from(atom));
         }

@@ -18,6 +18,8 @@ pub mod append;
 mod createuse;
 mod framing;
 mod searchreturn;
+mod statusappendlimit;
+pub use statusappendlimit::Taken as AppendLimitTaken;
 #[cfg(test)]
 mod tests;
 
@@ -160,6 +162,10 @@ pub struct InputGuard {
     create_use: Option<(Option<String>, Vec<String>)>,
     /// The RETURN options of the last SEARCH passed, with its tag (`searchreturn`).
     search_return: Option<(Option<String>, Vec<String>)>,
+    /// The current command is a STATUS (after login): APPENDLIMIT is taken out.
+    status: bool,
+    /// The last STATUS passed asked for APPENDLIMIT, with its tag (`statusappendlimit`).
+    status_appendlimit: Option<(Option<String>, statusappendlimit::Taken)>,
 }
 
 impl Default for InputGuard {
@@ -185,6 +191,16 @@ impl InputGuard {
             create: false,
             create_use: None,
             search_return: None,
+            status: false,
+            status_appendlimit: None,
+        }
+    }
+
+    /// Whether the STATUS tagged `tag` asked for APPENDLIMIT (taken out of its item list).
+    pub fn take_status_appendlimit(&mut self, tag: &str) -> Option<statusappendlimit::Taken> {
+        match self.status_appendlimit.take() {
+            Some((Some(own), taken)) if own == tag => Some(taken),
+            _ => None,
         }
     }
 
@@ -329,6 +345,7 @@ impl InputGuard {
             self.size = 0;
             self.passed = false;
             self.create = self.authenticated && !self.idle && createuse::is_create(&line);
+            self.status = self.authenticated && !self.idle && statusappendlimit::is_status(&line);
             self.command = if self.authenticated && !self.idle && framing::is_append(&line) {
                 Command::AppendHead
             } else {
@@ -370,6 +387,12 @@ impl InputGuard {
             if self.create {
                 if let Some((stripped, uses)) = createuse::split_use(&line) {
                     self.create_use = Some((self.tag.clone(), uses));
+                    return Some(Step::Pass(stripped));
+                }
+            }
+            if self.status {
+                if let Some((stripped, taken)) = statusappendlimit::split_appendlimit(&line) {
+                    self.status_appendlimit = Some((self.tag.clone(), taken));
                     return Some(Step::Pass(stripped));
                 }
             }
