@@ -48,15 +48,19 @@ impl ImapContext {
         Offer {
             starttls: !tls_active && self.tls.is_some() && rules.starttls,
             login: rules.login_allowed(tls_active),
+            append_limit: settings.access.max_message_size,
         }
     }
 }
 
-/// What a session offers before login: STARTTLS, and whether a password may be sent.
+/// What a session offers: STARTTLS and whether a password may be sent (before login), the
+/// APPEND limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
     pub starttls: bool,
     pub login: bool,
+    /// The largest APPEND accepted (`smtp.maxMessageSize`), for `APPENDLIMIT=` (RFC 7889).
+    pub append_limit: u64,
 }
 
 /// A session's slot in its account's count (freed when dropped).

@@ -4,11 +4,11 @@ use std::num::NonZeroU64;
 
 use imap_codec::imap_types::core::{Atom, Vec1};
 use imap_codec::imap_types::fetch::MessageDataItem;
-use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagPerm};
 use imap_codec::imap_types::response::Data;
 
 use super::response::nz;
-use super::selected::Selected;
+use super::selected::{FlagsChanged, Selected};
 use crate::store::FlagSet;
 
 /// The FLAGS of a FETCH response.
@@ -36,20 +36,67 @@ pub fn flag_items(flags: &FlagSet, recent: bool) -> Vec<FlagFetch<'static>> {
     items
 }
 
-/// `* seq FETCH (FLAGS (...) UID n [MODSEQ (m)])` for the message at `seq`.
+/// `* seq FETCH (FLAGS (...) UID n [MODSEQ (m)])` for the message at `seq` of the view as it
+/// is now.
 pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data<'static>> {
     let message = selected.messages.get(seq.checked_sub(1)? as usize)?;
+    changed_data(
+        &FlagsChanged {
+            seq,
+            uid: message.meta.uid,
+            flags: message.meta.flags.clone(),
+            recent: message.recent,
+            modseq: message.meta.modseq,
+        },
+        condstore,
+    )
+}
+
+/// The untagged FETCH of a flag change, as it was when the change was seen.
+pub fn changed_data(changed: &FlagsChanged, condstore: bool) -> Option<Data<'static>> {
     let mut items = vec![
-        MessageDataItem::Flags(flag_items(&message.meta.flags, message.recent)),
-        MessageDataItem::Uid(nz(message.meta.uid)),
+        MessageDataItem::Flags(flag_items(&changed.flags, changed.recent)),
+        MessageDataItem::Uid(nz(changed.uid)),
     ];
     if condstore {
-        if let Some(modseq) = NonZeroU64::new(message.meta.modseq) {
+        if let Some(modseq) = NonZeroU64::new(changed.modseq) {
             items.push(MessageDataItem::ModSeq(modseq));
         }
     }
     Some(Data::Fetch {
-        seq: nz(seq),
+        seq: nz(changed.seq),
         items: Vec1::try_from(items).ok()?,
     })
+}
+
+/// The FLAGS list of a selected folder: the system flags, then the keywords the session
+/// knows of (`Selected::keywords`).
+pub fn folder_flags(selected: &Selected) -> Vec<Flag<'static>> {
+    let mut flags = vec![
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Seen,
+        Flag::Draft,
+    ];
+    for keyword in &selected.keywords {
+        if let Ok(atom) = Atom::try_from(keyword.clone()) {
+            flags.push(Flag::Keyword(atom));
+        }
+    }
+    flags
+}
+
+/// PERMANENTFLAGS: the folder's flags and `\*` (any keyword may be made), nothing when
+/// read-only.
+pub fn permanent_flags(selected: &Selected) -> Vec<FlagPerm<'static>> {
+    if selected.read_only {
+        return Vec::new();
+    }
+    let mut permanent: Vec<FlagPerm<'static>> = folder_flags(selected)
+        .into_iter()
+        .map(FlagPerm::Flag)
+        .collect();
+    permanent.push(FlagPerm::Asterisk);
+    permanent
 }

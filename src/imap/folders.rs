@@ -38,6 +38,9 @@ pub struct FolderInfo {
     pub name: String,
     pub special_use: Option<SpecialUse>,
     pub has_children: bool,
+    /// Only a level of the hierarchy: no folder of its own, but folders below it (what DELETE
+    /// of a folder with subfolders leaves; LIST says `\Noselect`, RFC 3501 §6.3.4).
+    pub noselect: bool,
 }
 
 /// The folders of one mailbox root.
@@ -96,6 +99,15 @@ impl Folders {
                 names.insert(name.to_string());
             }
         }
+        // Levels above existing folders that have no folder of their own.
+        let mut levels = BTreeSet::new();
+        for name in &names {
+            for (at, _) in name.match_indices(DELIMITER) {
+                if !names.contains(&name[..at]) && !name[..at].eq_ignore_ascii_case("INBOX") {
+                    levels.insert(name[..at].to_string());
+                }
+            }
+        }
         let has_children = |name: &str| {
             let prefix = format!("{name}{DELIMITER}");
             names.iter().any(|n| n.starts_with(&prefix))
@@ -104,15 +116,23 @@ impl Folders {
             name: "INBOX".into(),
             special_use: None,
             has_children: has_children("INBOX"),
+            noselect: false,
         }];
-        for name in &names {
+        let all: BTreeSet<(&String, bool)> = names
+            .iter()
+            .map(|n| (n, false))
+            .chain(levels.iter().map(|n| (n, true)))
+            .collect();
+        for (name, noselect) in all {
             folders.push(FolderInfo {
                 name: name.clone(),
                 special_use: roles
                     .iter()
                     .find(|m| &m.name == name)
-                    .and_then(|m| m.special_use),
+                    .and_then(|m| m.special_use)
+                    .filter(|_| !noselect),
                 has_children: has_children(name),
+                noselect,
             });
         }
         Ok(folders)
@@ -154,19 +174,50 @@ impl Folders {
         Ok(())
     }
 
-    /// Deletes `name` with its messages. Folders with subfolders are refused (a Maildir++
-    /// folder can't stay as a mere hierarchy level).
+    /// [`Folders::create`] with a SPECIAL-USE role (CREATE-SPECIAL-USE, RFC 6154 §3): the
+    /// role is recorded before the folder is made, so it never exists without it.
+    pub fn create_with_role(&self, name: &str, role: SpecialUse) -> Result<(), FolderError> {
+        let name = name.strip_suffix(DELIMITER).unwrap_or(name);
+        if Self::canonical(name) == "INBOX" || self.dir(name).is_ok() {
+            return Err(FolderError::AlreadyExists);
+        }
+        folder_name_problem(name).map_err(FolderError::BadName)?;
+        crate::store::update_folder_roles(
+            &self.root,
+            |other| Some(other.to_string()),
+            Some(FolderMeta {
+                name: name.to_string(),
+                special_use: Some(role),
+            }),
+        )?;
+        self.create(name)
+    }
+
+    /// Deletes `name` with its messages. A folder with subfolders goes the same way: in
+    /// Maildir++ its subfolders are directories of their own (`.A.B` beside `.A`), so they
+    /// stay, and `name` remains as a level of the hierarchy, `\Noselect` (RFC 3501 §6.3.4).
+    /// Deleting such a level is refused while it has subfolders.
     pub fn delete(&self, name: &str) -> Result<(), FolderError> {
         // A storage move's last pass waits for this change (docs/storage.md).
         let _gate = crate::store::gate::enter()?;
         if Self::canonical(name) == "INBOX" {
             return Err(FolderError::InboxForbidden);
         }
-        let dir = self.dir(name)?;
-        let prefix = format!("{name}{DELIMITER}");
-        if self.list()?.iter().any(|f| f.name.starts_with(&prefix)) {
-            return Err(FolderError::HasChildren);
-        }
+        let dir = match self.dir(name) {
+            Ok(dir) => dir,
+            Err(FolderError::NotFound) => {
+                let level = self
+                    .list()?
+                    .into_iter()
+                    .any(|f| f.noselect && f.name == name);
+                return Err(if level {
+                    FolderError::HasChildren
+                } else {
+                    FolderError::NotFound
+                });
+            }
+            Err(err) => return Err(err),
+        };
         // Rename first so that the folder vanishes at once, then remove what it held.
         let doomed = self.root.join(format!(".deleting-{}", std::process::id()));
         fs::rename(&dir, &doomed)?;
@@ -174,6 +225,14 @@ impl Folders {
         fs::remove_dir_all(&doomed)?;
         // Its messages no longer count against the quota.
         crate::store::quota::invalidate(&self.root);
+        // Nor does its role stay for a folder made later under the name.
+        if self.roles().iter().any(|m| m.name == name) {
+            crate::store::update_folder_roles(
+                &self.root,
+                |other| (other != name).then(|| other.to_string()),
+                None,
+            )?;
+        }
         Ok(())
     }
 
@@ -197,6 +256,8 @@ impl Folders {
         let children: Vec<String> = self
             .list()?
             .into_iter()
+            // Levels without a folder of their own have no directory to move.
+            .filter(|f| !f.noselect)
             .filter_map(|f| f.name.strip_prefix(&prefix).map(str::to_string))
             .collect();
         fs::rename(&source, &target)?;
@@ -218,6 +279,22 @@ impl Folders {
             subscribed.insert(format!("{to}{below}"));
         }
         self.write_subscriptions(&subscribed)?;
+        // Roles move with their folders.
+        let moved = |old: &str| -> Option<String> {
+            if old == from || old.starts_with(&prefix) {
+                let below = old.strip_prefix(from).unwrap_or_default();
+                Some(format!("{to}{below}"))
+            } else {
+                Some(old.to_string())
+            }
+        };
+        if self
+            .roles()
+            .iter()
+            .any(|m| moved(&m.name).as_deref() != Some(&m.name))
+        {
+            crate::store::update_folder_roles(&self.root, moved, None)?;
+        }
         Ok(())
     }
 
@@ -226,9 +303,12 @@ impl Folders {
     pub fn subscriptions(&self) -> io::Result<BTreeSet<String>> {
         match fs::read_to_string(self.root.join(SUBSCRIPTIONS_FILE)) {
             Ok(text) => Ok(text.lines().map(str::to_string).collect()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Ok(self.list()?.into_iter().map(|f| f.name).collect())
-            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(self
+                .list()?
+                .into_iter()
+                .filter(|f| !f.noselect)
+                .map(|f| f.name)
+                .collect()),
             Err(err) => Err(err),
         }
     }
@@ -351,10 +431,33 @@ mod tests {
             ]
         );
         assert!(f.subscriptions().unwrap().contains("Old.Work.2024"));
+        // A folder with subfolders goes, and stays as a \Noselect level above them.
+        f.delete("Old.Work").unwrap();
+        let level = f.list().unwrap();
+        let level = level.iter().find(|i| i.name == "Old.Work").unwrap();
+        assert!(level.noselect && level.has_children);
+        assert!(matches!(f.dir("Old.Work"), Err(FolderError::NotFound)));
+        // Deleting the level itself is refused while it has subfolders.
         assert!(matches!(
             f.delete("Old.Work"),
             Err(FolderError::HasChildren)
         ));
+        // Renaming a tree with a level in it moves the folders below.
+        f.rename("Old", "Older").unwrap();
+        assert_eq!(
+            names(&f),
+            [
+                "INBOX",
+                "Older",
+                "Older.Work",
+                "Older.Work.2024",
+                "Older.Work.2024.Q1"
+            ]
+        );
+        f.rename("Older", "Old").unwrap();
+        // CREATE makes the level a folder again.
+        f.create("Old.Work").unwrap();
+        assert!(f.dir("Old.Work").is_ok());
         f.delete("Old.Work.2024.Q1").unwrap();
         assert!(matches!(
             f.delete("INBOX"),

@@ -27,8 +27,36 @@ pub enum Update {
     Expunge(u32),
     Exists(u32),
     Recent(u32),
-    /// Flags of the message at this sequence number changed.
-    Flags(u32),
+    /// The flags of a message changed. `seq` is its number where the update stands among the
+    /// others (the updates before it are sent first), and the state is the one it had when the
+    /// update was made: rendering it later from the view would take another message's number
+    /// once expunges before it have been applied.
+    Flags(FlagsChanged),
+    /// New keywords came into use: the FLAGS and PERMANENTFLAGS lists again (RFC 3501
+    /// §7.2.6), before any FETCH that carries them.
+    FlagList,
+}
+
+/// A message's flags as an untagged FETCH reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagsChanged {
+    pub seq: u32,
+    pub uid: u32,
+    pub flags: FlagSet,
+    pub recent: bool,
+    pub modseq: u64,
+}
+
+impl FlagsChanged {
+    fn of(seq: u32, message: &ViewMessage) -> FlagsChanged {
+        FlagsChanged {
+            seq,
+            uid: message.meta.uid,
+            flags: message.meta.flags.clone(),
+            recent: message.recent,
+            modseq: message.meta.modseq,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -40,6 +68,11 @@ pub struct Selected {
     pub uid_next: u32,
     pub highest_modseq: u64,
     pub messages: Vec<ViewMessage>,
+    /// The keywords the client was told of (FLAGS), in that order; only ever grows while the
+    /// folder is selected.
+    pub keywords: Vec<String>,
+    /// This session's own change brought new keywords: the next `apply` sends FLAGS.
+    flag_list_due: bool,
     stamp: Stamp,
 }
 
@@ -54,11 +87,16 @@ impl Selected {
             uid_next: 1,
             highest_modseq: 1,
             messages: Vec::new(),
+            keywords: Vec::new(),
+            flag_list_due: false,
             stamp: Stamp::default(),
         };
         let (fresh, recent) = Selected::read_index(&selected.folder, read_only)?;
         selected.uid_validity = fresh.uid_validity;
         selected.apply(fresh, recent, true);
+        selected
+            .keywords
+            .sort_unstable_by_key(|k| k.to_ascii_lowercase());
         Ok(selected)
     }
 
@@ -95,16 +133,26 @@ impl Selected {
         self.highest_modseq = fresh.highest_modseq;
         let mut by_uid: HashMap<u32, &IndexEntry> =
             fresh.messages.iter().map(|m| (m.uid, m)).collect();
+        // The flags of changed and new messages, for the keywords they may bring.
+        let mut touched: Vec<FlagSet> = Vec::new();
         // Flag changes and vanished messages.
         for (position, message) in self.messages.iter_mut().enumerate() {
             match by_uid.remove(&message.meta.uid) {
                 Some(entry) => {
                     message.path = entry.path.clone();
+                    if !entry.flags.keywords.is_empty()
+                        && entry.flags.keywords != message.meta.flags.keywords
+                    {
+                        touched.push(entry.flags.clone());
+                    }
                     if entry.modseq != message.meta.modseq || entry.flags != message.meta.flags {
                         message.meta.modseq = entry.modseq;
                         message.meta.flags = entry.flags.clone();
                         if !message.gone {
-                            updates.push(Update::Flags(position as u32 + 1));
+                            updates.push(Update::Flags(FlagsChanged::of(
+                                position as u32 + 1,
+                                message,
+                            )));
                         }
                     }
                 }
@@ -123,6 +171,9 @@ impl Selected {
         new.sort_by_key(|entry| entry.uid);
         if !new.is_empty() {
             for entry in new {
+                if !entry.flags.keywords.is_empty() {
+                    touched.push(entry.flags.clone());
+                }
                 self.messages.push(ViewMessage {
                     meta: meta_of(entry),
                     path: entry.path.clone(),
@@ -133,7 +184,30 @@ impl Selected {
             updates.push(Update::Exists(self.messages.len() as u32));
             updates.push(Update::Recent(self.recent_count()));
         }
+        let learned = self.learn_keywords(&touched);
+        if learned || std::mem::take(&mut self.flag_list_due) {
+            updates.insert(0, Update::FlagList);
+        }
         updates
+    }
+
+    /// Adds the keywords of `flags` that the client was not told of to `keywords`; true when
+    /// there were any (the client needs a new FLAGS list).
+    pub fn learn_keywords<'f>(&mut self, flags: impl IntoIterator<Item = &'f FlagSet>) -> bool {
+        let mut learned = false;
+        for set in flags {
+            for keyword in &set.keywords {
+                if !self
+                    .keywords
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(keyword))
+                {
+                    self.keywords.push(keyword.clone());
+                    learned = true;
+                }
+            }
+        }
+        learned
     }
 
     /// Removes messages marked gone, highest number first so that every announced number is
@@ -166,7 +240,11 @@ impl Selected {
     }
 
     /// Sets the view's copy of a message after this session changed it.
+    /// New keywords among them are announced by the next `apply`.
     pub fn record(&mut self, uid: u32, flags: FlagSet, modseq: u64) {
+        if self.learn_keywords([&flags]) {
+            self.flag_list_due = true;
+        }
         if let Some(seq) = self.seq_of(uid) {
             let message = &mut self.messages[seq as usize - 1];
             message.meta.flags = flags;
@@ -183,5 +261,119 @@ pub fn meta_of(entry: &IndexEntry) -> MessageMeta {
         flags: entry.flags.clone(),
         internal_date: entry.internal_date,
         size: entry.size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ensure_mailbox;
+
+    /// A folder with messages 1..=n, selected.
+    fn selected(name: &str, n: u32) -> (PathBuf, Selected) {
+        let dir = std::env::temp_dir().join(format!("icsmail-view-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ensure_mailbox(&dir, &[]).unwrap();
+        for i in 1..=n {
+            let file = format!("{}.M1P1Q{i}.h,S=2,W=3", 1000 + i);
+            std::fs::write(dir.join("new").join(file), b"x\n").unwrap();
+        }
+        let view = Selected::open("INBOX".into(), Folder::at(dir.clone()), false).unwrap();
+        (dir, view)
+    }
+
+    /// What a client makes of `updates`: its sequence → UID map, checking every FETCH names
+    /// the UID that its number has at that moment.
+    fn client_replays(mut uids: Vec<u32>, updates: &[Update]) -> Vec<u32> {
+        for update in updates {
+            match update {
+                Update::Expunge(seq) => {
+                    uids.remove(*seq as usize - 1);
+                }
+                Update::Flags(changed) => {
+                    assert_eq!(uids[changed.seq as usize - 1], changed.uid, "{updates:?}");
+                }
+                Update::Exists(_) | Update::Recent(_) | Update::FlagList => {}
+            }
+        }
+        uids
+    }
+
+    /// Issue 17, defect 1: session A expunges UIDs 2 and 6 and flags 5 and 7; the other
+    /// session's updates must use the numbering in force when each is sent, and carry both
+    /// flag changes.
+    #[test]
+    fn updates_use_the_numbering_in_force_when_sent() {
+        let (dir, mut view) = selected("numbering", 8);
+        let mut fresh = view.folder.sync().unwrap();
+        fresh.messages.retain(|m| m.uid != 2 && m.uid != 6);
+        for entry in fresh.messages.iter_mut() {
+            if entry.uid == 5 || entry.uid == 7 {
+                entry.flags.flagged = true;
+                entry.modseq += 100;
+            }
+        }
+        let updates = view.apply(fresh, Recent::NONE, true);
+        let flagged: Vec<u32> = updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Flags(c) if c.flags.flagged => Some(c.uid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(flagged, [5, 7], "{updates:?}");
+        let after = client_replays((1..=8).collect(), &updates);
+        assert_eq!(after, [1, 3, 4, 5, 7, 8]);
+        let view_uids: Vec<u32> = view.messages.iter().map(|m| m.meta.uid).collect();
+        assert_eq!(after, view_uids);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Expunges held back (during FETCH, STORE, SEARCH) keep the numbers; flag changes then
+    /// still name the right UIDs, and the expunges come later.
+    #[test]
+    fn held_back_expunges_keep_numbers_right() {
+        let (dir, mut view) = selected("held", 5);
+        let mut fresh = view.folder.sync().unwrap();
+        fresh.messages.retain(|m| m.uid != 1);
+        fresh.messages.iter_mut().for_each(|e| {
+            e.flags.seen = true;
+            e.modseq += 10;
+        });
+        let first = view.apply(fresh.clone(), Recent::NONE, false);
+        assert!(!first.iter().any(|u| matches!(u, Update::Expunge(_))));
+        let uids = client_replays((1..=5).collect(), &first);
+        let later = view.announce_expunges();
+        assert_eq!(later, [Update::Expunge(1)]);
+        assert_eq!(client_replays(uids, &later), [2, 3, 4, 5]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17, defect 7: new keywords (another session's or ours) bring a FLAGS update
+    /// before the FETCH responses that carry them.
+    #[test]
+    fn new_keywords_announce_the_flag_list_first() {
+        let (dir, mut view) = selected("keywords", 3);
+        let mut fresh = view.folder.sync().unwrap();
+        fresh.messages[1].flags.keywords.insert("$hello".into());
+        fresh.messages[1].modseq += 5;
+        let updates = view.apply(fresh.clone(), Recent::NONE, true);
+        assert_eq!(updates.first(), Some(&Update::FlagList), "{updates:?}");
+        assert_eq!(view.keywords, ["$hello"]);
+        // Known already: no new list.
+        fresh.messages[2].flags.keywords.insert("$HELLO".into());
+        fresh.messages[2].modseq += 5;
+        let updates = view.apply(fresh.clone(), Recent::NONE, true);
+        assert!(!updates.contains(&Update::FlagList), "{updates:?}");
+        // This session's own STORE: recorded first, announced by the apply that follows.
+        let mut flags = fresh.messages[0].flags.clone();
+        flags.keywords.insert("$world".into());
+        view.record(1, flags.clone(), 99);
+        fresh.messages[0].flags = flags;
+        fresh.messages[0].modseq = 99;
+        let updates = view.apply(fresh, Recent::NONE, true);
+        assert_eq!(updates, [Update::FlagList]);
+        assert_eq!(view.keywords, ["$hello", "$world"]);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -67,6 +67,9 @@ pub async fn run_session(
             guard: InputGuard::new(),
             input: InputBuffer::default(),
             appending: None,
+            create_use: None,
+            search_return: None,
+            status_appendlimit: None,
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -168,6 +171,12 @@ impl Session<'_> {
     async fn command(&mut self, command: Command<'static>) -> std::io::Result<()> {
         let tag = command.tag.clone();
         let name = command.body.name();
+        self.create_use = self.guard.take_create_use(tag.inner());
+        self.status_appendlimit = self.guard.take_status_appendlimit(tag.inner());
+        self.search_return = self
+            .guard
+            .take_search_return(tag.inner())
+            .map(|options| (tag.inner().to_string(), options));
         let done = super::commands::dispatch(self, command.body).await?;
         if done.kind == Kind::Bad {
             info!(command = name, "BAD: {}", done.text);

@@ -39,7 +39,7 @@ pub const IDLE_SAFETY_POLL: Duration = Duration::from_secs(60);
 pub(super) enum Phase {
     NotAuthenticated,
     Authenticated,
-    Selected(Selected),
+    Selected(Box<Selected>),
     Logout,
 }
 
@@ -113,6 +113,13 @@ pub(super) struct Session<'a> {
     pub input: InputBuffer,
     /// The APPEND whose message is arriving.
     pub appending: Option<Appending>,
+    /// The SPECIAL-USE attributes of the CREATE being run (CREATE-SPECIAL-USE; the guard
+    /// takes them off the command).
+    pub create_use: Option<Vec<String>>,
+    /// The tag and RETURN options of the SEARCH being run (ESEARCH; the guard takes them off).
+    pub search_return: Option<(String, Vec<String>)>,
+    /// The STATUS being run asked for APPENDLIMIT (the guard takes it out).
+    pub status_appendlimit: Option<super::guard::AppendLimitTaken>,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {
@@ -242,7 +249,7 @@ impl Session<'_> {
 
     pub fn selected(&mut self) -> Option<&mut Selected> {
         match &mut self.phase {
-            Phase::Selected(selected) => Some(selected),
+            Phase::Selected(selected) => Some(&mut **selected),
             _ => None,
         }
     }

@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::atomic::write_atomically;
 use super::indexfile::create_empty;
 use super::names::folder_dir_name;
+use super::quota::mailbox_root;
 use super::uidvalidity::{self, UIDVALIDITY_FILE};
 use crate::config::model::{DefaultFolder, SpecialUse};
 /// Mailbox-root file listing the folders created with the mailbox and their SPECIAL-USE roles.
@@ -54,6 +54,46 @@ pub fn ensure_mailbox(root: &Path, folders: &[DefaultFolder]) -> io::Result<()> 
     Ok(())
 }
 
+/// The folder file of the mailbox at `root` (empty when there is none).
+fn read_meta(root: &Path) -> io::Result<Vec<FolderMeta>> {
+    let path = root.join(FOLDERS_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {err}", path.display()),
+            )
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Changes the SPECIAL-USE roles of the folder file: every entry is given to `rename` (name,
+/// role), which returns the new name, or None to drop it; `add` is added after (CREATE with
+/// USE, RFC 6154). Durable.
+pub fn update_folder_roles(
+    root: &Path,
+    rename: impl Fn(&str) -> Option<String>,
+    add: Option<FolderMeta>,
+) -> io::Result<()> {
+    let mut meta: Vec<FolderMeta> = read_meta(root)?
+        .into_iter()
+        .filter_map(|m| {
+            rename(&m.name).map(|name| FolderMeta {
+                name,
+                special_use: m.special_use,
+            })
+        })
+        .collect();
+    if let Some(added) = add {
+        meta.retain(|m| m.name != added.name);
+        meta.push(added);
+    }
+    let json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
+    write_atomically(root, FOLDERS_FILE, &json)
+}
+
 /// Files left in `tmp/` longer than this are from deliveries that died (Maildir's rule).
 pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
 
@@ -77,14 +117,13 @@ fn ensure_folder(dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir.join(sub))?;
     }
     if !dir.join(UIDVALIDITY_FILE).exists() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
-        uidvalidity::write(dir, now)?;
+        // Larger than any the account handed out before (a folder deleted and made again
+        // never gets its old one back).
+        let validity = uidvalidity::allocate(&mailbox_root(dir))?;
+        uidvalidity::write(dir, u64::from(validity))?;
         // An empty index from the start: a folder whose index is missing later has lost it,
         // and gets a new UIDVALIDITY instead of reused UIDs (see `index`).
-        create_empty(dir, u32::try_from(now).unwrap_or(u32::MAX).max(1))?;
+        create_empty(dir, validity)?;
     }
     Ok(())
 }

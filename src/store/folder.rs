@@ -242,9 +242,22 @@ impl Folder {
         let mut placed = Vec::with_capacity(messages.len());
         let mut bytes = 0u64;
         for message in messages {
-            let base = store.link_into(&message.path, &target.dir, message.size)?;
+            let base = match store.link_into(&message.path, &target.dir, message.size) {
+                Ok(base) => base,
+                // Expunged meanwhile (by another session or process): nothing to copy; it
+                // is left out of the UID pairs (RFC 4315 COPYUID names what was copied).
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
             bytes = bytes.saturating_add(quota::message_bytes(&message.path));
             placed.push((message.uid, base, &message.flags));
+        }
+        if placed.is_empty() {
+            let index = target.sync()?;
+            return Ok(Copied {
+                uid_validity: index.uid_validity,
+                pairs: Vec::new(),
+            });
         }
         store.sync_dir(&target.dir.join("new"))?;
         quota::note(&quota::mailbox_root(&target.dir), bytes, placed.len(), true);
@@ -255,13 +268,17 @@ impl Folder {
                 .map(|(i, (_, base, _))| (base.as_str(), i))
                 .collect();
             let mut target_uids: Vec<Option<u32>> = vec![None; placed.len()];
+            // The copies' flags come with a new modseq: another session's sync may have
+            // indexed them already (without flags), and a change of flags under an unchanged
+            // MODSEQ would go unseen by CONDSTORE clients.
+            let modseq = index.bump_modseq();
             for entry in index.messages.iter_mut() {
                 if let Some(&i) = by_base.get(entry.base.as_str()) {
                     entry.flags = placed[i].2.clone();
+                    entry.modseq = modseq;
                     target_uids[i] = Some(entry.uid);
                 }
             }
-            index.bump_modseq();
             let pairs = placed
                 .iter()
                 .zip(target_uids)
@@ -286,7 +303,8 @@ impl Folder {
         // A storage move's last pass waits for the files and the index together.
         let _gate = gate::enter()?;
         let copied = self.copy_to(store, target, messages)?;
-        let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        // Only what was copied is removed (a message expunged meanwhile was not).
+        let uids: Vec<u32> = copied.pairs.iter().map(|(source, _)| *source).collect();
         self.remove(uid_validity, &uids)?;
         Ok(copied)
     }
@@ -561,6 +579,9 @@ mod tests {
         assert_eq!(copied.pairs, [(2, 2), (3, 3)]);
         let copy = &target_index.messages[1];
         assert_eq!(copy.flags, flags(true, false, &["$Label1"]));
+        // The flags came with the newest modseq (a sync between the link and the index
+        // update has indexed the copy without flags, and must not keep its modseq).
+        assert_eq!(copy.modseq, target_index.highest_modseq);
         assert_eq!(copy.internal_date, 1_000_000_000);
         assert_eq!(copy.size, index.messages[1].size);
         assert_eq!(fs::read(&copy.path).unwrap(), b"message 2\n");

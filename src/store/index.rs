@@ -23,6 +23,7 @@ use super::indexcache;
 use super::indexfile::{
     empty, read_index, write_index, FolderIndex, IndexEntry, Stamp, INDEX_FILE,
 };
+use super::modseqfloor;
 use super::uidvalidity;
 
 const LOCK_FILE: &str = "ics-index.lock";
@@ -66,6 +67,12 @@ pub(super) fn update<R>(
         reconcile(dir, &mut index)?;
     }
     let result = change(&mut index)?;
+    if index.highest_modseq > index.modseq_ceiling {
+        // Reserve the next batch durably before any of it is written in the index.
+        let ceiling = index.highest_modseq.saturating_add(modseqfloor::BATCH);
+        modseqfloor::write(dir, ceiling)?;
+        index.modseq_ceiling = ceiling;
+    }
     let after = fingerprint(&index);
     if after != before || index.write_id == 0 {
         index.write_id = rand::random::<u64>().max(1);
@@ -83,17 +90,47 @@ pub(super) fn update<R>(
     Ok((index, result))
 }
 
-/// The index as stored, or a fresh start when it is lost or damaged.
+/// The index as stored, or a fresh start when it is lost or damaged; carried past the
+/// mod-sequence ceiling when the machine restarted since it was reserved.
 fn read_or_recover(dir: &Path) -> io::Result<FolderIndex> {
     let uid_validity = uidvalidity::read(dir)?;
     match read_index(dir, uid_validity) {
-        Ok(Some(index)) => Ok(index),
+        Ok(Some(mut index)) => {
+            if let Some(floor) = modseqfloor::read(dir)? {
+                index.modseq_ceiling = floor.ceiling;
+                if floor.boot != modseqfloor::current_boot() && index.highest_modseq < floor.ceiling
+                {
+                    carry_past_crash(dir, &mut index, floor.ceiling);
+                }
+            }
+            Ok(index)
+        }
         Ok(None) => recover(dir, uid_validity, "is missing"),
         Err(err) if err.kind() == io::ErrorKind::InvalidData => {
             recover(dir, uid_validity, &err.to_string())
         }
         Err(err) => Err(err),
     }
+}
+
+/// The machine restarted since the ceiling was reserved, and the index is below it: unsynced
+/// index writes of the previous boot (flag changes, with mod-sequences up to the ceiling) may
+/// be lost, and which messages they touched is unknown. Every message takes a mod-sequence
+/// above the ceiling, so a CONDSTORE/QRESYNC client's `CHANGEDSINCE` sees them all again and
+/// learns their flags as they are now, instead of keeping the lost ones and missing changes.
+fn carry_past_crash(dir: &Path, index: &mut FolderIndex, ceiling: u64) {
+    let modseq = ceiling.saturating_add(1);
+    for message in &mut index.messages {
+        message.modseq = modseq;
+    }
+    index.highest_modseq = modseq;
+    // Written back even if nothing else changes (a write id of 0 forces the write).
+    index.write_id = 0;
+    tracing::warn!(
+        folder = %dir.display(),
+        "the machine restarted since mod-sequences up to {ceiling} were reserved: \
+         every message now has MODSEQ {modseq}, so clients resynchronise their flags"
+    );
 }
 
 /// Cheap change detection: anything that changes the file changes one of these.
@@ -186,12 +223,8 @@ fn lock(dir: &Path) -> io::Result<Locked> {
 /// under a new, larger UIDVALIDITY (RFC 3501 §2.3.1.1) and clients resynchronise. A damaged
 /// file is kept beside it for the administrator.
 fn recover(dir: &Path, old_validity: u32, why: &str) -> io::Result<FolderIndex> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let validity = u32::try_from(now)
-        .unwrap_or(u32::MAX)
+    // Larger than every UIDVALIDITY of the account so far, so also than the old one.
+    let validity = uidvalidity::allocate(&super::quota::mailbox_root(dir))?
         .max(old_validity.saturating_add(1));
     tracing::error!(
         folder = %dir.display(),
@@ -370,6 +403,76 @@ mod tests {
         }
         let index = sync(&dir).unwrap();
         assert_eq!(uids(&index), (1..=80).collect::<Vec<_>>());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn bump_flags(dir: &Path, uid: u32) -> u64 {
+        let (_, modseq) = update(dir, |index| {
+            let modseq = index.bump_modseq();
+            let position = index.position(uid).unwrap();
+            index.messages[position].flags.flagged ^= true;
+            index.messages[position].modseq = modseq;
+            Ok(modseq)
+        })
+        .unwrap();
+        modseq
+    }
+
+    #[test]
+    fn modseqs_stay_below_a_durable_ceiling_reserved_in_batches() {
+        let dir = folder("ceiling");
+        deliver(&dir, 100, 1);
+        sync(&dir).unwrap();
+        let mut ceilings = std::collections::BTreeSet::new();
+        for _ in 0..(2 * modseqfloor::BATCH + 10) {
+            let modseq = bump_flags(&dir, 1);
+            let floor = modseqfloor::read(&dir).unwrap().unwrap();
+            assert!(modseq <= floor.ceiling, "{modseq} above {floor:?}");
+            assert_eq!(floor.boot, modseqfloor::current_boot());
+            ceilings.insert(floor.ceiling);
+        }
+        // One durable write per batch, not per change.
+        assert_eq!(ceilings.len(), 3, "{ceilings:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17, defect 2: what a power loss leaves (the index as before its unsynced flag
+    /// writes, the ceiling reserved in the previous boot) must not make MODSEQs go back.
+    #[test]
+    fn a_lost_index_write_after_a_restart_never_lowers_modseqs() {
+        let dir = folder("rollback");
+        for n in 1..=3 {
+            deliver(&dir, 100 + u64::from(n), n);
+        }
+        sync(&dir).unwrap();
+        let synced = fs::read(dir.join(INDEX_FILE)).unwrap();
+        let handed_out = (0..5).map(|i| bump_flags(&dir, 1 + i % 3)).max().unwrap();
+        // The same boot: a process crash loses nothing, the index is as written.
+        let index = sync(&dir).unwrap();
+        assert_eq!(index.highest_modseq, handed_out);
+        // The machine restarts: the unsynced writes are gone, the ceiling is not.
+        fs::write(dir.join(INDEX_FILE), &synced).unwrap();
+        let floor = modseqfloor::read(&dir).unwrap().unwrap();
+        fs::write(
+            dir.join(modseqfloor::MODSEQ_FILE),
+            format!("{} previous-boot\n", floor.ceiling),
+        )
+        .unwrap();
+        let index = sync(&dir).unwrap();
+        assert!(
+            index.highest_modseq > handed_out,
+            "{}",
+            index.highest_modseq
+        );
+        assert!(index.messages.iter().all(|m| m.modseq > handed_out));
+        assert!(index.messages.iter().all(|m| !m.flags.flagged));
+        // Once: the next read keeps those numbers, and the next change goes above them.
+        let again = sync(&dir).unwrap();
+        assert_eq!(again.highest_modseq, index.highest_modseq);
+        assert!(bump_flags(&dir, 2) > index.highest_modseq);
+        let floor = modseqfloor::read(&dir).unwrap().unwrap();
+        assert_eq!(floor.boot, modseqfloor::current_boot());
+        assert!(floor.ceiling > index.highest_modseq);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -42,6 +42,9 @@ pub struct FolderIndex {
     /// Random, new with every write: tells this process's memory of the index (indexcache)
     /// whether the file is still the one it remembers.
     pub write_id: u64,
+    /// The durable mod-sequence ceiling (`modseqfloor`) as last read or reserved; 0 when the
+    /// folder has none yet.
+    pub(super) modseq_ceiling: u64,
     /// The folder's stamp as of this read: the directories as stat'd before they were listed,
     /// the index file as left by this update (all under the lock), so a holder of this index
     /// needn't re-read it until the stamp changes.
@@ -121,6 +124,7 @@ pub(super) fn empty(uid_validity: u32) -> FolderIndex {
         first_recent: 1,
         messages: Vec::new(),
         write_id: 0,
+        modseq_ceiling: 0,
         stamp: Stamp::default(),
     }
 }
@@ -167,6 +171,7 @@ pub(super) fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<Fol
         first_recent: as_u32(first_recent, 1)?,
         messages: Vec::new(),
         write_id,
+        modseq_ceiling: 0,
         stamp: Stamp::default(),
     };
     for (number, line) in lines.enumerate() {

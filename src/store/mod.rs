@@ -20,13 +20,14 @@ mod incoming;
 mod index;
 mod indexcache;
 mod indexfile;
+mod modseqfloor;
 mod names;
 pub mod quota;
 pub mod relocate;
 pub mod root;
 mod uidvalidity;
 
-pub use create::{ensure_mailbox, FolderMeta, FOLDERS_FILE};
+pub use create::{ensure_mailbox, update_folder_roles, FolderMeta, FOLDERS_FILE};
 pub use deliver::{mailbox_dir, to_maildir_form, MailStore};
 pub use dirsync::DirSyncer;
 pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};

@@ -17,7 +17,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
 use super::super::flagdata::flag_items;
-use super::super::response::{encode_data, nz};
+use super::super::response::{encode_data, nz, other};
 use super::super::selected::ViewMessage;
 use super::super::sequence::resolve;
 use super::super::state::{Done, Session};
@@ -104,8 +104,15 @@ pub async fn fetch(
         mark_seen(session, &positions).await?;
     }
     let missing = send_fetched(session, &positions, Arc::new(plan), condstore).await?;
+    // A message whose file another session expunged meanwhile gets no response; the rest is
+    // served and the FETCH succeeds (RFC 2180 §4.1.3, RFC 9051 §7.5.1 let a server omit
+    // it). Its EXPUNGE comes when one may be sent (after this FETCH for UID FETCH, else at
+    // the next command that allows it); EXPUNGEISSUED (RFC 5530) tells the client why.
     Ok(if missing {
-        Done::no("Some messages were expunged meanwhile and could not be fetched")
+        Done::ok_code(
+            other("EXPUNGEISSUED"),
+            "FETCH completed; some messages were expunged meanwhile",
+        )
     } else {
         Done::ok("FETCH completed")
     })

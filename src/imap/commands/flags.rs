@@ -83,6 +83,7 @@ pub async fn store(
         .map(|&i| selected.messages[i].meta.uid)
         .collect();
     let folder = selected.folder.clone();
+    let uids_named = uids.clone();
     let change = match request.kind {
         StoreType::Add => FlagChange::Add(change),
         StoreType::Remove => FlagChange::Remove(change),
@@ -108,12 +109,26 @@ pub async fn store(
         return Ok(Done::bad("Select a folder first"));
     };
     let mut replies = Vec::new();
-    for uid in changed.iter().map(|update| update.uid) {
-        // .SILENT still reports MODSEQ changes under CONDSTORE (RFC 7162 §3.2).
-        if !request.silent || unchanged_since.is_some() {
-            if let Some(seq) = selected.seq_of(uid) {
+    // Without .SILENT every message named gets its flags back, changed or not (RFC 3501
+    // §6.4.6), so the client's copy is right even where another session's change made ours
+    // a no-op. .SILENT still reports what changed under CONDSTORE (RFC 7162 §3.2).
+    let answered: Vec<u32> = if !request.silent {
+        uids_named
+    } else if unchanged_since.is_some() {
+        changed.iter().map(|update| update.uid).collect()
+    } else {
+        Vec::new()
+    };
+    for uid in answered {
+        if refused.contains(&uid) {
+            continue;
+        }
+        match selected.seq_of(uid) {
+            // Expunged by another session: nothing was stored, its EXPUNGE is on its way.
+            Some(seq) if !selected.messages[seq as usize - 1].gone => {
                 replies.extend(flags_data(selected, seq, condstore));
             }
+            _ => {}
         }
     }
     super::idle::send_updates(session, others);

@@ -2,12 +2,12 @@
 //! IDLE (RFC 2177): the folder is watched until DONE, changes sent as they happen.
 
 use imap_codec::imap_types::core::Tag;
-use imap_codec::imap_types::response::{CommandContinuationRequest, Data};
+use imap_codec::imap_types::response::{Code, CommandContinuationRequest, Data};
 use imap_next::server::Event;
 use imap_next::{Interrupt, Io, State as _};
 
 use super::super::buffer::Supplied;
-use super::super::flagdata::flags_data;
+use super::super::flagdata::{changed_data, folder_flags, permanent_flags};
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
 use super::super::state::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
@@ -48,15 +48,23 @@ pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
             Update::Expunge(seq) => Data::Expunge(nz(seq)),
             Update::Exists(count) => Data::Exists(count),
             Update::Recent(count) => Data::Recent(count),
-            Update::Flags(seq) => {
-                let condstore = session.condstore;
+            Update::Flags(changed) => match changed_data(&changed, session.condstore) {
+                Some(data) => data,
+                None => continue,
+            },
+            Update::FlagList => {
                 let Some(selected) = session.selected() else {
                     continue;
                 };
-                match flags_data(selected, seq, condstore) {
-                    Some(data) => data,
-                    None => continue,
-                }
+                let (flags, permanent) = (folder_flags(selected), permanent_flags(selected));
+                session.send_data(Data::Flags(flags));
+                session.send_status(status(
+                    Kind::Ok,
+                    None,
+                    Some(Code::PermanentFlags(permanent)),
+                    "Flags permitted",
+                ));
+                continue;
             }
         };
         session.send_data(data);

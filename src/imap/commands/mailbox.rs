@@ -1,21 +1,24 @@
 //! SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::QuotedChar;
-use imap_codec::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
+use imap_codec::imap_types::flag::FlagNameAttribute;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::super::error::server_error;
+use super::super::flagdata::{folder_flags, permanent_flags};
 use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
-use super::super::response::{nz, other};
+use super::super::response::{encode_data, nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
 use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
+use crate::config::model::SpecialUse;
 use crate::store::{CopySource, Folder, MailStore};
 
 /// The account's folders (only called once logged in).
@@ -40,9 +43,10 @@ fn folder_error(err: FolderError) -> Done {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
         FolderError::InboxForbidden => Done::no_code(other("CANNOT"), "INBOX cannot be deleted"),
-        FolderError::HasChildren => {
-            Done::no_code(other("INUSE"), "Folder has subfolders; delete them first")
-        }
+        FolderError::HasChildren => Done::no_code(
+            other("INUSE"),
+            "Only a level of the hierarchy (\\Noselect) with subfolders; delete them first",
+        ),
         FolderError::Io(err) => server_error("folder operation", err),
     }
 }
@@ -54,16 +58,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| FolderError::Io(std::io::Error::other(err)))?
-}
-
-pub fn flag_list() -> Vec<Flag<'static>> {
-    vec![
-        Flag::Answered,
-        Flag::Flagged,
-        Flag::Deleted,
-        Flag::Seen,
-        Flag::Draft,
-    ]
 }
 
 pub async fn select(
@@ -93,8 +87,8 @@ pub async fn select(
         Ok(selected) => selected,
         Err(err) => return Ok(folder_error(err)),
     };
-    announce_selected(session, &selected, read_only);
-    session.phase = Phase::Selected(selected);
+    announce_selected(session, &selected);
+    session.phase = Phase::Selected(Box::new(selected));
     Ok(if read_only {
         Done::ok_code(Code::ReadOnly, "EXAMINE completed")
     } else {
@@ -102,28 +96,9 @@ pub async fn select(
     })
 }
 
-/// The flags a folder's messages may carry: the system flags and the keywords in use.
-fn folder_flags(selected: &Selected) -> Vec<Flag<'static>> {
-    let mut keywords: Vec<String> = selected
-        .messages
-        .iter()
-        .flat_map(|m| m.meta.flags.keywords.iter().cloned())
-        .collect();
-    keywords.sort_unstable_by_key(|k| k.to_ascii_lowercase());
-    keywords.dedup_by_key(|k| k.to_ascii_lowercase());
-    let mut flags = flag_list();
-    for keyword in &keywords {
-        if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(keyword.clone()) {
-            flags.push(Flag::Keyword(atom));
-        }
-    }
-    flags
-}
-
 /// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1).
-fn announce_selected(session: &mut Session<'_>, selected: &Selected, read_only: bool) {
-    let flags = folder_flags(selected);
-    session.send_data(Data::Flags(flags.clone()));
+fn announce_selected(session: &mut Session<'_>, selected: &Selected) {
+    session.send_data(Data::Flags(folder_flags(selected)));
     session.send_data(Data::Exists(selected.messages.len() as u32));
     session.send_data(Data::Recent(selected.recent_count()));
     let untagged_ok = |session: &mut Session<'_>, code: Code<'static>, text: &str| {
@@ -141,12 +116,11 @@ fn announce_selected(session: &mut Session<'_>, selected: &Selected, read_only: 
             "First unseen",
         );
     }
-    let mut permanent: Vec<FlagPerm<'static>> = flags.into_iter().map(FlagPerm::Flag).collect();
-    permanent.push(FlagPerm::Asterisk);
-    if read_only {
-        permanent.clear();
-    }
-    untagged_ok(session, Code::PermanentFlags(permanent), "Flags permitted");
+    untagged_ok(
+        session,
+        Code::PermanentFlags(permanent_flags(selected)),
+        "Flags permitted",
+    );
     untagged_ok(
         session,
         Code::UidValidity(nz(selected.uid_validity)),
@@ -167,9 +141,46 @@ pub async fn create(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Don
         Ok(target) => target,
         Err(done) => return done,
     };
-    match blocking(move || folders.create(&name)).await {
+    let role = match session.create_use.take().map(|uses| special_use(&uses)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(role))) => Some(role),
+        Some(Err(done)) => return done,
+    };
+    let made = blocking(move || match role {
+        Some(role) => folders.create_with_role(&name, role),
+        None => folders.create(&name),
+    })
+    .await;
+    match made {
         Ok(()) => Done::ok("CREATE completed"),
         Err(err) => folder_error(err),
+    }
+}
+
+/// The role a CREATE's `(USE (...))` asks for (RFC 6154 §3): one of the attributes of
+/// `config::SpecialUse`, or none for an empty list; more than one, or another attribute, is
+/// `NO [USEATTR]`.
+fn special_use(uses: &[String]) -> Result<Option<SpecialUse>, Done> {
+    const ROLES: [SpecialUse; 7] = [
+        SpecialUse::All,
+        SpecialUse::Archive,
+        SpecialUse::Drafts,
+        SpecialUse::Flagged,
+        SpecialUse::Junk,
+        SpecialUse::Sent,
+        SpecialUse::Trash,
+    ];
+    let refuse = |text: &str| Err(Done::no_code(other("USEATTR"), text.to_string()));
+    match uses {
+        [] => Ok(None),
+        [one] => match ROLES
+            .iter()
+            .find(|role| role.attribute().eq_ignore_ascii_case(one))
+        {
+            Some(role) => Ok(Some(*role)),
+            None => refuse("Not a special-use attribute this server supports"),
+        },
+        _ => refuse("One special-use attribute per folder"),
     }
 }
 
@@ -279,34 +290,59 @@ pub async fn list(
         Ok(found) => found,
         Err(err) => return folder_error(err),
     };
+    if subscribed_only {
+        for (name, noselect) in lsub_names(&full, &subscribed) {
+            let items = if noselect {
+                vec![FlagNameAttribute::Noselect]
+            } else {
+                Vec::new()
+            };
+            session.send_data(Data::Lsub {
+                items,
+                delimiter,
+                mailbox: wire_mailbox(&name),
+            });
+        }
+        return Done::ok(format!("{verb} completed"));
+    }
     for folder in all {
         if !pattern_matches(&full, &folder.name) {
             continue;
         }
-        if subscribed_only && !subscribed.contains(&folder.name) {
-            continue;
-        }
-        let items = if subscribed_only {
-            Vec::new()
-        } else {
-            list_attributes(&folder, subscribed.contains(&folder.name))
-        };
-        let mailbox = wire_mailbox(&folder.name);
-        session.send_data(if subscribed_only {
-            Data::Lsub {
-                items,
-                delimiter,
-                mailbox,
-            }
-        } else {
-            Data::List {
-                items,
-                delimiter,
-                mailbox,
-            }
+        let items = list_attributes(&folder, subscribed.contains(&folder.name));
+        session.send_data(Data::List {
+            items,
+            delimiter,
+            mailbox: wire_mailbox(&folder.name),
         });
     }
     Done::ok(format!("{verb} completed"))
+}
+
+/// What LSUB answers for `pattern`: the subscribed names it matches, and (RFC 3501 §6.3.9)
+/// the unsubscribed parent of a subscribed name that the pattern matches while the name
+/// itself doesn't (`p.%` and a subscribed `p.a.b` give `p.a`), marked \Noselect (true). INBOX
+/// first, then by name.
+fn lsub_names(pattern: &str, subscribed: &BTreeSet<String>) -> Vec<(String, bool)> {
+    let mut names: BTreeMap<&str, bool> = BTreeMap::new();
+    for name in subscribed {
+        if pattern_matches(pattern, name) {
+            names.insert(name, false);
+            continue;
+        }
+        let parents = name.match_indices(DELIMITER).map(|(at, _)| &name[..at]);
+        for parent in parents {
+            if !subscribed.contains(parent) && pattern_matches(pattern, parent) {
+                names.entry(parent).or_insert(true);
+            }
+        }
+    }
+    let mut listed: Vec<(String, bool)> = names
+        .into_iter()
+        .map(|(name, noselect)| (name.to_string(), noselect))
+        .collect();
+    listed.sort_by_key(|(name, _)| name != "INBOX");
+    listed
 }
 
 /// LIST's attributes of `folder`: children (RFC 3348), SPECIAL-USE role (RFC 6154),
@@ -318,6 +354,9 @@ fn list_attributes(folder: &FolderInfo, subscribed: bool) -> Vec<FlagNameAttribu
             .map(FlagNameAttribute::from)
     };
     let mut items = Vec::new();
+    if folder.noselect {
+        items.push(FlagNameAttribute::Noselect);
+    }
     items.extend(attribute(if folder.has_children {
         "HasChildren"
     } else {
@@ -359,16 +398,82 @@ pub async fn status(
             StatusDataItemName::Deleted => StatusDataItem::Deleted(
                 index.messages.iter().filter(|m| m.flags.deleted).count() as u32,
             ),
+            // RFC 9208 §4.4: what EXPUNGE would free, in the STORAGE resource's units of 1024
+            // octets (RFC822.SIZE, rounded up).
+            StatusDataItemName::DeletedStorage => StatusDataItem::DeletedStorage(
+                index
+                    .messages
+                    .iter()
+                    .filter(|m| m.flags.deleted)
+                    .map(|m| m.size)
+                    .fold(0u64, u64::saturating_add)
+                    .div_ceil(1024),
+            ),
+            // STATUS=SIZE (RFC 8438): the messages' RFC822.SIZE summed, from the index.
+            StatusDataItemName::Size => StatusDataItem::Size(
+                index
+                    .messages
+                    .iter()
+                    .map(|m| m.size)
+                    .fold(0u64, u64::saturating_add),
+            ),
             StatusDataItemName::HighestModSeq => {
                 session.condstore = true;
                 StatusDataItem::HighestModSeq(index.highest_modseq)
             }
-            _ => continue,
         });
     }
-    session.send_data(Data::Status {
+    let Some(taken) = session.status_appendlimit.take() else {
+        session.send_data(Data::Status {
+            mailbox,
+            items: Cow::Owned(items),
+        });
+        return Done::ok("STATUS completed");
+    };
+    // APPENDLIMIT (RFC 7889 §3.2), which imap-codec can't write: added to the encoded list.
+    if taken.only {
+        items.retain(|item| !matches!(item, StatusDataItem::Messages(_)));
+    }
+    let mut wire = encode_data(Data::Status {
         mailbox,
         items: Cow::Owned(items),
     });
+    let limit = session.settings.access.max_message_size;
+    if wire.ends_with(b")\r\n") {
+        let at = wire.len() - 3;
+        let item = if wire[..at].ends_with(b"(") {
+            format!("APPENDLIMIT {limit}")
+        } else {
+            format!(" APPENDLIMIT {limit}")
+        };
+        wire.splice(at..at, item.into_bytes());
+    }
+    session.conn.send(&wire);
     Done::ok("STATUS completed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, defect 4 (the exchange of Dovecot's imaptest `lsub` script).
+    #[test]
+    fn lsub_returns_unsubscribed_parents_as_noselect() {
+        let subscribed: BTreeSet<String> = ["p.test", "p.test2.test", "p.test3.test3", "INBOX"]
+            .map(String::from)
+            .into();
+        let listed = lsub_names("p.%", &subscribed);
+        let expected = [("p.test", false), ("p.test2", true), ("p.test3", true)]
+            .map(|(name, noselect)| (name.to_string(), noselect));
+        assert_eq!(listed, expected);
+        // `*` matches the names themselves: no parents.
+        let all = lsub_names("*", &subscribed);
+        assert!(all.iter().all(|(_, noselect)| !noselect), "{all:?}");
+        assert_eq!(all[0].0, "INBOX");
+        // A subscribed parent is listed as itself.
+        let mut with_parent = subscribed.clone();
+        with_parent.insert("p.test2".into());
+        assert!(lsub_names("p.%", &with_parent).contains(&("p.test2".to_string(), false)));
+        assert!(lsub_names("", &subscribed).is_empty());
+    }
 }

@@ -38,9 +38,21 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Enable,
         Capability::Unselect,
         Capability::CondStore,
+        Capability::StatusSize,
+        // RFC 9208: the STORAGE resource (with STATUS DELETED-STORAGE), no SETQUOTA.
+        Capability::Quota,
+        Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
-    if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("SPECIAL-USE") {
-        caps.push(Capability::from(atom));
+    let append_limit = format!("APPENDLIMIT={}", offer.append_limit);
+    for name in [
+        "SPECIAL-USE".to_string(),
+        "CREATE-SPECIAL-USE".to_string(),
+        "ESEARCH".to_string(),
+        append_limit,
+    ] {
+        if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
+            caps.push(Capability::from(atom));
+        }
     }
     Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
 }

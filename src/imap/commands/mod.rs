@@ -70,6 +70,9 @@ pub(super) async fn dispatch(
             mailbox,
             item_names,
         } => mailbox::status(session, mailbox, &item_names).await,
+        CommandBody::GetQuota { root } => quota::get_quota(session, root).await,
+        CommandBody::GetQuotaRoot { mailbox } => quota::get_quota_root(session, mailbox).await,
+        CommandBody::SetQuota { .. } => quota::set_quota(),
         // After login the input guard takes every APPEND, and its message streams to disk
         // (`append`, `guard`): imap-next never delivers one here.
         CommandBody::Append { .. } => Done::bad("Unexpected command"),

@@ -34,15 +34,17 @@ pub fn wire_mailbox(name: &str) -> Mailbox<'static> {
     Mailbox::try_from(utf7::encode(name)).unwrap_or(Mailbox::Inbox)
 }
 
-/// A LIST pattern or reference as UTF-8 (wildcards are ASCII and survive decoding).
+/// A LIST pattern as UTF-8 (wildcards are ASCII and survive decoding). A pattern that is not
+/// valid modified UTF-7 (an `&` not starting a proper shift, say) is taken as the characters
+/// it is, as Dovecot does: it then matches no folder (stored names are canonical), and LIST
+/// answers OK with nothing rather than BAD.
 pub fn pattern_text(pattern: &ListMailbox<'_>) -> Result<String, Done> {
     let bytes: &[u8] = match pattern {
         ListMailbox::Token(token) => token.as_ref(),
         ListMailbox::String(string) => string.as_ref(),
     };
     let wire = std::str::from_utf8(bytes).map_err(|_| Done::bad("Pattern is not valid"))?;
-    utf7::decode(wire)
-        .map_err(|why| Done::bad(format!("Pattern is not valid modified UTF-7: {why}")))
+    Ok(utf7::decode(wire).unwrap_or_else(|_| wire.to_string()))
 }
 
 /// A reference (LIST's first argument) as UTF-8.
@@ -53,7 +55,8 @@ pub fn reference_text(reference: &Mailbox<'_>) -> Result<String, Done> {
             let bytes: &[u8] = other_name.as_ref();
             let wire =
                 std::str::from_utf8(bytes).map_err(|_| Done::bad("Reference is not valid"))?;
-            utf7::decode(wire).map_err(|why| Done::bad(format!("Reference is not valid: {why}")))
+            // Like a pattern: odd modified UTF-7 is taken literally.
+            Ok(utf7::decode(wire).unwrap_or_else(|_| wire.to_string()))
         }
     }
 }

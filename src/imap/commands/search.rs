@@ -12,6 +12,7 @@ use super::super::message::MessageMeta;
 use super::super::response::nz;
 use super::super::search::{check_charset, matches, SearchError, SearchScope, SearchSubject};
 use super::super::selected::ViewMessage;
+use super::super::sequence::uid_ranges;
 use super::super::state::{Done, Session};
 use crate::store::to_wire_form;
 
@@ -80,6 +81,17 @@ pub async fn search(
             "Unsupported charset",
         ));
     }
+    let esearch = session.search_return.take();
+    if let Some((_, options)) = &esearch {
+        if let Some(unknown) = options
+            .iter()
+            .find(|o| !RETURN_OPTIONS.contains(&o.as_str()))
+        {
+            return Ok(Done::bad(format!(
+                "RETURN option {unknown} is not supported"
+            )));
+        }
+    }
     let with_modseq = criteria.as_ref().iter().any(uses_modseq);
     if with_modseq {
         session.condstore = true;
@@ -131,6 +143,86 @@ pub async fn search(
     } else {
         None
     };
-    session.send_data(Data::Search(found.into_iter().map(nz).collect(), modseq));
+    match esearch {
+        Some((tag, options)) => {
+            let line = esearch_response(&tag, uid, &options, &found, modseq);
+            session.conn.send(line.as_bytes());
+        }
+        None => session.send_data(Data::Search(found.into_iter().map(nz).collect(), modseq)),
+    }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// The RETURN options of RFC 4731 (SAVE, RFC 5182 SEARCHRES, is not offered).
+const RETURN_OPTIONS: [&str; 4] = ["MIN", "MAX", "COUNT", "ALL"];
+
+/// `* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ m]` (RFC 4731 §3.1,
+/// RFC 7162 §3.1.5): `RETURN ()` means ALL; MIN, MAX and ALL are left out when nothing
+/// matched. `found` is ascending. The tag is an IMAP tag (no `"` or `\`), quoted as it is.
+fn esearch_response(
+    tag: &str,
+    uid: bool,
+    options: &[String],
+    found: &[u32],
+    modseq: Option<NonZeroU64>,
+) -> String {
+    let wants =
+        |name: &str| options.is_empty() && name == "ALL" || options.iter().any(|o| o == name);
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (Some(min), true) = (found.first(), wants("MIN")) {
+        line.push_str(&format!(" MIN {min}"));
+    }
+    if let (Some(max), true) = (found.last(), wants("MAX")) {
+        line.push_str(&format!(" MAX {max}"));
+    }
+    if wants("COUNT") {
+        line.push_str(&format!(" COUNT {}", found.len()));
+    }
+    if !found.is_empty() && wants("ALL") {
+        let set: Vec<String> = uid_ranges(found)
+            .into_iter()
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}:{b}")
+                }
+            })
+            .collect();
+        line.push_str(&format!(" ALL {}", set.join(",")));
+    }
+    if let (Some(modseq), false) = (modseq, found.is_empty()) {
+        line.push_str(&format!(" MODSEQ {modseq}"));
+    }
+    line.push_str("\r\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn esearch_responses() {
+        let all = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            esearch_response("a1", true, &all(&["MIN", "MAX", "COUNT"]), &[3, 5, 9], None),
+            "* ESEARCH (TAG \"a1\") UID MIN 3 MAX 9 COUNT 3\r\n"
+        );
+        assert_eq!(
+            esearch_response("a2", false, &[], &[1, 2, 3, 7], None),
+            "* ESEARCH (TAG \"a2\") ALL 1:3,7\r\n"
+        );
+        assert_eq!(
+            esearch_response("a3", false, &all(&["MIN", "COUNT", "ALL"]), &[], None),
+            "* ESEARCH (TAG \"a3\") COUNT 0\r\n"
+        );
+        assert_eq!(
+            esearch_response("a4", false, &all(&["MAX"]), &[4], NonZeroU64::new(17)),
+            "* ESEARCH (TAG \"a4\") MAX 4 MODSEQ 17\r\n"
+        );
+    }
 }

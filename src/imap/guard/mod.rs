@@ -15,7 +15,11 @@
 //! before them, so the answers keep the order of the commands.
 
 pub mod append;
+mod createuse;
 mod framing;
+mod searchreturn;
+mod statusappendlimit;
+pub use statusappendlimit::Taken as AppendLimitTaken;
 #[cfg(test)]
 mod tests;
 
@@ -152,6 +156,16 @@ pub struct InputGuard {
     size: u64,
     /// Some of the current command went to imap-next.
     passed: bool,
+    /// The current command is a CREATE (after login): its `(USE (...))` is taken off.
+    create: bool,
+    /// The SPECIAL-USE attributes of the last CREATE passed, with its tag (`createuse`).
+    create_use: Option<(Option<String>, Vec<String>)>,
+    /// The RETURN options of the last SEARCH passed, with its tag (`searchreturn`).
+    search_return: Option<(Option<String>, Vec<String>)>,
+    /// The current command is a STATUS (after login): APPENDLIMIT is taken out.
+    status: bool,
+    /// The last STATUS passed asked for APPENDLIMIT, with its tag (`statusappendlimit`).
+    status_appendlimit: Option<(Option<String>, statusappendlimit::Taken)>,
 }
 
 impl Default for InputGuard {
@@ -174,6 +188,35 @@ impl InputGuard {
             tag: None,
             size: 0,
             passed: false,
+            create: false,
+            create_use: None,
+            search_return: None,
+            status: false,
+            status_appendlimit: None,
+        }
+    }
+
+    /// Whether the STATUS tagged `tag` asked for APPENDLIMIT (taken out of its item list).
+    pub fn take_status_appendlimit(&mut self, tag: &str) -> Option<statusappendlimit::Taken> {
+        match self.status_appendlimit.take() {
+            Some((Some(own), taken)) if own == tag => Some(taken),
+            _ => None,
+        }
+    }
+
+    /// The RETURN options of the SEARCH tagged `tag`, taken off its line (ESEARCH).
+    pub fn take_search_return(&mut self, tag: &str) -> Option<Vec<String>> {
+        match self.search_return.take() {
+            Some((Some(own), options)) if own == tag => Some(options),
+            _ => None,
+        }
+    }
+
+    /// The `(USE (...))` attributes of the CREATE tagged `tag`, taken off its line.
+    pub fn take_create_use(&mut self, tag: &str) -> Option<Vec<String>> {
+        match self.create_use.take() {
+            Some((Some(own), uses)) if own == tag => Some(uses),
+            _ => None,
         }
     }
 
@@ -288,12 +331,21 @@ impl InputGuard {
 
     /// A line ended (it is in `self.line`).
     fn end_of_line(&mut self) -> Option<Step> {
-        let line = std::mem::take(&mut self.line);
-        let announcement = framing::literal_announcement(&line);
+        let mut line = std::mem::take(&mut self.line);
+        let mut announcement = framing::literal_announcement(&line);
+        if self.command == Command::New && self.authenticated && !self.idle {
+            if let Some((stripped, options)) = searchreturn::split_return(&line) {
+                self.search_return = Some((framing::tag_of(&line), options));
+                line = stripped;
+                announcement = framing::literal_announcement(&line);
+            }
+        }
         if self.command == Command::New {
             self.tag = framing::tag_of(&line);
             self.size = 0;
             self.passed = false;
+            self.create = self.authenticated && !self.idle && createuse::is_create(&line);
+            self.status = self.authenticated && !self.idle && statusappendlimit::is_status(&line);
             self.command = if self.authenticated && !self.idle && framing::is_append(&line) {
                 Command::AppendHead
             } else {
@@ -332,6 +384,18 @@ impl InputGuard {
         }
         let Some(literal) = announcement else {
             self.command = Command::New;
+            if self.create {
+                if let Some((stripped, uses)) = createuse::split_use(&line) {
+                    self.create_use = Some((self.tag.clone(), uses));
+                    return Some(Step::Pass(stripped));
+                }
+            }
+            if self.status {
+                if let Some((stripped, taken)) = statusappendlimit::split_appendlimit(&line) {
+                    self.status_appendlimit = Some((self.tag.clone(), taken));
+                    return Some(Step::Pass(stripped));
+                }
+            }
             return Some(Step::Pass(line));
         };
         if literal.length > limits.literal {

@@ -20,6 +20,87 @@ pub(super) struct Field {
     pub name: String,
     /// Unfolded, encoded-words decoded, case-folded.
     pub value: String,
+    /// Address fields only: the value without its RFC 5322 comments and the spaces around
+    /// `@`, so that `<user (comment)@ (comment) domain.org>` is found as `user@domain.org`.
+    pub address: Option<String>,
+}
+
+impl Field {
+    /// Whether the field contains `needle` (case-folded), as written or, for addresses, as
+    /// the address it names.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.value.contains(needle) || self.address.as_ref().is_some_and(|a| a.contains(needle))
+    }
+}
+
+/// Fields whose value is a list of addresses (RFC 5322 §3.6.2, §3.6.3).
+const ADDRESS_FIELDS: [&str; 7] = [
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+];
+
+/// `value` without comments (`(...)`, nested, `\` escapes; not inside quoted strings) and
+/// without the spaces next to `@` that comments and folding leave in an addr-spec.
+pub(super) fn address_form(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(' ');
+                }
+            }
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    // Spaces around `@` (outside quoted strings they are never part of the address).
+    let mut joined = String::with_capacity(out.len());
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            let mut run = String::from(c);
+            while let Some(&next) = chars.peek() {
+                if !next.is_whitespace() {
+                    break;
+                }
+                run.push(next);
+                chars.next();
+            }
+            let before_at = chars.peek() == Some(&'@');
+            if !before_at && !joined.ends_with('@') {
+                joined.push_str(&run);
+            }
+            continue;
+        }
+        joined.push(c);
+    }
+    joined
 }
 
 /// The top-level header of a message.
@@ -74,12 +155,21 @@ fn header_of(message: &Message<'_>) -> Header {
     let fields = message
         .headers()
         .iter()
-        .map(|h| Field {
-            name: h.name().to_string(),
-            value: raw
+        .map(|h| {
+            let name = h.name().to_string();
+            let value = raw
                 .get(h.offset_start as usize..h.offset_end as usize)
                 .map(decode_value)
-                .unwrap_or_default(),
+                .unwrap_or_default();
+            let address = ADDRESS_FIELDS
+                .iter()
+                .any(|a| name.eq_ignore_ascii_case(a))
+                .then(|| address_form(&value));
+            Field {
+                name,
+                value,
+                address,
+            }
         })
         .collect();
     let sent_date = message

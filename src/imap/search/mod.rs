@@ -173,7 +173,7 @@ impl Eval<'_> {
             .header()?
             .fields
             .iter()
-            .any(|f| f.name.eq_ignore_ascii_case(name) && f.value.contains(&needle)))
+            .any(|f| f.name.eq_ignore_ascii_case(name) && f.contains(&needle)))
     }
 
     /// The Date: header's date, or the internal date when there is no parsable Date: header

@@ -273,6 +273,26 @@ fn address_keys_match_names_and_addresses() {
     );
 }
 
+/// Issue 17, defect 5 (Dovecot's imaptest `search-addresses`): comments inside an address
+/// are not part of it.
+#[test]
+fn comments_in_addresses_are_left_out() {
+    let mut m = msg("From: <user-from (comment)@ (comment) domain.org>\n\
+        To: \"Quoted (not a comment)\" <to @ example.org>\n\
+        Subject: (no comment) here\n\nbody\n");
+    expect(
+        &mut m,
+        &[
+            "FROM user-from@domain.org",
+            "FROM \"user-from (comment)@\"",
+            "TO to@example.org",
+            "TO \"quoted (not a comment)\"",
+            "SUBJECT \"(no comment)\"",
+        ],
+        &["FROM user-from@comment", "SUBJECT \"here@\""],
+    );
+}
+
 #[test]
 fn subject_and_header() {
     let mut m = msg(PLAIN);
