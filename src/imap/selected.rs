@@ -35,6 +35,10 @@ pub enum Update {
     /// New keywords came into use: the FLAGS and PERMANENTFLAGS lists again (RFC 3501
     /// §7.2.6), before any FETCH that carries them.
     FlagList,
+    /// The folder's UIDVALIDITY changed under the session (its index started over, or the
+    /// store switched to a tree that already held mail): the client's UIDs name nothing it
+    /// knows, so the session ends (`BYE`) and the client resynchronises, as with Dovecot.
+    UidValidityChanged,
 }
 
 /// A message's flags as an untagged FETCH reports them.
@@ -93,6 +97,8 @@ impl Selected {
         };
         let (fresh, recent) = Selected::read_index(&selected.folder, read_only)?;
         selected.uid_validity = fresh.uid_validity;
+        // Changes by UID from this session apply only under this UIDVALIDITY.
+        selected.folder = selected.folder.pinned(fresh.uid_validity);
         selected.apply(fresh, recent, true);
         selected
             .keywords
@@ -127,6 +133,9 @@ impl Selected {
         recent: Recent,
         announce_expunges: bool,
     ) -> Vec<Update> {
+        if self.uid_validity != 0 && fresh.uid_validity != self.uid_validity {
+            return vec![Update::UidValidityChanged];
+        }
         let mut updates = Vec::new();
         self.stamp = fresh.stamp;
         self.uid_next = fresh.uid_next;
@@ -293,7 +302,10 @@ mod tests {
                 Update::Flags(changed) => {
                     assert_eq!(uids[changed.seq as usize - 1], changed.uid, "{updates:?}");
                 }
-                Update::Exists(_) | Update::Recent(_) | Update::FlagList => {}
+                Update::Exists(_)
+                | Update::Recent(_)
+                | Update::FlagList
+                | Update::UidValidityChanged => {}
             }
         }
         uids

@@ -27,6 +27,10 @@ use super::quota;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folder {
     dir: PathBuf,
+    /// The UIDVALIDITY the holder's UIDs belong to ([`Folder::pinned`]): changes by UID are
+    /// refused once the folder has another (its index was lost and started over, or a storage
+    /// move switched to a tree that already held mail), so no UID names a stranger.
+    pinned: Option<u32>,
 }
 
 /// A message's flags after a change, with the modification sequence they carry.
@@ -88,7 +92,30 @@ pub struct Appended {
 impl Folder {
     /// The folder whose directory is `dir`.
     pub fn at(dir: PathBuf) -> Folder {
-        Folder { dir }
+        Folder { dir, pinned: None }
+    }
+
+    /// This folder, its changes by UID refused unless its UIDVALIDITY is `uid_validity`.
+    pub fn pinned(&self, uid_validity: u32) -> Folder {
+        Folder {
+            dir: self.dir.clone(),
+            pinned: Some(uid_validity),
+        }
+    }
+
+    /// Err when the index is not of the pinned UIDVALIDITY.
+    fn check_pinned(&self, index: &FolderIndex) -> io::Result<()> {
+        match self.pinned {
+            Some(expected) if expected != index.uid_validity => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: UIDVALIDITY changed from {expected} to {}, nothing changed",
+                    self.dir.display(),
+                    index.uid_validity
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The INBOX of the mailbox at `root` (the root itself, Maildir++).
@@ -131,6 +158,7 @@ impl Folder {
         unchanged_since: Option<u64>,
     ) -> io::Result<(FolderIndex, FlagsStored)> {
         index::update(&self.dir, |index| {
+            self.check_pinned(index)?;
             let mut stored = FlagsStored::default();
             for &uid in uids {
                 let Some(position) = index.position(uid) else {
@@ -172,6 +200,7 @@ impl Folder {
     pub fn expunge(&self, only: Option<&[u32]>) -> io::Result<Vec<u32>> {
         let only = only.map(sorted);
         let (_, removed) = index::update(&self.dir, |index| {
+            self.check_pinned(index)?;
             let doomed: Vec<&IndexEntry> = index
                 .messages
                 .iter()
@@ -518,6 +547,25 @@ mod tests {
         let (index, changed) = inbox.mark_seen(&[1, 2]).unwrap();
         assert_eq!(changed.iter().map(|u| u.uid).collect::<Vec<_>>(), [1]);
         assert!(index.messages.iter().all(|m| m.flags.seen));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_pinned_folder_refuses_changes_under_another_uidvalidity() {
+        let (root, inbox, _, _) = mailbox("pinned");
+        deliver(&inbox, 1, b"x\n");
+        let index = inbox.sync().unwrap();
+        let stale = inbox.pinned(index.uid_validity.wrapping_add(1));
+        let delete = FlagChange::Add(FlagSet {
+            deleted: true,
+            ..FlagSet::default()
+        });
+        let refused = stale.store_flags(&[1], &delete, None).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert!(stale.expunge(None).is_err());
+        let current = inbox.pinned(index.uid_validity);
+        current.store_flags(&[1], &delete, None).unwrap();
+        assert_eq!(current.expunge(None).unwrap(), [1]);
         fs::remove_dir_all(root).unwrap();
     }
 

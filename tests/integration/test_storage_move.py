@@ -263,13 +263,23 @@ def test_a_target_that_holds_mail_is_switched_to_without_a_copy(admin):
     seed_inbox(server.mailbox(ALICE), 3)
     target = server.tmp / "prepared"
     seed_inbox(target / server.mailbox(ALICE).relative_to(server.mail_root), 1)
+    # A session on the old tree: after the switch its UIDs would name the other tree's mail.
+    before = imaplib.IMAP4("127.0.0.1", server.config["imap"]["port"], timeout=10)
+    before.login(ALICE, PASSWORD)
+    assert int(before.select("INBOX")[1][0]) == 3
     task = data(bus.call(STORAGE, "Move", "s", str(target)))[0]
     wait_task(bus, task, timeout=60)
     assert task_property(bus, task, "BytesDone") == 0, "nothing is copied"
+    # The UIDVALIDITY changed under it: its STORE changes nothing and the server ends it.
+    with pytest.raises(imaplib.IMAP4.abort, match="UIDVALIDITY"):
+        before.uid("STORE", "1:*", "+FLAGS", r"(\Deleted)")
+        before.noop()
     imap = imaplib.IMAP4("127.0.0.1", server.config["imap"]["port"], timeout=10)
     imap.login(ALICE, PASSWORD)
     typ, count = imap.select("INBOX")
     assert (typ, int(count[0])) == ("OK", 1), "the prepared tree's one message"
+    typ, deleted = imap.search(None, "DELETED")
+    assert (typ, deleted) == ("OK", [b""]), "a stale session flagged the other tree's mail"
     imap.logout()
     assert os.readlink(server.state_dir / "mail-root") == str(target)
 

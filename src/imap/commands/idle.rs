@@ -52,6 +52,13 @@ pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
                 Some(data) => data,
                 None => continue,
             },
+            Update::UidValidityChanged => {
+                session.send_status(super::super::response::bye(
+                    "The folder's UIDVALIDITY changed; please reconnect",
+                ));
+                session.phase = Phase::Logout;
+                return;
+            }
             Update::FlagList => {
                 let Some(selected) = session.selected() else {
                     continue;

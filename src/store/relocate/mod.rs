@@ -10,6 +10,7 @@
 //!
 //! A target that already holds mail ([`root::holds_mail`]) is switched to without a copy.
 
+mod apart;
 mod tree;
 
 use std::fs;
@@ -146,6 +147,8 @@ pub fn relocate(request: MoveRequest<'_>, observer: &dyn Observer) -> Result<Out
     if holds_mail {
         info!(target = %target.display(), "the target holds mail: switching to it, no copy");
         let paused = pause_writers(state_dir, &mut || Ok(()))?;
+        apart::keep_uidvalidities_apart(&source, target)
+            .map_err(io_error("raising the target's UIDVALIDITY records"))?;
         switch(state_dir, &source, target, before_switch)?;
         drop(paused);
         return Ok(Outcome::Switched);
