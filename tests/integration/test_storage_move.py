@@ -337,7 +337,7 @@ def test_a_cancelled_move_keeps_the_store_and_a_second_move_resumes(admin):
     try:
         time.sleep(1.0)  # gdbus subscribes before it prints anything
         task = data(bus.call(STORAGE, "Move", "s", str(target)))[0]
-        wait_for(lambda: task_property(bus, task, "BytesDone") > 0, "the copy to start")
+        # At once: a release build copies these 85 MB in about a second.
         assert data(bus.call(TASK, "Cancel", path=task)) == [True]
         wait_for(lambda: task_property(bus, task, "State") != "running", "the cancel")
         time.sleep(1.0)
@@ -347,7 +347,7 @@ def test_a_cancelled_move_keeps_the_store_and_a_second_move_resumes(admin):
     assert task_property(bus, task, "State") == "cancelled"
     assert "cancelled" in task_property(bus, task, "Error")
     assert f"{task}: org.icsmail.Mail1.Task.Finished ('cancelled'," in out, out
-    assert "Progress" in out, "no PropertiesChanged of the progress"
+    assert "'State': <'cancelled'>" in out, "no PropertiesChanged of the state"
     assert data(bus.call(TASK, "Cancel", path=task)) == [False]
     assert os.readlink(server.state_dir / "mail-root") == str(server.mail_root)
     assert (target / ".ics-move-incomplete").exists()
