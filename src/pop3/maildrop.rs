@@ -3,7 +3,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::proto::{LoginError, MessageInfo};
@@ -32,13 +31,14 @@ impl Maildrop {
             .write(true)
             .open(root.join(LOCK_FILE))
             .map_err(|err| LoginError::Temporary(format!("opening the lock file: {err}")))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => LoginError::InUse,
-                _ => LoginError::Temporary(format!("locking the maildrop: {err}")),
-            });
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LoginError::InUse),
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(LoginError::Temporary(format!(
+                    "locking the maildrop: {err}"
+                )))
+            }
         }
         let inbox = Folder::inbox(root);
         let index = inbox

@@ -12,7 +12,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -194,10 +193,8 @@ fn with_lock(state_dir: &Path, change: impl FnOnce(&mut Totals)) -> io::Result<(
         .truncate(false)
         .write(true)
         .open(state_dir.join(LOCK_FILE))?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is closed.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Released when `lock` is closed.
+    lock.lock()?;
     let mut totals = read(state_dir).unwrap_or_default();
     if totals.since.is_empty() {
         totals.since = now_rfc3339();

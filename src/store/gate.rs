@@ -23,7 +23,6 @@
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -91,7 +90,7 @@ fn share(state_dir: &Path, wait: bool) -> io::Result<File> {
     loop {
         if !paused(state_dir)? {
             let gate = open(&state_dir.join(GATE_FILE))?;
-            if flock(&gate, libc::LOCK_SH | libc::LOCK_NB)? {
+            if taken(gate.try_lock_shared())? {
                 return Ok(gate);
             }
             // The mover holds the gate: it is in its final pass.
@@ -109,7 +108,7 @@ fn share(state_dir: &Path, wait: bool) -> io::Result<File> {
 /// Whether a mover holds the pause (a shared probe of it fails).
 fn paused(state_dir: &Path) -> io::Result<bool> {
     let pause = open(&state_dir.join(PAUSE_FILE))?;
-    Ok(!flock(&pause, libc::LOCK_SH | libc::LOCK_NB)?)
+    Ok(!taken(pause.try_lock_shared())?)
 }
 
 /// The mover's hold on the store: writes in flight are done and no new one starts until it
@@ -124,13 +123,11 @@ pub struct Paused {
 /// is lifted again, so the caller can copy more and try later).
 pub fn pause(state_dir: &Path, patience: Duration) -> io::Result<Option<Paused>> {
     let pause = open(&state_dir.join(PAUSE_FILE))?;
-    if !flock(&pause, libc::LOCK_EX)? {
-        return Err(io::Error::other("could not take the storage pause lock"));
-    }
+    pause.lock()?;
     let gate = open(&state_dir.join(GATE_FILE))?;
     let deadline = std::time::Instant::now() + patience;
     loop {
-        if flock(&gate, libc::LOCK_EX | libc::LOCK_NB)? {
+        if taken(gate.try_lock())? {
             return Ok(Some(Paused {
                 _pause: pause,
                 _gate: gate,
@@ -162,17 +159,12 @@ fn open(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// `flock`; `Ok(false)` when a non-blocking request found the lock taken.
-fn flock(file: &File, operation: i32) -> io::Result<bool> {
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    if err.kind() == io::ErrorKind::WouldBlock {
-        Ok(false)
-    } else {
-        Err(err)
+/// A non-blocking lock request: `Ok(false)` when someone else holds the lock.
+fn taken(attempt: Result<(), std::fs::TryLockError>) -> io::Result<bool> {
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(err)) => Err(err),
     }
 }
 

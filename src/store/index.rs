@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -209,10 +208,8 @@ fn lock(dir: &Path) -> io::Result<Locked> {
         .truncate(false)
         .write(true)
         .open(dir.join(LOCK_FILE))?;
-    // SAFETY: flock on a descriptor we own; blocks until other holders are done.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Blocks until other holders are done.
+    file.lock()?;
     Ok(Locked {
         _file: file,
         _gate: gate,

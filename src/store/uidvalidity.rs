@@ -7,7 +7,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -93,10 +92,8 @@ fn lock(root: &Path) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .open(root.join(LOCK_FILE))?;
-    // SAFETY: flock on a descriptor we own; blocks until other holders are done.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Blocks until other holders are done.
+    file.lock()?;
     Ok(file)
 }
 

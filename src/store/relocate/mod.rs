@@ -384,11 +384,13 @@ fn exclusive(path: &Path) -> Result<fs::File, MoveError> {
         .write(true)
         .open(path)
         .map_err(io_error(format!("opening {}", path.display())))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(MoveError::AnotherMove);
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(MoveError::AnotherMove),
+        Err(fs::TryLockError::Error(err)) => {
+            Err(io_error(format!("locking {}", path.display()))(err))
+        }
     }
-    Ok(file)
 }
 
 #[cfg(test)]
