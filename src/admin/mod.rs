@@ -119,9 +119,10 @@ pub fn run(source: Source) -> anyhow::Result<()> {
 /// The store gate and the `mail-root` link, as the daemons have them: a mailbox this
 /// service creates goes where the mail is, and a storage move pauses it too.
 fn attach_store(source: &Source) -> anyhow::Result<()> {
-    let settings = crate::settings::Settings::load(source)
+    // The two paths are all it takes: the layers, not a whole Settings build.
+    let config = crate::config::layers::read(source)
         .map_err(|errors| anyhow::anyhow!("{}:\n{errors}", source.name()))?;
-    let storage = &settings.storage;
-    crate::store::root::attach(&settings.queue.state_dir, &storage.path)
-        .with_context(|| format!("storage.path: opening the store {}", storage.path.display()))
+    let path = &config.storage.path;
+    crate::store::root::attach(&config.state_dir.0, path)
+        .with_context(|| format!("storage.path: opening the store {}", path.display()))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, Record};
 use hickory_resolver::TokioResolver;
 
 use super::{fqdn, DnsError, Lookup, MxRecord, Resolver};
@@ -104,6 +104,14 @@ fn classify(name: &str, err: &NetError) -> DnsError {
     }
 }
 
+/// What `take` makes of each answer record it recognises (CNAMEs and the like are skipped).
+fn pick<T>(answers: &[Record], take: impl Fn(&RData) -> Option<T>) -> Vec<T> {
+    answers
+        .iter()
+        .filter_map(|record| take(&record.data))
+        .collect()
+}
+
 /// A host name as we compare them: lowercase, no trailing dot.
 fn host_name(name: &hickory_resolver::proto::rr::Name) -> String {
     name.to_ascii().trim_end_matches('.').to_lowercase()
@@ -117,17 +125,13 @@ impl Resolver for HickoryResolver {
                 .mx_lookup(fqdn(domain).as_str())
                 .await
                 .map_err(|err| classify(domain, &err))?;
-            Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::MX(mx) => Some(MxRecord {
-                        preference: mx.preference,
-                        exchange: host_name(&mx.exchange),
-                    }),
-                    _ => None,
-                })
-                .collect())
+            Ok(pick(lookup.answers(), |data| match data {
+                RData::MX(mx) => Some(MxRecord {
+                    preference: mx.preference,
+                    exchange: host_name(&mx.exchange),
+                }),
+                _ => None,
+            }))
         })
     }
 
@@ -149,14 +153,10 @@ impl Resolver for HickoryResolver {
                 .ipv4_lookup(fqdn(name).as_str())
                 .await
                 .map_err(|err| classify(name, &err))?;
-            Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::A(a) => Some(a.0),
-                    _ => None,
-                })
-                .collect())
+            Ok(pick(lookup.answers(), |data| match data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            }))
         })
     }
 
@@ -168,14 +168,10 @@ impl Resolver for HickoryResolver {
                 .reverse_lookup(ip)
                 .await
                 .map_err(|err| classify(&name, &err))?;
-            Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::PTR(ptr) => Some(host_name(&ptr.0)),
-                    _ => None,
-                })
-                .collect())
+            Ok(pick(lookup.answers(), |data| match data {
+                RData::PTR(ptr) => Some(host_name(&ptr.0)),
+                _ => None,
+            }))
         })
     }
 
@@ -186,19 +182,15 @@ impl Resolver for HickoryResolver {
                 .txt_lookup(fqdn(name).as_str())
                 .await
                 .map_err(|err| classify(name, &err))?;
-            Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => Some(
-                        txt.txt_data
-                            .iter()
-                            .map(|part| String::from_utf8_lossy(part))
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect())
+            Ok(pick(lookup.answers(), |data| match data {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            }))
         })
     }
 }

@@ -173,10 +173,7 @@ mod tests {
     use super::*;
 
     fn state_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ics-gate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::fresh_dir(&format!("gate-{name}"))
     }
 
     #[test]

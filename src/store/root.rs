@@ -89,16 +89,9 @@ pub fn holds_mail(tree: &Path) -> io::Result<bool> {
     if tree.join(INCOMPLETE_MARKER).exists() || tree.join(MOVED_MARKER).exists() {
         return Ok(false);
     }
-    let Some(domains) = read_dir_if_exists(tree)? else {
-        return Ok(false);
-    };
-    for domain in domains {
-        let domain = domain?.path();
-        let Some(mailboxes) = read_dir_if_exists(&domain)? else {
-            continue;
-        };
-        for mailbox in mailboxes {
-            if mailbox_holds_mail(&mailbox?.path())? {
+    for mailbox in mailboxes(tree)? {
+        for folder in folders(&mailbox)? {
+            if has_messages(&folder)? {
                 return Ok(true);
             }
         }
@@ -106,24 +99,38 @@ pub fn holds_mail(tree: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-fn mailbox_holds_mail(mailbox: &Path) -> io::Result<bool> {
-    if has_messages(mailbox)? {
-        return Ok(true);
+/// The mailboxes of `tree`: its `<domain>/<local part>/` directories.
+pub fn mailboxes(tree: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for domain in subdirs(tree)? {
+        found.extend(subdirs(&domain)?);
     }
-    let Some(entries) = read_dir_if_exists(mailbox)? else {
-        return Ok(false);
+    Ok(found)
+}
+
+/// A mailbox's folders: its root (the INBOX) and every `.<name>` directory in it.
+pub fn folders(mailbox: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = vec![mailbox.to_path_buf()];
+    found.extend(subdirs(mailbox)?.into_iter().filter(|dir| {
+        dir.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with('.'))
+    }));
+    Ok(found)
+}
+
+/// The directories in `dir` (none when it is missing or not a directory).
+fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(Vec::new());
     };
+    let mut dirs = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let is_folder = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with('.'));
-        if is_folder && has_messages(&entry.path())? {
-            return Ok(true);
+        if entry.file_type()?.is_dir() {
+            dirs.push(entry.path());
         }
     }
-    Ok(false)
+    Ok(dirs)
 }
 
 fn has_messages(folder: &Path) -> io::Result<bool> {
@@ -158,10 +165,7 @@ mod tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ics-root-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::fresh_dir(&format!("root-{name}"))
     }
 
     #[test]

@@ -20,56 +20,55 @@ use tracing::warn;
 
 use crate::store::atomic::write_atomically;
 use crate::store::indexfile::INDEX_FILE;
+use crate::store::root::{folders, mailboxes};
 use crate::store::uidvalidity::{self, LAST_FILE};
 
 /// Raises the target's UIDVALIDITY records above the source's, account by account.
 pub fn keep_uidvalidities_apart(source: &Path, target: &Path) -> io::Result<()> {
-    for domain in subdirs(target)? {
-        for mailbox in subdirs(&domain)? {
-            let (Some(domain_name), Some(local)) = (domain.file_name(), mailbox.file_name()) else {
+    for mailbox in mailboxes(target)? {
+        let Ok(account) = mailbox.strip_prefix(target) else {
+            continue;
+        };
+        let old = source.join(account);
+        let old_folders = folders(&old)?;
+        let old_largest = old_folders
+            .iter()
+            .filter_map(|folder| uidvalidity::read(folder).ok())
+            .chain(read_last(&old))
+            .max();
+        let Some(old_largest) = old_largest else {
+            continue; // an account the old tree never had
+        };
+        for folder in folders(&mailbox)? {
+            let Some(relative) = folder.strip_prefix(&mailbox).ok() else {
                 continue;
             };
-            let old = source.join(domain_name).join(local);
-            let old_folders = folders(&old)?;
-            let old_largest = old_folders
-                .iter()
-                .filter_map(|folder| uidvalidity::read(folder).ok())
-                .chain(read_last(&old))
-                .max();
-            let Some(old_largest) = old_largest else {
-                continue; // an account the old tree never had
+            let twin = old.join(relative);
+            let (Ok(mine), Ok(theirs)) = (uidvalidity::read(&folder), uidvalidity::read(&twin))
+            else {
+                continue;
             };
-            for folder in folders(&mailbox)? {
-                let Some(relative) = folder.strip_prefix(&mailbox).ok() else {
-                    continue;
-                };
-                let twin = old.join(relative);
-                let (Ok(mine), Ok(theirs)) = (uidvalidity::read(&folder), uidvalidity::read(&twin))
-                else {
-                    continue;
-                };
-                if mine == theirs && folder.join(INDEX_FILE).exists() {
-                    warn!(
-                        folder = %folder.display(),
-                        uid_validity = mine,
-                        "storage move: the same UIDVALIDITY as the old tree's folder; \
-                         the index starts over"
-                    );
-                    fs::rename(
-                        folder.join(INDEX_FILE),
-                        folder.join(format!("{INDEX_FILE}.replaced-by-move")),
-                    )?;
-                }
+            if mine == theirs && folder.join(INDEX_FILE).exists() {
+                warn!(
+                    folder = %folder.display(),
+                    uid_validity = mine,
+                    "storage move: the same UIDVALIDITY as the old tree's folder; \
+                     the index starts over"
+                );
+                fs::rename(
+                    folder.join(INDEX_FILE),
+                    folder.join(format!("{INDEX_FILE}.replaced-by-move")),
+                )?;
             }
-            let last = read_last(&mailbox).unwrap_or(0).max(old_largest);
-            write_atomically(&mailbox, LAST_FILE, format!("{last}\n").as_bytes())?;
-            // Folders from another server have none yet: theirs now, above the record, so a
-            // session of the old tree sees the change at its next command.
-            for folder in folders(&mailbox)? {
-                if folder.join("cur").is_dir() && uidvalidity::read(&folder).is_err() {
-                    let validity = uidvalidity::allocate(&mailbox)?;
-                    uidvalidity::write(&folder, u64::from(validity))?;
-                }
+        }
+        let last = read_last(&mailbox).unwrap_or(0).max(old_largest);
+        write_atomically(&mailbox, LAST_FILE, format!("{last}\n").as_bytes())?;
+        // Folders from another server have none yet: theirs now, above the record, so a
+        // session of the old tree sees the change at its next command.
+        for folder in folders(&mailbox)? {
+            if folder.join("cur").is_dir() && uidvalidity::read(&folder).is_err() {
+                let validity = uidvalidity::allocate(&mailbox)?;
+                uidvalidity::write(&folder, u64::from(validity))?;
             }
         }
     }
@@ -85,48 +84,13 @@ fn read_last(mailbox: &Path) -> Option<u32> {
         .ok()
 }
 
-/// The mailbox's folders: the root (INBOX) and every `.<name>` directory.
-fn folders(mailbox: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let mut found = Vec::new();
-    if !mailbox.is_dir() {
-        return Ok(found);
-    }
-    found.push(mailbox.to_path_buf());
-    for dir in subdirs(mailbox)? {
-        if dir
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with('.'))
-        {
-            found.push(dir);
-        }
-    }
-    Ok(found)
-}
-
-fn subdirs(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
-    };
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            dirs.push(entry.path());
-        }
-    }
-    Ok(dirs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_target_gets_larger_uidvalidities_than_the_old_tree() {
-        let base = std::env::temp_dir().join(format!("ics-apart-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
+        let base = crate::test_support::fresh_dir("apart");
         let (old, new) = (
             base.join("old/example.org/alice"),
             base.join("new/example.org/alice"),

@@ -182,9 +182,8 @@ fn copy_and_switch(
                 target,
                 &mut |bytes| {
                     done = done.saturating_add(bytes);
-                    if pass_number > 1 || done > total {
-                        total = total.max(done);
-                    }
+                    // What turns up after the first measure (later passes) adds to both.
+                    total = total.max(done);
                     observer.progress(done, total);
                 },
                 &|| observer.cancelled(),
@@ -216,12 +215,8 @@ fn copy_and_switch(
     // the last pass to write.
     sync_file_system(target)?;
     let started = std::time::Instant::now();
-    let mut between_tries = || run_pass(&mut passes, &mut files).map(|_| ()).map_err(to_io);
-    let paused = match pause_writers(state_dir, &mut between_tries) {
-        Ok(paused) => paused,
-        Err(_) if observer.cancelled() => return Err(MoveError::Cancelled(target.to_path_buf())),
-        Err(err) => return Err(err),
-    };
+    let mut between_tries = || run_pass(&mut passes, &mut files).map(|_| ());
+    let paused = pause_writers(state_dir, &mut between_tries)?;
     let pause_began = std::time::Instant::now();
     run_pass(&mut passes, &mut files)?;
     sync_file_system(target)?;
@@ -246,16 +241,11 @@ fn copy_and_switch(
     })
 }
 
-/// `MoveError` through the `io::Error` of the retry callback, and back (`pause_writers`).
-fn to_io(err: MoveError) -> io::Error {
-    io::Error::other(err.to_string())
-}
-
 /// Pauses the store's writers, running `between_tries` (another pass) when the writes in
 /// flight take too long.
 fn pause_writers(
     state_dir: &Path,
-    between_tries: &mut dyn FnMut() -> io::Result<()>,
+    between_tries: &mut dyn FnMut() -> Result<(), MoveError>,
 ) -> Result<gate::Paused, MoveError> {
     for attempt in 1..=PAUSE_TRIES {
         if let Some(paused) =
@@ -267,7 +257,8 @@ fn pause_writers(
             attempt,
             "storage move: writes still in flight, copying more before the next try"
         );
-        between_tries().map_err(io_error("copying between pause tries"))?;
+        // A cancel or a copy error during this pass ends the move as it would any pass.
+        between_tries()?;
     }
     Err(MoveError::NoPause(PAUSE_PATIENCE, PAUSE_TRIES))
 }
@@ -363,16 +354,8 @@ fn sync_file_system(target: &Path) -> Result<(), MoveError> {
 /// (an expunge finishing its count just after its index update) would be missing from them,
 /// and the next check rebuilds a missing count from the mailbox (docs/storage.md).
 fn forget_quota_counts(target: &Path) {
-    let Ok(domains) = fs::read_dir(target) else {
-        return;
-    };
-    for domain in domains.flatten() {
-        let Ok(mailboxes) = fs::read_dir(domain.path()) else {
-            continue;
-        };
-        for mailbox in mailboxes.flatten() {
-            let _ = fs::remove_file(mailbox.path().join(QUOTA_COUNT_FILE));
-        }
+    for mailbox in root::mailboxes(target).unwrap_or_default() {
+        let _ = fs::remove_file(mailbox.join(QUOTA_COUNT_FILE));
     }
 }
 

@@ -30,10 +30,7 @@ impl Observer for Watch {
 }
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ics-relocate-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::test_support::fresh_dir(&format!("relocate-{name}"))
 }
 
 fn message(tree: &Path, name: &str, text: &str) {
