@@ -34,6 +34,8 @@ PACKAGES=(
   "libc-icap-mod-virus-scan: c-icap's virus_scan service and clamd_mod, the module asking clamd"
   "python3: the integration tests (/usr/bin/python3), the VM checks, mirror/selfcheck helpers"
   "python3-pytest: runs tests/integration"
+  "python3-venv: the virtual environment of tests/requirements.txt (tests/venv.sh)"
+  "python3-pip: installs tests/requirements.txt into it"
   "python3-cryptography: certificates made in the tests (icshelpers.make_dated_cert)"
   "python3-aiosmtpd: the smarthost peers of test_queue_relay and test_dkim"
   "python3-dkim: dkimsign and the dkim module that verifies our signatures (test_dkim)"
@@ -45,6 +47,7 @@ PACKAGES=(
   "ldap-utils: ldapsearch, ldapadd, ldapmodify, ldapdelete, ldapwhoami (test_ldap; StartTLS through libldap's GnuTLS)"
   "python3-ldap3: the second LDAP client of test_ldap (the ldap3 library of PyPI, as Debian packages it)"
   "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
+  "dovecot-imapd: the private Dovecot the IMAP extension tests compare wire forms with (imaphelpers.DovecotTarget; its system service is stopped and disabled)"
   "polkitd: the polkit daemon that test_dbus_polkit runs on its private bus (JavaScript rules by duktape, a Depends)"
 )
 VM_PACKAGES=(
@@ -87,7 +90,8 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=600 update
   # package:service pairs whose system instance the tests do not want (see below)
   SERVICES=(postfix:postfix.service clamav-daemon:clamav-daemon.service
-            clamav-freshclam:clamav-freshclam.service c-icap:c-icap.service)
+            clamav-freshclam:clamav-freshclam.service c-icap:c-icap.service
+            dovecot-core:dovecot.service)
   new_services=()
   for pair in "${SERVICES[@]}"; do
     installed "${pair%%:*}" || new_services+=("${pair#*:}")
@@ -95,7 +99,8 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" "${missing[@]}"
   # The tests run private Postfix instances on 127.0.0.x:25; the system instance that the
   # package starts under systemd (inet_interfaces = all) would hold that port. The tests also
-  # start their own clamd and c-icap with their own configs; the system freshclam would
+  # start their own clamd, c-icap and Dovecot with their own configs (a system Dovecot would hold
+  # 143 and 993); the system freshclam would
   # download signatures from the network, and the system clamd and c-icap would only take
   # memory. Only services installed here and now are stopped: existing ones are the machine's
   # business.
@@ -126,4 +131,19 @@ if ((WITH_VM)) && ! command -v qemu-system-x86_64 >/dev/null; then
   echo "install.sh: installing ${bp[*]} (sources: $APTD/sources.list)"
   "${SUDO[@]}" apt-get -q -o DPkg::Lock::Timeout=600 "${A[@]}" update
   "${SUDO[@]}" apt-get install "${APT_OPTS[@]}" "${A[@]}" "${bp[@]}"
+fi
+
+# --- Python libraries Debian does not package (tests/requirements.txt) ----------------------
+# Into a virtual environment that also sees Debian's python3-* packages, from the machine's own
+# package index (pip's configuration); rebuilt when requirements.txt changes.
+if ((WITH_TESTS)); then
+  # shellcheck source=tests/venv.sh
+  . "$HERE/venv.sh"
+  if ! cmp -s "$HERE/requirements.txt" "$TEST_VENV/requirements.txt" 2>/dev/null; then
+    echo "install.sh: installing tests/requirements.txt into $TEST_VENV"
+    "${SUDO[@]}" rm -rf "$TEST_VENV"
+    "${SUDO[@]}" /usr/bin/python3 -m venv --system-site-packages "$TEST_VENV"
+    "${SUDO[@]}" "$TEST_PYTHON" -m pip install -q --no-input -r "$HERE/requirements.txt"
+    "${SUDO[@]}" cp "$HERE/requirements.txt" "$TEST_VENV/requirements.txt"
+  fi
 fi

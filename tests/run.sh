@@ -78,10 +78,12 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 export ICSMAIL_BIN="$TARGET_DIR/release/icsmail"
 [ -x "$ICSMAIL_BIN" ] || { echo "run.sh: no release binary at $ICSMAIL_BIN after cargo build --release"; exit 1; }
 export PYTHONDONTWRITEBYTECODE=1
+# shellcheck source=tests/venv.sh
+. "$ROOT/tests/venv.sh"
 
 # --- integration ----------------------------------------------------------------------------
 stage "integration tests (ICSMAIL_BIN=$ICSMAIL_BIN)" \
-  /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration "$@"
+  "$TEST_PYTHON" -m pytest -v -p no:cacheprovider tests/integration "$@"
 
 # --- packaging: Nix files, then the systemd units in a QEMU VM ------------------------------
 # nixos-module/eval/check.sh parses every .nix file, and evaluates the module and the flake

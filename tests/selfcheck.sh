@@ -33,10 +33,16 @@ fi
 
 if ((WITH_TESTS)); then
 # Python modules of the tests
-for mod in pytest:python3-pytest cryptography:python3-cryptography aiosmtpd:python3-aiosmtpd ldap3:python3-ldap3; do
-  if out=$($PY -c "import ${mod%%:*} as m; print(getattr(m, '__version__', ''))" 2>&1); then ok "python3 module ${mod%%:*} $out"
-  else missing "python3 module ${mod%%:*} (package ${mod#*:}): $(tail -1 <<<"$out")"; fi
+# shellcheck source=tests/venv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+for mod in pytest:python3-pytest cryptography:python3-cryptography aiosmtpd:python3-aiosmtpd ldap3:python3-ldap3 \
+           imapclient:tests/requirements.txt; do
+  if out=$("$TEST_PYTHON" -c "import ${mod%%:*} as m; print(getattr(m, '__version__', ''))" 2>&1); then ok "python3 module ${mod%%:*} $out ($TEST_VENV)"
+  else missing "python3 module ${mod%%:*} in $TEST_VENV (from ${mod#*:}): $(tail -1 <<<"$out")"; fi
 done
+# dovecot: the private IMAP server the extension tests compare with
+if have dovecot && [ -x /usr/lib/dovecot/imap ]; then ok "dovecot $(dovecot --version | cut -d' ' -f1) with imap"
+else missing "dovecot with its imap binary (package dovecot-imapd)"; fi
 
 # openssl: the tests make RSA and EC certificates and run s_client / s_server
 if have openssl && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \

@@ -30,6 +30,9 @@ class Model:
         self.keywords_announced: set[str] = set()
         self.seen_flags: dict[int, set[str]] = {}
         self.expunged: set[int] = set()
+        # EXPUNGEs of messages known only by EXISTS: (lo, hi), the UID is strictly between
+        # the known neighbours (hi None: above every known UID).
+        self.unknown_expunges: list[tuple[int, int | None]] = []
 
     def feed(self, lines: list[bytes]) -> None:
         for line in lines:
@@ -41,6 +44,11 @@ class Model:
                 uid = self.uids.pop(seq - 1)
                 if uid != -1:
                     self.expunged.add(uid)
+                else:
+                    below = [u for u in self.uids[:seq - 1] if u != -1]
+                    above = [u for u in self.uids[seq - 1:] if u != -1]
+                    self.unknown_expunges.append(
+                        (below[-1] if below else 0, above[0] if above else None))
                 continue
             m = re.match(r"\* (\d+) EXISTS$", text)
             if m:
