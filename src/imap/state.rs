@@ -120,6 +120,8 @@ pub(super) struct Session<'a> {
     pub search_return: Option<(String, Vec<String>)>,
     /// The STATUS being run asked for APPENDLIMIT (the guard takes it out).
     pub status_appendlimit: Option<super::guard::AppendLimitTaken>,
+    /// COMPRESS succeeded: switch once its OK is written.
+    pub compress_next: bool,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {
@@ -226,6 +228,15 @@ impl Session<'_> {
         self.guard = InputGuard::new();
         self.reset_parser();
         self.conn.start_tls(&acceptor, PRE_AUTH_TIMEOUT).await
+    }
+
+    /// COMPRESS=DEFLATE: writes the OK uncompressed, then compresses both ways. What the
+    /// client sent after the command and was read with it is compressed data already.
+    pub async fn start_compress(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        let already_read = self.input.pending().to_vec();
+        self.input.clear();
+        self.conn.start_deflate(&already_read).await
     }
 
     /// A fresh imap-next, which forgets what it had of a command (one the guard refused

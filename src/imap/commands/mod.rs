@@ -45,6 +45,7 @@ pub(super) async fn dispatch(
         _ if !authenticated => needs_auth(),
         CommandBody::Enable { capabilities } => misc::enable(session, capabilities),
         CommandBody::Namespace => misc::namespace(session),
+        CommandBody::Compress { algorithm } => misc::compress(session, algorithm),
         CommandBody::Select {
             mailbox,
             parameters,
