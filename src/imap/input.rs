@@ -13,6 +13,7 @@ use tracing::info;
 use super::buffer::Supplied;
 use super::commands::append;
 use super::commands::idle::refresh;
+use super::commands::list;
 use super::guard::{AppendCommand, Reason, Refusal, Step};
 use super::response::{bye, continuation, status, Kind};
 use super::state::{Done, Phase, Session};
@@ -43,6 +44,7 @@ impl Session<'_> {
                 Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
+                Step::List(command) => list::run_whole(self, &command).await?,
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod flags;
 pub mod idle;
+pub mod list;
 pub mod mailbox;
 pub mod misc;
 pub mod names;
@@ -61,11 +62,11 @@ pub(super) async fn dispatch(
         CommandBody::List {
             reference,
             mailbox_wildcard,
-        } => mailbox::list(session, reference, mailbox_wildcard, false).await,
+        } => list::list_plain(session, reference, mailbox_wildcard).await,
         CommandBody::Lsub {
             reference,
             mailbox_wildcard,
-        } => mailbox::list(session, reference, mailbox_wildcard, true).await,
+        } => list::lsub(session, reference, mailbox_wildcard).await,
         CommandBody::Status {
             mailbox,
             item_names,
