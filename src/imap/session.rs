@@ -70,6 +70,8 @@ pub async fn run_session(
             create_use: None,
             search_return: None,
             status_appendlimit: None,
+            search_saved: Vec::new(),
+            dollar_scan: Default::default(),
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),

@@ -66,6 +66,8 @@ pub async fn select(
 ) -> std::io::Result<Done> {
     // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
     session.phase = Phase::Authenticated;
+    // SEARCHRES: every SELECT and EXAMINE starts with an empty saved result (RFC 5182 §2.1).
+    session.search_saved.clear();
     let (name, folders) = match named_folder(session, &mailbox) {
         Ok(target) => target,
         Err(done) => return Ok(done),

@@ -171,6 +171,9 @@ pub struct InputGuard {
     status: bool,
     /// The last STATUS passed asked for APPENDLIMIT, with its tag (`statusappendlimit`).
     status_appendlimit: Option<(Option<String>, statusappendlimit::Taken)>,
+    /// What the last [`Step::Pass`] was: a line (`Some(first line of its command)`) or a
+    /// piece of a literal (None). SEARCHRES rewrites lines only (`imap::searchres`).
+    passed_line: Option<bool>,
 }
 
 impl Default for InputGuard {
@@ -198,7 +201,14 @@ impl InputGuard {
             search_return: None,
             status: false,
             status_appendlimit: None,
+            passed_line: None,
         }
+    }
+
+    /// Whether the last [`Step::Pass`] was a command line (`Some(true)` for a command's
+    /// first line) rather than literal bytes (None).
+    pub fn passed_line(&self) -> Option<bool> {
+        self.passed_line
     }
 
     /// Whether the STATUS tagged `tag` asked for APPENDLIMIT (taken out of its item list).
@@ -248,6 +258,7 @@ impl InputGuard {
                 Mode::Decision { .. } => self.refuse_message(),
                 _ if rest.is_empty() => return (used, Step::NeedInput),
                 Mode::Literal(left) => {
+                    self.passed_line = None;
                     let n = take(left, rest);
                     self.mode = literal_or_line(left - n as u32, Mode::Literal);
                     return (used + n, Step::Pass(rest[..n].to_vec()));
@@ -336,6 +347,7 @@ impl InputGuard {
 
     /// A line ended (it is in `self.line`).
     fn end_of_line(&mut self) -> Option<Step> {
+        self.passed_line = Some(self.command == Command::New);
         let mut line = std::mem::take(&mut self.line);
         let mut announcement = framing::literal_announcement(&line);
         if self.command == Command::New && self.authenticated && !self.idle {
