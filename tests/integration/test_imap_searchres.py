@@ -144,3 +144,19 @@ def test_dollar_after_a_literal_as_dovecot(servers):
         results.append(kept(raw.ok("FETCH $ (UID)")))
     assert results[:2] == results[2:], results
     assert results[0][1] and results[0][1][0] != "* SEARCH", results
+
+
+def test_pipelined_save_then_dollar_as_dovecot(servers):
+    """A FETCH $ sent together with the SEARCH that saves uses that search's result
+    (RFC 5182 §2.1: commands are run in order)."""
+    results = []
+    for raw in servers:
+        raw.ok("SELECT srtest")
+        raw.send("p1 SEARCH RETURN (SAVE) 1,3\r\np2 FETCH $ (UID)\r\np3 UID SEARCH NOT $\r\n")
+        answers = [kept(raw.read_tagged(tag)) for tag in ("p1", "p2", "p3")]
+        # Dovecot may send a later command's responses before an earlier one's completion:
+        # the responses are compared in order, across the three.
+        results.append(([status for status, _ in answers],
+                        [line for _, lines in answers for line in lines]))
+    assert results[0] == results[1], results
+    assert results[0][1] == [("1", "4", None), ("3", "6", None), "* SEARCH 5"], results

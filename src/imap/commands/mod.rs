@@ -59,10 +59,9 @@ pub(super) async fn dispatch(
         CommandBody::Rename { from, to } => mailbox::rename(session, from, to).await,
         CommandBody::Subscribe { mailbox } => mailbox::subscribe(session, mailbox, true).await,
         CommandBody::Unsubscribe { mailbox } => mailbox::subscribe(session, mailbox, false).await,
-        CommandBody::List {
-            reference,
-            mailbox_wildcard,
-        } => list::list_plain(session, reference, mailbox_wildcard).await,
+        // After login the input guard takes every LIST whole (LIST-EXTENDED, which imap-codec
+        // can't parse; `list::run_whole`): imap-next never delivers one here.
+        CommandBody::List { .. } => Done::bad("Unexpected command"),
         CommandBody::Lsub {
             reference,
             mailbox_wildcard,

@@ -3,7 +3,7 @@
 //!
 //! After login the input guard hands every LIST over whole (`guard::Step::List`), as
 //! imap-codec parses no extended LIST; `parse` reads it and [`run_whole`] answers it. LSUB
-//! (and a LIST before login, which is `BAD`) still come through imap-next.
+//! (and a LIST before login, which the dispatcher refuses) still come through imap-next.
 //!
 //! What a LIST lists (`entries`, pure): the names of the account's folders, the levels of
 //! the hierarchy without a folder of their own, and — with the SUBSCRIBED selection option —
@@ -28,7 +28,7 @@ use super::super::utf7;
 use super::idle;
 use super::mailbox::{blocking, folder_error, folders, status_response};
 use super::names::{pattern_text, reference_text, wire_mailbox};
-pub use parse::{ListRequest, Returns, Selection};
+use parse::{ListRequest, Selection};
 
 /// Runs a LIST the guard took whole (`command`: tag, LIST, arguments, literals inline, CRLF)
 /// and sends its completion, as `dispatch` and `Session::command` do for other commands.
@@ -52,27 +52,6 @@ pub async fn run_whole(session: &mut Session<'_>, command: &[u8]) -> std::io::Re
         )),
     }
     Ok(())
-}
-
-/// A plain LIST that came through imap-next (not logged in: the dispatcher refuses it
-/// first) — kept so the dispatcher's arm has a handler with the same rules.
-pub async fn list_plain(
-    session: &mut Session<'_>,
-    reference: Mailbox<'static>,
-    pattern: ListMailbox<'static>,
-) -> Done {
-    let (reference, pattern) = match (reference_text(&reference), pattern_text(&pattern)) {
-        (Ok(r), Ok(p)) => (r, p),
-        (Err(done), _) | (_, Err(done)) => return done,
-    };
-    let request = ListRequest {
-        selection: Selection::default(),
-        reference: utf7::encode(&reference),
-        patterns: vec![utf7::encode(&pattern)],
-        returns: Returns::default(),
-        extended: false,
-    };
-    list(session, request).await
 }
 
 /// A wire name (modified UTF-7) as UTF-8; odd modified UTF-7 is taken as the characters it
