@@ -71,6 +71,8 @@ pub async fn run_session(
             search_return: None,
             status_appendlimit: None,
             compress_next: false,
+            search_saved: Vec::new(),
+            dollar_scan: Default::default(),
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),

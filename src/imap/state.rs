@@ -122,6 +122,11 @@ pub(super) struct Session<'a> {
     pub status_appendlimit: Option<super::guard::AppendLimitTaken>,
     /// COMPRESS succeeded: switch once its OK is written.
     pub compress_next: bool,
+    /// The UIDs the last `SEARCH RETURN (SAVE)` saved (SEARCHRES, RFC 5182), ascending;
+    /// emptied by SELECT and EXAMINE.
+    pub search_saved: Vec<u32>,
+    /// Where the `$` rewrite stands in the command being passed (`searchres`).
+    pub dollar_scan: super::searchres::Scan,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {
