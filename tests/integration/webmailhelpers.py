@@ -27,6 +27,9 @@ SQL = Path("/usr/share/roundcube/SQL/sqlite.initial.sql")
 # limit is smtp.maxMessageSize x 1.33/1.37: the largest attachments it admits still fit the SMTP
 # limit once encoded.
 ROUNDCUBE_FACTOR = (133, 137)
+# storage.defaultFolders when not set (docs/settings.md)
+DEFAULT_FOLDERS = [{"name": "Drafts", "specialUse": "drafts"}, {"name": "Sent", "specialUse": "sent"},
+                   {"name": "Trash", "specialUse": "trash"}, {"name": "Junk", "specialUse": "junk"}]
 
 
 def php_string(value: str) -> str:
@@ -40,13 +43,10 @@ def max_message_size(smtp_max: int) -> int:
 
 
 def special_folders(default_folders: list[dict]) -> dict[str, str]:
-    """{Roundcube option: folder name} for storage.defaultFolders' drafts/sent/junk/trash."""
-    out = {}
-    for folder in default_folders:
-        role = folder.get("specialUse")
-        if role in ("drafts", "sent", "junk", "trash"):
-            out[f"{role}_mbox"] = folder["name"]
-    return out
+    """{Roundcube option: folder name} for storage.defaultFolders' drafts/sent/junk/trash; ""
+    for a role no folder has (Roundcube then has no such folder)."""
+    names = {f.get("specialUse"): f["name"] for f in default_folders}
+    return {f"{role}_mbox": names.get(role, "") for role in ("drafts", "sent", "junk", "trash")}
 
 
 def roundcube_config(settings: dict, imap_port: int, submission_port: int, *, workdir: Path,
@@ -81,8 +81,8 @@ def roundcube_config(settings: dict, imap_port: int, submission_port: int, *, wo
     ]
     if settings.get("defaultAuthDomain"):
         lines.append(f"$config['username_domain'] = {php_string(settings['defaultAuthDomain'])};")
-    folders = settings.get("storage", {}).get("defaultFolders")
-    for option, name in special_folders(folders or []).items():
+    folders = settings.get("storage", {}).get("defaultFolders") or DEFAULT_FOLDERS
+    for option, name in special_folders(folders).items():
         # Roundcube names folders in IMAP's modified UTF-7, ics-mail's settings in UTF-8
         lines.append(f"$config['{option}'] = rcube_charset::convert({php_string(name)}, "
                      "'UTF-8', 'UTF7-IMAP');")
