@@ -195,11 +195,24 @@ def attach(page: Page, path: Path) -> None:
     page.set_input_files("#uploadformInput", str(path))
 
 
+def is_send(response) -> bool:
+    """The compose form's POST (its `_action=send` is a form field, not in the URL)."""
+    request = response.request
+    if request.method != "POST" or "_action=" in request.url:
+        return False
+    body = request.post_data_buffer or b""
+    return b"_action=send" in body or b'name="_action"\r\n\r\nsend' in body
+
+
 def send(page: Page) -> None:
+    """Click Send; Roundcube's answer must be its "Message sent successfully." (it shows that
+    notice only briefly before it leaves for the mail list, so the answer itself is checked)."""
     idle(page)
-    page.locator("#compose-content a.send, .formbuttons button.send, a.button.send").locator(
-        "visible=true").first.click()
-    expect(page.locator("#messagestack")).to_contain_text("Message sent successfully")
+    with page.expect_response(is_send, timeout=TIMEOUT) as answer:
+        page.locator("#compose-content a.send, .formbuttons button.send, a.button.send").locator(
+            "visible=true").first.click()
+    text = answer.value.text()
+    assert "sent_successfully" in text and "Message sent successfully" in text, text[-2000:]
     # then Roundcube leaves the compose page for the mail list by itself
     page.wait_for_url(lambda url: "_action=compose" not in url, timeout=TIMEOUT)
     idle(page)
