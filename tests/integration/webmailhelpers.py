@@ -71,6 +71,7 @@ def roundcube_config(settings: dict, imap_port: int, submission_port: int, *, wo
         "$config['log_driver'] = 'file';",
         f"$config['log_dir'] = '{workdir}/logs/';",
         f"$config['temp_dir'] = '{workdir}/temp/';",
+        # the SMTP and IMAP conversations in the run's log directory, for a failed test
         "$config['smtp_log'] = true;",
         "$config['imap_debug'] = true;",
         # the folders exist (ics-mail makes them with the mailbox): never create others
