@@ -307,6 +307,13 @@ let
   storeSecretErrors = map (s: "services.icsMail.${s.option} = \"${s.path}\" is in the Nix store, which every local user can read: put the secret in a file outside the store (e.g. deployed by agenix, sops-nix or systemd credentials) and give that file's path as a string.")
     (filter (s: inStore s.path) secretPaths);
 
+  # the webmail's TLS certificate when not from ACME: the one IMAP (else SMTP) uses
+  webmailCert = if cfg.access.certificate != null then cfg.access.certificate else cfg.smtp.certificate;
+  # storage.defaultFolders, or the program's default (the same four roles)
+  webmailFolders = if cfg.storage.defaultFolders != null then cfg.storage.defaultFolders else [
+    { name = "Drafts"; specialUse = "drafts"; } { name = "Sent"; specialUse = "sent"; }
+    { name = "Trash"; specialUse = "trash"; } { name = "Junk"; specialUse = "junk"; }
+  ];
   phpString = s: "'" + builtins.replaceStrings [ "\\" "'" ] [ "\\\\" "\\'" ] s + "'";
   localReachable = ifaces: ifaces == [ ] || any (i: isLoopback i || isLoopbackName i) ifaces;
   baseDns = filter (d: d != "") (map lib.trim (lib.splitString ";" cfg.addressBook.baseDn));
@@ -346,6 +353,13 @@ in
       addressBook = opt types.bool true ''
         Give Roundcube the LDAP address book (when `addressBook.enable`). The seed's
         "Use ICS Address Book" for the webmail side.
+      '';
+      acme = opt types.bool false ''
+        Get the certificate of the webmail's nginx virtual host from ACME (`enableACME`;
+        `security.acme` must be set up). Off (the default): nginx serves HTTPS with the mail
+        services' own certificate, `access.certificate` (else `smtp.certificate`), whose key
+        nginx must be able to read too; with neither (`tls.mode = "none"`) the webmail is
+        plain HTTP, with a warning.
       '';
     };
 
@@ -826,10 +840,13 @@ in
     })
 
     (mkIf cfg.webmail.enable {
+      warnings = lib.optional (!cfg.webmail.acme && webmailCert == null)
+        "services.icsMail.webmail: no certificate (access.certificate, smtp.certificate) and webmail.acme is off, so the webmail is served over plain HTTP and its logins cross the network in clear text.";
       services.roundcube = {
         enable = true;
         hostName = mkDefault cfg.webmail.hostName;
-        # Roundcube adds 37 % (base64) to this many MiB: keep the result within maxMessageSize
+        # nixpkgs derives max_message_size and PHP's upload limits from this (x 1.37); both
+        # are set exactly below, this only keeps nixpkgs' own lines in range
         maxAttachmentSize = mkDefault (lib.max 1 ((cfg.smtp.maxMessageSize * 100) / (137 * 1048576)));
         extraConfig =
           let
@@ -838,12 +855,12 @@ in
             ldap = optionalString (cfg.addressBook.enable && cfg.webmail.addressBook) (concatStringsSep "\n" (lib.imap0 (i: dn: ''
               $config['ldap_public']['icsmail${toString i}'] = [
                 'name' => ${phpString "Address book (${dn})"},
-                'hosts' => ['localhost'],
-                'port' => ${toString cfg.addressBook.port},
-                'use_tls' => false,
+                // Roundcube 1.6 takes the port from here only (a 'port' key is ignored)
+                'hosts' => ['localhost:${toString cfg.addressBook.port}'],
                 'ldap_version' => 3,
                 'user_specific' => false,
                 'base_dn' => ${phpString dn},
+                'scope' => 'sub',
                 'search_fields' => ['mail', 'cn'],
                 'name_field' => 'cn',
                 'email_field' => 'mail',
@@ -861,7 +878,21 @@ in
             $config['smtp_host'] = '${tlsPrefix}localhost:${toString submission}';
             $config['smtp_user'] = '%u';
             $config['smtp_pass'] = '%p';
+            // Roundcube counts an attachment as 1.33 x its size (+10 KiB body) against this;
+            // base64 in 76-character lines grows by 1.37: x 133/137 keeps what it admits
+            // within smtp.maxMessageSize once encoded
+            $config['max_message_size'] = ${toString (cfg.smtp.maxMessageSize * 133 / 137)};
+            // the folders of storage.defaultFolders (ics-mail makes them); Roundcube names
+            // folders in IMAP's modified UTF-7
+            $config['create_default_folders'] = false;
+            $config['show_real_foldernames'] = true;
           ''
+          # a role no folder has: '' (no such folder; e.g. no trash: delete removes for good)
+          + lib.concatMapStrings (role:
+            let f = lib.findFirst (f: f.specialUse == role) null webmailFolders; in
+            if f == null then "$config['${role}_mbox'] = '';\n"
+            else "$config['${role}_mbox'] = rcube_charset::convert(${phpString f.name}, 'UTF-8', 'UTF7-IMAP');\n")
+            [ "drafts" "sent" "junk" "trash" ]
           + optionalString (cfg.tls.mode == "required") ''
             // STARTTLS over loopback: the certificate names the public host, not localhost
             $config['imap_conn_options'] = ['ssl' => ['verify_peer' => false, 'verify_peer_name' => false]];
@@ -872,6 +903,21 @@ in
           ''
           + ldap;
       };
+      # PHP's own limits are smtp.maxMessageSize (appended last, so they win over nixpkgs'):
+      # Roundcube's per-file limit, max_message_size / 1.33, stays below them and acts first
+      services.phpfpm.pools.roundcube.phpOptions = lib.mkAfter ''
+        upload_max_filesize = ${toString cfg.smtp.maxMessageSize}
+        post_max_size = ${toString cfg.smtp.maxMessageSize}
+      '';
+      services.nginx.virtualHosts.${config.services.roundcube.hostName} =
+        if cfg.webmail.acme then { enableACME = true; forceSSL = true; }
+        else if webmailCert != null then {
+          enableACME = false;
+          forceSSL = true;
+          sslCertificate = webmailCert.certFile;
+          sslCertificateKey = webmailCert.keyFile;
+        }
+        else { enableACME = false; forceSSL = false; };
     })
   ]);
 }

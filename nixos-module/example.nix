@@ -15,6 +15,8 @@
       enable = true;
       hostName = "webmail.example.org";
       addressBook = true;
+      # the virtual host's certificate from ACME (off: the mail services' certificate)
+      acme = true;
     };
 
     # ---------------------------------------------------------------- domains and accounts

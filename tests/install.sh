@@ -49,6 +49,13 @@ PACKAGES=(
   "libglib2.0-bin: gdbus, which shows D-Bus error names and monitors signals (test_dbus_admin)"
   "dovecot-imapd: the private Dovecot the IMAP extension tests compare wire forms with (imaphelpers.DovecotTarget; its system service is stopped and disabled)"
   "polkitd: the polkit daemon that test_dbus_polkit runs on its private bus (JavaScript rules by duktape, a Depends)"
+  "roundcube: Debian's Roundcube 1.6, the webmail of test_webmail (served by php -S: php-cli, php-intl, php-mbstring come with roundcube-core; apt picks libapache2-mod-php8.2 + apache2-bin for php8.2's SAPI dependency, no apache2 service)"
+  "roundcube-sqlite3: Roundcube's database in test_webmail (php-sqlite3), one SQLite file per run"
+  "php-xml: DOM and XML, which Roundcube's HTML parsing (php-masterminds-html5) needs"
+  "php-ldap: PHP's LDAP functions, Roundcube's LDAP address book (test_webmail's autocomplete)"
+  "php-net-ldap3: Net_LDAP3, the LDAP layer of Roundcube's address book (only a Suggests of roundcube-core)"
+  "chromium: the headless browser Playwright drives in test_webmail (launched as /usr/bin/chromium, --no-sandbox as root)"
+  "fonts-dejavu-core: text in the browser's screenshots (chromium itself brings no font; fontconfig's first choice)"
 )
 VM_PACKAGES=(
   "mmdebstrap: builds the VM test's Debian guest"
@@ -141,6 +148,7 @@ if ((WITH_TESTS)); then
   . "$HERE/venv.sh"
   if ! cmp -s "$HERE/requirements.txt" "$TEST_VENV/requirements.txt" 2>/dev/null; then
     echo "install.sh: installing tests/requirements.txt into $TEST_VENV"
+    export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1  # playwright: Debian's chromium, never a download
     "${SUDO[@]}" rm -rf "$TEST_VENV"
     "${SUDO[@]}" /usr/bin/python3 -m venv --system-site-packages "$TEST_VENV"
     "${SUDO[@]}" "$TEST_PYTHON" -m pip install -q --no-input -r "$HERE/requirements.txt"

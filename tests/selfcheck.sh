@@ -36,10 +36,45 @@ if ((WITH_TESTS)); then
 # shellcheck source=tests/venv.sh
 . "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 for mod in pytest:python3-pytest cryptography:python3-cryptography aiosmtpd:python3-aiosmtpd ldap3:python3-ldap3 \
-           imapclient:tests/requirements.txt; do
+           imapclient:tests/requirements.txt playwright:tests/requirements.txt; do
   if out=$("$TEST_PYTHON" -c "import ${mod%%:*} as m; print(getattr(m, '__version__', ''))" 2>&1); then ok "python3 module ${mod%%:*} $out ($TEST_VENV)"
   else missing "python3 module ${mod%%:*} in $TEST_VENV (from ${mod#*:}): $(tail -1 <<<"$out")"; fi
 done
+# Roundcube as test_webmail serves it: Debian's document root and config defaults, the PHP
+# extensions it uses (SQLite, intl, mbstring, DOM, LDAP) and Net_LDAP3
+if [ -r /var/lib/roundcube/public_html/index.php ] && [ -r /etc/roundcube/defaults.inc.php ] \
+   && [ -r /usr/share/roundcube/SQL/sqlite.initial.sql ]; then ok "roundcube $(dpkg-query -W -f='${Version}' roundcube-core 2>/dev/null)"
+else missing "Roundcube's document root, defaults.inc.php and SQLite schema (packages roundcube, roundcube-sqlite3)"; fi
+if have php && mods=$(php -m 2>&1); then
+  need=(); for m in pdo_sqlite intl mbstring dom ldap; do grep -qx "$m" <<<"$mods" || need+=("$m"); done
+  if ((${#need[@]})); then missing "PHP extensions ${need[*]} (packages roundcube-sqlite3, php-intl, php-mbstring, php-xml, php-ldap)"
+  else ok "php $(php -r 'echo PHP_VERSION;') with pdo_sqlite, intl, mbstring, dom, ldap"; fi
+else
+  missing "php (package php-cli, a Depends of roundcube)"
+fi
+if [ -r /usr/share/php/Net/LDAP3.php ]; then ok "Net_LDAP3 (Roundcube's LDAP address book)"
+else missing "Net_LDAP3 (package php-net-ldap3)"; fi
+# Chromium headless under Playwright, as test_webmail launches it, rendering text (fonts)
+if [ -x /usr/bin/chromium ]; then
+  out=$(PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 120 "$TEST_PYTHON" - "$T/page.png" 2>&1 <<'PY'
+import sys
+from playwright.sync_api import sync_playwright
+with sync_playwright() as pw:
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+    page = browser.new_page()
+    page.set_content("<p id=t style='font-size:40px'>ics-mail</p>")
+    width = page.evaluate("document.getElementById('t').getBoundingClientRect().width")
+    page.screenshot(path=sys.argv[1])
+    print(browser.version, width)
+    browser.close()
+PY
+  )
+  read -r version width <<<"$(tail -1 <<<"$out")"
+  if [ -s "$T/page.png" ] && [ "${width%.*}" -gt 50 ] 2>/dev/null; then ok "chromium $version headless under Playwright (renders text)"
+  else missing "chromium headless under Playwright (packages chromium, fonts-dejavu-core; tests/requirements.txt): $(tail -2 <<<"$out" | tr '\n' ' ')"; fi
+else
+  missing "chromium (package chromium)"
+fi
 # dovecot: the private IMAP server the extension tests compare with
 if have dovecot && [ -x /usr/lib/dovecot/imap ]; then ok "dovecot $(dovecot --version | cut -d' ' -f1) with imap"
 else missing "dovecot with its imap binary (package dovecot-imapd)"; fi

@@ -12,6 +12,8 @@
 #       module evaluates without a failed assertion, and its build check fails with the
 #       program's line naming the key;
 #     - the assertions Nix alone can make (secrets in the store, the webmail on loopback);
+#     - the webmail: the generated Roundcube config.inc.php run through PHP (IMAP/submission,
+#       limits, folders, short names, LDAP books), PHP-FPM's upload limits and nginx's TLS;
 #     - `nix flake check --no-build` of flake.nix (packages, module, appliance, VM tests).
 # Prints PASS/FAIL/SKIP lines and `N passed, M failed, K skipped`; exit 1 when anything failed.
 # The steps that run the binary print SKIP when it is missing; REQUIRE_BIN=1 (tests/run.sh)
@@ -281,6 +283,51 @@ assertion_case "dkim.keyDirectory in the Nix store" \
   "dkim.keyDirectory = \"$STORE-dkim\";" "services.icsMail.dkim.keyDirectory = \\\"$STORE-dkim\\\" is in the Nix store"
 assertion_case "webmail without loopback listeners" \
   'webmail.enable = true; access.interfaces = [ "eth0" ];' 'Roundcube talks to IMAP and submission on localhost'
+# 2d'. the webmail: Roundcube's config.inc.php as PHP reads it (Debian's php and Roundcube's
+# rcube_charset, where tests/install.sh put them), PHP-FPM's upload limits, nginx's TLS
+webmail_case() { # NAME SETTINGS PYTHON-CHECK (of w = generated webmail, c = PHP's $config)
+  printf '{ imports = [ %s ]; services.icsMail = { webmail.enable = true; access.interfaces = [ "lo" ]; smtp.interfaces = [ "lo" ]; %s }; }\n' "$BASE" "$2" > "$T/webmail.nix"
+  if ! generated webmail "$T/webmail.nix"; then ko "webmail $1: $(tail -5 "$T/webmail.eval.txt")"; return; fi
+  if ! command -v php >/dev/null || [ ! -r /usr/share/roundcube/program/lib/Roundcube/rcube_charset.php ]; then
+    sk "webmail $1: no php / Debian roundcube (tests/install.sh)"; return
+  fi
+  if out=$(python3 - "$T/webmail.generated.json" "$3" 2>&1 <<'PY'
+import json, subprocess, sys
+w = json.load(open(sys.argv[1]))["webmail"]
+php = w["configPhp"].replace("file_get_contents('/var/lib/roundcube/des_key')", "'k'")
+code = ("require '/usr/share/roundcube/program/lib/Roundcube/rcube_charset.php';"
+        "$config = []; eval('?>' . stream_get_contents(STDIN)); echo json_encode($config);")
+c = json.loads(subprocess.run(["php", "-r", code], input=php, capture_output=True, text=True,
+                              check=True).stdout)
+assert eval("(" + sys.argv[2] + ")"), (sys.argv[2], {k: c.get(k) for k in c if "mbox" in k or "host" in k or "size" in k}, w["phpOptions"], w["tls"])
+PY
+  ); then ok "webmail $1"
+  else ko "webmail $1: $(tail -3 <<<"$out")"; fi
+}
+webmail_case "wiring: IMAP/submission on localhost with the user's login, limits, folders, short names, LDAP" \
+  'defaultAuthDomain = "example.org"; smtp.maxMessageSize = 1048576; imap.port = 1143; smtp.submissionPort = 1587;
+   addressBook = { enable = true; port = 3389; baseDn = "dc=example,dc=org; dc=example,dc=net"; };
+   storage.defaultFolders = [ { name = "Entwürfe"; specialUse = "drafts"; } { name = "Gesendet"; specialUse = "sent"; } { name = "Archiv"; specialUse = "archive"; } ];' \
+  'c["imap_host"] == "localhost:1143" and c["smtp_host"] == "localhost:1587" and c["smtp_user"] == "%u" and c["smtp_pass"] == "%p"
+   and c["max_message_size"] == 1048576 * 133 // 137 and w["phpOptions"].rstrip().endswith("upload_max_filesize = 1048576\npost_max_size = 1048576")
+   and c["drafts_mbox"] == "Entw&APw-rfe" and c["sent_mbox"] == "Gesendet" and c["trash_mbox"] == "" and c["junk_mbox"] == ""
+   and c["username_domain"] == "example.org"
+   and [b["hosts"] for b in c["ldap_public"].values()] == [["localhost:3389"]] * 2
+   and [b["base_dn"] for b in c["ldap_public"].values()] == ["dc=example,dc=org", "dc=example,dc=net"]
+   and c["autocomplete_addressbooks"] == ["sql", "icsmail0", "icsmail1"]
+   and w["tls"] == {"enableACME": False, "forceSSL": False, "sslCertificate": None, "sslCertificateKey": None}'
+webmail_case "without the address book (webmail.addressBook = false); default folders" \
+  'addressBook = { enable = true; baseDn = "dc=example,dc=org"; }; webmail.addressBook = false;' \
+  '"ldap_public" not in c and "username_domain" not in c
+   and (c["drafts_mbox"], c["sent_mbox"], c["trash_mbox"], c["junk_mbox"]) == ("Drafts", "Sent", "Trash", "Junk")'
+webmail_case "nginx TLS with the mail certificate; tls.mode required: STARTTLS" \
+  'tls.mode = "required"; access.certificate = { certFile = "/run/c/imap.crt"; keyFile = "/run/c/imap.key"; };
+   smtp.certificate = { certFile = "/run/c/smtp.crt"; keyFile = "/run/c/smtp.key"; };' \
+  'w["tls"] == {"enableACME": False, "forceSSL": True, "sslCertificate": "/run/c/imap.crt", "sslCertificateKey": "/run/c/imap.key"}
+   and c["imap_host"].startswith("tls://localhost:") and c["smtp_host"].startswith("tls://localhost:")'
+webmail_case "nginx TLS from ACME (webmail.acme)" \
+  'webmail.acme = true; smtp.certificate = { certFile = "/run/c/smtp.crt"; keyFile = "/run/c/smtp.key"; };' \
+  'w["tls"]["enableACME"] is True and w["tls"]["forceSSL"] is True'
 # a Nix path value is a type error (it would be copied into the store)
 echo secret > "$T/secret"
 printf '{ imports = [ %s ]; services.icsMail.accounts."alice@example.org".hashedPasswordFile = %s; }\n' "$BASE" "$T/secret" > "$T/path.nix"

@@ -32,5 +32,21 @@ in
       in if builtins.isString a then a else a.text;
   };
   polkitRules = eval.config.security.polkit.extraConfig;
+  # the Roundcube of webmail.enable (null when off): its config.inc.php, the PHP-FPM pool's
+  # php.ini additions and the nginx virtual host's TLS
+  webmail = if !eval.config.services.roundcube.enable then null else
+    let
+      vhost = eval.config.services.nginx.virtualHosts.${eval.config.services.roundcube.hostName};
+      # sslCertificate(Key) have no default: null where the module leaves them unset
+      maybe = v: let r = builtins.tryEval v; in if r.success then r.value else null;
+    in {
+      configPhp = eval.config.environment.etc."roundcube/config.inc.php".text;
+      phpOptions = eval.config.services.phpfpm.pools.roundcube.phpOptions;
+      tls = {
+        inherit (vhost) forceSSL enableACME;
+        sslCertificate = maybe vhost.sslCertificate;
+        sslCertificateKey = maybe vhost.sslCertificateKey;
+      };
+    };
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
 }
