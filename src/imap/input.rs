@@ -105,6 +105,9 @@ impl Session<'_> {
     }
 
     async fn begin_append(&mut self, command: AppendCommand) {
+        if command.next {
+            return self.next_append(command).await;
+        }
         match append::begin(self, &command).await {
             Ok(appending) => {
                 self.guard.accept_message();
@@ -120,6 +123,30 @@ impl Session<'_> {
         }
     }
 
+    /// MULTIAPPEND's next message: taken, or the whole APPEND is answered and nothing of it
+    /// stays.
+    async fn next_append(&mut self, command: AppendCommand) {
+        let Some(mut appending) = self.appending.take() else {
+            self.guard.refuse_message();
+            return self.complete(command.tag, Done::bad("APPEND failed before"));
+        };
+        match appending.next(self, &command).await {
+            Ok(()) => {
+                self.guard.accept_message();
+                if command.sync {
+                    self.conn.send(&continuation());
+                }
+                self.appending = Some(appending);
+            }
+            Err(done) => {
+                let tag = appending.tag.clone();
+                drop(appending);
+                self.guard.refuse_message();
+                self.complete(tag, done);
+            }
+        }
+    }
+
     async fn end_append(&mut self, well_formed: bool) -> std::io::Result<()> {
         let Some(appending) = self.appending.take() else {
             return Ok(());
@@ -129,7 +156,7 @@ impl Session<'_> {
             appending.finish(self).await
         } else {
             drop(appending);
-            Done::bad("Syntax error after the message (one message per APPEND)")
+            Done::bad("Syntax error after the message")
         };
         // As after every command: changes to the selected folder (this message, if it went
         // there) before the completion.

@@ -48,6 +48,8 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         "SPECIAL-USE".to_string(),
         "CREATE-SPECIAL-USE".to_string(),
         "ESEARCH".to_string(),
+        "BINARY".to_string(),
+        "MULTIAPPEND".to_string(),
         append_limit,
     ] {
         if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {

@@ -79,8 +79,9 @@ pub enum Step {
     Append(AppendCommand),
     /// The last this many bytes taken are message data of the accepted APPEND.
     Message(usize),
-    /// The message has been read. `well_formed`: the command ended right after it (anything
-    /// else, such as MULTIAPPEND's second message, is a syntax error and was dropped).
+    /// The last message has been read. `well_formed`: the command ended right after it
+    /// (anything else is a syntax error and was dropped). Another message (MULTIAPPEND)
+    /// comes as a further [`Step::Append`] instead.
     MessageEnd { well_formed: bool },
 }
 
@@ -358,6 +359,9 @@ impl InputGuard {
             Command::AppendHead => self.append_head_line(&line, announcement),
             Command::AfterMessage => {
                 let well_formed = line == b"\r\n";
+                if let Some(step) = self.next_message(&line, announcement) {
+                    return Some(step);
+                }
                 if self.drop_rest(announcement) {
                     self.mode = Mode::Closed;
                 }
@@ -458,6 +462,19 @@ impl InputGuard {
         }
         self.mode = literal_or_line(literal.length, Mode::HeadLiteral);
         literal.sync.then_some(Step::Continue)
+    }
+
+    /// A line after a message that announces another (MULTIAPPEND): reported as the next
+    /// [`Step::Append`], for the session's decision.
+    fn next_message(&mut self, line: &[u8], announcement: Option<Announcement>) -> Option<Step> {
+        let literal = announcement?;
+        let tag = self.tag.as_deref()?;
+        let command = append::decode_next(tag, line, literal.start, literal.length, literal.sync)?;
+        self.mode = Mode::Decision {
+            size: literal.length,
+            sync: literal.sync,
+        };
+        Some(Step::Append(command))
     }
 
     /// Answers the current command with `reason`; its rest (from a literal the refused line

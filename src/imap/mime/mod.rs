@@ -7,6 +7,7 @@
 //! boundary rules, and ENVELOPE needs raw (undecoded) values, which mail-parser does not give.
 
 mod address;
+mod binary;
 mod envelope;
 mod header;
 mod params;
@@ -18,7 +19,11 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+use std::num::NonZeroU32;
+
 use imap_codec::imap_types::{body::BodyStructure, envelope::Envelope, fetch::Section};
+
+pub use binary::UnknownCte;
 
 /// ENVELOPE (RFC 3501 §7.4.2): date, subject, from, sender, reply-to, to, cc, bcc,
 /// in-reply-to, message-id. Values are the raw header bytes unfolded (encoded-words kept),
@@ -54,4 +59,12 @@ pub fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The bytes of BINARY[`part`] (RFC 3516) before any `<partial>` cut: the part's content with
+/// its Content-Transfer-Encoding removed (NUL bytes kept: they go out as a literal8); for the
+/// whole message (an empty `part`) or a container, its leaves decoded (`binary`); empty when
+/// the part does not exist.
+pub fn binary_section(raw: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, UnknownCte> {
+    binary::decoded(raw, &tree::parse(raw), part)
 }
