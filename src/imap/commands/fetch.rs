@@ -496,4 +496,34 @@ mod tests {
         assert_eq!(batch_len(&many, |_| 10), CHUNK);
         assert_eq!(batch_len(&many[..3], |_| 10), 3);
     }
+
+    #[test]
+    fn binary_items_use_literal8_only_for_nul() {
+        let part = |n: &[u32]| -> Vec<std::num::NonZeroU32> {
+            n.iter()
+                .filter_map(|&n| std::num::NonZeroU32::new(n))
+                .collect()
+        };
+        assert_eq!(
+            binary_item(&part(&[1, 2]), &None, b"ab"),
+            b"BINARY[1.2] {2}\r\nab"
+        );
+        let partial = Some((5, std::num::NonZeroU32::MIN));
+        assert_eq!(
+            binary_item(&part(&[3]), &partial, b"\0"),
+            b"BINARY[3]<5> ~{1}\r\n\0"
+        );
+        assert_eq!(binary_item(&[], &None, b""), b"BINARY[] {0}\r\n");
+        assert_eq!(
+            cut(
+                b"abcdef".to_vec(),
+                &Some((4, std::num::NonZeroU32::MIN.saturating_add(9)))
+            ),
+            b"ef"
+        );
+        assert_eq!(
+            cut(b"abc".to_vec(), &Some((9, std::num::NonZeroU32::MIN))),
+            b""
+        );
+    }
 }
