@@ -23,4 +23,7 @@ pub struct Appending {
     pub(in crate::imap) sealed: Vec<(SealedMessage, FlagSet)>,
     /// Message bytes (wire form) of the command so far, the current message included.
     pub(in crate::imap) total: u64,
+    /// Bytes of the current message (wire form): its literal's size, or its CATENATE parts
+    /// so far.
+    pub(in crate::imap) current: u64,
 }

@@ -1,4 +1,4 @@
-"""BINARY (RFC 3516) and MULTIAPPEND (RFC 3502), as raw exchanges run against ics-mail and, in
+"""BINARY (RFC 3516), MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469), as raw exchanges run against ics-mail and, in
 the same test, a private Dovecot 2.3: both must give the same decoded bytes and the same
 result; MULTIAPPEND also through imapclient's `multiappend`."""
 
@@ -102,7 +102,7 @@ def test_capabilities(targets):
     for target in targets:
         raw = target.raw_login(target.fresh_user())
         caps = capabilities(raw.ok("CAPABILITY"))
-        assert {"BINARY", "MULTIAPPEND"} <= caps, (target.name, caps)
+        assert {"BINARY", "MULTIAPPEND", "CATENATE"} <= caps, (target.name, caps)
         raw.close()
 
 
@@ -322,3 +322,100 @@ def test_imapclient_multiappend(targets):
     ics, dovecot = results
     assert ics == (b"[APPENDUID v 1:2", [(set(), b"first\r\n"), ({b"\\Seen"}, b"second\r\n")])
     assert ics == dovecot
+
+
+def uidvalidity(raw: Raw, mailbox: str) -> int:
+    r = raw.ok(f"STATUS {mailbox} (UIDVALIDITY)")
+    return int(re.search(rb"UIDVALIDITY (\d+)", b" ".join(r.lines)).group(1))
+
+
+def stored(raw: Raw, mailbox: str) -> list[bytes]:
+    """BODY[] of every message in `mailbox`."""
+    raw.ok(f"EXAMINE {mailbox}")
+    out = [line.split(b"}\r\n", 1)[1][:-1]
+           for line in raw.ok("FETCH 1:* (BODY.PEEK[])").lines if b"BODY[]" in line]
+    raw.ok("CLOSE")
+    return out
+
+
+def test_catenate_text_and_urls(targets):
+    def exchange(raw):
+        assert append_raw(raw, "INBOX", MIXED).status == "OK"
+        assert append_raw(raw, "INBOX", SINGLE).status == "OK"
+        raw.ok("CREATE Cat")
+        v = uidvalidity(raw, "INBOX")
+        tag = raw.tag()
+        head = b"Subject: assembled\r\nX-Part: 1\r\n"
+        raw.send(f"{tag} APPEND Cat (\\Seen) CATENATE (TEXT {{{len(head)}}}\r\n".encode())
+        assert raw.line().startswith(b"+")
+        raw.send(head + f' URL "/INBOX;UIDVALIDITY={v}/;UID=2/;SECTION=HEADER.FIELDS%20(Content-Transfer-Encoding)"'
+                 f' URL "/INBOX/;UID=2/;SECTION=TEXT" TEXT {{7+}}\r\n--\r\nend URL "/INBOX/;UID=1/;SECTION=3"'
+                 f' URL "/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.20")\r\n'.encode())
+        r = raw.read_tagged(tag)
+        # The whole message by URL.
+        r2 = raw.cmd(f'APPEND Cat CATENATE (URL "/INBOX/;UID=1")')
+        return r.status, code(r), code(r2), stored(raw, "Cat")
+
+    ics, dovecot = both(targets, exchange)
+    assert ics[:3] == ("OK", "APPENDUID", "APPENDUID"), ics
+    assert ics[3][0].startswith(b"Subject: assembled\r\nX-Part: 1\r\n"
+                                b"Content-Transfer-Encoding: base64\r\n\r\nAAEC/w==\r\n--\r\nend"
+                                b"caf\xc3\xa9"), ics[3][0]
+    assert ics[3][1] == MIXED
+    assert ics == dovecot
+
+
+def test_catenate_bad_urls(targets):
+    def exchange(raw):
+        assert append_raw(raw, "INBOX", SINGLE).status == "OK"
+        v = uidvalidity(raw, "INBOX")
+        out = []
+        for url in ["/INBOX/;UID=99", f"/INBOX;UIDVALIDITY={v + 1}/;UID=1", "/Nowhere/;UID=1",
+                    "imap://other%40example.org@elsewhere.example/INBOX/;UID=1",
+                    "/INBOX/;UID=1/;URLAUTH=anonymous:internal:0123"]:
+            r = raw.cmd(f'APPEND INBOX CATENATE (TEXT {{4+}}\r\nabc\n URL "{url}" TEXT {{5+}}\r\nrest\n)')
+            named = r.text.split("]")[0] + "]" if r.text.startswith("[") else None
+            out.append((r.status, named and named.replace(str(v + 1), "V")))
+        out.append(messages_in(raw, "INBOX"))
+        return out
+
+    ics, dovecot = both(targets, exchange)
+    assert all(status == "NO" and text.startswith("[BADURL ") for status, text in ics[:-1]), ics
+    assert ics[-1] == 1
+    assert ics == dovecot
+
+
+def test_catenate_absolute_url_of_this_server(targets):
+    ics, _ = targets
+    user = ics.fresh_user()
+    raw = ics.raw_login(user)
+    host = raw.greeting.split(b"] ", 1)[1].split(b" ")[0].decode()
+    assert append_raw(raw, "INBOX", SINGLE).status == "OK"
+    url = f"imap://{user.replace('@', '%40')}@{host}/INBOX/;UID=1/;SECTION=TEXT"
+    r = raw.cmd(f'APPEND INBOX CATENATE (URL "{url}")')
+    assert r.status == "OK", r
+    assert stored(raw, "INBOX")[1] == b"AAEC/w==\r\n"
+    raw.close()
+
+
+def test_catenate_toobig_and_multiappend(targets):
+    ics, _ = targets
+    raw = ics.raw_login(ics.fresh_user())
+    big = b"Subject: big\r\n\r\n" + b"y" * (MAX_SIZE * 2 // 3)
+    assert append_raw(raw, "INBOX", big).status == "OK"
+    # Two copies of a message of two thirds of maxMessageSize: TOOBIG, nothing stored.
+    r = raw.cmd('APPEND INBOX CATENATE (URL "/INBOX/;UID=1" URL "/INBOX/;UID=1")')
+    assert r.status == "NO" and code(r) == "TOOBIG", r
+    # A TEXT literal that would cross it: refused before its `+`.
+    tag = raw.tag()
+    raw.send(f'{tag} APPEND INBOX CATENATE (URL "/INBOX/;UID=1" TEXT {{{MAX_SIZE // 2}}}\r\n'
+             .encode())
+    r = raw.read_tagged(tag)
+    assert r.status == "NO" and code(r) == "TOOBIG", r
+    assert messages_in(raw, "INBOX") == 1
+    # MULTIAPPEND of a literal and a CATENATE: both, one APPENDUID set.
+    r = raw.cmd(b'APPEND INBOX {5+}\r\nfirst CATENATE (URL "/INBOX/;UID=1/;SECTION=HEADER" '
+                b'TEXT {4+}\r\nbody)')
+    assert r.status == "OK" and re.match(r"\[APPENDUID \d+ 2:3\]", r.text), r
+    assert stored(raw, "INBOX")[1:] == [b"first", b"Subject: big\r\n\r\nbody"]
+    raw.close()

@@ -61,6 +61,7 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
         pending: Vec::new(),
         sealed: Vec::new(),
         total: u64::from(command.size),
+        current: u64::from(command.size),
     })
 }
 
@@ -73,11 +74,12 @@ async fn check_message(
     count: usize,
     earlier: u64,
 ) -> Result<(), Done> {
-    if command.size == 0 {
+    let limit = session.settings.access.max_message_size;
+    // A CATENATE message's parts are checked as they come (`add_part`).
+    if command.size == 0 && !command.catenate {
         // NO, as Dovecot answers: the syntax allows it, the store doesn't.
         return Err(Done::no("Empty message"));
     }
-    let limit = session.settings.access.max_message_size;
     if u64::from(command.size) > limit {
         return Err(Done::no_code(
             Code::TooBig,
@@ -169,6 +171,10 @@ impl Appending {
         if let Some(failure) = self.failure.take() {
             return Err(server_error("APPEND", failure));
         }
+        if self.current == 0 {
+            // Only a CATENATE of empty parts gets here (an empty literal is refused first).
+            return Err(Done::no("Empty message"));
+        }
         let Some(message) = self.message.take() else {
             return Err(server_error("APPEND", "message file missing"));
         };
@@ -208,6 +214,35 @@ impl Appending {
             Err(err) => return Err(server_error("APPEND", err)),
         }
         self.total = self.total.saturating_add(u64::from(command.size));
+        self.current = u64::from(command.size);
+        Ok(())
+    }
+
+    /// A CATENATE part of `size` bytes is about to be added to the current message: within
+    /// `smtp.maxMessageSize` for the message and the MULTIAPPEND limit for the command, else
+    /// `NO [TOOBIG]` for the APPEND (RFC 4469 §5).
+    pub async fn add_part(&mut self, session: &Session<'_>, size: u64) -> Result<(), Done> {
+        let limit = session.settings.access.max_message_size;
+        let current = self.current.saturating_add(size);
+        if current > limit {
+            return Err(Done::no_code(
+                Code::TooBig,
+                format!("The message would be larger than the limit of {limit} bytes"),
+            ));
+        }
+        let total = self.total.saturating_add(size);
+        let total_limit = limit.saturating_mul(MULTIAPPEND_SIZE_FACTOR);
+        if total > total_limit {
+            return Err(Done::no_code(
+                Code::TooBig,
+                format!("The messages of this APPEND are larger than {total_limit} bytes together"),
+            ));
+        }
+        if let Some(refusal) = refuse_over_quota(session, total).await {
+            return Err(refusal);
+        }
+        self.current = current;
+        self.total = total;
         Ok(())
     }
 

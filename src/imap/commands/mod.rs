@@ -8,6 +8,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod flags;
 pub mod idle;
+pub mod imapurl;
 pub mod mailbox;
 pub mod misc;
 pub mod names;

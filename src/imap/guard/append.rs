@@ -30,6 +30,9 @@ pub struct AppendCommand {
     /// A further message of the same APPEND (MULTIAPPEND, RFC 3502): `mailbox` is a stand-in,
     /// the folder is the first message's.
     pub next: bool,
+    /// The message is made of CATENATE parts (RFC 4469), reported one by one after this
+    /// ([`super::Step::CatenateUrl`], [`super::Step::CatenateText`]); `size` is 0.
+    pub catenate: bool,
 }
 
 /// `head` is an APPEND up to a literal announced at `announcement` (the index of its `{`):
@@ -69,6 +72,7 @@ pub fn decode_head(
         sync,
         binary: matches!(message, LiteralOrLiteral8::Literal8(_)),
         next: false,
+        catenate: false,
     })
 }
 

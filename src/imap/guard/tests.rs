@@ -15,6 +15,8 @@ enum Event {
     Append(Box<AppendCommand>),
     Message(Vec<u8>),
     MessageEnd(bool),
+    Url(String),
+    Text(u32, bool),
 }
 
 /// Feeds `input` in reads of the sizes `split` gives; APPENDs are accepted when `accept`
@@ -54,6 +56,22 @@ fn run_split(
                         guard.refuse_message();
                     }
                     Event::Append(Box::new(command))
+                }
+                Step::CatenateUrl(url) => {
+                    if url.contains("bad") {
+                        guard.refuse_message();
+                    } else {
+                        guard.accept_message();
+                    }
+                    Event::Url(url)
+                }
+                Step::CatenateText { size, sync } => {
+                    if size < 60_000 {
+                        guard.accept_message();
+                    } else {
+                        guard.refuse_message();
+                    }
+                    Event::Text(size, sync)
                 }
                 Step::Message(n) => Event::Message(taken[taken.len() - n..].to_vec()),
                 Step::MessageEnd { well_formed } => Event::MessageEnd(well_formed),
@@ -294,6 +312,7 @@ fn append(tag: &str, flags: Vec<Flag<'static>>, size: u32, sync: bool) -> Event 
         sync,
         binary: false,
         next: false,
+        catenate: false,
     }))
 }
 
@@ -500,7 +519,11 @@ fn the_tag_of_a_later_line_is_the_commands() {
 #[test]
 fn steps_do_not_depend_on_read_boundaries() {
     let mut next = crate::test_support::xorshift(0x1a2b_3c4d);
-    let pieces: [&[u8]; 17] = [
+    let pieces: [&[u8]; 21] = [
+        b"r APPEND INBOX CATENATE (TEXT {5}\r\nhello URL \"/INBOX/;UID=1\" TEXT {2+}\r\nab)\r\n",
+        b"s APPEND INBOX (\\Seen) CATENATE (URL /bad/;UID=1 TEXT {3+}\r\nabc)\r\n",
+        b"t APPEND INBOX {1+}\r\nx CATENATE (TEXT {70000+}\r\n) {1+}\r\ny\r\n",
+        b"u APPEND INBOX CATENATE (URL x TEXT {1}\r\nz junk)\r\n",
         b"o APPEND INBOX ~{3+}\r\na\0b {2+}\r\ncd\r\n",
         b"p APPEND INBOX {1}\r\nx (\\Seen) ~{2}\r\ny\0\r\n",
         b"q APPEND INBOX {1+}\r\nx ~{70000+}\r\n",
@@ -574,4 +597,84 @@ fn append_head_limit_is_exact() {
         limit: MAX_APPEND_HEAD as u64,
     };
     assert_eq!(events[1..], [refusal("a", reason, false, false)]);
+}
+
+fn catenate(tag: &str, next: bool) -> Event {
+    let Event::Append(mut command) = append(tag, vec![], 0, true) else {
+        unreachable!()
+    };
+    command.catenate = true;
+    if next {
+        command.mailbox = Mailbox::try_from("A").unwrap();
+        command.next = true;
+    }
+    Event::Append(command)
+}
+
+#[test]
+fn catenate_parts_come_one_at_a_time() {
+    let input = b"a APPEND INBOX CATENATE (TEXT {5}\r\nhello URL \"/INBOX/;UID=1\" \
+URL /Sent/;UID=2 TEXT ~{3+}\r\na\0c)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            catenate("a", false),
+            Event::Text(5, true),
+            Event::Message(b"hello".to_vec()),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Url("/Sent/;UID=2".into()),
+            Event::Text(3, false),
+            Event::Message(b"a\0c".to_vec()),
+            Event::MessageEnd(true),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn catenate_mixes_with_multiappend() {
+    let input = b"a APPEND INBOX {1+}\r\nx CATENATE (URL \"/INBOX/;UID=1\") (\\Seen) CATENATE (TEXT {1+}\r\ny) {1+}\r\nz\r\n";
+    let Event::Append(mut seen) = catenate("a", true) else {
+        unreachable!()
+    };
+    seen.flags = vec![Flag::Seen];
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            append("a", vec![], 1, false),
+            Event::Message(b"x".to_vec()),
+            catenate("a", true),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Append(seen),
+            Event::Text(1, false),
+            Event::Message(b"y".to_vec()),
+            next_message("a", vec![], 1, false, false),
+            Event::Message(b"z".to_vec()),
+            Event::MessageEnd(true),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_catenate_part_drops_the_rest() {
+    // The URL is refused: the LITERAL+ text after it is skipped, never seen as commands.
+    let input =
+        b"a APPEND INBOX CATENATE (URL /bad/;UID=1 TEXT {14+}\r\nc DELETE INBOX)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            catenate("a", false),
+            Event::Url("/bad/;UID=1".into()),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+    // Synchronising: the client sends no more of the command.
+    let input = b"a APPEND INBOX CATENATE (URL /bad/;UID=1 TEXT {14}\r\nb NOOP\r\n";
+    assert_eq!(run(&mut logged_in(), input)[2..], [pass(b"b NOOP\r\n")]);
+    // Garbage in the list: a syntax error, the rest dropped.
+    let input = b"a APPEND INBOX CATENATE (BOGUS {3+}\r\nabc)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input)[1..],
+        [Event::MessageEnd(false), pass(b"b NOOP\r\n")]
+    );
 }

@@ -49,10 +49,7 @@ pub fn body_structure(raw: &[u8], extended: bool) -> BodyStructure<'static> {
 /// (imap-types rejects it), and a same-length substitute keeps `<partial>` offsets and
 /// sizes in line with BODYSTRUCTURE.
 pub fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
-    let mut out = match section {
-        None => raw.to_vec(),
-        Some(_) => section::bytes(raw, &tree::parse(raw), section),
-    };
+    let mut out = section_as_stored(raw, section);
     for b in &mut out {
         if *b == 0 {
             *b = 0x80;
@@ -67,4 +64,13 @@ pub fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
 /// the part does not exist.
 pub fn binary_section(raw: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, UnknownCte> {
     binary::decoded(raw, &tree::parse(raw), part)
+}
+
+/// [`section_bytes`] with every byte as stored, NUL included (CATENATE copies a section into
+/// a new message).
+pub fn section_as_stored(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
+    match section {
+        None => raw.to_vec(),
+        Some(_) => section::bytes(raw, &tree::parse(raw), section),
+    }
 }
