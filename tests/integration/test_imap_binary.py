@@ -136,7 +136,8 @@ def test_binary_sections_decode_like_dovecot(targets):
     assert ics["3"] == "café".encode()
     assert ics["4.1"] == b"hello world"
     assert ics["9"] == b""
-    assert ics["sizes"] == {"1": len(PAYLOAD), "2": len(ics["2"]), "3": 5}
+    if targets[0].name == "icsmail":  # (Dovecot's BINARY.SIZE[1] is off, below)
+        assert ics["sizes"] == {"1": len(PAYLOAD), "2": len(ics["2"]), "3": 5}
     assert ics["0.10"] == PAYLOAD[:10] and ics["250.20"] == PAYLOAD[250:270]
     assert ics["700.100"] == PAYLOAD[700:] and ics["5000.5"] == b""
     assert not ics["peek flags"] and ics["seen"]
@@ -279,6 +280,7 @@ def test_multiappend_disconnect_midway_stores_nothing(targets):
 
 def test_multiappend_limits(targets):
     ics, _ = targets
+    ics.only_icsmail("smtp.maxMessageSize and absolute URLs are ics-mail's")
     raw = ics.raw_login(ics.fresh_user())
     big = b"x" * (MAX_SIZE - 10)
     # Each message within maxMessageSize, but together more than 4 times it: TOOBIG at the
@@ -387,6 +389,7 @@ def test_catenate_bad_urls(targets):
 
 def test_catenate_absolute_url_of_this_server(targets):
     ics, _ = targets
+    ics.only_icsmail("smtp.maxMessageSize and absolute URLs are ics-mail's")
     user = ics.fresh_user()
     raw = ics.raw_login(user)
     host = raw.greeting.split(b"] ", 1)[1].split(b" ")[0].decode()
@@ -400,6 +403,7 @@ def test_catenate_absolute_url_of_this_server(targets):
 
 def test_catenate_toobig_and_multiappend(targets):
     ics, _ = targets
+    ics.only_icsmail("smtp.maxMessageSize and absolute URLs are ics-mail's")
     raw = ics.raw_login(ics.fresh_user())
     big = b"Subject: big\r\n\r\n" + b"y" * (MAX_SIZE * 2 // 3)
     assert append_raw(raw, "INBOX", big).status == "OK"

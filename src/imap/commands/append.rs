@@ -3,7 +3,10 @@
 //! (`guard::Step::Append`). `begin` checks it and opens the message's file in the folder's
 //! `tmp/` (or gives the answer, before any `+`); the message is written as it arrives, at most
 //! `APPEND_WRITE_CHUNK` of it in memory; `finish` makes it durable (fsync, rename into `new/`,
-//! directory fsync), records its flags in the index and answers `OK [APPENDUID]`.
+//! directory fsync), records its flags in the index and answers `OK [APPENDUID]`. MULTIAPPEND
+//! (RFC 3502): each message is sealed in `tmp/` as it ends (`next`) and all are placed at
+//! once by `finish`; CATENATE (RFC 4469): the parts are added to the message as they come
+//! (`add_part`, `input.rs`, URLs through `imapurl`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

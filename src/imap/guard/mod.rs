@@ -9,7 +9,9 @@
 //!   before login, and answers a refused synchronising literal without `+`;
 //! - after login, takes every APPEND out of imap-next's hands: once the message literal is
 //!   announced it reports the command ([`Step::Append`]), and after the session's decision it
-//!   hands over the message as it arrives ([`Step::Message`]) for the session to write to disk.
+//!   hands over the message as it arrives ([`Step::Message`]) for the session to write to disk;
+//!   further messages (MULTIAPPEND) come as further [`Step::Append`]s, and a CATENATE
+//!   message as its parts ([`Step::CatenateUrl`], [`Step::CatenateText`], `catenate`).
 //!
 //! The session gives imap-next a step's bytes only when imap-next has finished with everything
 //! before them, so the answers keep the order of the commands.
