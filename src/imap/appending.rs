@@ -26,4 +26,6 @@ pub struct Appending {
     /// Bytes of the current message (wire form): its literal's size, or its CATENATE parts
     /// so far.
     pub(in crate::imap) current: u64,
+    /// CATENATE parts of the command so far.
+    pub(in crate::imap) parts: usize,
 }

@@ -134,6 +134,9 @@ impl Session<'_> {
             self.guard.refuse_message();
             return;
         };
+        if let Err(done) = appending.count_part() {
+            return self.part_decided(appending, Err(done), false);
+        }
         let added = match imapurl::content(self, &url).await {
             Ok(data) => match appending.add_part(self, data.len() as u64).await {
                 Ok(()) => {
@@ -154,7 +157,10 @@ impl Session<'_> {
             self.guard.refuse_message();
             return;
         };
-        let added = appending.add_part(self, u64::from(size)).await;
+        let added = match appending.count_part() {
+            Ok(()) => appending.add_part(self, u64::from(size)).await,
+            Err(done) => Err(done),
+        };
         self.part_decided(appending, added, sync);
     }
 

@@ -447,3 +447,18 @@ def test_imapclient_fetches_binary(targets):
         assert size == len(PAYLOAD)
     assert {k: v for k, v in ics.items() if k != b"SEQ"} == {
         k: v for k, v in dovecot.items() if k != b"SEQ"}
+
+
+def test_catenate_part_limit(targets):
+    """At most 1000 CATENATE parts in one APPEND (each URL reads a message): NO [LIMIT]."""
+    ics, _ = targets
+    ics.only_icsmail("CATENATE_MAX_PARTS is ics-mail's")
+    raw = ics.raw_login(ics.fresh_user())
+    assert append_raw(raw, "INBOX", SINGLE).status == "OK"
+    parts = " ".join(['URL "/INBOX/;UID=1/;PARTIAL=0.1"'] * 1001)
+    r = raw.cmd(f"APPEND INBOX CATENATE ({parts})")
+    assert r.status == "NO" and code(r) == "LIMIT", r
+    parts = " ".join(['URL "/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=0.1"'] * 1000)
+    assert raw.cmd(f"APPEND INBOX CATENATE ({parts})").status == "OK"
+    assert stored(raw, "INBOX")[1] == b"A" * 1000
+    raw.close()

@@ -32,6 +32,9 @@ pub const MULTIAPPEND_MAX_MESSAGES: usize = 1000;
 /// The messages of one APPEND together are at most this many times `smtp.maxMessageSize`
 /// (each of them is at most that): they wait in `tmp/` until the command ends.
 pub const MULTIAPPEND_SIZE_FACTOR: u64 = 4;
+/// Most CATENATE parts in one APPEND: each URL part reads the message it names, so a
+/// command of many tiny URLs must not make us read without end.
+pub const CATENATE_MAX_PARTS: usize = 1000;
 
 /// Checks an announced APPEND and opens its file; an `Err` is the answer to give instead of
 /// taking the message.
@@ -65,6 +68,7 @@ pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<App
         sealed: Vec::new(),
         total: u64::from(command.size),
         current: u64::from(command.size),
+        parts: 0,
     })
 }
 
@@ -218,6 +222,18 @@ impl Appending {
         }
         self.total = self.total.saturating_add(u64::from(command.size));
         self.current = u64::from(command.size);
+        Ok(())
+    }
+
+    /// One more CATENATE part: `NO [LIMIT]` past `CATENATE_MAX_PARTS`.
+    pub fn count_part(&mut self) -> Result<(), Done> {
+        self.parts += 1;
+        if self.parts > CATENATE_MAX_PARTS {
+            return Err(Done::no_code(
+                other("LIMIT"),
+                format!("More than {CATENATE_MAX_PARTS} CATENATE parts in one APPEND"),
+            ));
+        }
         Ok(())
     }
 

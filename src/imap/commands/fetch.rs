@@ -428,15 +428,15 @@ fn fetch_response(
 }
 
 /// `<offset.length>` of `data` (the whole when no partial is asked for).
-fn cut(data: Vec<u8>, partial: &Option<(u32, std::num::NonZeroU32)>) -> Vec<u8> {
-    match partial {
-        Some((offset, length)) => {
-            let start = (*offset as usize).min(data.len());
-            let end = start.saturating_add(length.get() as usize).min(data.len());
-            data[start..end].to_vec()
-        }
-        None => data,
+fn cut(mut data: Vec<u8>, partial: &Option<(u32, std::num::NonZeroU32)>) -> Vec<u8> {
+    if let Some((offset, length)) = partial {
+        // In place: no second copy of the decoded section.
+        let start = (*offset as usize).min(data.len());
+        let end = start.saturating_add(length.get() as usize).min(data.len());
+        data.truncate(end);
+        data.drain(..start);
     }
+    data
 }
 
 /// `BINARY[section]<origin> literal`: a literal8 (`~{n}`) when the data holds NUL (RFC 3516
