@@ -10,10 +10,10 @@ use imap_codec::imap_types::response::Code;
 use imap_next::State as _;
 use tracing::info;
 
+use super::appending::Appending;
 use super::buffer::Supplied;
-use super::commands::append;
 use super::commands::idle::refresh;
-use super::commands::list;
+use super::commands::{append, imapurl, list};
 use super::guard::{AppendCommand, Reason, Refusal, Step};
 use super::response::{bye, continuation, status, Kind};
 use super::searchres;
@@ -45,6 +45,8 @@ impl Session<'_> {
                 Step::Refuse(refusal) => self.refused(refusal),
                 Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
+                Step::CatenateUrl(url) => self.catenate_url(url).await,
+                Step::CatenateText { size, sync } => self.catenate_text(size, sync).await,
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
                 Step::List(command) => list::run_whole(self, &command).await?,
             }
@@ -140,10 +142,14 @@ impl Session<'_> {
     }
 
     async fn begin_append(&mut self, command: AppendCommand) {
+        if command.next {
+            return self.next_append(command).await;
+        }
         match append::begin(self, &command).await {
             Ok(appending) => {
                 self.guard.accept_message();
-                if command.sync {
+                // (A CATENATE head announces no message literal: its TEXT parts get theirs.)
+                if command.sync && !command.catenate {
                     self.conn.send(&continuation());
                 }
                 self.appending = Some(appending);
@@ -151,6 +157,85 @@ impl Session<'_> {
             Err(done) => {
                 self.guard.refuse_message();
                 self.complete(command.tag, done);
+            }
+        }
+    }
+
+    /// A CATENATE URL part: its content is added to the message, or the APPEND is answered
+    /// (`NO [BADURL]`, `NO [TOOBIG]`) and nothing of it stays.
+    async fn catenate_url(&mut self, url: String) {
+        let Some(mut appending) = self.appending.take() else {
+            self.guard.refuse_message();
+            return;
+        };
+        if let Err(done) = appending.count_part() {
+            return self.part_decided(appending, Err(done), false);
+        }
+        let added = match imapurl::content(self, &url).await {
+            Ok(data) => match appending.add_part(self, data.len() as u64).await {
+                Ok(()) => {
+                    appending.write(&data).await;
+                    Ok(())
+                }
+                Err(done) => Err(done),
+            },
+            Err(done) => Err(done),
+        };
+        self.part_decided(appending, added, false);
+    }
+
+    /// A CATENATE TEXT part of `size` bytes: taken (`+` first if synchronising), or the
+    /// APPEND is answered.
+    async fn catenate_text(&mut self, size: u32, sync: bool) {
+        let Some(mut appending) = self.appending.take() else {
+            self.guard.refuse_message();
+            return;
+        };
+        let added = match appending.count_part() {
+            Ok(()) => appending.add_part(self, u64::from(size)).await,
+            Err(done) => Err(done),
+        };
+        self.part_decided(appending, added, sync);
+    }
+
+    fn part_decided(&mut self, appending: Appending, added: Result<(), Done>, sync: bool) {
+        match added {
+            Ok(()) => {
+                self.guard.accept_message();
+                if sync {
+                    self.conn.send(&continuation());
+                }
+                self.appending = Some(appending);
+            }
+            Err(done) => {
+                let tag = appending.tag.clone();
+                drop(appending);
+                self.guard.refuse_message();
+                self.complete(tag, done);
+            }
+        }
+    }
+
+    /// MULTIAPPEND's next message: taken, or the whole APPEND is answered and nothing of it
+    /// stays.
+    async fn next_append(&mut self, command: AppendCommand) {
+        let Some(mut appending) = self.appending.take() else {
+            self.guard.refuse_message();
+            return self.complete(command.tag, Done::bad("APPEND failed before"));
+        };
+        match appending.next(self, &command).await {
+            Ok(()) => {
+                self.guard.accept_message();
+                if command.sync && !command.catenate {
+                    self.conn.send(&continuation());
+                }
+                self.appending = Some(appending);
+            }
+            Err(done) => {
+                let tag = appending.tag.clone();
+                drop(appending);
+                self.guard.refuse_message();
+                self.complete(tag, done);
             }
         }
     }
@@ -164,7 +249,7 @@ impl Session<'_> {
             appending.finish(self).await
         } else {
             drop(appending);
-            Done::bad("Syntax error after the message (one message per APPEND)")
+            Done::bad("Syntax error after the message")
         };
         // As after every command: changes to the selected folder (this message, if it went
         // there) before the completion.

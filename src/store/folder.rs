@@ -18,7 +18,7 @@ use super::deliver::MailStore;
 use super::flags::{FlagChange, FlagSet};
 use super::gate;
 use super::inbox::delete_messages;
-use super::incoming::IncomingMessage;
+use super::incoming::{place, IncomingMessage, SealedMessage};
 use super::index;
 use super::indexfile::{FolderIndex, IndexEntry, Recent, Stamp};
 use super::quota;
@@ -344,6 +344,17 @@ impl Folder {
         store.begin_message(&self.dir)
     }
 
+    /// Ends `message` and makes its file durable in `tmp/` (INTERNALDATE `mtime` when given),
+    /// for [`Folder::place_appends`].
+    pub fn seal_append(
+        &self,
+        store: &MailStore,
+        message: IncomingMessage,
+        mtime: Option<SystemTime>,
+    ) -> io::Result<SealedMessage> {
+        store.seal_message(message, mtime)
+    }
+
     /// Makes `message` durable in the folder (INTERNALDATE `mtime` when given) and gives it
     /// its UID, `flags` and a new modification sequence.
     pub fn finish_append(
@@ -353,32 +364,51 @@ impl Folder {
         mtime: Option<SystemTime>,
         flags: &FlagSet,
     ) -> io::Result<Appended> {
+        let sealed = self.seal_append(store, message, mtime)?;
+        let (uid_validity, uids) = self.place_appends(store, vec![(sealed, flags.clone())])?;
+        Ok(Appended {
+            uid_validity,
+            uid: uids.first().copied().flatten(),
+        })
+    }
+
+    /// Places sealed messages (one APPEND's, MULTIAPPEND's several) in the folder all at once:
+    /// under the folder lock they are renamed into `new/` (all or none, `incoming::place`)
+    /// and indexed with their flags and one new modification sequence, so no session sees
+    /// some without the others. Returns the UIDVALIDITY and each message's UID (None only if
+    /// another process removed it before it was indexed).
+    pub fn place_appends(
+        &self,
+        store: &MailStore,
+        messages: Vec<(SealedMessage, FlagSet)>,
+    ) -> io::Result<(u32, Vec<Option<u32>>)> {
         // A storage move's last pass waits for the files and the index together.
         let _gate = gate::enter()?;
-        let base = store.finish_message(message, mtime)?;
-        let placed = self.dir.join("new").join(&base);
-        quota::note(
-            &quota::mailbox_root(&self.dir),
-            quota::message_bytes(&placed),
-            1,
-            true,
-        );
-        let (index, uid) = index::update(&self.dir, |index| {
-            let position = index.messages.iter().rposition(|m| m.base == base);
-            if let Some(position) = position {
-                index.messages[position].flags = flags.clone();
-            }
-            let modseq = index.bump_modseq();
-            Ok(position.map(|position| {
-                let entry = &mut index.messages[position];
-                entry.modseq = modseq;
-                entry.uid
-            }))
-        })?;
-        Ok(Appended {
-            uid_validity: index.uid_validity,
-            uid,
-        })
+        let (mut sealed, flags): (Vec<SealedMessage>, Vec<FlagSet>) = messages.into_iter().unzip();
+        let (index, (bases, uids)) = index::update_placing(
+            &self.dir,
+            || place(store, &mut sealed),
+            |index, bases: Vec<String>| {
+                let modseq = index.bump_modseq();
+                let uids = bases
+                    .iter()
+                    .zip(&flags)
+                    .map(|(base, flags)| {
+                        let entry = index.messages.iter_mut().rev().find(|m| &m.base == base)?;
+                        entry.flags = flags.clone();
+                        entry.modseq = modseq;
+                        Some(entry.uid)
+                    })
+                    .collect();
+                Ok((bases, uids))
+            },
+        )?;
+        let bytes = bases
+            .iter()
+            .map(|base| quota::message_bytes(&self.dir.join("new").join(base)))
+            .fold(0u64, u64::saturating_add);
+        quota::note(&quota::mailbox_root(&self.dir), bytes, bases.len(), true);
+        Ok((index.uid_validity, uids))
     }
 }
 

@@ -89,13 +89,13 @@ impl MailStore {
         })
     }
 
-    /// Makes `message` durable in its folder's `new/`, with `mtime` as its INTERNALDATE when
-    /// given; returns its Maildir base name. Blocking.
-    pub(super) fn finish_message(
+    /// Ends `message` and makes its file durable in `tmp/` (INTERNALDATE `mtime` when given),
+    /// not yet visible: [`place`] moves it into `new/`. Blocking.
+    pub(super) fn seal_message(
         &self,
         mut message: IncomingMessage,
         mtime: Option<SystemTime>,
-    ) -> io::Result<String> {
+    ) -> io::Result<SealedMessage> {
         let mut tail = Vec::new();
         message.converter.finish(&mut tail);
         message.write_converted(&tail)?;
@@ -114,12 +114,67 @@ impl MailStore {
             message.disk,
             message.disk + message.lines
         );
-        let new = message.folder.join("new");
-        fs::rename(&message.tmp, new.join(&name))?;
-        // Renamed: nothing for Drop to remove, even if the directory sync fails.
-        message.tmp = PathBuf::new();
-        self.sync_dir(&new)?;
-        Ok(name)
+        // The file is SealedMessage's to remove now.
+        let tmp = std::mem::take(&mut message.tmp);
+        Ok(SealedMessage {
+            folder: message.folder.clone(),
+            tmp,
+            name,
+        })
+    }
+}
+
+/// A message written and fsync'd in its folder's `tmp/`, waiting to be placed; dropped
+/// unplaced, its file is removed.
+#[derive(Debug)]
+pub struct SealedMessage {
+    folder: PathBuf,
+    /// Empty once placed.
+    tmp: PathBuf,
+    /// Its name in `new/`, with the sizes.
+    name: String,
+}
+
+/// Renames every message into its folder's `new/` and makes the directories durable; all or
+/// none: after a failure, those already renamed go back to `tmp/` (and are removed when
+/// dropped). Returns their Maildir base names, in order. Blocking.
+pub(super) fn place(store: &MailStore, sealed: &mut [SealedMessage]) -> io::Result<Vec<String>> {
+    let mut done = 0;
+    let mut failure = None;
+    for message in sealed.iter() {
+        let target = message.folder.join("new").join(&message.name);
+        if let Err(err) = fs::rename(&message.tmp, &target) {
+            failure = Some(err);
+            break;
+        }
+        done += 1;
+    }
+    if failure.is_none() {
+        let mut dirs: Vec<PathBuf> = sealed.iter().map(|m| m.folder.join("new")).collect();
+        dirs.dedup();
+        failure = dirs.iter().find_map(|dir| store.sync_dir(dir).err());
+    }
+    if let Some(err) = failure {
+        for message in &sealed[..done] {
+            let _ = fs::rename(message.folder.join("new").join(&message.name), &message.tmp);
+        }
+        return Err(err);
+    }
+    Ok(sealed
+        .iter_mut()
+        .map(|message| {
+            // Placed: nothing for Drop to remove.
+            message.tmp = PathBuf::new();
+            message.name.clone()
+        })
+        .collect())
+}
+
+impl Drop for SealedMessage {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -190,7 +245,9 @@ mod tests {
         let mut message = store.begin_message(&root).unwrap();
         message.write(b"Subject: x\r").unwrap();
         message.write(b"\n\r\nbody\r\nbare\rcr\r").unwrap();
-        let name = store.finish_message(message, None).unwrap();
+        let sealed = store.seal_message(message, None).unwrap();
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 1);
+        let name = place(&store, &mut [sealed]).unwrap().remove(0);
         let stored = fs::read(root.join("new").join(&name)).unwrap();
         assert_eq!(stored, b"Subject: x\n\nbody\nbare\rcr\r");
         assert!(name.ends_with(&format!(",S={},W={}", stored.len(), stored.len() + 3)));
@@ -201,6 +258,33 @@ mod tests {
         drop(message);
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
         assert_eq!(fs::read_dir(root.join("new")).unwrap().count(), 1);
+        // Sealed but never placed (a MULTIAPPEND that failed later): nothing stays.
+        let mut message = store.begin_message(&root).unwrap();
+        message.write(b"sealed").unwrap();
+        drop(store.seal_message(message, None).unwrap());
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A batch whose second rename fails leaves the first back in tmp/, then removed.
+    #[test]
+    fn placing_is_all_or_none() {
+        let root = std::env::temp_dir().join(format!("icsmail-place-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        ensure_mailbox(&root, &[]).unwrap();
+        let store = MailStore::new(root.clone(), Vec::new());
+        let mut batch = Vec::new();
+        for text in [&b"one\r\n"[..], b"two\r\n"] {
+            let mut message = store.begin_message(&root).unwrap();
+            message.write(text).unwrap();
+            batch.push(store.seal_message(message, None).unwrap());
+        }
+        // The second's tmp file vanished: its rename fails.
+        fs::remove_file(&batch[1].tmp).unwrap();
+        assert!(place(&store, &mut batch).is_err());
+        assert_eq!(fs::read_dir(root.join("new")).unwrap().count(), 0);
+        drop(batch);
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -55,7 +55,18 @@ pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
+    update_placing(dir, || Ok(()), |index, ()| change(index))
+}
+
+/// [`update`], `place` (putting message files into the folder) run first under the same
+/// lock, so that no other reader of the index sees some of them without the rest.
+pub(super) fn update_placing<P, R>(
+    dir: &Path,
+    place: impl FnOnce() -> io::Result<P>,
+    change: impl FnOnce(&mut FolderIndex, P) -> io::Result<R>,
+) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
+    let placed = place()?;
     let dirs = [file_key(&dir.join("new")), file_key(&dir.join("cur"))];
     let (mut index, listing_current) = match indexcache::recall(dir, &dir.join(INDEX_FILE), dirs) {
         Some(remembered) => remembered,
@@ -65,7 +76,7 @@ pub(super) fn update<R>(
     if !listing_current {
         reconcile(dir, &mut index)?;
     }
-    let result = change(&mut index)?;
+    let result = change(&mut index, placed)?;
     if index.highest_modseq > index.modseq_ceiling {
         // Reserve the next batch durably before any of it is written in the index.
         let ceiling = index.highest_modseq.saturating_add(modseqfloor::BATCH);

@@ -33,7 +33,7 @@ pub use dirsync::DirSyncer;
 pub use flags::{FlagChange, FlagSet, MAX_KEYWORDS, MAX_KEYWORD_LENGTH};
 pub use folder::{Appended, Copied, CopySource, FlagUpdate, FlagsStored, Folder};
 pub use inbox::{delivery_order, read_header_block, to_wire_form};
-pub use incoming::{IncomingMessage, LfConverter};
+pub use incoming::{IncomingMessage, LfConverter, SealedMessage};
 pub use indexfile::{FolderIndex, IndexEntry, Recent, Stamp, INDEX_FILE};
 pub use names::{folder_dir_name, folder_name_problem};
 pub use uidvalidity::UIDVALIDITY_FILE;

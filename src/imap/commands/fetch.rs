@@ -12,7 +12,7 @@ use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
@@ -54,14 +54,6 @@ pub async fn fetch(
             .collect(),
         MacroOrMessageDataItemNames::MessageDataItemNames(names) => names,
     };
-    if names.iter().any(|n| {
-        matches!(
-            n,
-            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
-        )
-    }) {
-        return Ok(Done::bad("BINARY is not supported"));
-    }
     let mut changed_since = None;
     for modifier in &modifiers {
         match modifier {
@@ -85,6 +77,7 @@ pub async fn fetch(
                 matches!(
                     n,
                     MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Binary { peek: false, .. }
                         | MessageDataItemName::Rfc822
                         | MessageDataItemName::Rfc822Text
                 )
@@ -103,7 +96,15 @@ pub async fn fetch(
     if plan.sets_seen {
         mark_seen(session, &positions).await?;
     }
-    let missing = send_fetched(session, &positions, Arc::new(plan), condstore).await?;
+    let (missing, unknown_cte) =
+        send_fetched(session, &positions, Arc::new(plan), condstore).await?;
+    if let Some(cte) = unknown_cte {
+        // RFC 3516 §4.3: a part whose encoding we can't undo fails the FETCH.
+        return Ok(Done::no_code(
+            Code::UnknownCte,
+            format!("Unknown Content-Transfer-Encoding {cte}"),
+        ));
+    }
     // A message whose file another session expunged meanwhile gets no response; the rest is
     // served and the FETCH succeeds (RFC 2180 §4.1.3, RFC 9051 §7.5.1 let a server omit
     // it). Its EXPUNGE comes when one may be sent (after this FETCH for UID FETCH, else at
@@ -129,19 +130,31 @@ impl Plan {
                     | MessageDataItemName::BodyStructure
                     | MessageDataItemName::Rfc822
                     | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
             )
         })
     }
 }
 
+/// One message's FETCH response, or why there is none.
+enum Rendered {
+    Wire(Vec<u8>),
+    /// Its file is gone (expunged meanwhile).
+    Missing,
+    /// A BINARY section has an encoding we can't undo (RFC 3516 `UNKNOWN-CTE`).
+    UnknownCte(String),
+}
+
 /// Renders the messages at `positions` a batch at a time on the blocking pool and sends
-/// them as they are done; true when some had vanished.
+/// them as they are done: whether some had vanished, and the unknown encoding that stopped
+/// it, if any.
 async fn send_fetched(
     session: &mut Session<'_>,
     positions: &[usize],
     plan: Arc<Plan>,
     condstore: bool,
-) -> std::io::Result<bool> {
+) -> std::io::Result<(bool, Option<String>)> {
     let reads_text = plan.reads_text();
     let mut missing = false;
     let mut rest = positions;
@@ -173,13 +186,14 @@ async fn send_fetched(
         .map_err(std::io::Error::other)?;
         for wire in rendered {
             match wire {
-                Some(wire) => session.conn.send(&wire),
-                None => missing = true,
+                Rendered::Wire(wire) => session.conn.send(&wire),
+                Rendered::Missing => missing = true,
+                Rendered::UnknownCte(cte) => return Ok((missing, Some(cte))),
             }
         }
         session.flush_if_big().await?;
     }
-    Ok(missing)
+    Ok((missing, None))
 }
 
 /// How many of `positions` go into one trip: at most `CHUNK`, and no more than `CHUNK_BYTES`
@@ -230,9 +244,26 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
     Ok(())
 }
 
-/// One message's FETCH response; None when its file is gone. The message file is read only
-/// for what the cache (imap::cache) doesn't hold, and then once.
-fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Option<Vec<u8>> {
+/// One message's FETCH response. The message file is read only for what the cache
+/// (imap::cache) doesn't hold, and then once.
+fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Rendered {
+    let mut unknown_cte = None;
+    match render_items(seq, message, plan, condstore, &mut unknown_cte) {
+        _ if unknown_cte.is_some() => Rendered::UnknownCte(unknown_cte.unwrap_or_default()),
+        Some(wire) => Rendered::Wire(wire),
+        None => Rendered::Missing,
+    }
+}
+
+/// [`render`]: None when the message file is gone, or a BINARY section's encoding is
+/// unknown (then named in `unknown_cte`).
+fn render_items(
+    seq: u32,
+    message: &ViewMessage,
+    plan: &Plan,
+    condstore: bool,
+    unknown_cte: &mut Option<String>,
+) -> Option<Vec<u8>> {
     let path = &message.path;
     let mut whole: Option<Arc<Vec<u8>>> = None;
     let mut raw = || -> std::io::Result<Arc<Vec<u8>>> {
@@ -292,8 +323,23 @@ fn render(seq: u32, message: &ViewMessage, plan: &Plan, condstore: bool) -> Opti
             MessageDataItemName::BodyExt {
                 section, partial, ..
             } => body_section(path, section, partial, &mut raw)?,
-            MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
+            MessageDataItemName::Binary {
+                section, partial, ..
+            } => {
+                let decoded = mime::binary_section(&raw().ok()?, section);
+                let data = cut(decoded.map_err(|e| *unknown_cte = Some(e.0)).ok()?, partial);
+                // Encoded here: imap-types has no `<origin>` for BINARY, which Dovecot sends
+                // (as for BODY) and a client fetching in pieces matches its answers by.
+                encoded.push(Arc::new(binary_item(section, partial, &data)));
                 continue;
+            }
+            MessageDataItemName::BinarySize { section } => {
+                let decoded = mime::binary_section(&raw().ok()?, section);
+                let size = decoded.map_err(|e| *unknown_cte = Some(e.0)).ok()?.len();
+                MessageDataItem::BinarySize {
+                    section: section.clone(),
+                    size: u32::try_from(size).unwrap_or(u32::MAX),
+                }
             }
         });
     }
@@ -381,6 +427,38 @@ fn fetch_response(
     wire
 }
 
+/// `<offset.length>` of `data` (the whole when no partial is asked for).
+fn cut(mut data: Vec<u8>, partial: &Option<(u32, std::num::NonZeroU32)>) -> Vec<u8> {
+    if let Some((offset, length)) = partial {
+        // In place: no second copy of the decoded section.
+        let start = (*offset as usize).min(data.len());
+        let end = start.saturating_add(length.get() as usize).min(data.len());
+        data.truncate(end);
+        data.drain(..start);
+    }
+    data
+}
+
+/// `BINARY[section]<origin> literal`: a literal8 (`~{n}`) when the data holds NUL (RFC 3516
+/// §4.2), else an ordinary literal.
+fn binary_item(
+    section: &[std::num::NonZeroU32],
+    partial: &Option<(u32, std::num::NonZeroU32)>,
+    data: &[u8],
+) -> Vec<u8> {
+    let part: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+    let origin = partial.map_or(String::new(), |(offset, _)| format!("<{offset}>"));
+    let tilde = if data.contains(&0) { "~" } else { "" };
+    let mut wire = format!(
+        "BINARY[{}]{origin} {tilde}{{{}}}\r\n",
+        part.join("."),
+        data.len()
+    )
+    .into_bytes();
+    wire.extend_from_slice(data);
+    wire
+}
+
 /// Message bytes as a literal; NUL (not allowed outside BINARY) becomes 0x80 as in Dovecot.
 pub fn nstring(mut bytes: Vec<u8>) -> NString<'static> {
     for byte in bytes.iter_mut() {
@@ -417,5 +495,35 @@ mod tests {
         let many: Vec<usize> = (0..40).collect();
         assert_eq!(batch_len(&many, |_| 10), CHUNK);
         assert_eq!(batch_len(&many[..3], |_| 10), 3);
+    }
+
+    #[test]
+    fn binary_items_use_literal8_only_for_nul() {
+        let part = |n: &[u32]| -> Vec<std::num::NonZeroU32> {
+            n.iter()
+                .filter_map(|&n| std::num::NonZeroU32::new(n))
+                .collect()
+        };
+        assert_eq!(
+            binary_item(&part(&[1, 2]), &None, b"ab"),
+            b"BINARY[1.2] {2}\r\nab"
+        );
+        let partial = Some((5, std::num::NonZeroU32::MIN));
+        assert_eq!(
+            binary_item(&part(&[3]), &partial, b"\0"),
+            b"BINARY[3]<5> ~{1}\r\n\0"
+        );
+        assert_eq!(binary_item(&[], &None, b""), b"BINARY[] {0}\r\n");
+        assert_eq!(
+            cut(
+                b"abcdef".to_vec(),
+                &Some((4, std::num::NonZeroU32::MIN.saturating_add(9)))
+            ),
+            b"ef"
+        );
+        assert_eq!(
+            cut(b"abc".to_vec(), &Some((9, std::num::NonZeroU32::MIN))),
+            b""
+        );
     }
 }

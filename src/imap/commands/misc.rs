@@ -58,6 +58,9 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         "LIST-EXTENDED".to_string(),
         "LIST-STATUS".to_string(),
         "SEARCHRES".to_string(),
+        "BINARY".to_string(),
+        "MULTIAPPEND".to_string(),
+        "CATENATE".to_string(),
         append_limit,
     ] {
         if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {

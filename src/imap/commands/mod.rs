@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod flags;
 pub mod idle;
 pub mod list;
+pub mod imapurl;
 pub mod mailbox;
 pub mod misc;
 pub mod names;

@@ -25,8 +25,14 @@ pub struct AppendCommand {
     pub size: u32,
     /// The client waits for `+` before sending the message.
     pub sync: bool,
-    /// A BINARY literal8 (`~{n}`), which we don't take.
+    /// A BINARY literal8 (`~{n}`, RFC 3516): stored as it is, like any message.
     pub binary: bool,
+    /// A further message of the same APPEND (MULTIAPPEND, RFC 3502): `mailbox` is a stand-in,
+    /// the folder is the first message's.
+    pub next: bool,
+    /// The message is made of CATENATE parts (RFC 4469), reported one by one after this
+    /// ([`super::Step::CatenateUrl`], [`super::Step::CatenateText`]); `size` is 0.
+    pub catenate: bool,
 }
 
 /// `head` is an APPEND up to a literal announced at `announcement` (the index of its `{`):
@@ -65,5 +71,27 @@ pub fn decode_head(
         size,
         sync,
         binary: matches!(message, LiteralOrLiteral8::Literal8(_)),
+        next: false,
+        catenate: false,
     })
+}
+
+/// `line` follows a message of the APPEND tagged `tag` and announces a literal at
+/// `announcement`: the next message of a MULTIAPPEND (RFC 3502: `SP [flags SP] [date SP]
+/// literal`), decoded as an APPEND of it; None when it is something else.
+pub fn decode_next(
+    tag: &str,
+    line: &[u8],
+    announcement: usize,
+    size: u32,
+    sync: bool,
+) -> Option<AppendCommand> {
+    let arguments = line.get(..announcement)?;
+    if !arguments.starts_with(b" ") {
+        return None;
+    }
+    let head = [tag.as_bytes(), b" APPEND A", arguments].concat();
+    let mut command = decode_head(&head, head.len(), size, sync)?;
+    command.next = true;
+    Some(command)
 }

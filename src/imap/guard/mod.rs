@@ -9,12 +9,15 @@
 //!   before login, and answers a refused synchronising literal without `+`;
 //! - after login, takes every APPEND out of imap-next's hands: once the message literal is
 //!   announced it reports the command ([`Step::Append`]), and after the session's decision it
-//!   hands over the message as it arrives ([`Step::Message`]) for the session to write to disk.
+//!   hands over the message as it arrives ([`Step::Message`]) for the session to write to disk;
+//!   further messages (MULTIAPPEND) come as further [`Step::Append`]s, and a CATENATE
+//!   message as its parts ([`Step::CatenateUrl`], [`Step::CatenateText`], `catenate`).
 //!
 //! The session gives imap-next a step's bytes only when imap-next has finished with everything
 //! before them, so the answers keep the order of the commands.
 
 pub mod append;
+mod catenate;
 mod createuse;
 mod framing;
 mod searchreturn;
@@ -79,8 +82,16 @@ pub enum Step {
     Append(AppendCommand),
     /// The last this many bytes taken are message data of the accepted APPEND.
     Message(usize),
-    /// The message has been read. `well_formed`: the command ended right after it (anything
-    /// else, such as MULTIAPPEND's second message, is a syntax error and was dropped).
+    /// A CATENATE part (RFC 4469) of the accepted APPEND: the URL whose content comes next in
+    /// the message. The session answers with [`InputGuard::accept_message`] (it copied it) or
+    /// [`InputGuard::refuse_message`] (it answered the APPEND) before the next step.
+    CatenateUrl(String),
+    /// A CATENATE `TEXT` literal of this size: decided as a message ([`Step::Append`]), then
+    /// its bytes come as [`Step::Message`].
+    CatenateText { size: u32, sync: bool },
+    /// The last message has been read. `well_formed`: the command ended right after it
+    /// (anything else is a syntax error and was dropped). Another message (MULTIAPPEND)
+    /// comes as a further [`Step::Append`] instead.
     MessageEnd { well_formed: bool },
     /// A whole LIST command (after login), its literals inline: imap-codec can't parse
     /// LIST-EXTENDED (RFC 5258), so the session does (`commands::list`).
@@ -121,6 +132,10 @@ enum Mode {
     Message(u32),
     /// In a literal of a command already answered: bytes left to skip.
     Skip(u32),
+    /// Reading CATENATE parts from `cat_line` at `cat_pos`.
+    CatParts,
+    /// Waiting for the session's decision on a CATENATE head or URL part.
+    CatDecision,
     /// After a refusal that closes the connection.
     Closed,
 }
@@ -138,6 +153,8 @@ enum Command {
     AfterMessage,
     /// A LIST being collected whole in `head`, for [`Step::List`].
     ListWhole,
+    /// The rest of a CATENATE part list after a TEXT literal.
+    CatParts,
     /// Answered already: the rest is dropped.
     Dropped,
 }
@@ -174,6 +191,13 @@ pub struct InputGuard {
     /// What the last [`Step::Pass`] was: a line (`Some(first line of its command)`) or a
     /// piece of a literal (None). SEARCHRES rewrites lines only (`imap::searchres`).
     passed_line: Option<bool>,
+    /// The line whose CATENATE parts are being read, where the next starts, and the literal
+    /// it announces.
+    cat_line: Vec<u8>,
+    cat_pos: usize,
+    cat_announcement: Option<Announcement>,
+    /// The message decision pending is for a CATENATE TEXT literal.
+    cat_text: bool,
 }
 
 impl Default for InputGuard {
@@ -202,6 +226,10 @@ impl InputGuard {
             status: false,
             status_appendlimit: None,
             passed_line: None,
+            cat_line: Vec::new(),
+            cat_pos: 0,
+            cat_announcement: None,
+            cat_text: false,
         }
     }
 
@@ -255,7 +283,12 @@ impl InputGuard {
             match self.mode {
                 Mode::Closed => return (input.len(), Step::NeedInput),
                 // The session must decide before reading on; if it didn't, it's a refusal.
-                Mode::Decision { .. } => self.refuse_message(),
+                Mode::Decision { .. } | Mode::CatDecision => self.refuse_message(),
+                Mode::CatParts => {
+                    if let Some(step) = self.cat_step() {
+                        return (used, step);
+                    }
+                }
                 _ if rest.is_empty() => return (used, Step::NeedInput),
                 Mode::Literal(left) => {
                     self.passed_line = None;
@@ -312,15 +345,34 @@ impl InputGuard {
     /// After [`Step::Append`]: the message will be taken (send `+` first if it is
     /// synchronising) and comes as [`Step::Message`], then [`Step::MessageEnd`].
     pub fn accept_message(&mut self) {
-        if let Mode::Decision { size, .. } = self.mode {
-            self.mode = literal_or_line(size, Mode::Message);
-            self.command = Command::AfterMessage;
+        match self.mode {
+            Mode::Decision { size, .. } => {
+                self.mode = literal_or_line(size, Mode::Message);
+                self.command = if std::mem::take(&mut self.cat_text) {
+                    Command::CatParts
+                } else {
+                    Command::AfterMessage
+                };
+            }
+            Mode::CatDecision => self.mode = Mode::CatParts,
+            _ => {}
         }
     }
 
     /// After [`Step::Append`]: the APPEND was answered (a NO or BAD). A synchronising message
     /// will not come; a non-synchronising one is skipped, bytes never kept.
     pub fn refuse_message(&mut self) {
+        self.cat_text = false;
+        if self.mode == Mode::CatDecision {
+            // The rest of the part list is dropped, from the literal its line announced.
+            self.cat_line.clear();
+            self.mode = Mode::Line;
+            let announcement = self.cat_announcement.take();
+            if self.drop_rest(announcement) {
+                self.mode = Mode::Closed;
+            }
+            return;
+        }
         if let Mode::Decision { size, sync } = self.mode {
             self.head.clear();
             if sync {
@@ -376,12 +428,13 @@ impl InputGuard {
             Command::New | Command::Parsed => self.parsed_line(line, announcement),
             Command::AppendHead => self.append_head_line(&line, announcement),
             Command::ListWhole => self.list_line(&line, announcement),
-            Command::AfterMessage => {
-                let well_formed = line == b"\r\n";
-                if self.drop_rest(announcement) {
-                    self.mode = Mode::Closed;
-                }
-                Some(Step::MessageEnd { well_formed })
+            Command::AfterMessage => Some(self.after_message(&line, announcement)),
+            Command::CatParts => {
+                self.cat_line = line;
+                self.cat_pos = 0;
+                self.cat_announcement = announcement;
+                self.mode = Mode::CatParts;
+                None
             }
             Command::Dropped => {
                 if self.drop_rest(announcement) {
@@ -457,6 +510,12 @@ impl InputGuard {
         }
         let line_start = self.head.len();
         self.head.extend_from_slice(line);
+        let head = std::mem::take(&mut self.head);
+        let (before, last) = head.split_at(line_start);
+        if let Some(step) = self.catenate_head(before, last, announcement, false) {
+            return Some(step);
+        }
+        self.head = head;
         let Some(literal) = announcement else {
             // The command ended without a message.
             self.head.clear();
@@ -512,6 +571,123 @@ impl InputGuard {
         }
         self.mode = literal_or_line(literal.length, Mode::HeadLiteral);
         literal.sync.then_some(Step::Continue)
+    }
+
+    /// What follows a message: the command's end, another message (MULTIAPPEND), or a
+    /// syntax error (the rest is dropped).
+    fn after_message(&mut self, line: &[u8], announcement: Option<Announcement>) -> Step {
+        let well_formed = line == b"\r\n";
+        if !well_formed {
+            if let Some(step) = self.next_message(line, announcement) {
+                return step;
+            }
+        }
+        if self.drop_rest(announcement) {
+            self.mode = Mode::Closed;
+        }
+        Step::MessageEnd { well_formed }
+    }
+
+    /// A line after a message that announces another (MULTIAPPEND): reported as the next
+    /// [`Step::Append`], for the session's decision.
+    fn next_message(&mut self, line: &[u8], announcement: Option<Announcement>) -> Option<Step> {
+        let tag = self.tag.clone()?;
+        if let Some(step) = self.catenate_head(
+            &[tag.as_bytes(), b" APPEND A"].concat(),
+            line,
+            announcement,
+            true,
+        ) {
+            return Some(step);
+        }
+        let literal = announcement?;
+        let command = append::decode_next(&tag, line, literal.start, literal.length, literal.sync)?;
+        self.mode = Mode::Decision {
+            size: literal.length,
+            sync: literal.sync,
+        };
+        Some(Step::Append(command))
+    }
+
+    /// `before` + `line` (the APPEND so far, `line` its last line) switching to CATENATE in
+    /// `line`: reported as a [`Step::Append`] (`next`: of a further message), the parts
+    /// to be read from `line` once the session accepts it.
+    fn catenate_head(
+        &mut self,
+        before: &[u8],
+        line: &[u8],
+        announcement: Option<Announcement>,
+        next: bool,
+    ) -> Option<Step> {
+        let whole = [before, line].concat();
+        let (mut command, at) = catenate::split_head(&whole)?;
+        // The switch must be in the last line (earlier ones end in a literal argument).
+        let at = at.checked_sub(before.len())?;
+        command.next = next;
+        self.head.clear();
+        self.cat_line = line.to_vec();
+        self.cat_pos = at;
+        self.cat_announcement = announcement;
+        self.mode = Mode::CatDecision;
+        Some(Step::Append(command))
+    }
+
+    /// The next CATENATE part of `cat_line`, as a step; None when there is nothing to report
+    /// (the mode then says what comes next).
+    fn cat_step(&mut self) -> Option<Step> {
+        let announcement = self.cat_announcement;
+        let text_at = announcement.map(|a| {
+            if a.start > 0 && self.cat_line.get(a.start - 1) == Some(&b'~') {
+                a.start - 1
+            } else {
+                a.start
+            }
+        });
+        let (part, next) = catenate::next_part(&self.cat_line, self.cat_pos, text_at);
+        self.cat_pos = next;
+        match part {
+            catenate::Part::Url(url) => {
+                self.mode = Mode::CatDecision;
+                Some(Step::CatenateUrl(url))
+            }
+            catenate::Part::Text => {
+                let literal = announcement?;
+                self.cat_line.clear();
+                self.cat_announcement = None;
+                self.cat_text = true;
+                self.mode = Mode::Decision {
+                    size: literal.length,
+                    sync: literal.sync,
+                };
+                Some(Step::CatenateText {
+                    size: literal.length,
+                    sync: literal.sync,
+                })
+            }
+            catenate::Part::End(after) => {
+                let rest = self.cat_line.get(after..).unwrap_or_default().to_vec();
+                let announcement = announcement.and_then(|a| {
+                    Some(Announcement {
+                        start: a.start.checked_sub(after)?,
+                        ..a
+                    })
+                });
+                self.cat_line.clear();
+                self.cat_announcement = None;
+                self.mode = Mode::Line;
+                self.command = Command::AfterMessage;
+                Some(self.after_message(&rest, announcement))
+            }
+            catenate::Part::Bad => {
+                self.cat_line.clear();
+                self.cat_announcement = None;
+                self.mode = Mode::Line;
+                if self.drop_rest(announcement) {
+                    self.mode = Mode::Closed;
+                }
+                Some(Step::MessageEnd { well_formed: false })
+            }
+        }
     }
 
     /// Answers the current command with `reason`; its rest (from a literal the refused line

@@ -16,6 +16,8 @@ enum Event {
     Message(Vec<u8>),
     MessageEnd(bool),
     List(Vec<u8>),
+    Url(String),
+    Text(u32, bool),
 }
 
 /// Feeds `input` in reads of the sizes `split` gives; APPENDs are accepted when `accept`
@@ -55,6 +57,22 @@ fn run_split(
                         guard.refuse_message();
                     }
                     Event::Append(Box::new(command))
+                }
+                Step::CatenateUrl(url) => {
+                    if url.contains("bad") {
+                        guard.refuse_message();
+                    } else {
+                        guard.accept_message();
+                    }
+                    Event::Url(url)
+                }
+                Step::CatenateText { size, sync } => {
+                    if size < 60_000 {
+                        guard.accept_message();
+                    } else {
+                        guard.refuse_message();
+                    }
+                    Event::Text(size, sync)
                 }
                 Step::Message(n) => Event::Message(taken[taken.len() - n..].to_vec()),
                 Step::MessageEnd { well_formed } => Event::MessageEnd(well_formed),
@@ -106,6 +124,10 @@ fn framing_agrees_with_imap_codec() {
             .collect();
         if round % 3 == 0 {
             // Long runs of digits, some beyond u32.
+            // literal8 (`~{n}`, BINARY): the same announcement after the `~`.
+            if next().is_multiple_of(3) {
+                line.push(b'~');
+            }
             line.push(b'{');
             line.extend((0..next() % 14).map(|_| b'0' + (next() % 10) as u8));
             if next().is_multiple_of(2) {
@@ -291,7 +313,26 @@ fn append(tag: &str, flags: Vec<Flag<'static>>, size: u32, sync: bool) -> Event 
         size,
         sync,
         binary: false,
+        next: false,
+        catenate: false,
     }))
+}
+
+/// A further message of a MULTIAPPEND.
+fn next_message(
+    tag: &str,
+    flags: Vec<Flag<'static>>,
+    size: u32,
+    sync: bool,
+    binary: bool,
+) -> Event {
+    let Event::Append(mut command) = append(tag, flags, size, sync) else {
+        unreachable!()
+    };
+    command.mailbox = Mailbox::try_from("A").unwrap();
+    command.binary = binary;
+    command.next = true;
+    Event::Append(command)
 }
 
 #[test]
@@ -388,26 +429,75 @@ fn bad_append_heads_are_refused() {
 }
 
 #[test]
-fn multiappend_is_dropped_as_a_syntax_error() {
-    let input = b"a APPEND INBOX {3+}\r\nabc {4+}\r\ndefg\r\nb NOOP\r\n";
+fn multiappend_messages_come_one_after_another() {
+    let input = b"a APPEND INBOX {3+}\r\nabc (\\Seen) ~{4}\r\nd\0fg {1+}\r\nh\r\nb NOOP\r\n";
     assert_eq!(
         run(&mut logged_in(), input),
         [
             append("a", vec![], 3, false),
             Event::Message(b"abc".to_vec()),
-            Event::MessageEnd(false),
+            next_message("a", vec![Flag::Seen], 4, true, true),
+            Event::Message(b"d\0fg".to_vec()),
+            next_message("a", vec![], 1, false, false),
+            Event::Message(b"h".to_vec()),
+            Event::MessageEnd(true),
             pass(b"b NOOP\r\n"),
         ]
     );
 }
 
 #[test]
+fn a_refused_further_message_ends_the_command() {
+    // LITERAL+: skipped with the rest of the command, never kept.
+    let input = b"a APPEND INBOX {3+}\r\nabc {9+}\r\nc NOOP\r\n {2+}\r\nxy\r\nb NOOP\r\n";
+    let accept = |command: &AppendCommand| !command.next;
+    let events = run_split(&mut logged_in(), input, || usize::MAX, accept);
+    assert_eq!(
+        events[1..],
+        [
+            Event::Message(b"abc".to_vec()),
+            next_message("a", vec![], 9, false, false),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+    // Synchronising: the client sends nothing more of it after the answer.
+    let input = b"a APPEND INBOX {3+}\r\nabc {9}\r\nb NOOP\r\n";
+    let events = run_split(&mut logged_in(), input, || usize::MAX, accept);
+    assert_eq!(events[3..], [pass(b"b NOOP\r\n")]);
+}
+
+#[test]
+fn garbage_after_a_message_is_a_syntax_error() {
+    for input in [
+        &b"a APPEND INBOX {3+}\r\nabc junk {4+}\r\ndefg\r\nb NOOP\r\n"[..],
+        b"a APPEND INBOX {3+}\r\nabc(\\Seen) {4+}\r\ndefg\r\nb NOOP\r\n",
+        b"a APPEND INBOX {3+}\r\nabc x\r\nb NOOP\r\n",
+    ] {
+        assert_eq!(
+            run(&mut logged_in(), input)[1..],
+            [
+                Event::Message(b"abc".to_vec()),
+                Event::MessageEnd(false),
+                pass(b"b NOOP\r\n"),
+            ],
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
 fn binary_literals_are_recognised() {
-    let events = run(&mut logged_in(), b"a APPEND INBOX ~{3}\r\n");
-    let Event::Append(command) = &events[0] else {
-        panic!("{events:?}");
-    };
-    assert!(command.binary && command.sync && command.size == 3);
+    for (input, sync) in [
+        (&b"a APPEND INBOX ~{3}\r\n"[..], true),
+        (b"a APPEND INBOX (\\Seen) ~{3+}\r\n", false),
+    ] {
+        let events = run(&mut logged_in(), input);
+        let Event::Append(command) = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert!(command.binary && command.sync == sync && command.size == 3);
+    }
 }
 
 #[test]
@@ -431,7 +521,14 @@ fn the_tag_of_a_later_line_is_the_commands() {
 #[test]
 fn steps_do_not_depend_on_read_boundaries() {
     let mut next = crate::test_support::xorshift(0x1a2b_3c4d);
-    let pieces: [&[u8]; 14] = [
+    let pieces: [&[u8]; 21] = [
+        b"r APPEND INBOX CATENATE (TEXT {5}\r\nhello URL \"/INBOX/;UID=1\" TEXT {2+}\r\nab)\r\n",
+        b"s APPEND INBOX (\\Seen) CATENATE (URL /bad/;UID=1 TEXT {3+}\r\nabc)\r\n",
+        b"t APPEND INBOX {1+}\r\nx CATENATE (TEXT {70000+}\r\n) {1+}\r\ny\r\n",
+        b"u APPEND INBOX CATENATE (URL x TEXT {1}\r\nz junk)\r\n",
+        b"o APPEND INBOX ~{3+}\r\na\0b {2+}\r\ncd\r\n",
+        b"p APPEND INBOX {1}\r\nx (\\Seen) ~{2}\r\ny\0\r\n",
+        b"q APPEND INBOX {1+}\r\nx ~{70000+}\r\n",
         b"a1 NOOP\r\n",
         b"b APPEND INBOX {5}\r\nhello\r\n",
         b"c APPEND INBOX {12+}\r\n{99999999+}\r\n\r\n",
@@ -455,7 +552,9 @@ fn steps_do_not_depend_on_read_boundaries() {
                 input.extend(std::iter::repeat_n(b'x', MAX_LINE));
             }
         }
-        let accept = |command: &AppendCommand| command.mailbox == Mailbox::Inbox;
+        let accept = |command: &AppendCommand| {
+            command.mailbox == Mailbox::Inbox || (command.next && command.size < 60_000)
+        };
         let start = |authenticated: bool| {
             let mut guard = InputGuard::new();
             if authenticated {
@@ -538,4 +637,84 @@ fn list_is_taken_whole_after_login() {
     long.extend_from_slice(b"\r\n");
     let events = run(&mut logged_in(), &long);
     assert!(matches!(&events[0], Event::Refuse(_)), "{:?}", &events[..1]);
+}
+
+fn catenate(tag: &str, next: bool) -> Event {
+    let Event::Append(mut command) = append(tag, vec![], 0, true) else {
+        unreachable!()
+    };
+    command.catenate = true;
+    if next {
+        command.mailbox = Mailbox::try_from("A").unwrap();
+        command.next = true;
+    }
+    Event::Append(command)
+}
+
+#[test]
+fn catenate_parts_come_one_at_a_time() {
+    let input = b"a APPEND INBOX CATENATE (TEXT {5}\r\nhello URL \"/INBOX/;UID=1\" \
+URL /Sent/;UID=2 TEXT ~{3+}\r\na\0c)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            catenate("a", false),
+            Event::Text(5, true),
+            Event::Message(b"hello".to_vec()),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Url("/Sent/;UID=2".into()),
+            Event::Text(3, false),
+            Event::Message(b"a\0c".to_vec()),
+            Event::MessageEnd(true),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn catenate_mixes_with_multiappend() {
+    let input = b"a APPEND INBOX {1+}\r\nx CATENATE (URL \"/INBOX/;UID=1\") (\\Seen) CATENATE (TEXT {1+}\r\ny) {1+}\r\nz\r\n";
+    let Event::Append(mut seen) = catenate("a", true) else {
+        unreachable!()
+    };
+    seen.flags = vec![Flag::Seen];
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            append("a", vec![], 1, false),
+            Event::Message(b"x".to_vec()),
+            catenate("a", true),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Append(seen),
+            Event::Text(1, false),
+            Event::Message(b"y".to_vec()),
+            next_message("a", vec![], 1, false, false),
+            Event::Message(b"z".to_vec()),
+            Event::MessageEnd(true),
+        ]
+    );
+}
+
+#[test]
+fn a_refused_catenate_part_drops_the_rest() {
+    // The URL is refused: the LITERAL+ text after it is skipped, never seen as commands.
+    let input =
+        b"a APPEND INBOX CATENATE (URL /bad/;UID=1 TEXT {14+}\r\nc DELETE INBOX)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            catenate("a", false),
+            Event::Url("/bad/;UID=1".into()),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+    // Synchronising: the client sends no more of the command.
+    let input = b"a APPEND INBOX CATENATE (URL /bad/;UID=1 TEXT {14}\r\nb NOOP\r\n";
+    assert_eq!(run(&mut logged_in(), input)[2..], [pass(b"b NOOP\r\n")]);
+    // Garbage in the list: a syntax error, the rest dropped.
+    let input = b"a APPEND INBOX CATENATE (BOGUS {3+}\r\nabc)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input)[1..],
+        [Event::MessageEnd(false), pass(b"b NOOP\r\n")]
+    );
 }

@@ -7,6 +7,7 @@
 //! boundary rules, and ENVELOPE needs raw (undecoded) values, which mail-parser does not give.
 
 mod address;
+mod binary;
 mod envelope;
 mod header;
 mod params;
@@ -18,7 +19,11 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+use std::num::NonZeroU32;
+
 use imap_codec::imap_types::{body::BodyStructure, envelope::Envelope, fetch::Section};
+
+pub use binary::UnknownCte;
 
 /// ENVELOPE (RFC 3501 §7.4.2): date, subject, from, sender, reply-to, to, cc, bcc,
 /// in-reply-to, message-id. Values are the raw header bytes unfolded (encoded-words kept),
@@ -44,14 +49,28 @@ pub fn body_structure(raw: &[u8], extended: bool) -> BodyStructure<'static> {
 /// (imap-types rejects it), and a same-length substitute keeps `<partial>` offsets and
 /// sizes in line with BODYSTRUCTURE.
 pub fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
-    let mut out = match section {
-        None => raw.to_vec(),
-        Some(_) => section::bytes(raw, &tree::parse(raw), section),
-    };
+    let mut out = section_as_stored(raw, section);
     for b in &mut out {
         if *b == 0 {
             *b = 0x80;
         }
     }
     out
+}
+
+/// The bytes of BINARY[`part`] (RFC 3516) before any `<partial>` cut: the part's content with
+/// its Content-Transfer-Encoding removed (NUL bytes kept: they go out as a literal8); for the
+/// whole message (an empty `part`) or a container, its leaves decoded (`binary`); empty when
+/// the part does not exist.
+pub fn binary_section(raw: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, UnknownCte> {
+    binary::decoded(raw, &tree::parse(raw), part)
+}
+
+/// [`section_bytes`] with every byte as stored, NUL included (CATENATE copies a section into
+/// a new message).
+pub fn section_as_stored(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
+    match section {
+        None => raw.to_vec(),
+        Some(_) => section::bytes(raw, &tree::parse(raw), section),
+    }
 }

@@ -40,7 +40,7 @@ pub(crate) fn bytes(raw: &[u8], root: &Entity, section: Option<&Section<'_>>) ->
 }
 
 /// The entity a part number path names, if any.
-fn resolve<'e>(root: &'e Entity, path: &[NonZeroU32]) -> Option<&'e Entity> {
+pub(super) fn resolve<'e>(root: &'e Entity, path: &[NonZeroU32]) -> Option<&'e Entity> {
     let mut cur = root;
     for (i, n) in path.iter().enumerate() {
         let n = usize::try_from(n.get()).ok()?;
