@@ -13,6 +13,7 @@ pub mod misc;
 pub mod names;
 pub mod quota;
 pub mod search;
+pub mod sort;
 
 use imap_codec::imap_types::command::CommandBody;
 
@@ -94,6 +95,24 @@ pub(super) async fn dispatch(
         } => {
             expunges_allowed = uid;
             search::search(session, charset, criteria, uid).await?
+        }
+        CommandBody::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            expunges_allowed = uid;
+            sort::sort(session, sort_criteria, charset, search_criteria, uid).await?
+        }
+        CommandBody::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            expunges_allowed = uid;
+            sort::thread(session, algorithm, charset, search_criteria, uid).await?
         }
         CommandBody::Fetch {
             sequence_set,

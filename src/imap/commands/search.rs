@@ -16,13 +16,25 @@ use super::super::sequence::uid_ranges;
 use super::super::state::{Done, Session};
 use crate::store::to_wire_form;
 
-struct Subject<'a> {
+pub(super) struct Subject<'a> {
     seq: u32,
     message: &'a ViewMessage,
     /// The whole message, once a key needed it.
     raw: Option<Vec<u8>>,
     /// Its header block (from the cache), for header keys.
     header: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+impl<'a> Subject<'a> {
+    /// Message `seq` of the view, nothing read yet (SORT and THREAD search with it too).
+    pub(super) fn new(seq: u32, message: &'a ViewMessage) -> Self {
+        Subject {
+            seq,
+            message,
+            raw: None,
+            header: None,
+        }
+    }
 }
 
 impl SearchSubject for Subject<'_> {

@@ -18,6 +18,7 @@ pub mod append;
 mod createuse;
 mod framing;
 mod searchreturn;
+mod sortreturn;
 mod statusappendlimit;
 pub use statusappendlimit::Taken as AppendLimitTaken;
 #[cfg(test)]
@@ -334,7 +335,9 @@ impl InputGuard {
         let mut line = std::mem::take(&mut self.line);
         let mut announcement = framing::literal_announcement(&line);
         if self.command == Command::New && self.authenticated && !self.idle {
-            if let Some((stripped, options)) = searchreturn::split_return(&line) {
+            if let Some((stripped, options)) =
+                searchreturn::split_return(&line).or_else(|| sortreturn::split_return(&line))
+            {
                 self.search_return = Some((framing::tag_of(&line), options));
                 line = stripped;
                 announcement = framing::literal_announcement(&line);
