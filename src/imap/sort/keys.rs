@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(keys.to, "BOB");
         assert_eq!(keys.display_to, "BOB@A.EXAMPLE");
         assert_eq!(keys.cc, "DAN");
-        assert_eq!(keys.subject.text, "GRÜSSE");
+        assert_eq!(keys.subject.text, "GRU\u{308}SSE");
         assert!(keys.subject.reply);
         assert_eq!(keys.sent, Some(1_796_115_600));
         assert_eq!(keys.message_id.as_deref(), Some("m1@x.example"));

@@ -3,6 +3,7 @@
 //! (`subject`), the sort order (here) and the threading algorithms (`thread`, with the
 //! link-cut tree of `linkcut` for its loop check).
 
+mod decompose;
 pub mod keycache;
 pub mod keys;
 mod linkcut;

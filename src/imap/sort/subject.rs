@@ -11,11 +11,20 @@ pub struct BaseSubject {
     pub reply: bool,
 }
 
-/// The comparison form of a key string: each character mapped to its upper case, which for
-/// the letters mail uses is the title case of i;unicode-casemap (RFC 5051). Its canonical
-/// decomposition is not done (a precomposed `é` and `e` + U+0301 sort apart).
+/// The comparison form of a key string, as i;unicode-casemap (RFC 5051) has it: each
+/// character mapped to its upper case (for the letters mail uses, the title case), then
+/// canonically decomposed (`É` → `E` + U+0301, so it sorts with the other E's, as Dovecot's
+/// does). Decompositions are known for U+00C0–U+2FFF (`decompose`); Hangul and the rest stay
+/// as they are.
 pub fn casemap(text: &str) -> String {
-    text.chars().flat_map(char::to_uppercase).collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_uppercase) {
+        match super::decompose::TABLE.binary_search_by_key(&c, |&(k, _)| k) {
+            Ok(at) => out.push_str(super::decompose::TABLE[at].1),
+            Err(_) => out.push(c),
+        }
+    }
+    out
 }
 
 /// RFC 5256 §2.1 on a subject whose RFC 2047 encoded-words are already decoded (step 1's
@@ -182,7 +191,9 @@ mod tests {
 
     #[test]
     fn case_is_mapped_beyond_ascii() {
-        assert_eq!(base("Re: größe"), ("GRÖSSE".into(), true));
-        assert_eq!(casemap("Müller"), "MÜLLER");
+        assert_eq!(base("Re: größe"), ("GRO\u{308}SSE".into(), true));
+        assert_eq!(casemap("Müller"), "MU\u{308}LLER");
+        // Decomposed, É sorts among the E's (after EVE, as U+0301 is above V), before F.
+        assert!(casemap("Eve") < casemap("Émile") && casemap("Émile") < casemap("Fred"));
     }
 }
