@@ -195,7 +195,9 @@ def test_sort_refusals(make_imap):
     assert raw.cmd("THREAD REFERENCES X-UNKNOWN ALL").status == "NO"
     assert raw.cmd("THREAD NOSUCH UTF-8 ALL").status == "BAD"
     assert raw.cmd("SORT (NOSUCH) UTF-8 ALL").status == "BAD"
-    assert raw.cmd("SORT RETURN (SAVE) (DATE) UTF-8 ALL").status == "BAD"
+    if ours.name == "icsmail":
+        # SAVE is SEARCHRES (RFC 5182), which is not offered (Dovecot has it).
+        assert raw.cmd("SORT RETURN (SAVE) (DATE) UTF-8 ALL").status == "BAD"
     # The session goes on.
     # (INTERNALDATE order: the 11th message is dated first, then the 4th.)
     assert raw.ok("SORT (ARRIVAL) UTF-8 ALL").untagged("SORT") == [
@@ -222,23 +224,31 @@ def test_imapclient_sort_and_thread(both):
     assert len(results[0][0]) == len(MESSAGES)
 
 
-def pipelined_append(target, user: str, count: int) -> None:
-    raw = target.raw_login(user)
-    batch = []
-    for i in range(count):
-        parent = f"References: <b{i // 2}@x>\n" if i % 2 else ""
-        msg = crlf(f"From: u{i % 97}@example.org\nTo: v{i % 89}@example.org\n"
-                   f"Subject: {'Re: ' if i % 3 else ''}topic {i % 500}\n"
-                   f"Date: Mon, 2 Mar 2026 10:{i % 60:02d}:00 +0000\nMessage-ID: <b{i}@x>\n"
-                   f"{parent}\nbody {i}\n")
-        batch.append(f"p{i} APPEND INBOX {{{len(msg)}+}}\r\n".encode() + msg + b"\r\n")
-        if len(batch) == 200 or i == count - 1:
-            raw.send(b"".join(batch))
-            for j in range(i - len(batch) + 1, i + 1):
-                r = raw.read_tagged(f"p{j}")
-                assert r.status == "OK", r
-            batch = []
+def bulk_message(i: int) -> bytes:
+    parent = f"References: <b{i // 2}@x>\n" if i % 2 else ""
+    return crlf(f"From: u{i % 97}@example.org\nTo: v{i % 89}@example.org\n"
+                f"Subject: {'Re: ' if i % 3 else ''}topic {i % 500}\n"
+                f"Date: Mon, 2 Mar 2026 10:{i % 60:02d}:00 +0000\nMessage-ID: <b{i}@x>\n"
+                f"{parent}\nbody {i}\n")
+
+
+def drop_into_maildir(target, user: str, count: int) -> None:
+    """Files written into the account's Maildir new/ as another delivery agent would (APPEND
+    of 10,000 messages one by one would measure APPEND); both servers index them at SELECT."""
+    local, domain = user.split("@")
+    if target.name == "dovecot":
+        for i in range(count):
+            target.deliver(user, bulk_message(i))
+        return
+    raw = target.raw_login(user)  # makes the Maildir
+    raw.ok("SELECT INBOX")
     raw.close()
+    new = target.mail_root() / domain / local / "new"
+    for i in range(count):
+        data = bulk_message(i).replace(b"\r\n", b"\n")
+        name = f"{time.time_ns()}.B{i}.bench"
+        (new.parent / "tmp" / name).write_bytes(data)
+        os.rename(new.parent / "tmp" / name, new / name)
 
 
 @pytest.mark.skipif(not os.environ.get("IMAP_SORT_BENCH"), reason="set IMAP_SORT_BENCH=1")
@@ -249,9 +259,11 @@ def test_sort_thread_cost_10000(both):
     other = "user40@" + user.split("@")[1]
     figures = {}
     for target in (ours, dovecot):
-        pipelined_append(target, other, 10_000)
-        raw = target.raw_login(other)
-        raw.ok("SELECT INBOX")
+        drop_into_maildir(target, other, 10_000)
+        raw = target.raw_login(other, timeout=600)
+        started = time.monotonic()
+        assert "* 10000 EXISTS" in [x.decode() for x in raw.ok("SELECT INBOX").lines]
+        figures[(target.name, "SELECT (indexing)", "first")] = time.monotonic() - started
         for command in ("SORT (SUBJECT) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL",
                         "SORT (REVERSE DATE FROM) UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL"):
             for run in ("first", "second"):
