@@ -66,7 +66,7 @@ impl SearchSubject for Subject<'_> {
 }
 
 /// Whether a key mentions MODSEQ (then the response carries the highest one, RFC 7162).
-fn uses_modseq(key: &SearchKey<'_>) -> bool {
+pub(super) fn uses_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::ModSequence { .. } => true,
         SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),

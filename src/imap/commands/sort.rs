@@ -14,7 +14,7 @@ use super::super::search::{check_charset, matches, SearchError, SearchScope};
 use super::super::selected::ViewMessage;
 use super::super::sort::{self, keycache, keys::SortKeys, thread};
 use super::super::state::{Done, Session};
-use super::search::Subject;
+use super::search::{uses_modseq, Subject};
 
 /// ESORT's RETURN options (RFC 5267 §3.1; PARTIAL, RFC 9394, is not offered).
 const RETURN_OPTIONS: [&str; 4] = ["MIN", "MAX", "COUNT", "ALL"];
@@ -24,6 +24,7 @@ struct Found {
     number: u32,
     internal_date: i64,
     size: u64,
+    modseq: u64,
     keys: std::sync::Arc<SortKeys>,
 }
 
@@ -73,6 +74,7 @@ async fn found(
                 number: if uid { message.meta.uid } else { seq },
                 internal_date: message.meta.internal_date,
                 size: message.meta.size,
+                modseq: message.meta.modseq,
                 keys: sort_keys,
             });
         }
@@ -104,10 +106,16 @@ pub async fn sort(
             )));
         }
     }
+    // A MODSEQ key turns CONDSTORE on and adds the highest MODSEQ found (RFC 7162 §3.1.5).
+    let with_modseq = search.as_ref().iter().any(uses_modseq);
+    if with_modseq {
+        session.condstore = true;
+    }
     let found = match found(session, search, uid).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
+    let modseq = found.iter().map(|f| f.modseq).max().filter(|_| with_modseq);
     let criteria = criteria.into_inner();
     let numbers = tokio::task::spawn_blocking(move || {
         let entries: Vec<sort::Entry<'_>> = found
@@ -126,12 +134,15 @@ pub async fn sort(
     .await
     .map_err(std::io::Error::other)?;
     let line = match esort {
-        Some((tag, options)) => esort_response(&tag, uid, &options, &numbers),
+        Some((tag, options)) => esort_response(&tag, uid, &options, &numbers, modseq),
         None => {
             let mut line = String::from("* SORT");
             for n in &numbers {
                 line.push(' ');
                 line.push_str(&n.to_string());
+            }
+            if let Some(modseq) = modseq {
+                line.push_str(&format!(" (MODSEQ {modseq})"));
             }
             line.push_str("\r\n");
             line
@@ -144,8 +155,14 @@ pub async fn sort(
 /// `* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set]` for a sort (RFC 5267
 /// §3.2): MIN and MAX are the first and last in sort order, ALL is the sort order itself,
 /// ranges only for runs that ascend by one. `RETURN ()` means ALL; MIN, MAX and ALL are left
-/// out when nothing matched.
-fn esort_response(tag: &str, uid: bool, options: &[String], sorted: &[u32]) -> String {
+/// out when nothing matched; MODSEQ (the highest of those found) ends it after a MODSEQ key.
+fn esort_response(
+    tag: &str,
+    uid: bool,
+    options: &[String],
+    sorted: &[u32],
+    modseq: Option<u64>,
+) -> String {
     let wants =
         |name: &str| options.is_empty() && name == "ALL" || options.iter().any(|o| o == name);
     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
@@ -180,6 +197,9 @@ fn esort_response(tag: &str, uid: bool, options: &[String], sorted: &[u32]) -> S
             })
             .collect();
         line.push_str(&format!(" ALL {}", set.join(",")));
+    }
+    if let Some(modseq) = modseq {
+        line.push_str(&format!(" MODSEQ {modseq}"));
     }
     line.push_str("\r\n");
     line
@@ -249,16 +269,17 @@ mod tests {
                 "a",
                 false,
                 &all(&["MIN", "MAX", "COUNT", "ALL"]),
-                &[5, 6, 7, 2, 1, 3]
+                &[5, 6, 7, 2, 1, 3],
+                None
             ),
             "* ESEARCH (TAG \"a\") MIN 5 MAX 3 COUNT 6 ALL 5:7,2,1,3\r\n"
         );
         assert_eq!(
-            esort_response("b", true, &[], &[9, 4]),
-            "* ESEARCH (TAG \"b\") UID ALL 9,4\r\n"
+            esort_response("b", true, &[], &[9, 4], Some(12)),
+            "* ESEARCH (TAG \"b\") UID ALL 9,4 MODSEQ 12\r\n"
         );
         assert_eq!(
-            esort_response("c", false, &all(&["MIN", "COUNT"]), &[]),
+            esort_response("c", false, &all(&["MIN", "COUNT"]), &[], None),
             "* ESEARCH (TAG \"c\") COUNT 0\r\n"
         );
     }
