@@ -208,6 +208,15 @@ def test_sort_refusals(make_imap):
     if ours.name == "icsmail":
         # SAVE is SEARCHRES (RFC 5182), which is not offered (Dovecot has it).
         assert raw.cmd("SORT RETURN (SAVE) (DATE) UTF-8 ALL").status == "BAD"
+    # ESORT's RETURN, then the search string as a literal (the guard takes RETURN off the
+    # first line; the literal follows as for any command).
+    tag = raw.tag()
+    raw.send(f"{tag} UID SORT RETURN (COUNT MAX) (REVERSE DATE) UTF-8 SUBJECT {{4}}\r\n")
+    assert raw.line().startswith(b"+")
+    raw.send("loop\r\n")
+    r = raw.read_tagged(tag)
+    assert r.status == "OK" and r.untagged("ESEARCH") == [
+        f'* ESEARCH (TAG "{tag}") UID MAX 9 COUNT 2'], r
     # The session goes on.
     # (INTERNALDATE order: the 11th message is dated first, then the 4th.)
     assert raw.ok("SORT (ARRIVAL) UTF-8 ALL").untagged("SORT") == [
