@@ -15,6 +15,7 @@ pub mod message;
 pub mod mime;
 pub mod response;
 pub mod search;
+pub mod searchres;
 pub mod selected;
 pub mod sequence;
 pub mod server;
