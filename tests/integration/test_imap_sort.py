@@ -190,6 +190,39 @@ def test_sort_and_thread_agree_with_dovecot(both):
     assert "((" in references and " (" in references, references
 
 
+SAVES = [
+    "SORT RETURN (SAVE) (REVERSE DATE) UTF-8 SUBJECT plan",
+    "UID SEARCH UID $",
+    "SORT RETURN (SAVE MIN) (REVERSE DATE) UTF-8 ALL",
+    "UID SEARCH UID $",
+    "UID SORT RETURN (SAVE MIN MAX) (SUBJECT) UTF-8 NOT FROM bob",
+    "UID SEARCH UID $",
+    "SORT RETURN (SAVE COUNT) (SIZE) UTF-8 SUBJECT loop",
+    "UID SEARCH UID $",
+]
+
+
+def test_sort_save_agrees_with_dovecot(both):
+    """SEARCHRES with ESORT (RFC 5182, RFC 5267 §3.1): SAVE alone answers nothing; with MIN
+    or MAX it saves the first or last in sort order; `$` then names what was saved."""
+    ours, dovecot, user = both
+    replies = []
+    for target in (ours, dovecot):
+        raw = target.raw_login(user)
+        raw.ok("SELECT INBOX")
+        out = []
+        for command in SAVES:
+            r = raw.cmd(command)
+            assert r.status == "OK", (target.name, command, r)
+            out.append([line.decode().rstrip() for line in r.lines])
+        raw.close()
+        replies.append(out)
+    for command, a, b in zip(SAVES, *replies):
+        print(f"{command}\n  ours:    {a}\n  dovecot: {b}")
+    assert replies[0] == replies[1]
+    assert replies[0][0] == [], replies[0]
+
+
 def test_sort_refusals(make_imap):
     ours = make_imap()
     user = ours.fresh_user()
@@ -206,8 +239,8 @@ def test_sort_refusals(make_imap):
     assert raw.cmd("THREAD NOSUCH UTF-8 ALL").status == "BAD"
     assert raw.cmd("SORT (NOSUCH) UTF-8 ALL").status == "BAD"
     if ours.name == "icsmail":
-        # SAVE is SEARCHRES (RFC 5182), which is not offered (Dovecot has it).
-        assert raw.cmd("SORT RETURN (SAVE) (DATE) UTF-8 ALL").status == "BAD"
+        # PARTIAL (RFC 9394) is not offered.
+        assert raw.cmd("SORT RETURN (PARTIAL 1:5) (DATE) UTF-8 ALL").status == "BAD"
     # ESORT's RETURN, then the search string as a literal (the guard takes RETURN off the
     # first line; the literal follows as for any command).
     tag = raw.tag()

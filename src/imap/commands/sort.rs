@@ -16,14 +16,16 @@ use super::super::sort::{self, keycache, keys::SortKeys, thread};
 use super::super::state::{Done, Session};
 use super::search::{uses_modseq, Subject};
 
-/// ESORT's RETURN options (RFC 5267 §3.1; PARTIAL, RFC 9394, is not offered).
-const RETURN_OPTIONS: [&str; 4] = ["MIN", "MAX", "COUNT", "ALL"];
+/// ESORT's RETURN options (RFC 5267 §3.1), and SAVE (SEARCHRES, RFC 5182); PARTIAL (RFC
+/// 9394) is not offered.
+const RETURN_OPTIONS: [&str; 5] = ["MIN", "MAX", "COUNT", "ALL", "SAVE"];
 
 /// A message that matched: its number for the answer, and what ordering needs.
 struct Found {
     number: u32,
     internal_date: i64,
     size: u64,
+    uid: u32,
     modseq: u64,
     keys: std::sync::Arc<SortKeys>,
 }
@@ -74,6 +76,7 @@ async fn found(
                 number: if uid { message.meta.uid } else { seq },
                 internal_date: message.meta.internal_date,
                 size: message.meta.size,
+                uid: message.meta.uid,
                 modseq: message.meta.modseq,
                 keys: sort_keys,
             });
@@ -93,6 +96,13 @@ pub async fn sort(
     uid: bool,
 ) -> std::io::Result<Done> {
     let esort = session.search_return.take();
+    let save = esort
+        .as_ref()
+        .is_some_and(|(_, options)| options.iter().any(|o| o == "SAVE"));
+    if save {
+        // A SORT that fails leaves an empty saved result (RFC 5182 §2.1).
+        session.search_saved.clear();
+    }
     if check_charset(Some(&charset)).is_err() {
         return Ok(bad_charset());
     }
@@ -117,7 +127,7 @@ pub async fn sort(
     };
     let modseq = found.iter().map(|f| f.modseq).max().filter(|_| with_modseq);
     let criteria = criteria.into_inner();
-    let numbers = tokio::task::spawn_blocking(move || {
+    let (numbers, uids) = tokio::task::spawn_blocking(move || {
         let entries: Vec<sort::Entry<'_>> = found
             .iter()
             .map(|f| sort::Entry {
@@ -126,15 +136,23 @@ pub async fn sort(
                 keys: &f.keys,
             })
             .collect();
-        sort::order(&entries, &criteria)
-            .into_iter()
-            .map(|i| found[i].number)
-            .collect::<Vec<u32>>()
+        let order = sort::order(&entries, &criteria);
+        let uids: Vec<u32> = order.iter().map(|&i| found[i].uid).collect();
+        let numbers: Vec<u32> = order.into_iter().map(|i| found[i].number).collect();
+        (numbers, uids)
     })
     .await
     .map_err(std::io::Error::other)?;
+    if let (true, Some((_, options))) = (save, &esort) {
+        session.search_saved = saved_result(options, &uids);
+    }
     let line = match esort {
-        Some((tag, options)) => esort_response(&tag, uid, &options, &numbers, modseq),
+        // SAVE alone: the result is kept, and nothing sent (RFC 5182 §2.4).
+        Some((_, options)) if save && options.iter().all(|o| o == "SAVE") => String::new(),
+        Some((tag, options)) => {
+            let options: Vec<String> = options.into_iter().filter(|o| o != "SAVE").collect();
+            esort_response(&tag, uid, &options, &numbers, modseq)
+        }
         None => {
             let mut line = String::from("* SORT");
             for n in &numbers {
@@ -150,6 +168,23 @@ pub async fn sort(
     };
     session.conn.send(line.as_bytes());
     Ok(Done::ok("SORT completed"))
+}
+
+/// What `SORT RETURN (SAVE ...)` saves (UIDs, ascending, as every saved result): with only MIN
+/// and/or MAX beside it, those messages — the first and last in sort order (RFC 5267 §3.1);
+/// otherwise all that were found (RFC 5182 §2.4). `sorted` is in sort order.
+fn saved_result(options: &[String], sorted: &[u32]) -> Vec<u32> {
+    let has = |name: &str| options.iter().any(|o| o == name);
+    let mut saved = if has("ALL") || has("COUNT") || !(has("MIN") || has("MAX")) {
+        sorted.to_vec()
+    } else {
+        let first = sorted.first().filter(|_| has("MIN"));
+        let last = sorted.last().filter(|_| has("MAX"));
+        first.into_iter().chain(last).copied().collect()
+    };
+    saved.sort_unstable();
+    saved.dedup();
+    saved
 }
 
 /// `* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set]` for a sort (RFC 5267
@@ -282,5 +317,21 @@ mod tests {
             esort_response("c", false, &all(&["MIN", "COUNT"]), &[], None),
             "* ESEARCH (TAG \"c\") COUNT 0\r\n"
         );
+    }
+
+    #[test]
+    fn save_keeps_what_the_options_name() {
+        let o = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(saved_result(&o(&["SAVE"]), &[7, 2, 5]), [2, 5, 7]);
+        assert_eq!(saved_result(&o(&["SAVE", "MIN"]), &[7, 2, 5]), [7]);
+        assert_eq!(
+            saved_result(&o(&["SAVE", "MIN", "MAX"]), &[7, 2, 5]),
+            [5, 7]
+        );
+        assert_eq!(
+            saved_result(&o(&["SAVE", "MAX", "COUNT"]), &[7, 2, 5]),
+            [2, 5, 7]
+        );
+        assert!(saved_result(&o(&["SAVE", "MIN"]), &[]).is_empty());
     }
 }
