@@ -20,6 +20,7 @@ pub mod selected;
 pub mod sequence;
 pub mod server;
 pub mod session;
+pub mod sort;
 mod state;
 #[cfg(test)]
 mod tests;

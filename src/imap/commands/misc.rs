@@ -67,6 +67,18 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
             caps.push(Capability::from(atom));
         }
     }
+    // RFC 5256, 5957, 5267: commands/sort.rs.
+    for name in [
+        "SORT",
+        "SORT=DISPLAY",
+        "ESORT",
+        "THREAD=ORDEREDSUBJECT",
+        "THREAD=REFERENCES",
+    ] {
+        if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
+            caps.push(Capability::from(atom));
+        }
+    }
     Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
 }
 

@@ -16,13 +16,25 @@ use super::super::sequence::uid_ranges;
 use super::super::state::{Done, Session};
 use crate::store::to_wire_form;
 
-struct Subject<'a> {
+pub(super) struct Subject<'a> {
     seq: u32,
     message: &'a ViewMessage,
     /// The whole message, once a key needed it.
     raw: Option<Vec<u8>>,
     /// Its header block (from the cache), for header keys.
     header: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+impl<'a> Subject<'a> {
+    /// Message `seq` of the view, nothing read yet (SORT and THREAD search with it too).
+    pub(super) fn new(seq: u32, message: &'a ViewMessage) -> Self {
+        Subject {
+            seq,
+            message,
+            raw: None,
+            header: None,
+        }
+    }
 }
 
 impl SearchSubject for Subject<'_> {
@@ -54,7 +66,7 @@ impl SearchSubject for Subject<'_> {
 }
 
 /// Whether a key mentions MODSEQ (then the response carries the highest one, RFC 7162).
-fn uses_modseq(key: &SearchKey<'_>) -> bool {
+pub(super) fn uses_modseq(key: &SearchKey<'_>) -> bool {
     match key {
         SearchKey::ModSequence { .. } => true,
         SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),

@@ -21,6 +21,7 @@ mod catenate;
 mod createuse;
 mod framing;
 mod searchreturn;
+mod sortreturn;
 mod statusappendlimit;
 pub use statusappendlimit::Taken as AppendLimitTaken;
 #[cfg(test)]
@@ -403,7 +404,9 @@ impl InputGuard {
         let mut line = std::mem::take(&mut self.line);
         let mut announcement = framing::literal_announcement(&line);
         if self.command == Command::New && self.authenticated && !self.idle {
-            if let Some((stripped, options)) = searchreturn::split_return(&line) {
+            if let Some((stripped, options)) =
+                searchreturn::split_return(&line).or_else(|| sortreturn::split_return(&line))
+            {
                 self.search_return = Some((framing::tag_of(&line), options));
                 line = stripped;
                 announcement = framing::literal_announcement(&line);
