@@ -294,6 +294,53 @@ mod tests {
         assert!(read.parse_line("8 1").is_none(), "out of order");
     }
 
+    /// Every path that removes messages through `store::Folder` (EXPUNGE and CLOSE, MOVE,
+    /// POP3's deletions at QUIT) leaves them in the log, above what was handed out before.
+    #[test]
+    fn every_folder_removal_path_writes_the_log() {
+        use crate::store::{ensure_mailbox, CopySource, FlagChange, FlagSet, Folder, MailStore};
+        let root = std::env::temp_dir().join(format!("icsmail-expungelog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        ensure_mailbox(&root, &[]).unwrap();
+        ensure_mailbox(&root.join(".Target"), &[]).unwrap();
+        let store = MailStore::new(root.clone(), Vec::new());
+        let (inbox, target) = (Folder::inbox(&root), Folder::at(root.join(".Target")));
+        for n in 1..=6u32 {
+            let name = format!("{}.M1P1Q{n}.h,S=2,W=3", 1000 + n);
+            std::fs::write(root.join("new").join(name), b"x\n").unwrap();
+        }
+        let first = inbox.sync().unwrap();
+        let before = first.highest_modseq;
+        // EXPUNGE (and CLOSE): the \Deleted ones.
+        let deleted = FlagSet {
+            deleted: true,
+            ..FlagSet::default()
+        };
+        inbox
+            .store_flags(&[1, 2], &FlagChange::Add(deleted), None)
+            .unwrap();
+        assert_eq!(inbox.expunge(None).unwrap(), [1, 2]);
+        let after_expunge = inbox.sync().unwrap().highest_modseq;
+        // MOVE: copied, then removed.
+        let moving: Vec<CopySource> = first.messages[2..3].iter().map(CopySource::from).collect();
+        inbox
+            .move_to(&store, &target, first.uid_validity, &moving)
+            .unwrap();
+        // POP3 at QUIT.
+        assert_eq!(inbox.remove(first.uid_validity, &[5]).unwrap(), [5]);
+        let index = inbox.sync().unwrap();
+        assert_eq!(index.expunged_since(before).unwrap().to_text(), "1:3,5");
+        assert_eq!(
+            index.expunged_since(after_expunge).unwrap().to_text(),
+            "3,5"
+        );
+        assert_eq!(
+            target.sync().unwrap().expunged_since(0).unwrap().to_text(),
+            ""
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
     #[test]
     fn compaction_bounds_the_log_and_raises_the_floor() {
         let mut log = ExpungeLog::starting_at(0);
