@@ -130,3 +130,81 @@ pub fn vanished_earlier(
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ensure_mailbox, Folder};
+    use imap_codec::imap_types::sequence::SequenceSet;
+
+    /// A folder with messages 1..=n of which `gone` were expunged, selected.
+    fn selected(name: &str, n: u32, gone: &[u32]) -> (std::path::PathBuf, Selected) {
+        let dir =
+            std::env::temp_dir().join(format!("icsmail-qresync-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ensure_mailbox(&dir, &[]).unwrap();
+        let mut paths = Vec::new();
+        for i in 1..=n {
+            let file = dir
+                .join("new")
+                .join(format!("{}.M1P1Q{i}.h,S=2,W=3", 1000 + i));
+            std::fs::write(&file, b"x\n").unwrap();
+            paths.push(file);
+        }
+        let folder = Folder::at(dir.clone());
+        folder.sync().unwrap();
+        for &uid in gone {
+            std::fs::remove_file(&paths[uid as usize - 1]).unwrap();
+        }
+        let view = Selected::open("INBOX".into(), folder, true).unwrap();
+        (dir, view)
+    }
+
+    fn set(text: &str) -> SequenceSet {
+        SequenceSet::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn seq_match_proves_the_uids_up_to_the_last_pair_that_holds() {
+        // 1..=8 with 2 and 6 gone: numbers 1..=6 are UIDs 1,3,4,5,7,8.
+        let (dir, view) = selected("seqmatch", 8, &[2, 6]);
+        // The client's 1→1, 2→3, 3→4 (it knew of 2 already): all hold, up to UID 4.
+        assert_eq!(seq_match_bound(&view, &set("1:3"), &set("1,3,4")), Ok(4));
+        // 1→1 holds, 3→3 no longer (3 is now number 2): only up to 1.
+        assert_eq!(seq_match_bound(&view, &set("1,3"), &set("1,3")), Ok(1));
+        assert_eq!(
+            seq_match_bound(&view, &set("1:2"), &set("1")),
+            Err(BadSeqMatch)
+        );
+        // Too much to look at: ignored, not refused.
+        assert_eq!(
+            seq_match_bound(&view, &set("1:200000"), &set("1:200000")),
+            Ok(0)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn vanished_earlier_uses_the_log_or_every_known_uid_not_present() {
+        let (dir, view) = selected("earlier", 8, &[2, 6]);
+        let known = ranges_of(&set("1:8"), u32::MAX);
+        let logged = UidRanges::from_uids(&[6]);
+        assert_eq!(
+            vanished_earlier(&view, Some(logged.clone()), &known, 0).to_text(),
+            "6"
+        );
+        // Only what the client named.
+        let some = ranges_of(&set("1:5"), u32::MAX);
+        assert_eq!(
+            vanished_earlier(&view, Some(logged), &some, 0).to_text(),
+            ""
+        );
+        // No log: every known UID not present, above the seq-match bound, below UIDNEXT.
+        assert_eq!(vanished_earlier(&view, None, &known, 0).to_text(), "2,6");
+        assert_eq!(vanished_earlier(&view, None, &known, 4).to_text(), "6");
+        let all = ranges_of(&set("1:*"), u32::MAX);
+        assert_eq!(vanished_earlier(&view, None, &all, 0).to_text(), "2,6");
+        assert_eq!(vanished_earlier(&view, None, &all, u32::MAX).to_text(), "");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -465,6 +465,43 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A machine crash that loses an expunge's index write loses its log line with it, but
+    /// not the VANISHED: the files are gone durably, so the next read drops them again and
+    /// logs them above the durable ceiling, above anything a client could have seen.
+    #[test]
+    fn an_expunge_lost_in_a_crash_is_logged_again_above_the_ceiling() {
+        let dir = folder("lostexpunge");
+        for n in 1..=3 {
+            deliver(&dir, 100 + u64::from(n), n);
+        }
+        let index = sync(&dir).unwrap();
+        let synced = fs::read(dir.join(INDEX_FILE)).unwrap();
+        let doomed = index.messages[1].path.clone();
+        let (after, ()) = update(&dir, |index| {
+            fs::remove_file(&doomed)?;
+            index.messages.retain(|m| m.uid != 2);
+            Ok(())
+        })
+        .unwrap();
+        let seen = after.highest_modseq;
+        assert_eq!(after.expunged_since(seen - 1).unwrap().to_text(), "2");
+        // Power loss: the unsynced index write is gone, the ceiling (previous boot) is not.
+        fs::write(dir.join(INDEX_FILE), &synced).unwrap();
+        let floor = modseqfloor::read(&dir).unwrap().unwrap();
+        fs::write(
+            dir.join(modseqfloor::MODSEQ_FILE),
+            format!("{} previous-boot\n", floor.ceiling),
+        )
+        .unwrap();
+        let index = sync(&dir).unwrap();
+        assert_eq!(uids(&index), [1, 3]);
+        // A client that saw everything before the crash (up to `seen`, even the ceiling) is
+        // still told.
+        assert_eq!(index.expunged_since(seen).unwrap().to_text(), "2");
+        assert_eq!(index.expunged_since(floor.ceiling).unwrap().to_text(), "2");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     /// An index written before the log existed knows nothing of expunges before its
     /// HIGHESTMODSEQ.
     #[test]
