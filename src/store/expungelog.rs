@@ -174,7 +174,9 @@ impl ExpungeLog {
         }
         let uids = UidRanges::from_uids(uids);
         match self.entries.last_mut() {
-            Some(last) if last.modseq == modseq => last.uids = last.uids.union(&uids),
+            // Never out of order (that would make the file unreadable): a mod-sequence not
+            // above the newest joins it, reported as later than it was, which is safe.
+            Some(last) if last.modseq >= modseq => last.uids = last.uids.union(&uids),
             _ => self.entries.push(Expunged { modseq, uids }),
         }
         self.compact();
@@ -210,6 +212,11 @@ impl ExpungeLog {
             all.extend_from_slice(&entry.uids.0);
         }
         Some(UidRanges::from_ranges(all))
+    }
+
+    /// The newest mod-sequence in the log (the floor when it is empty).
+    pub fn newest(&self) -> u64 {
+        self.entries.last().map_or(self.floor, |e| e.modseq)
     }
 
     /// Reads one `x` line's rest, `<modseq> <ranges>`.

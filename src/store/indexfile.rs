@@ -206,6 +206,8 @@ pub(super) fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<Fol
         index.messages.push(entry);
     }
     index.messages.sort_by_key(|m| m.uid);
+    // Later expunges must log above what the log has.
+    index.highest_modseq = index.highest_modseq.max(index.expunged.newest());
     Ok(Some(index))
 }
 
