@@ -5,6 +5,7 @@ the RFC leaves no choice. Python imapclient is the real client for ENABLE and VA
 
 from __future__ import annotations
 
+import poplib
 import re
 import socket
 import time
@@ -12,9 +13,9 @@ import time
 import imapclient
 import pytest
 
-from imaphelpers import (DovecotTarget, IcsTarget, Raw, append, capabilities, message,
-                         select_info)
-from icshelpers import PASSWORD
+from imaphelpers import (DovecotTarget, IcsTarget, Raw, append, capabilities,
+                         distinct_free_ports, message, select_info)
+from icshelpers import PASSWORD, wait_for_port
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +323,39 @@ def forget_expunge_log(target, user: str, folder: str) -> None:
     header = header[:4] + [str(int(header[4]) + 5), header[5], "424242"]
     body = [l for l in lines[1:] if not l.startswith("x ")]
     path.write_text("\n".join([" ".join(header)] + body) + "\n")
+
+
+def test_pop3_deletions_are_vanished_for_qresync(make_server, password_hash, tmp_path):
+    """POP3's DELE + QUIT removes through the same index: a QRESYNC client is told, live (a
+    plain VANISHED) and when it resynchronises (VANISHED (EARLIER)). ics-mail only: the
+    Dovecot here serves IMAP alone."""
+    pop3_port, pop3s_port = distinct_free_ports(2)
+    target = IcsTarget(make_server, tmp_path / "pop3", password_hash,
+                       extra={"pop3": {"port": pop3_port, "pop3sPort": pop3s_port}})
+    wait_for_port(pop3_port, target.server.proc)
+    user = target.fresh_user()
+    raw = target.raw_login(user)
+    for i in range(5):
+        append(raw, "INBOX", message(f"pop {i}"))
+    raw.close()
+    cached = login(target, user)
+    info = select_info(cached.ok("SELECT INBOX"))
+    validity, modseq = info["UIDVALIDITY"], info["HIGHESTMODSEQ"]
+    live = login(target, user)
+    live.ok("SELECT INBOX")
+    cached.ok("LOGOUT")
+    cached.close()
+    pop = poplib.POP3("127.0.0.1", pop3_port, timeout=10)
+    pop.user(user)
+    pop.pass_(PASSWORD)
+    pop.dele(2)
+    pop.dele(4)
+    pop.quit()
+    r = live.ok("NOOP")
+    assert vanished(r, earlier=False) == {2, 4} and not r.untagged("EXPUNGE"), r
+    live.close()
+    again = login(target, user)
+    r = again.ok(f"SELECT INBOX (QRESYNC ({validity} {modseq}))")
+    assert vanished(r, earlier=True) == {2, 4}, r
+    assert select_info(r)["EXISTS"] == 3
+    again.close()
