@@ -207,12 +207,22 @@ def test_vanished_replaces_expunge_after_enable(targets):
         fill(target, user, "Live", 10)
         raw = login(target, user)
         raw.ok("CREATE Elsewhere")
-        raw.ok("SELECT Live")
+        validity = select_info(raw.ok("SELECT Live"))["UIDVALIDITY"]
         raw.ok("UID STORE 1,2 +FLAGS.SILENT (\\Deleted)")
         r = raw.ok("EXPUNGE")
         assert vanished(r, earlier=False) == {1, 2} and not r.untagged("EXPUNGE"), r
+        # The tagged OK carries the new HIGHESTMODSEQ (RFC 7162 §3.2.7).
+        first = int(re.search(r"\[HIGHESTMODSEQ (\d+)\]", r.text).group(1))
         r = raw.ok("UID MOVE 3 Elsewhere")
         assert vanished(r, earlier=False) == {3} and not r.untagged("EXPUNGE"), r
+        moved = int(re.search(r"\[HIGHESTMODSEQ (\d+)\]", r.text).group(1))
+        assert moved > first, r
+        # A resync from it finds nothing more; from the EXPUNGE's, the MOVE.
+        r = raw.ok(f"EXAMINE Live (QRESYNC ({validity} {moved}))")
+        assert not vanished(r, earlier=True) and not fetched(r), r
+        r = raw.ok(f"EXAMINE Live (QRESYNC ({validity} {first}))")
+        assert vanished(r, earlier=True) == {3} and not fetched(r), r
+        raw.ok("SELECT Live")
         other_session_changes(target, user, "Live", flag="", expunge="4,5", new=0)
         r = raw.ok("NOOP")
         assert vanished(r, earlier=False) == {4, 5} and not r.untagged("EXPUNGE"), r
