@@ -17,7 +17,8 @@ Every other client ENABLEs QRESYNC: it is told of expunges by `* VANISHED`, whic
 takes in (test_imap_consistency.Model), re-selects the folder mostly with `SELECT INBOX
 (QRESYNC (uidvalidity modseq known-uids))` from its model (then its map is its old one less
 the `VANISHED (EARLIER)` UIDs, plus what EXISTS adds, and it keeps its flags except where a
-FETCH says otherwise: the final check finds any change or expunge the resync missed), and
+FETCH says otherwise: the final check finds any change or expunge the resync missed), from
+the HIGHESTMODSEQ of its last SELECT or of the tagged OK of its last EXPUNGE or MOVE, and
 asks `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)`.
 
 Bounded: IMAP_TORTURE_SECONDS (default 20) of random work, seeded by IMAP_TORTURE_SEED
@@ -114,6 +115,12 @@ class Client:
         r = self.raw.cmd(text)
         self.note(text, r.lines, r.tagged)
         self.model.feed(r.lines) if self.model else None
+        # EXPUNGE's and MOVE's tagged HIGHESTMODSEQ (QRESYNC): everything up to it has been
+        # told, so a later resync may start there.
+        m = re.search(r"\[HIGHESTMODSEQ (\d+)\]", r.text) if self.qresync else None
+        if m and self.model:
+            assert int(m.group(1)) >= self.select_modseq, (text, r)
+            self.select_modseq = int(m.group(1))
         with self.shared.lock:
             self.shared.ops += 1
             self.shared.vanished += sum(1 for l in r.lines if l.startswith(b"* VANISHED"))
