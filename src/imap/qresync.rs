@@ -34,21 +34,31 @@ pub fn ranges_of(set: &SequenceSet, star: u32) -> UidRanges {
     UidRanges::from_ranges(ranges)
 }
 
-/// `ranges` as a sequence set; None when empty.
-pub fn sequence_set(ranges: &UidRanges) -> Option<SequenceSet> {
-    let sequences: Vec<Sequence> = ranges
+/// UID ranges per VANISHED response: RFC 7162 §4 (updating RFC 2683) asks for lines of a
+/// few thousand octets at most, so a long answer is several responses.
+const RANGES_PER_RESPONSE: usize = 500;
+
+/// `ranges` as sequence sets of at most [`RANGES_PER_RESPONSE`] ranges each (none when
+/// empty), one per VANISHED response.
+pub fn sequence_sets(ranges: &UidRanges) -> Vec<SequenceSet> {
+    ranges
         .ranges()
-        .iter()
-        .filter_map(|&(low, high)| {
-            let (low, high) = (NonZeroU32::new(low)?, NonZeroU32::new(high)?);
-            Some(if low == high {
-                Sequence::Single(SeqOrUid::Value(low))
-            } else {
-                Sequence::Range(SeqOrUid::Value(low), SeqOrUid::Value(high))
-            })
+        .chunks(RANGES_PER_RESPONSE)
+        .filter_map(|chunk| {
+            let sequences: Vec<Sequence> = chunk
+                .iter()
+                .filter_map(|&(low, high)| {
+                    let (low, high) = (NonZeroU32::new(low)?, NonZeroU32::new(high)?);
+                    Some(if low == high {
+                        Sequence::Single(SeqOrUid::Value(low))
+                    } else {
+                        Sequence::Range(SeqOrUid::Value(low), SeqOrUid::Value(high))
+                    })
+                })
+                .collect();
+            Vec1::try_from(sequences).ok().map(SequenceSet)
         })
-        .collect();
-    Vec1::try_from(sequences).ok().map(SequenceSet)
+        .collect()
 }
 
 /// The numbers of `set` in the order given (seq-match data is ordered), or None when there
@@ -205,6 +215,11 @@ mod tests {
         let all = ranges_of(&set("1:*"), u32::MAX);
         assert_eq!(vanished_earlier(&view, None, &all, 0).to_text(), "2,6");
         assert_eq!(vanished_earlier(&view, None, &all, u32::MAX).to_text(), "");
+        // Long answers are several responses.
+        let many = UidRanges::from_uids(&(1..=2001).map(|i| i * 2).collect::<Vec<u32>>());
+        let sets = sequence_sets(&many);
+        assert_eq!(sets.len(), 5);
+        assert!(sequence_sets(&UidRanges::default()).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

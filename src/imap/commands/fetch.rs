@@ -162,7 +162,7 @@ async fn send_vanished_since(
         selected.max_uid().max(selected.uid_next.saturating_sub(1)),
     );
     let ranges = qresync::vanished_earlier(selected, logged, &known, 0);
-    if let Some(known_uids) = qresync::sequence_set(&ranges) {
+    for known_uids in qresync::sequence_sets(&ranges) {
         session.send_data(Data::Vanished {
             earlier: true,
             known_uids,

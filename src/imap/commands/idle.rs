@@ -8,7 +8,7 @@ use imap_next::{Interrupt, Io, State as _};
 
 use super::super::buffer::Supplied;
 use super::super::flagdata::{changed_data, folder_flags, permanent_flags};
-use super::super::qresync::sequence_set;
+use super::super::qresync::sequence_sets;
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
 use super::super::state::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
@@ -97,7 +97,7 @@ fn send_vanished(session: &mut Session<'_>, uids: &mut Vec<u32>) {
     }
     let ranges = UidRanges::from_uids(uids);
     uids.clear();
-    if let Some(known_uids) = sequence_set(&ranges) {
+    for known_uids in sequence_sets(&ranges) {
         session.send_data(Data::Vanished {
             earlier: false,
             known_uids,

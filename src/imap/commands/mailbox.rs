@@ -156,7 +156,7 @@ fn resynchronise(
         None => 0,
     };
     let vanished = qresync::vanished_earlier(selected, logged, &known, proven);
-    if let Some(known_uids) = qresync::sequence_set(&vanished) {
+    for known_uids in qresync::sequence_sets(&vanished) {
         session.send_data(Data::Vanished {
             earlier: true,
             known_uids,
