@@ -12,7 +12,15 @@ Steps (each server in turn, same machine, 127.0.0.1, plain IMAP without TLS):
      STORE +/-FLAGS, SEARCH, APPEND to Sent, NOOP), LOGOUT. Every tagged command is one op;
      ops/s = ops / wall time. Server CPU (process tree, incl. reaped children) and client CPU
      (the worker processes) are measured over the same interval;
-  4. idle sessions: IDLE_SESSIONS connections (spread over the accounts) LOGIN, SELECT INBOX and
+  4. shared mailbox (SCENARIO shared|both): CLIENTS processes on ONE account's INBOX (the first
+     account, MSGS messages) for DURATION s, mixed reads and writes by UID (UID FETCH BODY.PEEK[],
+     FETCH of header ranges, UID STORE, APPEND, UID EXPUNGE of messages the run appended, UID
+     COPY to Archive, SEARCH, IDLE woken by the others' changes, NOOP), each client keeping the
+     folder's model from the untagged responses only (tests/integration/test_imap_consistency.py
+     Model: sequence numbers, UIDs, MODSEQs); a tagged NO/BAD or a model violation is a
+     protocol error, counted and reported (the target is 0). This is where index contention
+     shows: the per-account scenario of step 3 hides it;
+  5. idle sessions: IDLE_SESSIONS connections (spread over the accounts) LOGIN, SELECT INBOX and
      IDLE; the server's memory (PSS summed over its process tree, from smaps_rollup) before and
      after gives KiB per idle session.
 
@@ -53,6 +61,8 @@ ITER = int(os.environ.get("ITER", "50"))
 IDLE_SESSIONS = int(os.environ.get("IDLE_SESSIONS", "1000"))
 # What the first FETCH 1:* of each session asks for (a client's folder-list view).
 FETCH_ALL = os.environ.get("FETCH_ALL", "FLAGS ENVELOPE BODYSTRUCTURE")
+# separate (step 3), shared (step 4) or both
+SCENARIO = os.environ.get("SCENARIO", "both")
 SEED = 4242
 
 
@@ -408,6 +418,181 @@ def worker(args) -> dict:
             "cpu_s": ru.ru_utime + ru.ru_stime}
 
 
+class SharedClient(Client):
+    """A client of the shared-mailbox scenario: every response goes through the folder model;
+    a tagged NO/BAD or a model violation raises ProtocolError."""
+
+    def __init__(self, port: int):
+        super().__init__(port)
+        from test_imap_consistency import Model
+        self.model = Model([])
+
+    def cmd(self, text: str, literal: bytes | None = None) -> tuple[str, list[bytes]]:
+        try:
+            status, lines = super().cmd(text, literal)
+        except RuntimeError as exc:
+            raise ProtocolError(str(exc)) from None
+        self.feed(lines)
+        return status, lines
+
+    def feed(self, lines: list[bytes]) -> None:
+        try:
+            self.model.feed(lines)
+        except AssertionError as exc:
+            raise ProtocolError(f"model: {exc}"[:300]) from None
+
+    def idle(self, wait: float) -> int:
+        """IDLE until another client's change arrives or `wait` s pass; lines received."""
+        self.n += 1
+        tag = f"b{self.n}".encode()
+        self.sock.sendall(tag + b" IDLE\r\n")
+        if not self.line().startswith(b"+"):
+            raise ProtocolError("IDLE refused")
+        got = []
+        self.sock.settimeout(wait)
+        try:
+            got.append(self.line())
+        except socket.timeout:
+            pass
+        finally:
+            self.sock.settimeout(60)
+        self.sock.sendall(b"DONE\r\n")
+        while True:
+            line = self.line()
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise ProtocolError(f"IDLE: {line!r}")
+                break
+            got.append(line)
+        self.feed(got)
+        return len(got)
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def shared_worker(args) -> dict:
+    port, user, deadline, seed, first_new_uid = args
+    rng = random.Random(seed)
+    counts: dict[str, int] = {}
+    times: dict[str, float] = {}
+    errors: list[str] = []
+    wakeups = 0
+    appended = make_message(random.Random(seed), 999_999).replace(b"\n", b"\r\n")[:4000]
+
+    def op(name, call):
+        t0 = time.perf_counter()
+        result = call()
+        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        counts[name] = counts.get(name, 0) + 1
+        return result
+
+    while time.time() < deadline:
+        client = SharedClient(port)
+        try:
+            op("login", lambda: client.cmd(f'LOGIN "{user}" "{PASSWORD}"'))
+            op("select", lambda: client.cmd("SELECT INBOX (CONDSTORE)"))
+            op("fetch_map", lambda: client.cmd("FETCH 1:* (UID FLAGS MODSEQ)"))
+            while time.time() < deadline:
+                uids = [u for u in client.model.uids if u != -1]
+                if -1 in client.model.uids:
+                    first = client.model.uids.index(-1) + 1
+                    op("fetch_new", lambda: client.cmd(f"FETCH {first}:* (UID FLAGS MODSEQ)"))
+                    continue
+                if not uids:
+                    op("append", lambda: client.cmd("APPEND INBOX", appended))
+                    continue
+                uid = rng.choice(uids)
+                r = rng.random()
+                if r < 0.25:
+                    op("fetch_body", lambda: client.cmd(f"UID FETCH {uid} (BODY.PEEK[])"))
+                elif r < 0.35:
+                    n = rng.randint(1, len(client.model.uids))
+                    end = min(len(client.model.uids), n + 20)
+                    op("fetch_header", lambda: client.cmd(
+                        f"FETCH {n}:{end} (UID FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])"))
+                elif r < 0.55:
+                    flag = rng.choice(["\\Seen", "\\Flagged", "$Work"])
+                    op("store", lambda: client.cmd(
+                        f"UID STORE {uid} {rng.choice('+-')}FLAGS ({flag})"))
+                elif r < 0.65:
+                    op("append", lambda: client.cmd("APPEND INBOX", appended))
+                elif r < 0.72:
+                    # Only what the run appended goes: the data set stays.
+                    mine = [u for u in uids if u >= first_new_uid]
+                    if mine:
+                        gone = rng.choice(mine)
+                        op("expunge", lambda: client.cmd(
+                            f"UID STORE {gone} +FLAGS.SILENT (\\Deleted)"))
+                        op("expunge", lambda: client.cmd(f"UID EXPUNGE {gone}"))
+                elif r < 0.77:
+                    op("copy", lambda: client.cmd(f"UID COPY {uid} Archive"))
+                elif r < 0.87:
+                    op("search", lambda: client.cmd(rng.choice(
+                        ["UID SEARCH UNSEEN", "UID SEARCH FLAGGED", "UID SEARCH KEYWORD $Work",
+                         f"UID SEARCH SUBJECT {rng.choice(WORDS)}"])))
+                elif r < 0.93:
+                    wakeups += op("idle", lambda: client.idle(0.2))
+                else:
+                    op("noop", lambda: client.cmd("NOOP"))
+            op("logout", lambda: client.cmd("LOGOUT"))
+        except ProtocolError as exc:
+            errors.append(str(exc))
+        except (ConnectionError, OSError) as exc:
+            errors.append(f"connection: {exc!r}")
+        finally:
+            client.close()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"counts": counts, "times": times, "errors": errors, "idle_wakeup_lines": wakeups,
+            "cpu_s": ru.ru_utime + ru.ru_stime}
+
+
+def run_shared(target: Target) -> dict:
+    """CLIENTS clients on one mailbox (step 4)."""
+    user = users()[0]
+    c = Client(target.port, timeout=600)
+    c.cmd(f'LOGIN "{user}" "{PASSWORD}"')
+    try:
+        c.cmd("CREATE Archive")
+    except RuntimeError:
+        pass  # a second run on the same store
+    _, lines = c.cmd("STATUS INBOX (UIDNEXT)")
+    uidnext = int(re.search(rb"UIDNEXT (\d+)", b" ".join(lines)).group(1))
+    c.cmd("LOGOUT")
+    c.close()
+    log(f"{target.name}: shared mailbox: {CLIENTS} clients on {user} for {DURATION:.0f} s")
+    srv0, wall0 = tree_cpu_s(target.proc.pid), time.monotonic()
+    deadline = time.time() + DURATION
+    with multiprocessing.Pool(CLIENTS) as pool:
+        results = pool.map(shared_worker, [(target.port, user, deadline, SEED + 100 + i, uidnext)
+                                           for i in range(CLIENTS)])
+    wall = time.monotonic() - wall0
+    srv = tree_cpu_s(target.proc.pid) - srv0
+    counts: dict[str, int] = {}
+    times: dict[str, float] = {}
+    for r in results:
+        for k, v in r["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+        for k, v in r["times"].items():
+            times[k] = times.get(k, 0.0) + v
+    ops = sum(counts.values())
+    errors = [e for r in results for e in r["errors"]]
+    return {
+        "wall_s": round(wall, 2),
+        "ops": ops,
+        "ops_per_s": round(ops / wall, 1),
+        "server_cpu_s": round(srv, 2),
+        "server_cpu_ms_per_op": round(1000 * srv / max(ops, 1), 3),
+        "client_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+        "protocol_errors": len(errors),
+        "first_errors": errors[:5],
+        "idle_wakeup_lines": sum(r["idle_wakeup_lines"] for r in results),
+        "per_op": {k: {"count": counts[k], "mean_ms": round(1000 * times[k] / counts[k], 2)}
+                   for k in sorted(counts)},
+    }
+
+
 def warm_up(port: int) -> None:
     for user in users():
         c = Client(port, timeout=600)
@@ -545,9 +730,15 @@ def main() -> int:
         target = (Dovecot(work, dataset, hashed) if name == "dovecot"
                   else IcsMail(work, args.bin, dataset, hashed))
         try:
-            entry = run_load(target)
-            log(f"{name}: {entry['ops_per_s']} ops/s, server CPU {entry['server_cpu_s']} s, "
-                f"client CPU {entry['client_cpu_s']} s")
+            entry = run_load(target) if SCENARIO in ("separate", "both") else {}
+            if entry:
+                log(f"{name}: {entry['ops_per_s']} ops/s, server CPU {entry['server_cpu_s']} s, "
+                    f"client CPU {entry['client_cpu_s']} s")
+            if SCENARIO in ("shared", "both"):
+                entry["shared"] = run_shared(target)
+                log(f"{name}: shared mailbox {entry['shared']['ops_per_s']} ops/s, "
+                    f"{entry['shared']['server_cpu_ms_per_op']} ms server CPU per op, "
+                    f"{entry['shared']['protocol_errors']} protocol errors")
             try:
                 entry["idle"] = idle_sessions(target, IDLE_SESSIONS)
                 log(f"{name}: idle {entry['idle']}")
@@ -558,7 +749,14 @@ def main() -> int:
         finally:
             target.stop()
     s = results["servers"]
-    if "icsmail" in s and "dovecot" in s:
+    if "icsmail" in s and "dovecot" in s and "shared" in s["icsmail"]:
+        si, sd = s["icsmail"]["shared"], s["dovecot"]["shared"]
+        results["shared_ratio_ops_icsmail_over_dovecot"] = round(
+            si["ops_per_s"] / sd["ops_per_s"], 2)
+        results["shared_ratio_cpu_per_op_icsmail_over_dovecot"] = round(
+            si["server_cpu_ms_per_op"] / sd["server_cpu_ms_per_op"], 2) \
+            if sd["server_cpu_ms_per_op"] else None
+    if "icsmail" in s and "dovecot" in s and "ops_per_s" in s["icsmail"]:
         results["ratio_ops_icsmail_over_dovecot"] = round(
             s["icsmail"]["ops_per_s"] / s["dovecot"]["ops_per_s"], 2)
         ci = s["icsmail"]["server_cpu_s"] / max(s["icsmail"]["ops"], 1)
@@ -573,6 +771,19 @@ def print_table(results: dict) -> None:
     print(f"\nIMAP benchmark {results['date']}: {results['dataset']['users']} accounts x "
           f"{results['dataset']['messages_per_user']} messages, {results['clients']} clients, "
           f"{results['duration_s']:.0f} s")
+    shared = {n: e["shared"] for n, e in results["servers"].items() if "shared" in e}
+    if shared:
+        print(f"shared mailbox: {'server':10} {'ops/s':>8} {'ops':>8} {'srv ms/op':>9} "
+              f"{'errors':>6}")
+        for name, e in shared.items():
+            print(f"                {name:10} {e['ops_per_s']:>8} {e['ops']:>8} "
+                  f"{e['server_cpu_ms_per_op']:>9} {e['protocol_errors']:>6}")
+        if "shared_ratio_ops_icsmail_over_dovecot" in results:
+            print(f"shared ratio ics-mail/Dovecot ops/s: "
+                  f"{results['shared_ratio_ops_icsmail_over_dovecot']}, server CPU per op: "
+                  f"{results['shared_ratio_cpu_per_op_icsmail_over_dovecot']}")
+    if not any("ops_per_s" in e for e in results["servers"].values()):
+        return
     print(f"{'server':10} {'ops/s':>8} {'ops':>8} {'sessions':>8} {'srv_cpu':>8} {'cli_cpu':>8} "
           f"{'idle KiB/sess':>13}")
     for name, e in results["servers"].items():

@@ -7,6 +7,7 @@
 #   DURATION [20] seconds of load per server   ITER [50] commands per session after the
 #   initial FETCH 1:*   IDLE_SESSIONS [1000] idle IDLE sessions for the memory test (0 = skip)
 #   ONLY [both] icsmail | dovecot   NO_BUILD [0] 1 = don't run cargo build --release
+#   SCENARIO [both] separate (an account per client) | shared (all clients on one mailbox)
 #   FETCH_ALL ["FLAGS ENVELOPE BODYSTRUCTURE"] items of the FETCH 1:* that opens each session
 #   ICSMAIL_BIN [target/release/icsmail] the binary (e.g. a copy taken while others build)
 #   KEEP [0] 1 = keep the temp dir   BASE [/var/tmp] where the temp dir goes

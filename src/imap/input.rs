@@ -13,8 +13,10 @@ use tracing::info;
 use super::buffer::Supplied;
 use super::commands::append;
 use super::commands::idle::refresh;
+use super::commands::list;
 use super::guard::{AppendCommand, Reason, Refusal, Step};
 use super::response::{bye, continuation, status, Kind};
+use super::searchres;
 use super::state::{Done, Phase, Session};
 
 impl Session<'_> {
@@ -30,6 +32,7 @@ impl Session<'_> {
             match step {
                 Step::NeedInput => return Ok(Supplied::NeedInput),
                 Step::Pass(bytes) => {
+                    let bytes = self.result_references(bytes);
                     self.server.enqueue_input(&bytes);
                     return Ok(Supplied::Parser);
                 }
@@ -43,6 +46,7 @@ impl Session<'_> {
                 Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
+                Step::List(command) => list::run_whole(self, &command).await?,
             }
         }
     }
@@ -61,6 +65,37 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// A command line with SEARCHRES's `$` written out (`searchres`); literal bytes, and
+    /// lines outside a selected folder, as they are.
+    fn result_references(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+        let Some(first) = self.guard.passed_line() else {
+            return bytes;
+        };
+        if first {
+            self.dollar_scan = searchres::Scan::default();
+        }
+        let Phase::Selected(selected) = &self.phase else {
+            return bytes;
+        };
+        let saved = || {
+            let mut uids = Vec::new();
+            let mut seqs = Vec::new();
+            for &uid in &self.search_saved {
+                if let Ok(at) = selected.messages.binary_search_by_key(&uid, |m| m.meta.uid) {
+                    uids.push(uid);
+                    seqs.push(at as u32 + 1);
+                }
+            }
+            searchres::Saved {
+                uids,
+                seqs,
+                // (UIDs are handed out far below u32::MAX: UIDNEXT would be out of range.)
+                beyond: selected.max_uid().saturating_add(1),
+            }
+        };
+        searchres::rewrite(&bytes, &mut self.dollar_scan, &saved).unwrap_or(bytes)
     }
 
     fn refused(&mut self, refusal: Refusal) {

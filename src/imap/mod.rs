@@ -16,6 +16,7 @@ pub mod mime;
 pub mod qresync;
 pub mod response;
 pub mod search;
+pub mod searchres;
 pub mod selected;
 pub mod sequence;
 pub mod server;

@@ -71,6 +71,9 @@ pub async fn run_session(
             create_use: None,
             search_return: None,
             status_appendlimit: None,
+            compress_next: false,
+            search_saved: Vec::new(),
+            dollar_scan: Default::default(),
         };
         match session.drive().await {
             Ok(()) => info!("session closed"),
@@ -186,6 +189,9 @@ impl Session<'_> {
         self.complete(tag, done);
         if starttls {
             self.start_tls().await?;
+        }
+        if std::mem::take(&mut self.compress_next) {
+            self.start_compress().await?;
         }
         Ok(())
     }

@@ -122,6 +122,13 @@ pub(super) struct Session<'a> {
     pub search_return: Option<(String, Vec<String>)>,
     /// The STATUS being run asked for APPENDLIMIT (the guard takes it out).
     pub status_appendlimit: Option<super::guard::AppendLimitTaken>,
+    /// COMPRESS succeeded: switch once its OK is written.
+    pub compress_next: bool,
+    /// The UIDs the last `SEARCH RETURN (SAVE)` saved (SEARCHRES, RFC 5182), ascending;
+    /// emptied by SELECT and EXAMINE.
+    pub search_saved: Vec<u32>,
+    /// Where the `$` rewrite stands in the command being passed (`searchres`).
+    pub dollar_scan: super::searchres::Scan,
 }
 
 pub(super) fn new_server(greeting: Option<Greeting<'static>>) -> Server {
@@ -228,6 +235,15 @@ impl Session<'_> {
         self.guard = InputGuard::new();
         self.reset_parser();
         self.conn.start_tls(&acceptor, PRE_AUTH_TIMEOUT).await
+    }
+
+    /// COMPRESS=DEFLATE: writes the OK uncompressed, then compresses both ways. What the
+    /// client sent after the command and was read with it is compressed data already.
+    pub async fn start_compress(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        let already_read = self.input.pending().to_vec();
+        self.input.clear();
+        self.conn.start_deflate(&already_read).await
     }
 
     /// A fresh imap-next, which forgets what it had of a command (one the guard refused

@@ -1,7 +1,8 @@
 //! One client connection as every protocol driver (SMTP, IMAP, POP3) sees it: the stream,
 //! plain or TLS (implicit, or after STARTTLS), a read buffer of a fixed size, the pending
 //! output, the shutdown signal and the session's span. The protocols keep their loops (each
-//! core speaks differently) but read, write, time out, upgrade and say goodbye through this.
+//! core speaks differently) but read, write, time out, upgrade, compress (IMAP's COMPRESS) and
+//! say goodbye through this.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::deflate::Deflate;
 use super::io::read_or_stop;
 pub use super::io::ReadOutcome;
 use super::stream::MaybeTls;
@@ -35,6 +37,20 @@ pub struct Connection {
     buf: Vec<u8>,
     out: Vec<u8>,
     shutdown: watch::Receiver<bool>,
+    /// COMPRESS=DEFLATE is on: what goes out is deflated, what comes in inflated.
+    deflate: Option<Compressed>,
+}
+
+/// Compressed bytes read at a time when COMPRESS is on.
+const DEFLATE_READ: usize = 16 * 1024;
+
+/// The compression layer and its two buffers.
+struct Compressed {
+    deflate: Deflate,
+    /// Compressed bytes read from the socket, a read buffer's worth.
+    raw: Vec<u8>,
+    /// Deflated output on its way.
+    wire: Vec<u8>,
 }
 
 /// How a connection starts.
@@ -65,6 +81,7 @@ impl Connection {
             buf: vec![0u8; how.read_buffer],
             out: Vec::new(),
             shutdown,
+            deflate: None,
         })
     }
 
@@ -93,12 +110,40 @@ impl Connection {
 
     /// Writes what is queued.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
-            self.out.clear();
+        if self.out.is_empty() {
+            return Ok(());
         }
+        match &mut self.deflate {
+            None => self.stream.write_all(&self.out).await?,
+            Some(compressed) => {
+                compressed.wire.clear();
+                compressed
+                    .deflate
+                    .deflate(&self.out, &mut compressed.wire)?;
+                self.stream.write_all(&compressed.wire).await?;
+            }
+        }
+        self.stream.flush().await?;
+        self.out.clear();
         Ok(())
+    }
+
+    /// COMPRESS=DEFLATE from here on: writes what is queued (the OK) uncompressed, then
+    /// compresses both ways. `already_read` is what the client sent after the command and was
+    /// read with it: compressed data (RFC 4978 §3: the client compresses right after it).
+    pub async fn start_deflate(&mut self, already_read: &[u8]) -> io::Result<()> {
+        self.flush().await?;
+        self.deflate = Some(Compressed {
+            deflate: Deflate::new(already_read),
+            // (A protocol that reads into its own buffer, as IMAP does, may keep none here.)
+            raw: vec![0u8; self.buf.len().max(DEFLATE_READ)],
+            wire: Vec::new(),
+        });
+        Ok(())
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Writes what is queued once it passes `threshold` bytes (a long listing doesn't pile up).
@@ -132,8 +177,9 @@ impl Connection {
                 break ReadOutcome::TimedOut;
             }
             let wait = remaining.min(recheck);
-            match read_or_stop(
+            match read_inflating(
                 &mut self.stream,
+                &mut self.deflate,
                 &mut self.buf,
                 wait,
                 &mut self.shutdown,
@@ -162,8 +208,9 @@ impl Connection {
         stoppable: bool,
     ) -> io::Result<ReadOutcome> {
         self.flush().await?;
-        read_or_stop(
+        read_inflating(
             &mut self.stream,
+            &mut self.deflate,
             space,
             timeout,
             &mut self.shutdown,
@@ -189,6 +236,36 @@ impl Connection {
     pub async fn farewell(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.send(bytes);
         self.close().await
+    }
+}
+
+/// Reads client bytes into `space`, through the inflater when COMPRESS is on: compressed
+/// bytes that give nothing yet (half a block) are kept and the wait goes on, within `timeout`.
+async fn read_inflating(
+    stream: &mut MaybeTls,
+    deflate: &mut Option<Compressed>,
+    space: &mut [u8],
+    timeout: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    stoppable: bool,
+) -> io::Result<ReadOutcome> {
+    let Some(compressed) = deflate else {
+        return read_or_stop(stream, space, timeout, shutdown, stoppable).await;
+    };
+    let started = Instant::now();
+    loop {
+        let made = compressed.deflate.inflate(space)?;
+        if made > 0 {
+            return Ok(ReadOutcome::Data(made));
+        }
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Ok(ReadOutcome::TimedOut);
+        }
+        match read_or_stop(stream, &mut compressed.raw, remaining, shutdown, stoppable).await? {
+            ReadOutcome::Data(n) => compressed.deflate.take_input(&compressed.raw[..n]),
+            other => return Ok(other),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Networking shared by the daemons: listening sockets (systemd or bound), connection limits,
 //! readiness notification, ids.
 
+pub mod deflate;
 pub mod driver;
 pub mod ids;
 pub mod io;

@@ -279,6 +279,8 @@ namespace inbox {{
 }}
 protocol imap {{
   mail_max_userip_connections = 5000
+  # COMPRESS=DEFLATE (test_imap_compress compares with it)
+  mail_plugins = quota imap_zlib
 }}
 # The counterpart of ics-mail's message size limit (smtp.maxMessageSize, 10 MiB in the tests).
 mail_plugins = quota

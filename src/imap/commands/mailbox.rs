@@ -1,30 +1,28 @@
-//! SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS.
+//! SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS (LIST and LSUB are
+//! in `list`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 
 use imap_codec::imap_types::command::SelectParameter;
-use imap_codec::imap_types::core::QuotedChar;
-use imap_codec::imap_types::flag::FlagNameAttribute;
-use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::super::error::server_error;
 use super::super::flagdata::{flags_data, folder_flags, permanent_flags};
-use super::super::folders::{pattern_matches, FolderError, FolderInfo, Folders, DELIMITER};
+use super::super::folders::{FolderError, Folders};
 use super::super::qresync;
 use super::super::response::{encode_data, nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
-use super::names::{folder_name, pattern_text, reference_text, wire_mailbox};
+use super::names::folder_name;
 use crate::config::model::SpecialUse;
 use crate::store::{CopySource, Folder, MailStore};
 
 /// The account's folders (only called once logged in).
-fn folders(session: &Session<'_>) -> Option<Folders> {
+pub(super) fn folders(session: &Session<'_>) -> Option<Folders> {
     session.account.as_ref().map(|(_, folders)| folders.clone())
 }
 
@@ -35,7 +33,7 @@ fn named_folder(session: &Session<'_>, mailbox: &Mailbox<'_>) -> Result<(String,
     Ok((name, folders))
 }
 
-fn folder_error(err: FolderError) -> Done {
+pub(super) fn folder_error(err: FolderError) -> Done {
     match err {
         FolderError::NotFound => Done::no_code(other("NONEXISTENT"), "No such folder"),
         FolderError::AlreadyExists => {
@@ -54,7 +52,7 @@ fn folder_error(err: FolderError) -> Done {
 }
 
 /// Runs a blocking folder operation.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FolderError> + Send + 'static,
 ) -> Result<T, FolderError> {
     tokio::task::spawn_blocking(work)
@@ -102,6 +100,8 @@ pub async fn select(
         ));
     }
     session.phase = Phase::Authenticated;
+    // SEARCHRES: every SELECT and EXAMINE starts with an empty saved result (RFC 5182 §2.1).
+    session.search_saved.clear();
     let (name, folders) = match named_folder(session, &mailbox) {
         Ok(target) => target,
         Err(done) => return Ok(done),
@@ -323,129 +323,6 @@ pub async fn subscribe(session: &mut Session<'_>, mailbox: Mailbox<'static>, on:
     }
 }
 
-pub async fn list(
-    session: &mut Session<'_>,
-    reference: Mailbox<'static>,
-    pattern: ListMailbox<'static>,
-    subscribed_only: bool,
-) -> Done {
-    let verb = if subscribed_only { "LSUB" } else { "LIST" };
-    let (reference, pattern) = match (reference_text(&reference), pattern_text(&pattern)) {
-        (Ok(r), Ok(p)) => (r, p),
-        (Err(done), _) | (_, Err(done)) => return done,
-    };
-    let delimiter = QuotedChar::try_from(DELIMITER).ok();
-    // LIST "" "": the delimiter and root (RFC 3501 §6.3.8).
-    if pattern.is_empty() && !subscribed_only {
-        session.send_data(Data::List {
-            items: vec![FlagNameAttribute::Noselect],
-            delimiter,
-            mailbox: Mailbox::try_from(String::new()).unwrap_or(Mailbox::Inbox),
-        });
-        return Done::ok("LIST completed");
-    }
-    // Reference "INBOX" is taken as a plain prefix; "" means none.
-    let full = if reference.is_empty() || pattern.starts_with(DELIMITER) {
-        pattern
-    } else if reference.ends_with(DELIMITER) {
-        format!("{reference}{pattern}")
-    } else {
-        format!("{reference}{DELIMITER}{pattern}")
-    };
-    let Some(folders) = folders(session) else {
-        return Done::bad("Log in first");
-    };
-    let listed = blocking(move || {
-        let all = folders.list()?;
-        let subscribed = folders.subscriptions()?;
-        Ok((all, subscribed))
-    })
-    .await;
-    let (all, subscribed) = match listed {
-        Ok(found) => found,
-        Err(err) => return folder_error(err),
-    };
-    if subscribed_only {
-        for (name, noselect) in lsub_names(&full, &subscribed) {
-            let items = if noselect {
-                vec![FlagNameAttribute::Noselect]
-            } else {
-                Vec::new()
-            };
-            session.send_data(Data::Lsub {
-                items,
-                delimiter,
-                mailbox: wire_mailbox(&name),
-            });
-        }
-        return Done::ok(format!("{verb} completed"));
-    }
-    for folder in all {
-        if !pattern_matches(&full, &folder.name) {
-            continue;
-        }
-        let items = list_attributes(&folder, subscribed.contains(&folder.name));
-        session.send_data(Data::List {
-            items,
-            delimiter,
-            mailbox: wire_mailbox(&folder.name),
-        });
-    }
-    Done::ok(format!("{verb} completed"))
-}
-
-/// What LSUB answers for `pattern`: the subscribed names it matches, and (RFC 3501 §6.3.9)
-/// the unsubscribed parent of a subscribed name that the pattern matches while the name
-/// itself doesn't (`p.%` and a subscribed `p.a.b` give `p.a`), marked \Noselect (true). INBOX
-/// first, then by name.
-fn lsub_names(pattern: &str, subscribed: &BTreeSet<String>) -> Vec<(String, bool)> {
-    let mut names: BTreeMap<&str, bool> = BTreeMap::new();
-    for name in subscribed {
-        if pattern_matches(pattern, name) {
-            names.insert(name, false);
-            continue;
-        }
-        let parents = name.match_indices(DELIMITER).map(|(at, _)| &name[..at]);
-        for parent in parents {
-            if !subscribed.contains(parent) && pattern_matches(pattern, parent) {
-                names.entry(parent).or_insert(true);
-            }
-        }
-    }
-    let mut listed: Vec<(String, bool)> = names
-        .into_iter()
-        .map(|(name, noselect)| (name.to_string(), noselect))
-        .collect();
-    listed.sort_by_key(|(name, _)| name != "INBOX");
-    listed
-}
-
-/// LIST's attributes of `folder`: children (RFC 3348), SPECIAL-USE role (RFC 6154),
-/// \Subscribed (RFC 5258).
-fn list_attributes(folder: &FolderInfo, subscribed: bool) -> Vec<FlagNameAttribute<'static>> {
-    let attribute = |text: &str| {
-        imap_codec::imap_types::core::Atom::try_from(text.to_string())
-            .ok()
-            .map(FlagNameAttribute::from)
-    };
-    let mut items = Vec::new();
-    if folder.noselect {
-        items.push(FlagNameAttribute::Noselect);
-    }
-    items.extend(attribute(if folder.has_children {
-        "HasChildren"
-    } else {
-        "HasNoChildren"
-    }));
-    if let Some(role) = folder.special_use {
-        items.extend(attribute(role.attribute().trim_start_matches('\\')));
-    }
-    if subscribed {
-        items.extend(attribute("Subscribed"));
-    }
-    items
-}
-
 pub async fn status(
     session: &mut Session<'_>,
     mailbox: Mailbox<'static>,
@@ -455,11 +332,38 @@ pub async fn status(
         Ok(target) => target,
         Err(done) => return done,
     };
-    let read = blocking(move || Ok(Folder::at(folders.dir(&name)?).sync()?)).await;
-    let index = match read {
-        Ok(index) => index,
-        Err(err) => return folder_error(err),
+    let taken = session.status_appendlimit.take();
+    // APPENDLIMIT alone: MESSAGES stood in for it (imap-codec wants one item).
+    let names: Vec<StatusDataItemName> = match taken {
+        Some(taken) if taken.only => names
+            .iter()
+            .filter(|n| !matches!(n, StatusDataItemName::Messages))
+            .cloned()
+            .collect(),
+        _ => names.to_vec(),
     };
+    match status_response(session, name, folders, mailbox, &names, taken.is_some()).await {
+        Ok(wire) => {
+            session.conn.send(&wire);
+            Done::ok("STATUS completed")
+        }
+        Err(done) => done,
+    }
+}
+
+/// The `* STATUS` response of folder `name` (shown as `mailbox`) for `names`, and
+/// APPENDLIMIT (RFC 7889 §3.2) when `appendlimit`: encoded, as imap-codec can't write that
+/// item. Shared by STATUS and LIST's `RETURN (STATUS ...)` (RFC 5819).
+pub(super) async fn status_response(
+    session: &mut Session<'_>,
+    name: String,
+    folders: Folders,
+    mailbox: Mailbox<'static>,
+    names: &[StatusDataItemName],
+    appendlimit: bool,
+) -> Result<Vec<u8>, Done> {
+    let read = blocking(move || Ok(Folder::at(folders.dir(&name)?).sync()?)).await;
+    let index = read.map_err(folder_error)?;
     let mut items = Vec::new();
     for item in names {
         items.push(match item {
@@ -498,21 +402,13 @@ pub async fn status(
             }
         });
     }
-    let Some(taken) = session.status_appendlimit.take() else {
-        session.send_data(Data::Status {
-            mailbox,
-            items: Cow::Owned(items),
-        });
-        return Done::ok("STATUS completed");
-    };
-    // APPENDLIMIT (RFC 7889 §3.2), which imap-codec can't write: added to the encoded list.
-    if taken.only {
-        items.retain(|item| !matches!(item, StatusDataItem::Messages(_)));
-    }
     let mut wire = encode_data(Data::Status {
         mailbox,
         items: Cow::Owned(items),
     });
+    if !appendlimit {
+        return Ok(wire);
+    }
     let limit = session.settings.access.max_message_size;
     if wire.ends_with(b")\r\n") {
         let at = wire.len() - 3;
@@ -523,32 +419,5 @@ pub async fn status(
         };
         wire.splice(at..at, item.into_bytes());
     }
-    session.conn.send(&wire);
-    Done::ok("STATUS completed")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Issue 17, defect 4 (the exchange of Dovecot's imaptest `lsub` script).
-    #[test]
-    fn lsub_returns_unsubscribed_parents_as_noselect() {
-        let subscribed: BTreeSet<String> = ["p.test", "p.test2.test", "p.test3.test3", "INBOX"]
-            .map(String::from)
-            .into();
-        let listed = lsub_names("p.%", &subscribed);
-        let expected = [("p.test", false), ("p.test2", true), ("p.test3", true)]
-            .map(|(name, noselect)| (name.to_string(), noselect));
-        assert_eq!(listed, expected);
-        // `*` matches the names themselves: no parents.
-        let all = lsub_names("*", &subscribed);
-        assert!(all.iter().all(|(_, noselect)| !noselect), "{all:?}");
-        assert_eq!(all[0].0, "INBOX");
-        // A subscribed parent is listed as itself.
-        let mut with_parent = subscribed.clone();
-        with_parent.insert("p.test2".into());
-        assert!(lsub_names("p.%", &with_parent).contains(&("p.test2".to_string(), false)));
-        assert!(lsub_names("", &subscribed).is_empty());
-    }
+    Ok(wire)
 }

@@ -1,10 +1,11 @@
-//! CAPABILITY, LOGOUT, STARTTLS, ID, ENABLE, NAMESPACE.
+//! CAPABILITY, LOGOUT, STARTTLS, COMPRESS, ID, ENABLE, NAMESPACE.
 
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::core::{IString, NString, QuotedChar, Vec1};
+use imap_codec::imap_types::extensions::compress::CompressionAlgorithm;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::namespace::Namespace;
-use imap_codec::imap_types::response::{Capability, Data};
+use imap_codec::imap_types::response::{Capability, Code, Data};
 
 use super::super::context::Offer;
 use super::super::folders::DELIMITER;
@@ -44,11 +45,20 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Quota,
         Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
     ]);
+    if authenticated {
+        // Like Dovecot: a command of the authenticated state, offered there.
+        caps.push(Capability::Compress {
+            algorithm: CompressionAlgorithm::Deflate,
+        });
+    }
     let append_limit = format!("APPENDLIMIT={}", offer.append_limit);
     for name in [
         "SPECIAL-USE".to_string(),
         "CREATE-SPECIAL-USE".to_string(),
         "ESEARCH".to_string(),
+        "LIST-EXTENDED".to_string(),
+        "LIST-STATUS".to_string(),
+        "SEARCHRES".to_string(),
         append_limit,
     ] {
         if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from(name) {
@@ -89,6 +99,22 @@ pub async fn starttls(session: &mut Session<'_>) -> std::io::Result<Done> {
     let mut done = Done::ok("Begin TLS negotiation now");
     done.starttls = true;
     Ok(done)
+}
+
+/// COMPRESS (RFC 4978): DEFLATE from the end of this OK on, once per connection. TLS
+/// compression is never on (rustls has none), so the only NO is for a second COMPRESS.
+pub fn compress(session: &mut Session<'_>, algorithm: CompressionAlgorithm) -> Done {
+    match algorithm {
+        CompressionAlgorithm::Deflate if session.conn.is_compressed() || session.compress_next => {
+            Done::no_code(Code::CompressionActive, "DEFLATE is already active")
+        }
+        CompressionAlgorithm::Deflate => {
+            session.compress_next = true;
+            Done::ok("DEFLATE active")
+        }
+        // (imap-codec parses no other; the type may grow.)
+        _ => Done::bad("Only DEFLATE is supported"),
+    }
 }
 
 /// ID (RFC 2971): who we are; what the client says is logged.

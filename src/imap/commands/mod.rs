@@ -8,6 +8,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod flags;
 pub mod idle;
+pub mod list;
 pub mod mailbox;
 pub mod misc;
 pub mod names;
@@ -45,6 +46,7 @@ pub(super) async fn dispatch(
         _ if !authenticated => needs_auth(),
         CommandBody::Enable { capabilities } => misc::enable(session, capabilities),
         CommandBody::Namespace => misc::namespace(session),
+        CommandBody::Compress { algorithm } => misc::compress(session, algorithm),
         CommandBody::Select {
             mailbox,
             parameters,
@@ -58,14 +60,13 @@ pub(super) async fn dispatch(
         CommandBody::Rename { from, to } => mailbox::rename(session, from, to).await,
         CommandBody::Subscribe { mailbox } => mailbox::subscribe(session, mailbox, true).await,
         CommandBody::Unsubscribe { mailbox } => mailbox::subscribe(session, mailbox, false).await,
-        CommandBody::List {
-            reference,
-            mailbox_wildcard,
-        } => mailbox::list(session, reference, mailbox_wildcard, false).await,
+        // After login the input guard takes every LIST whole (LIST-EXTENDED, which imap-codec
+        // can't parse; `list::run_whole`): imap-next never delivers one here.
+        CommandBody::List { .. } => Done::bad("Unexpected command"),
         CommandBody::Lsub {
             reference,
             mailbox_wildcard,
-        } => mailbox::list(session, reference, mailbox_wildcard, true).await,
+        } => list::lsub(session, reference, mailbox_wildcard).await,
         CommandBody::Status {
             mailbox,
             item_names,

@@ -70,6 +70,14 @@ pub async fn search(
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
 ) -> std::io::Result<Done> {
+    let esearch = session.search_return.take();
+    let save = esearch
+        .as_ref()
+        .is_some_and(|(_, options)| options.iter().any(|o| o == "SAVE"));
+    if save {
+        // A SEARCH that fails leaves an empty saved result (RFC 5182 §2.1).
+        session.search_saved.clear();
+    }
     if let Err(SearchError::BadCharset) = check_charset(charset.as_ref()) {
         return Ok(Done::no_code(
             Code::BadCharset {
@@ -81,7 +89,6 @@ pub async fn search(
             "Unsupported charset",
         ));
     }
-    let esearch = session.search_return.take();
     if let Some((_, options)) = &esearch {
         if let Some(unknown) = options
             .iter()
@@ -107,6 +114,7 @@ pub async fn search(
     let keys: Vec<SearchKey<'static>> = criteria.into_inner();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut found = Vec::new();
+        let mut found_uids = Vec::new();
         let mut highest = 0u64;
         for (index, message) in messages.iter().enumerate() {
             let mut subject = Subject {
@@ -117,6 +125,7 @@ pub async fn search(
             };
             match matches(&keys, &mut subject, &scope) {
                 Ok(true) => {
+                    found_uids.push(message.meta.uid);
                     found.push(if uid {
                         message.meta.uid
                     } else {
@@ -130,11 +139,11 @@ pub async fn search(
                 Err(err) => return Err(err),
             }
         }
-        Ok((found, highest))
+        Ok((found, found_uids, highest))
     })
     .await
     .map_err(std::io::Error::other)?;
-    let (found, highest) = match outcome {
+    let (found, found_uids, highest) = match outcome {
         Ok(found) => found,
         Err(err) => return Ok(Done::bad(format!("Invalid search: {err}"))),
     };
@@ -143,8 +152,14 @@ pub async fn search(
     } else {
         None
     };
+    if let (true, Some((_, options))) = (save, &esearch) {
+        session.search_saved = saved_result(options, &found_uids);
+    }
     match esearch {
+        // SAVE alone: the result is kept, and not sent (RFC 5182 §2.4).
+        Some((_, options)) if save && options.iter().all(|o| o == "SAVE") => {}
         Some((tag, options)) => {
+            let options: Vec<String> = options.into_iter().filter(|o| o != "SAVE").collect();
             let line = esearch_response(&tag, uid, &options, &found, modseq);
             session.conn.send(line.as_bytes());
         }
@@ -153,8 +168,27 @@ pub async fn search(
     Ok(Done::ok("SEARCH completed"))
 }
 
-/// The RETURN options of RFC 4731 (SAVE, RFC 5182 SEARCHRES, is not offered).
-const RETURN_OPTIONS: [&str; 4] = ["MIN", "MAX", "COUNT", "ALL"];
+/// The RETURN options of RFC 4731, and SAVE (SEARCHRES, RFC 5182).
+const RETURN_OPTIONS: [&str; 5] = ["MIN", "MAX", "COUNT", "ALL", "SAVE"];
+
+/// What `RETURN (SAVE ...)` saves of `found` (UIDs, ascending): with only MIN and/or MAX
+/// beside it, those messages; otherwise all of them (RFC 5182 §2.4).
+fn saved_result(options: &[String], found: &[u32]) -> Vec<u32> {
+    let has = |name: &str| options.iter().any(|o| o == name);
+    if has("ALL") || has("COUNT") || !(has("MIN") || has("MAX")) {
+        return found.to_vec();
+    }
+    let mut saved = Vec::new();
+    if let (Some(&min), true) = (found.first(), has("MIN")) {
+        saved.push(min);
+    }
+    if let (Some(&max), true) = (found.last(), has("MAX")) {
+        if saved.last() != Some(&max) {
+            saved.push(max);
+        }
+    }
+    saved
+}
 
 /// `* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ m]` (RFC 4731 §3.1,
 /// RFC 7162 §3.1.5): `RETURN ()` means ALL; MIN, MAX and ALL are left out when nothing
@@ -204,6 +238,28 @@ fn esearch_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_save_keeps() {
+        let options = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let found = [3, 5, 9];
+        assert_eq!(saved_result(&options(&["SAVE"]), &found), found);
+        assert_eq!(saved_result(&options(&["SAVE", "MIN"]), &found), [3]);
+        assert_eq!(
+            saved_result(&options(&["MAX", "SAVE", "MIN"]), &found),
+            [3, 9]
+        );
+        assert_eq!(
+            saved_result(&options(&["SAVE", "MIN", "COUNT"]), &found),
+            found
+        );
+        assert_eq!(
+            saved_result(&options(&["SAVE", "MAX", "ALL"]), &found),
+            found
+        );
+        assert_eq!(saved_result(&options(&["SAVE", "MIN", "MAX"]), &[4]), [4]);
+        assert!(saved_result(&options(&["SAVE", "MIN"]), &[]).is_empty());
+    }
 
     #[test]
     fn esearch_responses() {

@@ -68,3 +68,13 @@ pub fn is_append(line: &[u8]) -> bool {
     let name = name.strip_suffix(b"\r").unwrap_or(name);
     name.eq_ignore_ascii_case(b"APPEND")
 }
+
+/// Whether a command's first line is a LIST (its second word, in any case; `LIST (` or
+/// `LIST "` and the like, so the word ends at a space).
+pub fn is_list(line: &[u8]) -> bool {
+    let mut words = line.splitn(3, |&b| b == b' ');
+    let (Some(_tag), Some(name), Some(_rest)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    name.eq_ignore_ascii_case(b"LIST")
+}

@@ -82,6 +82,9 @@ pub enum Step {
     /// The message has been read. `well_formed`: the command ended right after it (anything
     /// else, such as MULTIAPPEND's second message, is a syntax error and was dropped).
     MessageEnd { well_formed: bool },
+    /// A whole LIST command (after login), its literals inline: imap-codec can't parse
+    /// LIST-EXTENDED (RFC 5258), so the session does (`commands::list`).
+    List(Vec<u8>),
 }
 
 /// A command refused by the guard.
@@ -133,6 +136,8 @@ enum Command {
     AppendHead,
     /// The rest of an APPEND's line after its message.
     AfterMessage,
+    /// A LIST being collected whole in `head`, for [`Step::List`].
+    ListWhole,
     /// Answered already: the rest is dropped.
     Dropped,
 }
@@ -166,6 +171,9 @@ pub struct InputGuard {
     status: bool,
     /// The last STATUS passed asked for APPENDLIMIT, with its tag (`statusappendlimit`).
     status_appendlimit: Option<(Option<String>, statusappendlimit::Taken)>,
+    /// What the last [`Step::Pass`] was: a line (`Some(first line of its command)`) or a
+    /// piece of a literal (None). SEARCHRES rewrites lines only (`imap::searchres`).
+    passed_line: Option<bool>,
 }
 
 impl Default for InputGuard {
@@ -193,7 +201,14 @@ impl InputGuard {
             search_return: None,
             status: false,
             status_appendlimit: None,
+            passed_line: None,
         }
+    }
+
+    /// Whether the last [`Step::Pass`] was a command line (`Some(true)` for a command's
+    /// first line) rather than literal bytes (None).
+    pub fn passed_line(&self) -> Option<bool> {
+        self.passed_line
     }
 
     /// Whether the STATUS tagged `tag` asked for APPENDLIMIT (taken out of its item list).
@@ -243,6 +258,7 @@ impl InputGuard {
                 Mode::Decision { .. } => self.refuse_message(),
                 _ if rest.is_empty() => return (used, Step::NeedInput),
                 Mode::Literal(left) => {
+                    self.passed_line = None;
                     let n = take(left, rest);
                     self.mode = literal_or_line(left - n as u32, Mode::Literal);
                     return (used + n, Step::Pass(rest[..n].to_vec()));
@@ -331,6 +347,7 @@ impl InputGuard {
 
     /// A line ended (it is in `self.line`).
     fn end_of_line(&mut self) -> Option<Step> {
+        self.passed_line = Some(self.command == Command::New);
         let mut line = std::mem::take(&mut self.line);
         let mut announcement = framing::literal_announcement(&line);
         if self.command == Command::New && self.authenticated && !self.idle {
@@ -348,6 +365,8 @@ impl InputGuard {
             self.status = self.authenticated && !self.idle && statusappendlimit::is_status(&line);
             self.command = if self.authenticated && !self.idle && framing::is_append(&line) {
                 Command::AppendHead
+            } else if self.authenticated && !self.idle && framing::is_list(&line) {
+                Command::ListWhole
             } else {
                 Command::Parsed
             };
@@ -356,6 +375,7 @@ impl InputGuard {
         match self.command {
             Command::New | Command::Parsed => self.parsed_line(line, announcement),
             Command::AppendHead => self.append_head_line(&line, announcement),
+            Command::ListWhole => self.list_line(&line, announcement),
             Command::AfterMessage => {
                 let well_formed = line == b"\r\n";
                 if self.drop_rest(announcement) {
@@ -455,6 +475,40 @@ impl InputGuard {
         if self.head.len() as u64 + u64::from(literal.length) > MAX_APPEND_HEAD as u64 {
             self.head.clear();
             return Some(self.refuse(Reason::AppendSyntax, announcement));
+        }
+        self.mode = literal_or_line(literal.length, Mode::HeadLiteral);
+        literal.sync.then_some(Step::Continue)
+    }
+
+    /// A line of a LIST taken whole: kept in `head` (with the literals it announces, `+`
+    /// sent for a synchronising one) until the command ends. The limits are those of an
+    /// APPEND head: a LIST is a reference and a few patterns.
+    fn list_line(&mut self, line: &[u8], announcement: Option<Announcement>) -> Option<Step> {
+        if self.head.len() + line.len() > MAX_APPEND_HEAD {
+            self.head.clear();
+            return Some(self.refuse(
+                Reason::CommandTooBig {
+                    limit: MAX_APPEND_HEAD as u64,
+                },
+                announcement,
+            ));
+        }
+        self.head.extend_from_slice(line);
+        let Some(literal) = announcement else {
+            self.command = Command::New;
+            return Some(Step::List(std::mem::take(&mut self.head)));
+        };
+        if literal.length > self.limits.literal
+            || self.head.len() as u64 + u64::from(literal.length) > MAX_APPEND_HEAD as u64
+        {
+            self.head.clear();
+            return Some(self.refuse(
+                Reason::LiteralTooBig {
+                    size: literal.length,
+                    limit: self.limits.literal,
+                },
+                announcement,
+            ));
         }
         self.mode = literal_or_line(literal.length, Mode::HeadLiteral);
         literal.sync.then_some(Step::Continue)

@@ -15,6 +15,7 @@ enum Event {
     Append(Box<AppendCommand>),
     Message(Vec<u8>),
     MessageEnd(bool),
+    List(Vec<u8>),
 }
 
 /// Feeds `input` in reads of the sizes `split` gives; APPENDs are accepted when `accept`
@@ -57,6 +58,7 @@ fn run_split(
                 }
                 Step::Message(n) => Event::Message(taken[taken.len() - n..].to_vec()),
                 Step::MessageEnd { well_formed } => Event::MessageEnd(well_formed),
+                Step::List(command) => Event::List(command),
             };
             match (events.last_mut(), event) {
                 (Some(Event::Pass(a)), Event::Pass(b)) => a.extend(b),
@@ -498,4 +500,42 @@ fn append_head_limit_is_exact() {
         limit: MAX_APPEND_HEAD as u64,
     };
     assert_eq!(events[1..], [refusal("a", reason, false, false)]);
+}
+
+/// After login a LIST is taken whole, its literals inline (`+` for a synchronising one),
+/// whatever the reads; before login it goes to imap-next (which the dispatcher refuses).
+#[test]
+fn list_is_taken_whole_after_login() {
+    let input =
+        b"a LIST (SUBSCRIBED) {2}\r\nWo (\"%\" {3+}\r\nx\ry) RETURN (CHILDREN)\r\nb NOOP\r\n";
+    for size in [1, 2, 5, 64] {
+        let events = run_split(&mut logged_in(), input, || size, |_| true);
+        assert_eq!(
+            events,
+            [
+                Event::Continue,
+                Event::List(input[..input.len() - 8].to_vec()),
+                Event::Pass(b"b NOOP\r\n".to_vec()),
+            ],
+            "reads of {size}"
+        );
+    }
+    let before = run(&mut InputGuard::new(), b"a LIST \"\" *\r\n");
+    assert_eq!(before, [Event::Pass(b"a LIST \"\" *\r\n".to_vec())]);
+    // A literal over the limit is refused before `+`; the session goes on.
+    let big = format!("a LIST \"\" {{{}}}\r\nb NOOP\r\n", MAX_LITERAL + 1);
+    let events = run(&mut logged_in(), big.as_bytes());
+    assert!(
+        matches!(&events[0], Event::Refuse(r) if !r.close),
+        "{events:?}"
+    );
+    assert_eq!(events[1], Event::Pass(b"b NOOP\r\n".to_vec()));
+    // So is a command that grows beyond an APPEND head's limit.
+    let mut long = b"a LIST \"\" ".to_vec();
+    for _ in 0..MAX_APPEND_HEAD / 10 {
+        long.extend_from_slice(b"{4+}\r\nxxxx");
+    }
+    long.extend_from_slice(b"\r\n");
+    let events = run(&mut logged_in(), &long);
+    assert!(matches!(&events[0], Event::Refuse(_)), "{:?}", &events[..1]);
 }
