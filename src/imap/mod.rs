@@ -13,6 +13,7 @@ pub mod guard;
 mod input;
 pub mod message;
 pub mod mime;
+pub mod qresync;
 pub mod response;
 pub mod search;
 pub mod searchres;

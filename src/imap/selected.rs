@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::message::MessageMeta;
-use crate::store::{FlagSet, Folder, FolderIndex, IndexEntry, Recent, Stamp};
+use crate::store::{FlagSet, Folder, FolderIndex, IndexEntry, Recent, Stamp, UidRanges};
 
 /// One message in the session's view.
 #[derive(Debug, Clone)]
@@ -24,7 +24,12 @@ pub struct ViewMessage {
 /// An untagged update for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    Expunge(u32),
+    /// The message at `seq` (numbered as the client's numbering stands then) with `uid` is
+    /// gone: `* seq EXPUNGE`, or with QRESYNC on, `* VANISHED uid`.
+    Expunge {
+        seq: u32,
+        uid: u32,
+    },
     Exists(u32),
     Recent(u32),
     /// The flags of a message changed. `seq` is its number where the update stands among the
@@ -83,6 +88,17 @@ pub struct Selected {
 impl Selected {
     /// Opens `folder` (blocking), claiming \Recent unless read-only.
     pub fn open(name: String, folder: Folder, read_only: bool) -> io::Result<Selected> {
+        Selected::open_since(name, folder, read_only, None).map(|(selected, _)| selected)
+    }
+
+    /// [`Selected::open`], also answering from the folder's expunge log which UIDs were
+    /// expunged after `since` (QRESYNC); None when not asked or the log doesn't reach back.
+    pub fn open_since(
+        name: String,
+        folder: Folder,
+        read_only: bool,
+        since: Option<u64>,
+    ) -> io::Result<(Selected, Option<UidRanges>)> {
         let mut selected = Selected {
             name,
             folder,
@@ -96,6 +112,7 @@ impl Selected {
             stamp: Stamp::default(),
         };
         let (fresh, recent) = Selected::read_index(&selected.folder, read_only)?;
+        let expunged = since.and_then(|since| fresh.expunged_since(since));
         selected.uid_validity = fresh.uid_validity;
         // Changes by UID from this session apply only under this UIDVALIDITY.
         selected.folder = selected.folder.pinned(fresh.uid_validity);
@@ -103,7 +120,7 @@ impl Selected {
         selected
             .keywords
             .sort_unstable_by_key(|k| k.to_ascii_lowercase());
-        Ok(selected)
+        Ok((selected, expunged))
     }
 
     /// Whether the folder may have changed since the last read (three `stat`s).
@@ -225,8 +242,11 @@ impl Selected {
         let mut updates = Vec::new();
         for position in (0..self.messages.len()).rev() {
             if self.messages[position].gone {
-                self.messages.remove(position);
-                updates.push(Update::Expunge(position as u32 + 1));
+                let gone = self.messages.remove(position);
+                updates.push(Update::Expunge {
+                    seq: position as u32 + 1,
+                    uid: gone.meta.uid,
+                });
             }
         }
         updates
@@ -296,8 +316,8 @@ mod tests {
     fn client_replays(mut uids: Vec<u32>, updates: &[Update]) -> Vec<u32> {
         for update in updates {
             match update {
-                Update::Expunge(seq) => {
-                    uids.remove(*seq as usize - 1);
+                Update::Expunge { seq, uid } => {
+                    assert_eq!(uids.remove(*seq as usize - 1), *uid, "{updates:?}");
                 }
                 Update::Flags(changed) => {
                     assert_eq!(uids[changed.seq as usize - 1], changed.uid, "{updates:?}");
@@ -353,10 +373,10 @@ mod tests {
             e.modseq += 10;
         });
         let first = view.apply(fresh.clone(), Recent::NONE, false);
-        assert!(!first.iter().any(|u| matches!(u, Update::Expunge(_))));
+        assert!(!first.iter().any(|u| matches!(u, Update::Expunge { .. })));
         let uids = client_replays((1..=5).collect(), &first);
         let later = view.announce_expunges();
-        assert_eq!(later, [Update::Expunge(1)]);
+        assert_eq!(later, [Update::Expunge { seq: 1, uid: 1 }]);
         assert_eq!(client_replays(uids, &later), [2, 3, 4, 5]);
         std::fs::remove_dir_all(dir).unwrap();
     }

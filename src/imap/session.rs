@@ -62,6 +62,7 @@ pub async fn run_session(
             account: None,
             user_slot: None,
             condstore: false,
+            qresync: false,
             errors: 0,
             auth_tag: None,
             guard: InputGuard::new(),

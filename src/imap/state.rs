@@ -106,6 +106,8 @@ pub(super) struct Session<'a> {
     pub user_slot: Option<UserSlot>,
     /// CONDSTORE is on (ENABLE, SELECT (CONDSTORE) or a command using it): MODSEQ in FETCH.
     pub condstore: bool,
+    /// QRESYNC is on (ENABLE QRESYNC, RFC 7162 §3.2.3): expunges are told as `VANISHED`.
+    pub qresync: bool,
     pub errors: u32,
     /// Tag of the AUTHENTICATE exchange in progress.
     pub auth_tag: Option<Tag<'static>>,

@@ -73,10 +73,12 @@ pub(super) fn update_placing<P, R>(
         None => (read_or_recover(dir)?, false),
     };
     let before = fingerprint(&index);
+    let uids_before: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
     if !listing_current {
         reconcile(dir, &mut index)?;
     }
     let result = change(&mut index, placed)?;
+    log_expunges(&mut index, &uids_before, before.1);
     if index.highest_modseq > index.modseq_ceiling {
         // Reserve the next batch durably before any of it is written in the index.
         let ceiling = index.highest_modseq.saturating_add(modseqfloor::BATCH);
@@ -98,6 +100,32 @@ pub(super) fn update_placing<P, R>(
         unsettled: !(settled(dirs[0]) && settled(dirs[1])),
     };
     Ok((index, result))
+}
+
+/// Records in the expunge log every UID that was in the index before this update and is not
+/// now, whoever removed it (EXPUNGE, MOVE, POP3, a file deleted behind our back): done here,
+/// in the one place every index write passes, no path can forget it. The log is in the same
+/// file as the entries, so it is written (renamed into place) together with their removal.
+fn log_expunges(index: &mut FolderIndex, uids_before: &[u32], modseq_before: u64) {
+    let mut gone = Vec::new();
+    let mut now = index.messages.iter().map(|m| m.uid).peekable();
+    for &uid in uids_before {
+        while now.peek().is_some_and(|&n| n < uid) {
+            now.next();
+        }
+        if now.peek() != Some(&uid) {
+            gone.push(uid);
+        }
+    }
+    if gone.is_empty() {
+        return;
+    }
+    if index.highest_modseq == modseq_before {
+        // Every removal is a change a CONDSTORE client must be able to notice.
+        index.bump_modseq();
+    }
+    let modseq = index.highest_modseq;
+    index.expunged.record(modseq, &gone);
 }
 
 /// The index as stored, or a fresh start when it is lost or damaged; carried past the
@@ -411,6 +439,96 @@ mod tests {
         }
         let index = sync(&dir).unwrap();
         assert_eq!(uids(&index), (1..=80).collect::<Vec<_>>());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Every removal, by a change under the lock or a file gone behind our back, is in the
+    /// expunge log (in the index file) at a mod-sequence above what was handed out before it.
+    #[test]
+    fn every_removal_is_logged_durably_with_its_modseq() {
+        let dir = folder("expungelog");
+        for n in 1..=5 {
+            deliver(&dir, 100 + u64::from(n), n);
+        }
+        let first = sync(&dir).unwrap();
+        assert_eq!(first.expunged_since(0).unwrap().to_text(), "");
+        let seen = first.highest_modseq;
+        let (_, ()) = update(&dir, |index| {
+            index.messages.retain(|m| m.uid != 2 && m.uid != 3);
+            Ok(())
+        })
+        .unwrap();
+        fs::remove_file(&first.messages[4].path).unwrap();
+        let index = sync(&dir).unwrap();
+        assert_eq!(index.expunged_since(seen).unwrap().to_text(), "2:3,5");
+        let middle = index.highest_modseq - 1;
+        assert_eq!(index.expunged_since(middle).unwrap().to_text(), "5");
+        assert_eq!(
+            index
+                .expunged_since(index.highest_modseq)
+                .unwrap()
+                .to_text(),
+            ""
+        );
+        // Read back from the file (another process), the log is the same.
+        let reread = read_index(&dir, index.uid_validity).unwrap().unwrap();
+        assert_eq!(reread.expunged_since(seen).unwrap().to_text(), "2:3,5");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A machine crash that loses an expunge's index write loses its log line with it, but
+    /// not the VANISHED: the files are gone durably, so the next read drops them again and
+    /// logs them above the durable ceiling, above anything a client could have seen.
+    #[test]
+    fn an_expunge_lost_in_a_crash_is_logged_again_above_the_ceiling() {
+        let dir = folder("lostexpunge");
+        for n in 1..=3 {
+            deliver(&dir, 100 + u64::from(n), n);
+        }
+        let index = sync(&dir).unwrap();
+        let synced = fs::read(dir.join(INDEX_FILE)).unwrap();
+        let doomed = index.messages[1].path.clone();
+        let (after, ()) = update(&dir, |index| {
+            fs::remove_file(&doomed)?;
+            index.messages.retain(|m| m.uid != 2);
+            Ok(())
+        })
+        .unwrap();
+        let seen = after.highest_modseq;
+        assert_eq!(after.expunged_since(seen - 1).unwrap().to_text(), "2");
+        // Power loss: the unsynced index write is gone, the ceiling (previous boot) is not.
+        fs::write(dir.join(INDEX_FILE), &synced).unwrap();
+        let floor = modseqfloor::read(&dir).unwrap().unwrap();
+        fs::write(
+            dir.join(modseqfloor::MODSEQ_FILE),
+            format!("{} previous-boot\n", floor.ceiling),
+        )
+        .unwrap();
+        let index = sync(&dir).unwrap();
+        assert_eq!(uids(&index), [1, 3]);
+        // A client that saw everything before the crash (up to `seen`, even the ceiling) is
+        // still told.
+        assert_eq!(index.expunged_since(seen).unwrap().to_text(), "2");
+        assert_eq!(index.expunged_since(floor.ceiling).unwrap().to_text(), "2");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// An index written before the log existed knows nothing of expunges before its
+    /// HIGHESTMODSEQ.
+    #[test]
+    fn an_index_without_a_log_knows_nothing_older() {
+        let dir = folder("oldformat");
+        deliver(&dir, 100, 1);
+        let index = sync(&dir).unwrap();
+        let text = fs::read_to_string(dir.join(INDEX_FILE)).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut header: Vec<&str> = lines[0].split(' ').collect();
+        header.truncate(7);
+        lines[0] = header.join(" ");
+        fs::write(dir.join(INDEX_FILE), lines.join("\n") + "\n").unwrap();
+        let old = read_index(&dir, index.uid_validity).unwrap().unwrap();
+        assert_eq!(old.expunged_since(index.highest_modseq - 1), None);
+        assert!(old.expunged_since(index.highest_modseq).is_some());
         fs::remove_dir_all(dir).unwrap();
     }
 

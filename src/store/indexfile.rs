@@ -2,14 +2,20 @@
 //! sequences) and its text format. `index` decides when it is read and written.
 //!
 //! ```text
-//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid> <write id>
+//! ics-index 1 <uidvalidity> <uidnext> <highestmodseq> <first recent uid> <write id> <expunge floor>
 //! <uid> <modseq> <internal date> <CRLF size> <base name> [flag ...]
+//! x <modseq> <uid ranges>
 //! ```
+//!
+//! The `x` lines are the expunge log (`expungelog`), oldest first; the header's last number is
+//! its floor. An index written before the log existed (five or four numbers) reads with the
+//! floor at its HIGHESTMODSEQ: nothing is known of expunges before it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::expungelog::{ExpungeLog, UidRanges};
 use super::filekey::FileKey;
 use super::flags::FlagSet;
 
@@ -39,6 +45,8 @@ pub struct FolderIndex {
     /// Messages with a UID at least this are \Recent for the next session that claims them.
     pub first_recent: u32,
     pub messages: Vec<IndexEntry>,
+    /// Which UIDs left the index at which mod-sequence (QRESYNC's VANISHED (EARLIER)).
+    pub(super) expunged: ExpungeLog,
     /// Random, new with every write: tells this process's memory of the index (indexcache)
     /// whether the file is still the one it remembers.
     pub write_id: u64,
@@ -55,6 +63,12 @@ impl FolderIndex {
     /// Position of `uid` in `messages`.
     pub fn position(&self, uid: u32) -> Option<usize> {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// The UIDs expunged after `modseq`; None when the log doesn't reach back that far (it was
+    /// compacted, or the folder had no log then): then only "not present" is known.
+    pub fn expunged_since(&self, modseq: u64) -> Option<UidRanges> {
+        self.expunged.since(modseq)
     }
 
     /// The next modification sequence (and records it as the highest).
@@ -123,6 +137,8 @@ pub(super) fn empty(uid_validity: u32) -> FolderIndex {
         highest_modseq: 1,
         first_recent: 1,
         messages: Vec::new(),
+        // A new folder (or one started over) knows every expunge from the beginning.
+        expunged: ExpungeLog::starting_at(0),
         write_id: 0,
         modseq_ceiling: 0,
         stamp: Stamp::default(),
@@ -155,9 +171,10 @@ pub(super) fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<Fol
         .split_whitespace()
         .map(|n| n.parse().map_err(|_| bad(1)))
         .collect::<io::Result<_>>()?;
-    let (validity, uid_next, highest_modseq, first_recent, write_id) = match numbers[..] {
-        [v, n, m, r, w] => (v, n, m, r, w),
-        [v, n, m, r] => (v, n, m, r, 0),
+    let (validity, uid_next, highest_modseq, first_recent, write_id, floor) = match numbers[..] {
+        [v, n, m, r, w, f] => (v, n, m, r, w, f),
+        [v, n, m, r, w] => (v, n, m, r, w, m),
+        [v, n, m, r] => (v, n, m, r, 0, m),
         _ => return Err(bad(1)),
     };
     if validity != u64::from(uid_validity) {
@@ -170,17 +187,27 @@ pub(super) fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<Fol
         highest_modseq,
         first_recent: as_u32(first_recent, 1)?,
         messages: Vec::new(),
+        expunged: ExpungeLog::starting_at(floor),
         write_id,
         modseq_ceiling: 0,
         stamp: Stamp::default(),
     };
     for (number, line) in lines.enumerate() {
+        if let Some(rest) = line.strip_prefix("x ") {
+            index
+                .expunged
+                .parse_line(rest)
+                .ok_or_else(|| bad(number + 2))?;
+            continue;
+        }
         let entry = parse_entry(dir, line).ok_or_else(|| bad(number + 2))?;
         index.uid_next = index.uid_next.max(entry.uid.saturating_add(1));
         index.highest_modseq = index.highest_modseq.max(entry.modseq);
         index.messages.push(entry);
     }
     index.messages.sort_by_key(|m| m.uid);
+    // Later expunges must log above what the log has.
+    index.highest_modseq = index.highest_modseq.max(index.expunged.newest());
     Ok(Some(index))
 }
 
@@ -212,12 +239,13 @@ fn parse_entry(dir: &Path, line: &str) -> Option<IndexEntry> {
 pub(super) fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io::Result<()> {
     let mut text = String::with_capacity(64 + index.messages.len() * 80);
     text.push_str(&format!(
-        "{MAGIC} {} {} {} {} {}\n",
+        "{MAGIC} {} {} {} {} {} {}\n",
         index.uid_validity,
         index.uid_next,
         index.highest_modseq,
         index.first_recent,
-        index.write_id
+        index.write_id,
+        index.expunged.floor
     ));
     for m in &index.messages {
         text.push_str(&format!(
@@ -228,6 +256,11 @@ pub(super) fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io:
             text.push(' ');
             text.push_str(word);
         }
+        text.push('\n');
+    }
+    for line in index.expunged.lines() {
+        text.push_str("x ");
+        text.push_str(&line);
         text.push('\n');
     }
     let tmp = dir.join(format!(".{INDEX_FILE}.tmp"));

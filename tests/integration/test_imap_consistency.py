@@ -21,7 +21,10 @@ class Model:
     flags and MODSEQs. `feed` checks every response against it: numbers within the folder,
     each FETCH naming the UID its number has, UIDs ascending and never back once expunged,
     keywords announced by FLAGS before use, MODSEQ never going back (and a new one for every
-    flag change)."""
+    flag change). With QRESYNC (RFC 7162 §3.2.10): `* VANISHED uids` takes each UID out of
+    the map (one the client knows, or one of the EXISTS-only messages between its known
+    neighbours; any other is an error), `* VANISHED (EARLIER) uids` names UIDs gone before
+    (none may still be in the map)."""
 
     def __init__(self, uids: list[int]):
         self.uids = list(uids)
@@ -37,6 +40,10 @@ class Model:
     def feed(self, lines: list[bytes]) -> None:
         for line in lines:
             text = line.decode("utf-8", "replace")
+            m = re.match(r"\* VANISHED (\(EARLIER\) )?([0-9:,]+)$", text, re.I)
+            if m:
+                self._vanished(expand_uids(m.group(2)), bool(m.group(1)), text)
+                continue
             m = re.match(r"\* (\d+) EXPUNGE$", text)
             if m:
                 seq = int(m.group(1))
@@ -63,6 +70,31 @@ class Model:
             m = re.match(r"\* (\d+) FETCH \((.*)\)$", text, re.S)
             if m:
                 self._fetch(int(m.group(1)), m.group(2), text)
+
+    def _vanished(self, uids: list[int], earlier: bool, text: str) -> None:
+        for uid in uids:
+            if earlier:
+                # Gone before: no message of the map (RFC 7162: the count stays).
+                assert uid not in self.uids, f"VANISHED (EARLIER) {uid} is in the map: {text}"
+            elif uid in self.uids:
+                self.uids.remove(uid)
+            else:
+                # A message known only by EXISTS: the one between its known neighbours.
+                slot, below = None, 0
+                for i, known in enumerate(self.uids):
+                    if known != -1:
+                        if known > uid:
+                            break
+                        below = known
+                        continue
+                    above = next((u for u in self.uids[i + 1:] if u != -1), None)
+                    if below < uid and (above is None or uid < above):
+                        slot = i
+                        break
+                assert slot is not None, f"VANISHED {uid}: no such message ({text}, {self.uids})"
+                del self.uids[slot]
+            assert uid not in self.expunged or earlier, f"UID {uid} vanished twice: {text}"
+            self.expunged.add(uid)
 
     def _fetch(self, seq: int, data: str, text: str) -> None:
         assert 1 <= seq <= len(self.uids), f"FETCH beyond the folder ({len(self.uids)}): {text}"
@@ -101,6 +133,18 @@ class Model:
             self.modseq[current] = value
             if flags:
                 self.seen_flags[current] = self.flags[current]
+
+
+def expand_uids(text: str) -> list[int]:
+    """The UIDs of a sequence set (no `*`), ascending."""
+    out: set[int] = set()
+    for part in text.split(","):
+        if ":" in part:
+            a, b = sorted(int(x) for x in part.split(":"))
+            out.update(range(a, b + 1))
+        else:
+            out.add(int(part))
+    return sorted(out)
 
 
 def fill(raw, n: int, prefix: str = "m") -> None:

@@ -13,6 +13,14 @@ is in the folder at the end exactly when no client was told of its expunge; ever
 message is there exactly once unless it was expunged or moved (then it is in the MOVE
 target).
 
+Every other client ENABLEs QRESYNC: it is told of expunges by `* VANISHED`, which its model
+takes in (test_imap_consistency.Model), re-selects the folder mostly with `SELECT INBOX
+(QRESYNC (uidvalidity modseq known-uids))` from its model (then its map is its old one less
+the `VANISHED (EARLIER)` UIDs, plus what EXISTS adds, and it keeps its flags except where a
+FETCH says otherwise: the final check finds any change or expunge the resync missed), from
+the HIGHESTMODSEQ of its last SELECT or of the tagged OK of its last EXPUNGE or MOVE, and
+asks `UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)`.
+
 Bounded: IMAP_TORTURE_SECONDS (default 20) of random work, seeded by IMAP_TORTURE_SEED
 (printed, so a failure reproduces its operations; the interleaving is the machine's).
 Run it for minutes with e.g. IMAP_TORTURE_SECONDS=600 IMAP_TORTURE_CLIENTS=16."""
@@ -28,7 +36,7 @@ import time
 
 from imaphelpers import (append, imap_target, make_module_imap, message,  # noqa: F401
                          resp_code, select_info)
-from test_imap_consistency import Model
+from test_imap_consistency import Model, expand_uids
 
 SECONDS = float(os.environ.get("IMAP_TORTURE_SECONDS", "20"))
 CLIENTS = max(8, int(os.environ.get("IMAP_TORTURE_CLIENTS", "10")))
@@ -53,6 +61,9 @@ class Shared:
         self.doomed: set[int] = set()
         self.errors: list[str] = []
         self.ops = 0
+        # QRESYNC: resynchronising SELECTs and VANISHED responses seen.
+        self.resyncs = 0
+        self.vanished = 0
 
     def doom(self, uids: list[int]) -> None:
         with self.lock:
@@ -84,6 +95,12 @@ class Client:
         self.rng = random.Random(SEED * 100 + k)
         self.raw = target.raw_login(user, timeout=30)
         self.dovecot = target.name == "dovecot"
+        self.qresync = k % 2 == 1
+        if self.qresync:
+            r = self.raw.cmd("ENABLE QRESYNC")
+            assert r.status == "OK" and b"* ENABLED QRESYNC" in r.lines, r
+        # The HIGHESTMODSEQ of the last SELECT: everything since then is in the model.
+        self.select_modseq = 0
         self.model: Model | None = None
         self.n_appended = 0
         self.history: list[tuple[str, list[bytes], bytes]] = []
@@ -98,8 +115,15 @@ class Client:
         r = self.raw.cmd(text)
         self.note(text, r.lines, r.tagged)
         self.model.feed(r.lines) if self.model else None
+        # EXPUNGE's and MOVE's tagged HIGHESTMODSEQ (QRESYNC): everything up to it has been
+        # told, so a later resync may start there.
+        m = re.search(r"\[HIGHESTMODSEQ (\d+)\]", r.text) if self.qresync else None
+        if m and self.model:
+            assert int(m.group(1)) >= self.select_modseq, (text, r)
+            self.select_modseq = int(m.group(1))
         with self.shared.lock:
             self.shared.ops += 1
+            self.shared.vanished += sum(1 for l in r.lines if l.startswith(b"* VANISHED"))
         return r
 
     def ok(self, text: str):
@@ -119,6 +143,12 @@ class Client:
             # be told to nobody who knew its UID).
             self.ok("NOOP")
             self.share_expunges()
+            # A message known only by EXISTS (its FETCH raced an expunge) has no UID to name
+            # among the known ones: a client that doesn't know it resynchronises in full.
+            if (self.qresync and self.select_modseq and -1 not in self.model.uids
+                    and self.rng.random() < 0.7):
+                self.resync()
+                return
         r = self.raw.cmd("SELECT INBOX (CONDSTORE)")
         self.note("SELECT", r.lines, r.tagged)
         assert r.status == "OK", r
@@ -126,12 +156,58 @@ class Client:
         with self.shared.lock:
             known = self.shared.validity.setdefault("INBOX", info["UIDVALIDITY"])
         assert known == info["UIDVALIDITY"]
+        self.select_modseq = info["HIGHESTMODSEQ"]
         # Everything after the EXISTS counts too (an EXPUNGE the SELECT's own refresh found).
         self.model = Model([])
         self.model.feed(r.lines)
         if info["EXISTS"]:
             self.ok("FETCH 1:* (UID FLAGS MODSEQ)")
         # Messages that arrived meanwhile came as EXISTS: learnt by learn_unknown.
+
+    def resync(self) -> None:
+        """SELECT with QRESYNC from the model: the old map less what VANISHED (EARLIER)
+        names, then the new messages EXISTS counts; flags as the model had them except where
+        a FETCH tells otherwise."""
+        old = self.model
+        known = [u for u in old.uids if u != -1]
+        validity = self.shared.validity["INBOX"]
+        known_set = ",".join(map(str, known)) if known else ""
+        param = f"{validity} {self.select_modseq}" + (f" {known_set}" if known else "")
+        r = self.raw.cmd(f"SELECT INBOX (QRESYNC ({param}))")
+        self.note("SELECT QRESYNC", r.lines, r.tagged)
+        assert r.status == "OK", r
+        info = select_info(r)
+        assert info["UIDVALIDITY"] == validity, r
+        gone: set[int] = set()
+        for line in r.lines:
+            m = re.match(rb"\* VANISHED \(EARLIER\) ([0-9:,]+)$", line)
+            if m:
+                gone.update(expand_uids(m.group(1).decode()))
+        # Without known UIDs (an empty map) the client stands for all it ever had.
+        assert not known or gone <= set(known), f"VANISHED (EARLIER) not asked about: {r}"
+        kept = [u for u in known if u not in gone]
+        # The SELECT's own count (the refresh after it may add updates, also fed below).
+        exists = next(int(m.group(1)) for m in (re.match(rb"\* (\d+) EXISTS$", line)
+                                                   for line in r.lines) if m)
+        assert len(kept) <= exists, (kept, r)
+        model = Model(kept + [-1] * (exists - len(kept)))
+        model.flags = {u: set(old.flags[u]) for u in kept if u in old.flags}
+        model.modseq = {u: old.modseq[u] for u in kept if u in old.modseq}
+        model.seen_flags = {u: set(old.seen_flags[u]) for u in kept if u in old.seen_flags}
+        model.expunged = set(old.expunged)
+        # The FETCHes must name the UIDs the map has at their numbers.
+        model.feed(r.lines)
+        model.expunged |= gone
+        self.model = model
+        self.select_modseq = info["HIGHESTMODSEQ"]
+        with self.shared.lock:
+            self.shared.resyncs += 1
+
+    def op_vanished_fetch(self) -> None:
+        """UID FETCH (CHANGEDSINCE m VANISHED): the UIDs it names as gone are in no map."""
+        if not self.qresync or self.dovecot or not self.select_modseq:
+            return
+        self.ok(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {self.select_modseq} VANISHED)")
 
     def learn_unknown(self) -> None:
         """A client fetches what EXISTS announced."""
@@ -280,7 +356,7 @@ class Client:
         ops = [(self.op_append, 4), (self.op_store, 6), (self.op_expunge, 2),
                (lambda: self.op_copy(False), 1), (lambda: self.op_copy(True), 1),
                (self.op_fetch, 4), (self.op_idle, 1), (lambda: self.ok("NOOP"), 2),
-               (self.select, 1)]
+               (self.select, 1), (self.op_vanished_fetch, 1)]
         op = self.rng.choices([o for o, _ in ops], weights=[w for _, w in ops])[0]
         op()
         self.learn_unknown()
@@ -368,8 +444,10 @@ def test_shared_mailbox_torture(imap_target):
         print("\n\n".join(shared.errors))
     assert not shared.errors, f"seed {SEED}: " + shared.errors[0][:2000]
     print(f"{shared.ops} commands, {len(shared.appended)} messages appended, "
-          f"{len(shared.unknown_expunges)} EXPUNGEs of messages known only by EXISTS")
+          f"{len(shared.unknown_expunges)} EXPUNGEs of messages known only by EXISTS, "
+          f"{shared.resyncs} QRESYNC SELECTs, {shared.vanished} VANISHED responses")
     assert shared.ops > CLIENTS * 20, shared.ops
+    assert shared.resyncs > 0 and shared.vanished > 0, (shared.resyncs, shared.vanished)
 
     # Across clients: the folders hold exactly what was handed out and not expunged.
     check = imap_target.raw_login(user)

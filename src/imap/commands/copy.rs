@@ -88,6 +88,10 @@ pub async fn copy(
     .await
     .map_err(std::io::Error::other)?;
     match result {
+        Ok(copied) if moving => {
+            let done = answer(session, copied, moving);
+            super::expunge::with_highest_modseq(session, done).await
+        }
         Ok(copied) => Ok(answer(session, copied, moving)),
         Err(FolderError::NotFound) => Ok(Done::no_code(Code::TryCreate, "No such folder")),
         Err(err) => Ok(server_error(verb, err)),

@@ -5,9 +5,11 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::super::error::server_error;
 use super::super::response::other;
+use super::super::response::Kind;
 use super::super::sequence::resolve;
 use super::super::state::{Done, Phase, Session};
-use super::idle::send_updates;
+use super::idle::{refresh, send_updates};
+use imap_codec::imap_types::response::Code;
 
 /// Removes the \Deleted messages among `only` (all when None); returns the UIDs removed.
 async fn remove_deleted(
@@ -62,7 +64,25 @@ pub async fn expunge(
         let updates = selected.announce_expunges();
         send_updates(session, updates);
     }
-    Ok(Done::ok("EXPUNGE completed"))
+    with_highest_modseq(session, Done::ok("EXPUNGE completed")).await
+}
+
+/// With QRESYNC on, the tagged OK of EXPUNGE, UID EXPUNGE and MOVE carries the folder's
+/// HIGHESTMODSEQ (RFC 7162 §3.2.7, as Dovecot does), so the client can store it as its
+/// resync point. The value is the view's after a refresh: every change up to it has then
+/// been sent before the OK.
+pub async fn with_highest_modseq(session: &mut Session<'_>, done: Done) -> std::io::Result<Done> {
+    if !session.qresync || done.kind != Kind::Ok || done.code.is_some() {
+        return Ok(done);
+    }
+    refresh(session, true).await?;
+    let Some(modseq) = session
+        .selected()
+        .and_then(|s| std::num::NonZeroU64::new(s.highest_modseq))
+    else {
+        return Ok(done);
+    };
+    Ok(Done::ok_code(Code::HighestModSeq(modseq), done.text))
 }
 
 /// CLOSE: expunge silently (unless read-only), then leave the selected state.

@@ -17,6 +17,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::IntoStatic;
 
 use super::super::flagdata::flag_items;
+use super::super::qresync;
 use super::super::response::{encode_data, nz, other};
 use super::super::selected::ViewMessage;
 use super::super::sequence::resolve;
@@ -55,10 +56,20 @@ pub async fn fetch(
         MacroOrMessageDataItemNames::MessageDataItemNames(names) => names,
     };
     let mut changed_since = None;
+    let mut vanished = false;
     for modifier in &modifiers {
         match modifier {
             FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
-            FetchModifier::Vanished => return Ok(Done::bad("QRESYNC is not enabled")),
+            FetchModifier::Vanished => vanished = true,
+        }
+    }
+    if vanished {
+        // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, once QRESYNC is enabled.
+        if !session.qresync {
+            return Ok(Done::bad("QRESYNC is not enabled"));
+        }
+        if !uid || changed_since.is_none() {
+            return Ok(Done::bad("VANISHED needs UID FETCH and CHANGEDSINCE"));
         }
     }
     let asks_modseq = names
@@ -92,6 +103,9 @@ pub async fn fetch(
     };
     if let Some(since) = changed_since {
         positions.retain(|&i| selected.messages[i].meta.modseq > since);
+        if vanished {
+            send_vanished_since(session, &set, since).await?;
+        }
     }
     if plan.sets_seen {
         mark_seen(session, &positions).await?;
@@ -117,6 +131,45 @@ pub async fn fetch(
     } else {
         Done::ok("FETCH completed")
     })
+}
+
+/// `* VANISHED (EARLIER)` for the UIDs of `set` expunged after `since` (UID FETCH's VANISHED
+/// modifier): from the folder's expunge log, or, where it doesn't reach back, every UID of the
+/// set not in the folder (RFC 7162 §3.2.6, §3.2.5.2).
+async fn send_vanished_since(
+    session: &mut Session<'_>,
+    set: &SequenceSet,
+    since: u64,
+) -> std::io::Result<()> {
+    let Some(selected) = session.selected() else {
+        return Ok(());
+    };
+    let folder = selected.folder.clone();
+    let logged = match tokio::task::spawn_blocking(move || folder.sync())
+        .await
+        .map_err(std::io::Error::other)?
+    {
+        Ok(fresh) => fresh.expunged_since(since),
+        Err(err) => {
+            tracing::warn!("reading the expunge log: {err}");
+            None
+        }
+    };
+    let Some(selected) = session.selected() else {
+        return Ok(());
+    };
+    let known = qresync::ranges_of(
+        set,
+        selected.max_uid().max(selected.uid_next.saturating_sub(1)),
+    );
+    let ranges = qresync::vanished_earlier(selected, logged, &known, 0);
+    for known_uids in qresync::sequence_sets(&ranges) {
+        session.send_data(Data::Vanished {
+            earlier: true,
+            known_uids,
+        });
+    }
+    Ok(())
 }
 
 impl Plan {

@@ -8,11 +8,13 @@ use imap_next::{Interrupt, Io, State as _};
 
 use super::super::buffer::Supplied;
 use super::super::flagdata::{changed_data, folder_flags, permanent_flags};
+use super::super::qresync::sequence_sets;
 use super::super::response::{nz, status, Kind};
 use super::super::selected::{Selected, Update};
 use super::super::state::{Phase, Session, IDLE_POLL, IDLE_SAFETY_POLL};
 use super::super::watch::watch_folder;
 use crate::net::driver::ReadOutcome;
+use crate::store::UidRanges;
 
 /// Re-reads the selected folder if it changed and sends the updates.
 pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std::io::Result<()> {
@@ -42,10 +44,19 @@ pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std:
     Ok(())
 }
 
+/// Sends `updates` in order. With QRESYNC on, expunges are told by UID (RFC 7162 §3.2.10):
+/// each run of them becomes one `* VANISHED` (the client takes them out as a set, which
+/// numbers the messages after it as the run of EXPUNGEs would).
 pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
+    let mut vanished: Vec<u32> = Vec::new();
     for update in updates {
+        if let (true, Update::Expunge { uid, .. }) = (session.qresync, &update) {
+            vanished.push(*uid);
+            continue;
+        }
+        send_vanished(session, &mut vanished);
         let data = match update {
-            Update::Expunge(seq) => Data::Expunge(nz(seq)),
+            Update::Expunge { seq, .. } => Data::Expunge(nz(seq)),
             Update::Exists(count) => Data::Exists(count),
             Update::Recent(count) => Data::Recent(count),
             Update::Flags(changed) => match changed_data(&changed, session.condstore) {
@@ -75,6 +86,22 @@ pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
             }
         };
         session.send_data(data);
+    }
+    send_vanished(session, &mut vanished);
+}
+
+/// `* VANISHED uids` for the expunges collected, if any.
+fn send_vanished(session: &mut Session<'_>, uids: &mut Vec<u32>) {
+    if uids.is_empty() {
+        return;
+    }
+    let ranges = UidRanges::from_uids(uids);
+    uids.clear();
+    for known_uids in sequence_sets(&ranges) {
+        session.send_data(Data::Vanished {
+            earlier: false,
+            known_uids,
+        });
     }
 }
 

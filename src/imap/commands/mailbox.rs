@@ -7,11 +7,13 @@ use std::num::NonZeroU64;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
+use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::super::error::server_error;
-use super::super::flagdata::{folder_flags, permanent_flags};
+use super::super::flagdata::{flags_data, folder_flags, permanent_flags};
 use super::super::folders::{FolderError, Folders};
+use super::super::qresync;
 use super::super::response::{encode_data, nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
@@ -64,7 +66,39 @@ pub async fn select(
     parameters: Vec<SelectParameter>,
     read_only: bool,
 ) -> std::io::Result<Done> {
-    // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
+    let mut resync = None;
+    for parameter in parameters {
+        match parameter {
+            SelectParameter::CondStore => session.condstore = true,
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                seq_match_data,
+            } => {
+                // Refused before anything happens: the selected folder stays selected.
+                if !session.qresync {
+                    return Ok(Done::bad("QRESYNC is not enabled"));
+                }
+                resync = Some(Resync {
+                    uid_validity: uid_validity.get(),
+                    modseq: mod_sequence_value.get(),
+                    known_uids,
+                    seq_match_data,
+                });
+            }
+        }
+    }
+    // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1); CLOSED marks where the
+    // responses about the old folder end (RFC 7162 §3.2.11).
+    if session.is_selected() {
+        session.send_status(super::super::response::status(
+            super::super::response::Kind::Ok,
+            None,
+            Some(Code::Closed),
+            "Previous mailbox closed",
+        ));
+    }
     session.phase = Phase::Authenticated;
     // SEARCHRES: every SELECT and EXAMINE starts with an empty saved result (RFC 5182 §2.1).
     session.search_saved.clear();
@@ -72,28 +106,69 @@ pub async fn select(
         Ok(target) => target,
         Err(done) => return Ok(done),
     };
-    if parameters
-        .iter()
-        .any(|p| matches!(p, SelectParameter::CondStore))
-    {
-        session.condstore = true;
-    }
+    let since = resync.as_ref().map(|r| r.modseq);
     let opened = blocking(move || {
         let folder = Folder::at(folders.dir(&name)?);
-        Ok(Selected::open(name, folder, read_only)?)
+        Ok(Selected::open_since(name, folder, read_only, since)?)
     })
     .await;
-    let selected = match opened {
-        Ok(selected) => selected,
+    let (selected, logged) = match opened {
+        Ok(opened) => opened,
         Err(err) => return Ok(folder_error(err)),
     };
     announce_selected(session, &selected);
+    if let Some(resync) = resync.filter(|r| r.uid_validity == selected.uid_validity) {
+        // A client whose UIDVALIDITY is stale gets the plain SELECT (RFC 7162 §3.2.5).
+        resynchronise(session, &selected, &resync, logged);
+    }
     session.phase = Phase::Selected(Box::new(selected));
     Ok(if read_only {
         Done::ok_code(Code::ReadOnly, "EXAMINE completed")
     } else {
         Done::ok_code(Code::ReadWrite, "SELECT completed")
     })
+}
+
+/// The QRESYNC parameter of SELECT/EXAMINE (RFC 7162 §3.2.5).
+struct Resync {
+    uid_validity: u32,
+    modseq: u64,
+    known_uids: Option<SequenceSet>,
+    seq_match_data: Option<(SequenceSet, SequenceSet)>,
+}
+
+/// What a QRESYNC client missed since its mod-sequence: `* VANISHED (EARLIER)` for the known
+/// UIDs expunged since, then `FETCH (UID FLAGS MODSEQ)` of the known messages changed since
+/// (new ones it learns from EXISTS and UIDNEXT).
+fn resynchronise(
+    session: &mut Session<'_>,
+    selected: &Selected,
+    resync: &Resync,
+    logged: Option<crate::store::UidRanges>,
+) {
+    let known = match &resync.known_uids {
+        Some(set) => qresync::ranges_of(set, u32::MAX),
+        None => crate::store::UidRanges::from_ranges(vec![(1, u32::MAX)]),
+    };
+    let proven = match &resync.seq_match_data {
+        // Mismatched data only can't narrow the answer; it is still right without.
+        Some((seqs, uids)) => qresync::seq_match_bound(selected, seqs, uids).unwrap_or(0),
+        None => 0,
+    };
+    let vanished = qresync::vanished_earlier(selected, logged, &known, proven);
+    for known_uids in qresync::sequence_sets(&vanished) {
+        session.send_data(Data::Vanished {
+            earlier: true,
+            known_uids,
+        });
+    }
+    for (position, message) in selected.messages.iter().enumerate() {
+        if message.meta.modseq > resync.modseq && known.contains(message.meta.uid) {
+            if let Some(data) = flags_data(selected, position as u32 + 1, true) {
+                session.send_data(data);
+            }
+        }
+    }
 }
 
 /// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1).

@@ -39,6 +39,7 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         Capability::Enable,
         Capability::Unselect,
         Capability::CondStore,
+        Capability::QResync,
         Capability::StatusSize,
         // RFC 9208: the STORAGE resource (with STATUS DELETED-STORAGE), no SETQUOTA.
         Capability::Quota,
@@ -168,11 +169,19 @@ pub fn id(
     Done::ok("ID completed")
 }
 
-/// ENABLE (RFC 5161): CONDSTORE is the one we know; others are ignored, as the RFC asks.
+/// ENABLE (RFC 5161): CONDSTORE and QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3) are
+/// the ones we know; others are ignored, as the RFC asks. ENABLED lists what this command
+/// turned on.
 pub fn enable(session: &mut Session<'_>, capabilities: Vec1<CapabilityEnable<'static>>) -> Done {
     let mut enabled = Vec::new();
     for capability in capabilities.into_inner() {
-        if matches!(capability, CapabilityEnable::CondStore) && !session.condstore {
+        let qresync = matches!(capability, CapabilityEnable::Other(_))
+            && capability.to_string().eq_ignore_ascii_case("QRESYNC");
+        if qresync && !session.qresync {
+            session.qresync = true;
+            session.condstore = true;
+            enabled.push(capability);
+        } else if matches!(capability, CapabilityEnable::CondStore) && !session.condstore {
             session.condstore = true;
             enabled.push(capability);
         }
