@@ -18,7 +18,7 @@ use super::deliver::MailStore;
 use super::flags::{FlagChange, FlagSet};
 use super::gate;
 use super::inbox::delete_messages;
-use super::incoming::{place, IncomingMessage, SealedMessage};
+use super::incoming::{place, unplace, IncomingMessage, SealedMessage};
 use super::index;
 use super::indexfile::{FolderIndex, IndexEntry, Recent, Stamp};
 use super::quota;
@@ -388,7 +388,7 @@ impl Folder {
         let (index, (bases, uids)) = index::update_placing(
             &self.dir,
             || place(store, &mut sealed),
-            |index, bases: Vec<String>| {
+            |index, bases: &Vec<String>| {
                 let modseq = index.bump_modseq();
                 let uids = bases
                     .iter()
@@ -400,8 +400,9 @@ impl Folder {
                         Some(entry.uid)
                     })
                     .collect();
-                Ok((bases, uids))
+                Ok((bases.clone(), uids))
             },
+            |bases| unplace(store, &self.dir, bases),
         )?;
         let bytes = bases
             .iter()
@@ -483,6 +484,34 @@ mod tests {
 
     fn index_text(folder: &Folder) -> String {
         fs::read_to_string(folder.dir().join(INDEX_FILE)).unwrap()
+    }
+
+    /// An APPEND whose index can't be written is answered NO and leaves nothing: the placed
+    /// files are taken out again (a retry must not make the message twice).
+    #[test]
+    fn appends_whose_index_fails_are_taken_back() {
+        let (root, inbox, _, store) = mailbox("unplace");
+        inbox.sync().unwrap();
+        // The index's temporary file can't be created: a directory is in its place.
+        fs::create_dir(inbox.dir().join(format!(".{INDEX_FILE}.tmp"))).unwrap();
+        let mut batch = Vec::new();
+        for text in [&b"one\r\n"[..], b"two\r\n"] {
+            let mut message = inbox.begin_append(&store).unwrap();
+            message.write(text).unwrap();
+            let sealed = inbox.seal_append(&store, message, None).unwrap();
+            batch.push((sealed, FlagSet::default()));
+        }
+        assert!(inbox.place_appends(&store, batch).is_err());
+        for sub in ["new", "cur", "tmp"] {
+            assert_eq!(
+                fs::read_dir(inbox.dir().join(sub)).unwrap().count(),
+                0,
+                "{sub}/"
+            );
+        }
+        fs::remove_dir(inbox.dir().join(format!(".{INDEX_FILE}.tmp"))).unwrap();
+        assert!(inbox.sync().unwrap().messages.is_empty());
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

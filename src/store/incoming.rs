@@ -158,6 +158,15 @@ pub(super) fn place(store: &MailStore, sealed: &mut [SealedMessage]) -> io::Resu
         for message in &sealed[..done] {
             let _ = fs::rename(message.folder.join("new").join(&message.name), &message.tmp);
         }
+        // Durably out again: after a crash, a refused message must not reappear in new/.
+        let mut dirs: Vec<PathBuf> = sealed[..done]
+            .iter()
+            .map(|m| m.folder.join("new"))
+            .collect();
+        dirs.dedup();
+        for dir in dirs {
+            let _ = store.sync_dir(&dir);
+        }
         return Err(err);
     }
     Ok(sealed
@@ -168,6 +177,20 @@ pub(super) fn place(store: &MailStore, sealed: &mut [SealedMessage]) -> io::Resu
             message.name.clone()
         })
         .collect())
+}
+
+/// Takes placed messages (`bases` in `folder`'s `new/`) out again, durably: their APPEND
+/// failed after they were placed (the index could not be written) and is answered NO.
+pub(super) fn unplace(store: &MailStore, folder: &Path, bases: &[String]) {
+    let new = folder.join("new");
+    for base in bases {
+        if let Err(err) = fs::remove_file(new.join(base)) {
+            tracing::warn!(file = %new.join(base).display(), "taking back a refused APPEND: {err}");
+        }
+    }
+    if let Err(err) = store.sync_dir(&new) {
+        tracing::warn!(dir = %new.display(), "taking back a refused APPEND: {err}");
+    }
 }
 
 impl Drop for SealedMessage {

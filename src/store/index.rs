@@ -55,18 +55,37 @@ pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
-    update_placing(dir, || Ok(()), |index, ()| change(index))
+    let _lock = lock(dir)?;
+    update_locked(dir, change)
 }
 
 /// [`update`], `place` (putting message files into the folder) run first under the same
 /// lock, so that no other reader of the index sees some of them without the rest.
+///
+/// If indexing them fails after they were placed (the index can't be read or written, the
+/// MODSEQ ceiling can't be reserved), `undo` takes them out again, still under the lock: the
+/// caller answers NO, and a message it refused must not turn up later (a retry would make it
+/// twice).
 pub(super) fn update_placing<P, R>(
     dir: &Path,
     place: impl FnOnce() -> io::Result<P>,
-    change: impl FnOnce(&mut FolderIndex, P) -> io::Result<R>,
+    change: impl FnOnce(&mut FolderIndex, &P) -> io::Result<R>,
+    undo: impl FnOnce(&P),
 ) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
     let placed = place()?;
+    let indexed = update_locked(dir, |index| change(index, &placed));
+    if indexed.is_err() {
+        undo(&placed);
+    }
+    indexed
+}
+
+/// [`update`]'s work, the folder lock held by the caller.
+fn update_locked<R>(
+    dir: &Path,
+    change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
+) -> io::Result<(FolderIndex, R)> {
     let dirs = [file_key(&dir.join("new")), file_key(&dir.join("cur"))];
     let (mut index, listing_current) = match indexcache::recall(dir, &dir.join(INDEX_FILE), dirs) {
         Some(remembered) => remembered,
@@ -77,7 +96,7 @@ pub(super) fn update_placing<P, R>(
     if !listing_current {
         reconcile(dir, &mut index)?;
     }
-    let result = change(&mut index, placed)?;
+    let result = change(&mut index)?;
     log_expunges(&mut index, &uids_before, before.1);
     if index.highest_modseq > index.modseq_ceiling {
         // Reserve the next batch durably before any of it is written in the index.

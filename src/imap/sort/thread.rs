@@ -233,8 +233,23 @@ impl<'a> Containers<'a> {
     }
 }
 
+/// References per message, on average over the folder, that one THREAD REFERENCES takes in
+/// full; beyond, [`TRIMMED_REFERENCES`] per message.
+pub const REFERENCES_BUDGET: usize = 32;
+/// The ids per message used when a folder's References exceed the budget.
+pub const TRIMMED_REFERENCES: usize = 16;
+
 /// REFERENCES (RFC 5256 §3, steps 1–6).
 pub fn references(items: &[Item<'_>]) -> Forest {
+    // The id table gets a container per distinct id: when the folder's References together
+    // exceed REFERENCES_BUDGET per message, each message's last TRIMMED_REFERENCES only (its
+    // nearest ancestors), so one THREAD's memory stays linear in the messages.
+    let total: usize = items.iter().map(|item| item.keys.references.len()).sum();
+    let per_message = if total > items.len().saturating_mul(REFERENCES_BUDGET) {
+        TRIMMED_REFERENCES
+    } else {
+        usize::MAX
+    };
     // Step 1: the id table and the links.
     let mut c = Containers::new(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -250,7 +265,8 @@ pub fn references(items: &[Item<'_>]) -> Forest {
         c.item[own] = Some(i);
         // 1A: each reference the parent of the next.
         let mut last = None;
-        for reference in &item.keys.references {
+        let references = &item.keys.references;
+        for reference in &references[references.len().saturating_sub(per_message)..] {
             let next = c.of_id(reference);
             if let Some(previous) = last {
                 c.link(previous, next);

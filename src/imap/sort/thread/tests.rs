@@ -216,3 +216,22 @@ fn large_folders() {
     assert_eq!(ordered.flat(&it).len(), N);
     assert_eq!(forest.flat(&it)[N - 1], vec![N as u32]);
 }
+
+/// Over the budget, each message's nearest TRIMMED_REFERENCES ancestors still thread it under
+/// its parent; the id table holds no more than that many ids per message.
+#[test]
+fn references_over_the_budget_keep_the_nearest_ancestors() {
+    // Each message names 200 unrelated ids, then its true parent last.
+    let mut all = vec![keys("m0@x", &[], "topic")];
+    for i in 1..50 {
+        let mut refs: Vec<String> = (0..200).map(|j| format!("noise{i}-{j}@x")).collect();
+        refs.push(format!("m{}@x", i - 1));
+        let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+        all.push(keys(&format!("m{i}@x"), &refs, "Re: topic"));
+    }
+    let it = items(&all, &[]);
+    assert!(all.iter().map(|k| k.references.len()).sum::<usize>() > all.len() * REFERENCES_BUDGET);
+    let forest = references(&it);
+    let expected: Vec<u32> = (1..=50).collect();
+    assert_eq!(forest.flat(&it), vec![expected]);
+}
