@@ -212,23 +212,37 @@ fn esearch_response(
     found: &[u32],
     modseq: Option<NonZeroU64>,
 ) -> String {
+    let modseq = modseq.filter(|_| !found.is_empty()).map(NonZeroU64::get);
+    esearch_line(tag, uid, options, found, modseq)
+}
+
+/// The ESEARCH line of SEARCH and of ESORT (RFC 5267 §3.2, `numbers` in sort order there):
+/// MIN and MAX are the first and last of `numbers`, ALL its runs that ascend by one, MODSEQ
+/// when given.
+pub(super) fn esearch_line(
+    tag: &str,
+    uid: bool,
+    options: &[String],
+    numbers: &[u32],
+    modseq: Option<u64>,
+) -> String {
     let wants =
         |name: &str| options.is_empty() && name == "ALL" || options.iter().any(|o| o == name);
     let mut line = format!("* ESEARCH (TAG \"{tag}\")");
     if uid {
         line.push_str(" UID");
     }
-    if let (Some(min), true) = (found.first(), wants("MIN")) {
+    if let (Some(min), true) = (numbers.first(), wants("MIN")) {
         line.push_str(&format!(" MIN {min}"));
     }
-    if let (Some(max), true) = (found.last(), wants("MAX")) {
+    if let (Some(max), true) = (numbers.last(), wants("MAX")) {
         line.push_str(&format!(" MAX {max}"));
     }
     if wants("COUNT") {
-        line.push_str(&format!(" COUNT {}", found.len()));
+        line.push_str(&format!(" COUNT {}", numbers.len()));
     }
-    if !found.is_empty() && wants("ALL") {
-        let set: Vec<String> = uid_ranges(found)
+    if !numbers.is_empty() && wants("ALL") {
+        let set: Vec<String> = uid_ranges(numbers)
             .into_iter()
             .map(|(a, b)| {
                 if a == b {
@@ -240,7 +254,7 @@ fn esearch_response(
             .collect();
         line.push_str(&format!(" ALL {}", set.join(",")));
     }
-    if let (Some(modseq), false) = (modseq, found.is_empty()) {
+    if let Some(modseq) = modseq {
         line.push_str(&format!(" MODSEQ {modseq}"));
     }
     line.push_str("\r\n");

@@ -198,46 +198,7 @@ fn esort_response(
     sorted: &[u32],
     modseq: Option<u64>,
 ) -> String {
-    let wants =
-        |name: &str| options.is_empty() && name == "ALL" || options.iter().any(|o| o == name);
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
-    }
-    if let (Some(min), true) = (sorted.first(), wants("MIN")) {
-        line.push_str(&format!(" MIN {min}"));
-    }
-    if let (Some(max), true) = (sorted.last(), wants("MAX")) {
-        line.push_str(&format!(" MAX {max}"));
-    }
-    if wants("COUNT") {
-        line.push_str(&format!(" COUNT {}", sorted.len()));
-    }
-    if !sorted.is_empty() && wants("ALL") {
-        let mut runs: Vec<(u32, u32)> = Vec::new();
-        for &n in sorted {
-            match runs.last_mut() {
-                Some((_, end)) if end.checked_add(1) == Some(n) => *end = n,
-                _ => runs.push((n, n)),
-            }
-        }
-        let set: Vec<String> = runs
-            .iter()
-            .map(|&(a, b)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}:{b}")
-                }
-            })
-            .collect();
-        line.push_str(&format!(" ALL {}", set.join(",")));
-    }
-    if let Some(modseq) = modseq {
-        line.push_str(&format!(" MODSEQ {modseq}"));
-    }
-    line.push_str("\r\n");
-    line
+    super::search::esearch_line(tag, uid, options, sorted, modseq)
 }
 
 pub async fn thread(

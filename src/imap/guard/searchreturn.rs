@@ -5,6 +5,11 @@
 /// The first line of a `[UID] SEARCH RETURN (...) ...` command without its RETURN, and the
 /// options (upper case); None for any other line.
 pub fn split_return(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    split_return_of(line, "SEARCH")
+}
+
+/// [`split_return`] for `[UID] <command> RETURN (...) ...` (SEARCH, or SORT for ESORT).
+pub fn split_return_of(line: &[u8], command: &str) -> Option<(Vec<u8>, Vec<String>)> {
     let mut at = line.iter().position(|&b| b == b' ')? + 1;
     let word = |from: usize| -> &[u8] {
         let end = line[from..]
@@ -16,10 +21,10 @@ pub fn split_return(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     if word(at).eq_ignore_ascii_case(b"UID") {
         at += 4;
     }
-    if !word(at).eq_ignore_ascii_case(b"SEARCH") {
+    if !word(at).eq_ignore_ascii_case(command.as_bytes()) {
         return None;
     }
-    let search_end = at + "SEARCH".len();
+    let search_end = at + command.len();
     const RETURN: &[u8] = b" return (";
     let rest = line.get(search_end..)?;
     if rest.len() < RETURN.len() || !rest[..RETURN.len()].eq_ignore_ascii_case(RETURN) {

@@ -6,44 +6,7 @@
 /// The first line of a `[UID] SORT RETURN (...) ...` command without its RETURN, and the
 /// options (upper case); None for any other line.
 pub fn split_return(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
-    let mut at = line.iter().position(|&b| b == b' ')? + 1;
-    let word = |from: usize| -> &[u8] {
-        let end = line[from..]
-            .iter()
-            .position(|&b| b == b' ')
-            .map_or(line.len(), |n| from + n);
-        &line[from..end]
-    };
-    if word(at).eq_ignore_ascii_case(b"UID") {
-        at += 4;
-    }
-    if !word(at).eq_ignore_ascii_case(b"SORT") {
-        return None;
-    }
-    let sort_end = at + "SORT".len();
-    const RETURN: &[u8] = b" return (";
-    let rest = line.get(sort_end..)?;
-    if rest.len() < RETURN.len() || !rest[..RETURN.len()].eq_ignore_ascii_case(RETURN) {
-        return None;
-    }
-    let list_start = sort_end + RETURN.len();
-    let close = line[list_start..].iter().position(|&b| b == b')')? + list_start;
-    let list = &line[list_start..close];
-    if list.iter().any(|&b| b == b'(' || b == b'"' || b == b'{') {
-        return None;
-    }
-    let options = std::str::from_utf8(list)
-        .ok()?
-        .split(' ')
-        .filter(|o| !o.is_empty())
-        .map(str::to_ascii_uppercase)
-        .collect();
-    // `) ` then the sort criteria, which must follow.
-    let criteria = line.get(close + 1..)?.strip_prefix(b" ")?;
-    let mut stripped = line[..sort_end].to_vec();
-    stripped.push(b' ');
-    stripped.extend_from_slice(criteria);
-    Some((stripped, options))
+    super::searchreturn::split_return_of(line, "SORT")
 }
 
 #[cfg(test)]
