@@ -143,6 +143,18 @@ PY
 then ok "storage move: the unit runs storage-move at activation; the tree in force stays writable until the switch"
 else ko "storage move: unit or activation script (see above)"; fi
 
+# 2a'''. the admin service: the bus policy and activation files reach D-Bus, the unit runs
+# admind, the admin group exists
+if [ -s "$T/defaults.generated.json" ] && python3 - "$T" <<'PY'
+import json, sys
+g = json.load(open(f"{sys.argv[1]}/defaults.generated.json"))["admin"]
+assert "icsmail-dbus" in g["dbusPackages"], g["dbusPackages"]
+assert any(e.endswith("/bin/icsmail admind --config /etc/icsmail/config.json") for e in g["exec"]), g["exec"]
+assert "icsmail-admin" in g["groups"], g["groups"]
+PY
+then ok "admin service: services.dbus.packages has its policy and activation files, the unit runs admind, the group icsmail-admin exists"
+else ko "admin service: D-Bus package, unit or group (see above)"; fi
+
 # 2a''. polkit: with security.polkit.enable the group's rule is in polkit's rules (the action
 # file comes with environment.systemPackages); without it, nothing is added
 echo '{ security.polkit.enable = true; }' > "$T/polkit-on.nix"

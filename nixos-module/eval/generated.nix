@@ -32,6 +32,13 @@ in
       in if builtins.isString a then a else a.text;
   };
   polkitRules = eval.config.security.polkit.extraConfig;
+  # the admin service: its bus files' package (by name: the stub keeps no build script) and
+  # the unit's command
+  admin = {
+    dbusPackages = map (p: p.name) eval.config.services.dbus.packages;
+    exec = eval.config.systemd.services.icsmail-admin.serviceConfig.ExecStart;
+    groups = builtins.attrNames eval.config.users.groups;
+  };
   # the Roundcube of webmail.enable (null when off): its config.inc.php, the PHP-FPM pool's
   # php.ini additions and the nginx virtual host's TLS
   webmail = if !eval.config.services.roundcube.enable then null else

@@ -53,7 +53,17 @@ fn done(code: LdapResultCode, message: &str) -> Outcome {
 }
 
 pub fn run(view: &View<'_>, request: &LdapSearchRequest, controls: &[LdapControl]) -> Outcome {
-    let started = Instant::now();
+    run_started(view, request, controls, Instant::now())
+}
+
+/// `run` for a search that started at `started`: its time limit counts from there (a
+/// separate entry point so that a test can give a search whose time is already up).
+pub(crate) fn run_started(
+    view: &View<'_>,
+    request: &LdapSearchRequest,
+    controls: &[LdapControl],
+    started: Instant,
+) -> Outcome {
     if let Some(oid) = unknown_critical(controls) {
         return done(
             LdapResultCode::UnavailableCriticalExtension,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use ldap3_proto::control::LdapControl;
 use ldap3_proto::parse_ldap_filter_str;
@@ -14,7 +15,9 @@ use ldap3_proto::proto::{
 
 use super::access::{may_read_entries, Denial, Identity};
 use super::bind::{classify, login_of, Attempt};
-use super::bounds::{self, check_filter, frame_length, FilterError, FrameError, MAX_REQUEST};
+use super::bounds::{
+    self, check_filter, frame_length, FilterError, FrameError, MAX_REQUEST, MAX_TIME_LIMIT,
+};
 use super::dn::Dn;
 use super::entries::{Book, Entry};
 use super::filter::{evaluate, Truth};
@@ -282,6 +285,28 @@ fn open_view(book: &Book) -> View<'_> {
 
 fn dns(outcome: &search::Outcome) -> Vec<&str> {
     outcome.entries.iter().map(|e| e.dn.as_str()).collect()
+}
+
+#[test]
+fn a_search_whose_time_is_up_is_time_limit_exceeded() {
+    let book = book();
+    let view = open_view(&book);
+    let mut request = search_request("dc=example,dc=test", LdapSearchScope::Subtree, "(objectClass=*)");
+    request.timelimit = 1;
+    let ago = |by: Duration| Instant::now().checked_sub(by).expect("the clock started long ago");
+    let long_ago = ago(Duration::from_secs(2));
+    let late = search::run_started(&view, &request, &[], long_ago);
+    assert_eq!(late.result.code, LdapResultCode::TimeLimitExceeded);
+    assert!(late.entries.is_empty());
+    // The same search in time, and the client's limit of 0 ("none") is the server's cap.
+    assert_eq!(search::run(&view, &request, &[]).result.code, LdapResultCode::Success);
+    request.timelimit = 0;
+    let capped = ago(MAX_TIME_LIMIT + Duration::from_secs(1));
+    let late = search::run_started(&view, &request, &[], capped);
+    assert_eq!(late.result.code, LdapResultCode::TimeLimitExceeded);
+    let within = ago(MAX_TIME_LIMIT - Duration::from_secs(2));
+    let ok = search::run_started(&view, &request, &[], within);
+    assert_eq!(ok.result.code, LdapResultCode::Success);
 }
 
 #[test]
