@@ -19,6 +19,9 @@ use super::response::{bye, continuation, status, Kind};
 use super::searchres;
 use super::state::{Done, Phase, Session};
 
+/// The answer to an APPEND in the `UTF8 (literal8)` form before ENABLE.
+const UTF8_NOT_ENABLED: &str = "APPEND UTF8 is only valid after ENABLE UTF8=ACCEPT";
+
 impl Session<'_> {
     /// Works through the guard's steps on what was read until imap-next has bytes, all of it
     /// is taken, or the session is over.
@@ -142,6 +145,15 @@ impl Session<'_> {
     }
 
     async fn begin_append(&mut self, command: AppendCommand) {
+        if command.utf8 && !self.utf8 {
+            // RFC 6855 §4: the form exists only for a client that enabled it. Before any `+`.
+            self.guard.refuse_message();
+            let tag = match self.appending.take() {
+                Some(appending) => appending.tag.clone(),
+                None => command.tag,
+            };
+            return self.complete(tag, Done::bad(UTF8_NOT_ENABLED));
+        }
         if command.next {
             return self.next_append(command).await;
         }

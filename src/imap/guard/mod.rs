@@ -199,6 +199,10 @@ pub struct InputGuard {
     cat_announcement: Option<Announcement>,
     /// The message decision pending is for a CATENATE TEXT literal.
     cat_text: bool,
+    /// The message decision pending is for a `UTF8 (literal8)` message.
+    utf8_pending: bool,
+    /// The message being read is a `UTF8 (literal8)` one: its `)` comes next.
+    utf8_open: bool,
 }
 
 impl Default for InputGuard {
@@ -231,6 +235,8 @@ impl InputGuard {
             cat_pos: 0,
             cat_announcement: None,
             cat_text: false,
+            utf8_pending: false,
+            utf8_open: false,
         }
     }
 
@@ -349,6 +355,7 @@ impl InputGuard {
         match self.mode {
             Mode::Decision { size, .. } => {
                 self.mode = literal_or_line(size, Mode::Message);
+                self.utf8_open = std::mem::take(&mut self.utf8_pending);
                 self.command = if std::mem::take(&mut self.cat_text) {
                     Command::CatParts
                 } else {
@@ -364,6 +371,7 @@ impl InputGuard {
     /// will not come; a non-synchronising one is skipped, bytes never kept.
     pub fn refuse_message(&mut self) {
         self.cat_text = false;
+        self.utf8_pending = false;
         if self.mode == Mode::CatDecision {
             // The rest of the part list is dropped, from the literal its line announced.
             self.cat_line.clear();
@@ -525,13 +533,11 @@ impl InputGuard {
             return Some(self.refuse(Reason::AppendSyntax, None));
         };
         let at = line_start + literal.start;
-        if let Some(command) = append::decode_head(&self.head, at, literal.length, literal.sync) {
+        if let Some(command) = append::decode_head(&self.head, at, literal.length, literal.sync)
+            .or_else(|| append::decode_utf8_head(&self.head, at, literal.length, literal.sync))
+        {
             self.head.clear();
-            self.mode = Mode::Decision {
-                size: literal.length,
-                sync: literal.sync,
-            };
-            return Some(Step::Append(command));
+            return Some(self.message_announced(command, literal));
         }
         // Not the message: an argument before it (a mailbox name as a literal), if it fits.
         if self.head.len() as u64 + u64::from(literal.length) > MAX_APPEND_HEAD as u64 {
@@ -579,6 +585,28 @@ impl InputGuard {
     /// What follows a message: the command's end, another message (MULTIAPPEND), or a
     /// syntax error (the rest is dropped).
     fn after_message(&mut self, line: &[u8], announcement: Option<Announcement>) -> Step {
+        let mut line = line;
+        let mut announcement = announcement;
+        if std::mem::take(&mut self.utf8_open) {
+            // `UTF8 (literal8)`: the `)` closes it; what follows is as after any message.
+            match line.strip_prefix(b")") {
+                Some(rest) => {
+                    line = rest;
+                    announcement = announcement.and_then(|a| {
+                        Some(Announcement {
+                            start: a.start.checked_sub(1)?,
+                            ..a
+                        })
+                    });
+                }
+                None => {
+                    if self.drop_rest(announcement) {
+                        self.mode = Mode::Closed;
+                    }
+                    return Step::MessageEnd { well_formed: false };
+                }
+            }
+        }
         let well_formed = line == b"\r\n";
         if !well_formed {
             if let Some(step) = self.next_message(line, announcement) {
@@ -605,11 +633,18 @@ impl InputGuard {
         }
         let literal = announcement?;
         let command = append::decode_next(&tag, line, literal.start, literal.length, literal.sync)?;
+        Some(self.message_announced(command, literal))
+    }
+
+    /// An APPEND's message literal was announced: reported for the session's decision (which
+    /// refuses the `UTF8 (literal8)` form before `ENABLE UTF8=ACCEPT`, RFC 6855 §4).
+    fn message_announced(&mut self, command: AppendCommand, literal: Announcement) -> Step {
+        self.utf8_pending = command.utf8;
         self.mode = Mode::Decision {
             size: literal.length,
             sync: literal.sync,
         };
-        Some(Step::Append(command))
+        Step::Append(command)
     }
 
     /// `before` + `line` (the APPEND so far, `line` its last line) switching to CATENATE in
