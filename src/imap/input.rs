@@ -49,7 +49,9 @@ impl Session<'_> {
                 Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
                 Step::CatenateUrl(url) => self.catenate_url(url).await,
-                Step::CatenateText { size, sync } => self.catenate_text(size, sync).await,
+                Step::CatenateText { size, sync, utf8 } => {
+                    self.catenate_text(size, sync, utf8).await
+                }
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
                 Step::List(command) => list::run_whole(self, &command).await?,
             }
@@ -198,11 +200,14 @@ impl Session<'_> {
 
     /// A CATENATE TEXT part of `size` bytes: taken (`+` first if synchronising), or the
     /// APPEND is answered.
-    async fn catenate_text(&mut self, size: u32, sync: bool) {
+    async fn catenate_text(&mut self, size: u32, sync: bool, utf8: bool) {
         let Some(mut appending) = self.appending.take() else {
             self.guard.refuse_message();
             return;
         };
+        if utf8 && !self.utf8 {
+            return self.part_decided(appending, Err(Done::bad(UTF8_NOT_ENABLED)), false);
+        }
         let added = match appending.count_part() {
             Ok(()) => appending.add_part(self, u64::from(size)).await,
             Err(done) => Err(done),

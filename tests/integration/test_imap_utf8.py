@@ -209,6 +209,18 @@ def test_append_utf8_and_fetch(targets):
     r = raw.ok("FETCH 1:* (FLAGS RFC822.SIZE)")
     assert len(r.lines) == 4, r
     assert b"\\Seen" in r.lines[1] and b"RFC822.SIZE 3" in r.lines[3], r
+    # CATENATE takes UTF8 parts too (RFC 6855 §4: cat-part =/ utf8-literal).
+    head = "Subject: Grüße\r\nFrom: <jörg@example.org>\r\n\r\n".encode()
+    body = "schön\r\n".encode()
+    tag = raw.tag()
+    raw.send(f"{tag} APPEND INBOX CATENATE (UTF8 (~{{{len(head)}+}}\r\n".encode() + head
+             + f") TEXT {{{len(body)}+}}\r\n".encode() + body + b")\r\n")
+    r = raw.read_tagged(tag)
+    assert r.status == "OK", r
+    r = raw.ok("FETCH 5 BODY.PEEK[]")
+    assert head + body in r.lines[0], r
+    raw.ok("STORE 5 +FLAGS.SILENT (\\Deleted)")
+    raw.ok("EXPUNGE")
     # A missing `)` after the message is a syntax error and stores nothing.
     tag = raw.tag()
     raw.send(f"{tag} APPEND INBOX UTF8 (~{{3+}}\r\nxyz\r\n".encode())
@@ -247,6 +259,11 @@ def test_append_utf8_before_enable_is_refused_as_by_dovecot(targets):
     with ics.raw_login(ics.fresh_user()) as raw:
         tag = raw.tag()
         raw.send(f"{tag} APPEND INBOX UTF8 (~{{3+}}\r\nxyz)\r\n".encode())
+        assert raw.read_tagged(tag).status == "BAD"
+        # A UTF8 part of a CATENATE likewise, and the rest of the command with it.
+        tag = raw.tag()
+        raw.send(f"{tag} APPEND INBOX CATENATE (TEXT {{3+}}\r\nabc UTF8 (~{{3+}}\r\nxyz) "
+                 "TEXT {2+}\r\nuv)\r\n".encode())
         assert raw.read_tagged(tag).status == "BAD"
         r = raw.ok("STATUS INBOX (MESSAGES)")
         assert r.lines[0].endswith(b"(MESSAGES 0)"), r

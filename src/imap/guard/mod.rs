@@ -87,9 +87,9 @@ pub enum Step {
     /// the message. The session answers with [`InputGuard::accept_message`] (it copied it) or
     /// [`InputGuard::refuse_message`] (it answered the APPEND) before the next step.
     CatenateUrl(String),
-    /// A CATENATE `TEXT` literal of this size: decided as a message ([`Step::Append`]), then
-    /// its bytes come as [`Step::Message`].
-    CatenateText { size: u32, sync: bool },
+    /// A CATENATE `TEXT` literal of this size (`utf8`: a `UTF8 (literal8)` part, RFC 6855
+    /// §4): decided as a message ([`Step::Append`]), then its bytes come as [`Step::Message`].
+    CatenateText { size: u32, sync: bool, utf8: bool },
     /// The last message has been read. `well_formed`: the command ended right after it
     /// (anything else is a syntax error and was dropped). Another message (MULTIAPPEND)
     /// comes as a further [`Step::Append`] instead.
@@ -203,6 +203,8 @@ pub struct InputGuard {
     utf8_pending: bool,
     /// The message being read is a `UTF8 (literal8)` one: its `)` comes next.
     utf8_open: bool,
+    /// The CATENATE part being read is a `UTF8 (literal8)` one: its `)` starts the next line.
+    cat_utf8_open: bool,
 }
 
 impl Default for InputGuard {
@@ -237,6 +239,7 @@ impl InputGuard {
             cat_text: false,
             utf8_pending: false,
             utf8_open: false,
+            cat_utf8_open: false,
         }
     }
 
@@ -371,6 +374,7 @@ impl InputGuard {
     /// will not come; a non-synchronising one is skipped, bytes never kept.
     pub fn refuse_message(&mut self) {
         self.cat_text = false;
+        self.cat_utf8_open = false;
         self.utf8_pending = false;
         if self.mode == Mode::CatDecision {
             // The rest of the part list is dropped, from the literal its line announced.
@@ -681,6 +685,14 @@ impl InputGuard {
                 a.start
             }
         });
+        if std::mem::take(&mut self.cat_utf8_open) {
+            // The `)` of a `UTF8 (literal8)` part, right after its literal.
+            if self.cat_line.get(self.cat_pos) == Some(&b')') {
+                self.cat_pos += 1;
+            } else {
+                return Some(self.cat_bad(announcement));
+            }
+        }
         let (part, next) = catenate::next_part(&self.cat_line, self.cat_pos, text_at);
         self.cat_pos = next;
         match part {
@@ -688,7 +700,8 @@ impl InputGuard {
                 self.mode = Mode::CatDecision;
                 Some(Step::CatenateUrl(url))
             }
-            catenate::Part::Text => {
+            catenate::Part::Text | catenate::Part::Utf8Text => {
+                let utf8 = part == catenate::Part::Utf8Text;
                 let literal = announcement?;
                 self.cat_line.clear();
                 self.cat_announcement = None;
@@ -697,9 +710,11 @@ impl InputGuard {
                     size: literal.length,
                     sync: literal.sync,
                 };
+                self.cat_utf8_open = utf8;
                 Some(Step::CatenateText {
                     size: literal.length,
                     sync: literal.sync,
+                    utf8,
                 })
             }
             catenate::Part::End(after) => {
@@ -716,16 +731,19 @@ impl InputGuard {
                 self.command = Command::AfterMessage;
                 Some(self.after_message(&rest, announcement))
             }
-            catenate::Part::Bad => {
-                self.cat_line.clear();
-                self.cat_announcement = None;
-                self.mode = Mode::Line;
-                if self.drop_rest(announcement) {
-                    self.mode = Mode::Closed;
-                }
-                Some(Step::MessageEnd { well_formed: false })
-            }
+            catenate::Part::Bad => Some(self.cat_bad(announcement)),
         }
+    }
+
+    /// A syntax error in a CATENATE part list: the rest of the command is dropped.
+    fn cat_bad(&mut self, announcement: Option<Announcement>) -> Step {
+        self.cat_line.clear();
+        self.cat_announcement = None;
+        self.mode = Mode::Line;
+        if self.drop_rest(announcement) {
+            self.mode = Mode::Closed;
+        }
+        Step::MessageEnd { well_formed: false }
     }
 
     /// Answers the current command with `reason`; its rest (from a literal the refused line

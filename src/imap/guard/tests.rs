@@ -66,7 +66,7 @@ fn run_split(
                     }
                     Event::Url(url)
                 }
-                Step::CatenateText { size, sync } => {
+                Step::CatenateText { size, sync, .. } => {
                     if size < 60_000 {
                         guard.accept_message();
                     } else {
@@ -817,5 +817,33 @@ fn a_refused_utf8_append_skips_its_message_and_parenthesis() {
     assert_eq!(
         events,
         [utf8_append("a", vec![], 3, true), pass(b"b NOOP\r\n")]
+    );
+}
+
+#[test]
+fn catenate_takes_utf8_parts_with_their_parenthesis() {
+    let input = "a APPEND INBOX CATENATE (UTF8 (~{6}\r\nGrüß) URL /INBOX/;UID=1 utf8 (~{2+}\r\nab))\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input.as_bytes()),
+        [
+            catenate("a", false),
+            Event::Text(6, true),
+            Event::Message("Grüß".as_bytes().to_vec()),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Text(2, false),
+            Event::Message(b"ab".to_vec()),
+            Event::MessageEnd(true),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+    // Without its `)` the part list is a syntax error.
+    let input = b"a APPEND INBOX CATENATE (UTF8 (~{2+}\r\nab TEXT {1+}\r\nc)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input)[2..],
+        [
+            Event::Message(b"ab".to_vec()),
+            Event::MessageEnd(false),
+            pass(b"b NOOP\r\n"),
+        ]
     );
 }
