@@ -19,6 +19,9 @@ use super::response::{bye, continuation, status, Kind};
 use super::searchres;
 use super::state::{Done, Phase, Session};
 
+/// The answer to an APPEND in the `UTF8 (literal8)` form before ENABLE.
+const UTF8_NOT_ENABLED: &str = "APPEND UTF8 is only valid after ENABLE UTF8=ACCEPT";
+
 impl Session<'_> {
     /// Works through the guard's steps on what was read until imap-next has bytes, all of it
     /// is taken, or the session is over.
@@ -46,7 +49,9 @@ impl Session<'_> {
                 Step::Continue => self.conn.send(&continuation()),
                 Step::Append(command) => self.begin_append(command).await,
                 Step::CatenateUrl(url) => self.catenate_url(url).await,
-                Step::CatenateText { size, sync } => self.catenate_text(size, sync).await,
+                Step::CatenateText { size, sync, utf8 } => {
+                    self.catenate_text(size, sync, utf8).await
+                }
                 Step::MessageEnd { well_formed } => self.end_append(well_formed).await?,
                 Step::List(command) => list::run_whole(self, &command).await?,
             }
@@ -142,6 +147,15 @@ impl Session<'_> {
     }
 
     async fn begin_append(&mut self, command: AppendCommand) {
+        if command.utf8 && !self.utf8 {
+            // RFC 6855 §4: the form exists only for a client that enabled it. Before any `+`.
+            self.guard.refuse_message();
+            let tag = match self.appending.take() {
+                Some(appending) => appending.tag.clone(),
+                None => command.tag,
+            };
+            return self.complete(tag, Done::bad(UTF8_NOT_ENABLED));
+        }
         if command.next {
             return self.next_append(command).await;
         }
@@ -186,11 +200,14 @@ impl Session<'_> {
 
     /// A CATENATE TEXT part of `size` bytes: taken (`+` first if synchronising), or the
     /// APPEND is answered.
-    async fn catenate_text(&mut self, size: u32, sync: bool) {
+    async fn catenate_text(&mut self, size: u32, sync: bool, utf8: bool) {
         let Some(mut appending) = self.appending.take() else {
             self.guard.refuse_message();
             return;
         };
+        if utf8 && !self.utf8 {
+            return self.part_decided(appending, Err(Done::bad(UTF8_NOT_ENABLED)), false);
+        }
         let added = match appending.count_part() {
             Ok(()) => appending.add_part(self, u64::from(size)).await,
             Err(done) => Err(done),

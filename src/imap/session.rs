@@ -63,6 +63,7 @@ pub async fn run_session(
             user_slot: None,
             condstore: false,
             qresync: false,
+            utf8: false,
             errors: 0,
             auth_tag: None,
             guard: InputGuard::new(),

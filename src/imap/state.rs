@@ -108,6 +108,9 @@ pub(super) struct Session<'a> {
     pub condstore: bool,
     /// QRESYNC is on (ENABLE QRESYNC, RFC 7162 §3.2.3): expunges are told as `VANISHED`.
     pub qresync: bool,
+    /// `ENABLE UTF8=ACCEPT` is on (RFC 6855): mailbox names are UTF-8 on the wire both ways,
+    /// APPEND takes the `UTF8 (literal8)` form, SEARCH takes no CHARSET.
+    pub utf8: bool,
     pub errors: u32,
     /// Tag of the AUTHENTICATE exchange in progress.
     pub auth_tag: Option<Tag<'static>>,

@@ -1,7 +1,8 @@
 //! The whole IMAP session in process (`session::run_session` over loopback TCP, a temporary
 //! store, the real authenticator) against random command streams: valid commands of every
-//! kind (LOGIN, SELECT, LIST/LSUB with random and non-ASCII modified UTF-7 patterns, FETCH,
-//! STORE, SEARCH, APPEND with both kinds of literal, IDLE/DONE), garbage lines and, in some
+//! kind (LOGIN, ENABLE UTF8=ACCEPT, SELECT, LIST/LSUB with random and non-ASCII patterns in
+//! modified UTF-7 and in UTF-8, FETCH, STORE, SEARCH, APPEND with both kinds of literal and in
+//! RFC 6855's UTF8 form, IDLE/DONE), garbage lines and, in some
 //! sessions, raw random bytes, all sent in random pieces. Nothing may panic (a panic of the
 //! session task fails the test), every session must end when the client does, and in the
 //! sessions without raw garbage every tagged command is answered, in the order sent. Seeded,
@@ -100,9 +101,10 @@ impl Gen {
     }
 
     /// A folder name as a client would send it: known ones, non-ASCII ones (modified UTF-7
-    /// of random text), broken modified UTF-7.
+    /// of random text, or the UTF-8 itself as after ENABLE UTF8=ACCEPT), broken modified
+    /// UTF-7.
     fn mailbox(&mut self) -> String {
-        match self.below(4) {
+        match self.below(5) {
             0 => self
                 .pick(&[
                     "INBOX",
@@ -125,11 +127,17 @@ impl Gen {
                 ])
                 .to_string(),
             _ => {
-                let chars = ['a', 'é', 'ü', '日', '本', '.', 'x', '😀', 'I', 'N'];
+                let chars = [
+                    'a', 'é', 'ü', '日', '本', '.', 'x', '😀', 'I', 'N', '\u{85}',
+                ];
                 let text: String = (0..1 + self.below(7))
                     .map(|_| chars[self.below(chars.len())])
                     .collect();
-                utf7::encode(&text)
+                if self.chance(3) {
+                    text
+                } else {
+                    utf7::encode(&text)
+                }
             }
         }
     }
@@ -140,10 +148,15 @@ impl Gen {
         match self.below(5) {
             0 => pattern = self.pick(&["*", "%", "", "INBOX*", "%.%"]).to_string(),
             1 => pattern.push('*'),
-            2 => pattern.insert(self.below(pattern.len() + 1).min(pattern.len()), '%'),
+            2 if pattern.is_ascii() => {
+                pattern.insert(self.below(pattern.len() + 1).min(pattern.len()), '%')
+            }
             _ => {}
         }
-        // Inserting by byte index is fine here: the wire form is ASCII.
+        // Insert at a character boundary (a UTF-8 name is not ASCII).
+        if !pattern.is_ascii() {
+            pattern.push('%');
+        }
         pattern
     }
 
@@ -273,7 +286,15 @@ impl Gen {
                 let date = self.pick(&["", "\"14-Jul-2021 02:44:25 +0200\" "]);
                 line.extend(simple(format!("APPEND \"{mailbox}\" {flags}{date}")));
                 let message = self.message();
+                // RFC 6855's form, refused before ENABLE UTF8=ACCEPT.
+                let utf8 = self.chance(3);
+                if utf8 {
+                    line.extend_from_slice(b"UTF8 (~");
+                }
                 self.literal(&message, &mut parts, &mut line);
+                if utf8 {
+                    line.push(b')');
+                }
             }
             10..=12 => {
                 let set = self.pick(&["1", "1:*", "*", "2:4", "99", "0", "1,3:2"]);
@@ -294,6 +315,10 @@ impl Gen {
                 let change = self.pick(&["+FLAGS (\\Seen)", "-FLAGS.SILENT (\\Seen)", "FLAGS ()"]);
                 line.extend(simple(format!("STORE {set} {change}")));
             }
+            14 if self.chance(2) => {
+                let text = self.pick(&["\"é\"", "\"\u{85}\"", "hello", "{2+}\r\né"]);
+                line.extend(simple(format!("SEARCH TEXT {text}")));
+            }
             14 => {
                 line.extend_from_slice(b"SEARCH CHARSET UTF-8 TEXT ");
                 let text = self.pick(&["é", "hello", "LOGOUT"]).as_bytes().to_vec();
@@ -308,8 +333,14 @@ impl Gen {
                 line.extend(simple(verb.into()));
             }
             17 => line.extend(simple(
-                self.pick(&["STARTTLS", "NAMESPACE", "ENABLE CONDSTORE", "ID NIL"])
-                    .into(),
+                self.pick(&[
+                    "STARTTLS",
+                    "NAMESPACE",
+                    "ENABLE CONDSTORE",
+                    "ID NIL",
+                    "ENABLE UTF8=ACCEPT",
+                ])
+                .into(),
             )),
             _ => {
                 let (from, to) = (self.mailbox(), self.mailbox());
@@ -336,6 +367,14 @@ impl Gen {
         let mut script: Vec<Sent> = (0..self.below(3)).map(|_| self.command()).collect();
         if !self.chance(6) {
             script.push(self.login());
+            if self.chance(3) {
+                let tag = self.tag();
+                let enable = format!("{tag} ENABLE UTF8=ACCEPT\r\n").into_bytes();
+                script.push(Sent {
+                    tag: Some(tag),
+                    parts: vec![Part::Text(enable)],
+                });
+            }
             if !self.chance(4) {
                 let tag = self.tag();
                 let select = format!("{tag} SELECT INBOX\r\n").into_bytes();

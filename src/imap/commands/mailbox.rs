@@ -28,7 +28,7 @@ pub(super) fn folders(session: &Session<'_>) -> Option<Folders> {
 
 /// The store's name of `mailbox` and the account's folders, or the reply refusing it.
 fn named_folder(session: &Session<'_>, mailbox: &Mailbox<'_>) -> Result<(String, Folders), Done> {
-    let name = folder_name(mailbox)?;
+    let name = folder_name(mailbox, session.utf8)?;
     let folders = folders(session).ok_or_else(|| Done::bad("Log in first"))?;
     Ok((name, folders))
 }
@@ -278,7 +278,10 @@ pub async fn rename(
     from: Mailbox<'static>,
     to: Mailbox<'static>,
 ) -> Done {
-    let (from, to) = match (folder_name(&from), folder_name(&to)) {
+    let (from, to) = match (
+        folder_name(&from, session.utf8),
+        folder_name(&to, session.utf8),
+    ) {
         (Ok(from), Ok(to)) => (from, to),
         (Err(done), _) | (_, Err(done)) => return done,
     };

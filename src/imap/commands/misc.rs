@@ -5,6 +5,7 @@ use imap_codec::imap_types::core::{IString, NString, QuotedChar, Vec1};
 use imap_codec::imap_types::extensions::compress::CompressionAlgorithm;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::namespace::Namespace;
+use imap_codec::imap_types::extensions::utf8::Utf8Kind;
 use imap_codec::imap_types::response::{Capability, Code, Data};
 
 use super::super::context::Offer;
@@ -44,6 +45,8 @@ pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'stati
         // RFC 9208: the STORAGE resource (with STATUS DELETED-STORAGE), no SETQUOTA.
         Capability::Quota,
         Capability::QuotaRes(imap_codec::imap_types::extensions::quota::Resource::Storage),
+        // RFC 6855, after ENABLE (names in state.rs `utf8`); UTF8=ONLY is not offered.
+        Capability::Utf8(Utf8Kind::Accept),
     ]);
     if authenticated {
         // Like Dovecot: a command of the authenticated state, offered there.
@@ -169,9 +172,9 @@ pub fn id(
     Done::ok("ID completed")
 }
 
-/// ENABLE (RFC 5161): CONDSTORE and QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3) are
-/// the ones we know; others are ignored, as the RFC asks. ENABLED lists what this command
-/// turned on.
+/// ENABLE (RFC 5161): CONDSTORE, QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3) and
+/// UTF8=ACCEPT (RFC 6855) are the ones we know; others (UTF8=ONLY too: not offered) are
+/// ignored, as the RFC asks. ENABLED lists what this command turned on.
 pub fn enable(session: &mut Session<'_>, capabilities: Vec1<CapabilityEnable<'static>>) -> Done {
     let mut enabled = Vec::new();
     for capability in capabilities.into_inner() {
@@ -183,6 +186,9 @@ pub fn enable(session: &mut Session<'_>, capabilities: Vec1<CapabilityEnable<'st
             enabled.push(capability);
         } else if matches!(capability, CapabilityEnable::CondStore) && !session.condstore {
             session.condstore = true;
+            enabled.push(capability);
+        } else if matches!(capability, CapabilityEnable::Utf8(Utf8Kind::Accept)) && !session.utf8 {
+            session.utf8 = true;
             enabled.push(capability);
         }
     }

@@ -90,6 +90,13 @@ pub async fn search(
         // A SEARCH that fails leaves an empty saved result (RFC 5182 §2.1).
         session.search_saved.clear();
     }
+    if session.utf8 && charset.is_some() {
+        // RFC 6855 §3: after ENABLE UTF8=ACCEPT strings are UTF-8 and a CHARSET conflicts
+        // with that: the RFC's answer is BAD.
+        return Ok(Done::bad(
+            "SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT",
+        ));
+    }
     if let Err(SearchError::BadCharset) = check_charset(charset.as_ref()) {
         return Ok(Done::no_code(
             Code::BadCharset {

@@ -33,6 +33,9 @@ pub struct AppendCommand {
     /// The message is made of CATENATE parts (RFC 4469), reported one by one after this
     /// ([`super::Step::CatenateUrl`], [`super::Step::CatenateText`]); `size` is 0.
     pub catenate: bool,
+    /// The message came in RFC 6855's `UTF8 (literal8)` form (after ENABLE UTF8=ACCEPT): it
+    /// may hold UTF-8 header fields and is stored as it is; `binary` is set too.
+    pub utf8: bool,
 }
 
 /// `head` is an APPEND up to a literal announced at `announcement` (the index of its `{`):
@@ -73,7 +76,35 @@ pub fn decode_head(
         binary: matches!(message, LiteralOrLiteral8::Literal8(_)),
         next: false,
         catenate: false,
+        utf8: false,
     })
+}
+
+/// The opening of RFC 6855's `append-data =/ "UTF8" SP "(" literal8 ")"`, up to the `~`.
+const UTF8_OPEN: &[u8] = b" UTF8 (~";
+
+/// `head` is an APPEND up to a literal announced at `announcement` whose text before it ends
+/// in ` UTF8 (~` (RFC 6855 §4): the command, decoded as the BINARY APPEND it stands for (the
+/// literal8 in the place of ` UTF8 (`), when that literal is its message. The closing `)`
+/// follows the message (the guard checks it). None when the head is no such APPEND — so a
+/// mailbox name holding the words can't fake it: what is before them must decode.
+pub fn decode_utf8_head(
+    head: &[u8],
+    announcement: usize,
+    size: u32,
+    sync: bool,
+) -> Option<AppendCommand> {
+    let before = head.get(..announcement)?;
+    let start = before.len().checked_sub(UTF8_OPEN.len())?;
+    if !before[start..].eq_ignore_ascii_case(UTF8_OPEN) {
+        return None;
+    }
+    // `... flags date` + ` ~{1}...`: the same command with a literal8 message.
+    let candidate = [&before[..=start], b"~"].concat();
+    let mut command = decode_head(&candidate, candidate.len(), size, sync)?;
+    command.binary = true;
+    command.utf8 = true;
+    Some(command)
 }
 
 /// `line` follows a message of the APPEND tagged `tag` and announces a literal at
@@ -91,7 +122,8 @@ pub fn decode_next(
         return None;
     }
     let head = [tag.as_bytes(), b" APPEND A", arguments].concat();
-    let mut command = decode_head(&head, head.len(), size, sync)?;
+    let mut command = decode_head(&head, head.len(), size, sync)
+        .or_else(|| decode_utf8_head(&head, head.len(), size, sync))?;
     command.next = true;
     Some(command)
 }

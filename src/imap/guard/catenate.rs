@@ -1,5 +1,5 @@
 //! CATENATE (RFC 4469) in an APPEND: `APPEND mailbox [flags] [date] CATENATE (part ...)`,
-//! each part `TEXT literal` or `URL astring`. imap-codec doesn't parse it, so the guard does:
+//! each part `TEXT literal`, `URL astring` or (RFC 6855 §4) `UTF8 (literal8)`. imap-codec doesn't parse it, so the guard does:
 //! the head up to ` CATENATE (` is decoded by imap-codec as an APPEND (a placeholder standing
 //! in for the message, as in `append`), and the parts are read here one at a time, so a TEXT
 //! literal streams like a message and a URL is resolved by the session before the next.
@@ -13,6 +13,8 @@ pub enum Part {
     Url(String),
     /// `TEXT` and the literal the line announces.
     Text,
+    /// `UTF8 (` and the literal8 the line announces (RFC 6855 §4); its `)` follows it.
+    Utf8Text,
     /// `)`: the list ended; what follows starts at this offset.
     End(usize),
     /// Anything else: a syntax error.
@@ -53,6 +55,15 @@ pub fn next_part(line: &[u8], at: usize, text_at: Option<usize>) -> (Part, usize
     if starts_with_ci(rest, b"TEXT ") {
         return match text_at {
             Some(start) if start == p + 5 => (Part::Text, line.len()),
+            _ => (Part::Bad, line.len()),
+        };
+    }
+    if starts_with_ci(rest, b"UTF8 (") {
+        // A literal8 only: `text_at` is the `~` right after the parenthesis.
+        return match text_at {
+            Some(start) if start == p + 6 && line.get(start) == Some(&b'~') => {
+                (Part::Utf8Text, line.len())
+            }
             _ => (Part::Bad, line.len()),
         };
     }
@@ -140,5 +151,9 @@ mod tests {
         assert_eq!(next_part(b" TEXT x\r\n", 0, None).0, Part::Bad);
         assert_eq!(next_part(b" URL \r\n", 0, None).0, Part::Bad);
         assert_eq!(next_part(b" BOGUS\r\n", 0, None).0, Part::Bad);
+        // RFC 6855's UTF8 part: a literal8 right after `UTF8 (`.
+        assert_eq!(next_part(b" utf8 (~{5}\r\n", 0, Some(7)).0, Part::Utf8Text);
+        assert_eq!(next_part(b" UTF8 ({5}\r\n", 0, Some(7)).0, Part::Bad);
+        assert_eq!(next_part(b" UTF8 ( ~{5}\r\n", 0, Some(8)).0, Part::Bad);
     }
 }

@@ -87,9 +87,9 @@ pub enum Step {
     /// the message. The session answers with [`InputGuard::accept_message`] (it copied it) or
     /// [`InputGuard::refuse_message`] (it answered the APPEND) before the next step.
     CatenateUrl(String),
-    /// A CATENATE `TEXT` literal of this size: decided as a message ([`Step::Append`]), then
-    /// its bytes come as [`Step::Message`].
-    CatenateText { size: u32, sync: bool },
+    /// A CATENATE `TEXT` literal of this size (`utf8`: a `UTF8 (literal8)` part, RFC 6855
+    /// §4): decided as a message ([`Step::Append`]), then its bytes come as [`Step::Message`].
+    CatenateText { size: u32, sync: bool, utf8: bool },
     /// The last message has been read. `well_formed`: the command ended right after it
     /// (anything else is a syntax error and was dropped). Another message (MULTIAPPEND)
     /// comes as a further [`Step::Append`] instead.
@@ -199,6 +199,12 @@ pub struct InputGuard {
     cat_announcement: Option<Announcement>,
     /// The message decision pending is for a CATENATE TEXT literal.
     cat_text: bool,
+    /// The message decision pending is for a `UTF8 (literal8)` message.
+    utf8_pending: bool,
+    /// The message being read is a `UTF8 (literal8)` one: its `)` comes next.
+    utf8_open: bool,
+    /// The CATENATE part being read is a `UTF8 (literal8)` one: its `)` starts the next line.
+    cat_utf8_open: bool,
 }
 
 impl Default for InputGuard {
@@ -231,6 +237,9 @@ impl InputGuard {
             cat_pos: 0,
             cat_announcement: None,
             cat_text: false,
+            utf8_pending: false,
+            utf8_open: false,
+            cat_utf8_open: false,
         }
     }
 
@@ -349,6 +358,7 @@ impl InputGuard {
         match self.mode {
             Mode::Decision { size, .. } => {
                 self.mode = literal_or_line(size, Mode::Message);
+                self.utf8_open = std::mem::take(&mut self.utf8_pending);
                 self.command = if std::mem::take(&mut self.cat_text) {
                     Command::CatParts
                 } else {
@@ -364,6 +374,8 @@ impl InputGuard {
     /// will not come; a non-synchronising one is skipped, bytes never kept.
     pub fn refuse_message(&mut self) {
         self.cat_text = false;
+        self.cat_utf8_open = false;
+        self.utf8_pending = false;
         if self.mode == Mode::CatDecision {
             // The rest of the part list is dropped, from the literal its line announced.
             self.cat_line.clear();
@@ -525,13 +537,11 @@ impl InputGuard {
             return Some(self.refuse(Reason::AppendSyntax, None));
         };
         let at = line_start + literal.start;
-        if let Some(command) = append::decode_head(&self.head, at, literal.length, literal.sync) {
+        if let Some(command) = append::decode_head(&self.head, at, literal.length, literal.sync)
+            .or_else(|| append::decode_utf8_head(&self.head, at, literal.length, literal.sync))
+        {
             self.head.clear();
-            self.mode = Mode::Decision {
-                size: literal.length,
-                sync: literal.sync,
-            };
-            return Some(Step::Append(command));
+            return Some(self.message_announced(command, literal));
         }
         // Not the message: an argument before it (a mailbox name as a literal), if it fits.
         if self.head.len() as u64 + u64::from(literal.length) > MAX_APPEND_HEAD as u64 {
@@ -579,6 +589,28 @@ impl InputGuard {
     /// What follows a message: the command's end, another message (MULTIAPPEND), or a
     /// syntax error (the rest is dropped).
     fn after_message(&mut self, line: &[u8], announcement: Option<Announcement>) -> Step {
+        let mut line = line;
+        let mut announcement = announcement;
+        if std::mem::take(&mut self.utf8_open) {
+            // `UTF8 (literal8)`: the `)` closes it; what follows is as after any message.
+            match line.strip_prefix(b")") {
+                Some(rest) => {
+                    line = rest;
+                    announcement = announcement.and_then(|a| {
+                        Some(Announcement {
+                            start: a.start.checked_sub(1)?,
+                            ..a
+                        })
+                    });
+                }
+                None => {
+                    if self.drop_rest(announcement) {
+                        self.mode = Mode::Closed;
+                    }
+                    return Step::MessageEnd { well_formed: false };
+                }
+            }
+        }
         let well_formed = line == b"\r\n";
         if !well_formed {
             if let Some(step) = self.next_message(line, announcement) {
@@ -605,11 +637,18 @@ impl InputGuard {
         }
         let literal = announcement?;
         let command = append::decode_next(&tag, line, literal.start, literal.length, literal.sync)?;
+        Some(self.message_announced(command, literal))
+    }
+
+    /// An APPEND's message literal was announced: reported for the session's decision (which
+    /// refuses the `UTF8 (literal8)` form before `ENABLE UTF8=ACCEPT`, RFC 6855 §4).
+    fn message_announced(&mut self, command: AppendCommand, literal: Announcement) -> Step {
+        self.utf8_pending = command.utf8;
         self.mode = Mode::Decision {
             size: literal.length,
             sync: literal.sync,
         };
-        Some(Step::Append(command))
+        Step::Append(command)
     }
 
     /// `before` + `line` (the APPEND so far, `line` its last line) switching to CATENATE in
@@ -646,6 +685,14 @@ impl InputGuard {
                 a.start
             }
         });
+        if std::mem::take(&mut self.cat_utf8_open) {
+            // The `)` of a `UTF8 (literal8)` part, right after its literal.
+            if self.cat_line.get(self.cat_pos) == Some(&b')') {
+                self.cat_pos += 1;
+            } else {
+                return Some(self.cat_bad(announcement));
+            }
+        }
         let (part, next) = catenate::next_part(&self.cat_line, self.cat_pos, text_at);
         self.cat_pos = next;
         match part {
@@ -653,7 +700,8 @@ impl InputGuard {
                 self.mode = Mode::CatDecision;
                 Some(Step::CatenateUrl(url))
             }
-            catenate::Part::Text => {
+            catenate::Part::Text | catenate::Part::Utf8Text => {
+                let utf8 = part == catenate::Part::Utf8Text;
                 let literal = announcement?;
                 self.cat_line.clear();
                 self.cat_announcement = None;
@@ -662,9 +710,11 @@ impl InputGuard {
                     size: literal.length,
                     sync: literal.sync,
                 };
+                self.cat_utf8_open = utf8;
                 Some(Step::CatenateText {
                     size: literal.length,
                     sync: literal.sync,
+                    utf8,
                 })
             }
             catenate::Part::End(after) => {
@@ -681,16 +731,19 @@ impl InputGuard {
                 self.command = Command::AfterMessage;
                 Some(self.after_message(&rest, announcement))
             }
-            catenate::Part::Bad => {
-                self.cat_line.clear();
-                self.cat_announcement = None;
-                self.mode = Mode::Line;
-                if self.drop_rest(announcement) {
-                    self.mode = Mode::Closed;
-                }
-                Some(Step::MessageEnd { well_formed: false })
-            }
+            catenate::Part::Bad => Some(self.cat_bad(announcement)),
         }
+    }
+
+    /// A syntax error in a CATENATE part list: the rest of the command is dropped.
+    fn cat_bad(&mut self, announcement: Option<Announcement>) -> Step {
+        self.cat_line.clear();
+        self.cat_announcement = None;
+        self.mode = Mode::Line;
+        if self.drop_rest(announcement) {
+            self.mode = Mode::Closed;
+        }
+        Step::MessageEnd { well_formed: false }
     }
 
     /// Answers the current command with `reason`; its rest (from a literal the refused line

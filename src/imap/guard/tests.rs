@@ -66,7 +66,7 @@ fn run_split(
                     }
                     Event::Url(url)
                 }
-                Step::CatenateText { size, sync } => {
+                Step::CatenateText { size, sync, .. } => {
                     if size < 60_000 {
                         guard.accept_message();
                     } else {
@@ -315,6 +315,7 @@ fn append(tag: &str, flags: Vec<Flag<'static>>, size: u32, sync: bool) -> Event 
         binary: false,
         next: false,
         catenate: false,
+        utf8: false,
     }))
 }
 
@@ -716,5 +717,133 @@ fn a_refused_catenate_part_drops_the_rest() {
     assert_eq!(
         run(&mut logged_in(), input)[1..],
         [Event::MessageEnd(false), pass(b"b NOOP\r\n")]
+    );
+}
+
+/// An APPEND in RFC 6855's `UTF8 (literal8)` form.
+fn utf8_append(tag: &str, flags: Vec<Flag<'static>>, size: u32, sync: bool) -> Event {
+    let Event::Append(mut command) = append(tag, flags, size, sync) else {
+        unreachable!()
+    };
+    command.binary = true;
+    command.utf8 = true;
+    Event::Append(command)
+}
+
+#[test]
+fn utf8_appends_are_taken_with_their_closing_parenthesis() {
+    let message = "Subject: Grüße\r\n\r\nä\r\n".as_bytes();
+    let input = [
+        &format!("a APPEND INBOX (\\Seen) UTF8 (~{{{}}}\r\n", message.len()).into_bytes()[..],
+        message,
+        b")\r\nb NOOP\r\n",
+    ]
+    .concat();
+    for split in [usize::MAX, 1, 7] {
+        assert_eq!(
+            run_split(&mut logged_in(), &input, || split, |_| true),
+            [
+                utf8_append("a", vec![Flag::Seen], message.len() as u32, true),
+                Event::Message(message.to_vec()),
+                Event::MessageEnd(true),
+                pass(b"b NOOP\r\n"),
+            ]
+        );
+    }
+    // Any case, LITERAL+, and a MULTIAPPEND of both forms.
+    let input = b"a APPEND INBOX utf8 (~{2+}\r\nab) {1+}\r\nc UTF8 (~{1+}\r\nd)\r\nb NOOP\r\n";
+    let Event::Append(mut second) = next_message("a", vec![], 1, false, true) else {
+        unreachable!()
+    };
+    second.utf8 = true;
+    assert_eq!(
+        run(&mut logged_in(), input),
+        [
+            utf8_append("a", vec![], 2, false),
+            Event::Message(b"ab".to_vec()),
+            next_message("a", vec![], 1, false, false),
+            Event::Message(b"c".to_vec()),
+            Event::Append(second),
+            Event::Message(b"d".to_vec()),
+            Event::MessageEnd(true),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn a_utf8_append_without_its_parenthesis_is_a_syntax_error() {
+    for input in [
+        &b"a APPEND INBOX UTF8 (~{2+}\r\nab\r\nb NOOP\r\n"[..],
+        b"a APPEND INBOX UTF8 (~{2+}\r\nab))\r\nb NOOP\r\n",
+        b"a APPEND INBOX UTF8 (~{2+}\r\nab x)\r\nb NOOP\r\n",
+    ] {
+        assert_eq!(
+            run(&mut logged_in(), input)[1..],
+            [
+                Event::Message(b"ab".to_vec()),
+                Event::MessageEnd(false),
+                pass(b"b NOOP\r\n"),
+            ],
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    // The form wants a literal8 (RFC 6855 §4); `UTF8 ({n}` is no APPEND the guard knows, and a
+    // quoted mailbox name ending in the words doesn't make one.
+    for input in [
+        &b"a APPEND INBOX UTF8 ({2}\r\n"[..],
+        b"a APPEND \"x UTF8 (~\" {2}\r\n",
+    ] {
+        let events = run(&mut logged_in(), input);
+        assert!(
+            !matches!(&events[0], Event::Append(command) if command.utf8),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_utf8_append_skips_its_message_and_parenthesis() {
+    let input = b"a APPEND INBOX UTF8 (~{3+}\r\nabc)\r\nb NOOP\r\n";
+    let events = run_split(&mut logged_in(), input, || usize::MAX, |_| false);
+    assert_eq!(
+        events,
+        [utf8_append("a", vec![], 3, false), pass(b"b NOOP\r\n")]
+    );
+    // Synchronising: no `+`, so the client sends neither message nor `)`.
+    let input = b"a APPEND INBOX UTF8 (~{3}\r\nb NOOP\r\n";
+    let events = run_split(&mut logged_in(), input, || usize::MAX, |_| false);
+    assert_eq!(
+        events,
+        [utf8_append("a", vec![], 3, true), pass(b"b NOOP\r\n")]
+    );
+}
+
+#[test]
+fn catenate_takes_utf8_parts_with_their_parenthesis() {
+    let input = "a APPEND INBOX CATENATE (UTF8 (~{6}\r\nGrüß) URL /INBOX/;UID=1 utf8 (~{2+}\r\nab))\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input.as_bytes()),
+        [
+            catenate("a", false),
+            Event::Text(6, true),
+            Event::Message("Grüß".as_bytes().to_vec()),
+            Event::Url("/INBOX/;UID=1".into()),
+            Event::Text(2, false),
+            Event::Message(b"ab".to_vec()),
+            Event::MessageEnd(true),
+            pass(b"b NOOP\r\n"),
+        ]
+    );
+    // Without its `)` the part list is a syntax error.
+    let input = b"a APPEND INBOX CATENATE (UTF8 (~{2+}\r\nab TEXT {1+}\r\nc)\r\nb NOOP\r\n";
+    assert_eq!(
+        run(&mut logged_in(), input)[2..],
+        [
+            Event::Message(b"ab".to_vec()),
+            Event::MessageEnd(false),
+            pass(b"b NOOP\r\n"),
+        ]
     );
 }

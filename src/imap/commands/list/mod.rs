@@ -24,10 +24,9 @@ use imap_codec::imap_types::response::Data;
 use super::super::folders::{pattern_matches, FolderInfo, DELIMITER};
 use super::super::response::{encode_data, Kind};
 use super::super::state::{Done, Session};
-use super::super::utf7;
 use super::idle;
 use super::mailbox::{blocking, folder_error, folders, status_response};
-use super::names::{pattern_text, reference_text, wire_mailbox};
+use super::names::{pattern_text, reference_text, wire_mailbox, wire_text};
 use parse::{ListRequest, Selection};
 
 /// Runs a LIST the guard took whole (`command`: tag, LIST, arguments, literals inline, CRLF)
@@ -54,10 +53,9 @@ pub async fn run_whole(session: &mut Session<'_>, command: &[u8]) -> std::io::Re
     Ok(())
 }
 
-/// A wire name (modified UTF-7) as UTF-8; odd modified UTF-7 is taken as the characters it
-/// is (`names::pattern_text`).
-fn decoded(wire: &str) -> String {
-    utf7::decode(wire).unwrap_or_else(|_| wire.to_string())
+/// A wire name as UTF-8 (`names::wire_text`: modified UTF-7 unless `utf8`).
+fn decoded(wire: &str, utf8: bool) -> String {
+    wire_text(wire, utf8)
 }
 
 /// The full pattern of `pattern` under `reference` ("" means none; `INBOX` a plain prefix).
@@ -77,7 +75,8 @@ async fn list(session: &mut Session<'_>, request: ListRequest) -> Done {
     if selection.recursive && !selection.subscribed && !selection.special_use {
         return Done::bad("RECURSIVEMATCH must not be the only selection option");
     }
-    let mut reference = decoded(&request.reference);
+    let utf8 = session.utf8;
+    let mut reference = decoded(&request.reference, utf8);
     if reference.eq_ignore_ascii_case("INBOX") {
         reference = "INBOX".into();
     }
@@ -94,7 +93,7 @@ async fn list(session: &mut Session<'_>, request: ListRequest) -> Done {
     let patterns: Vec<String> = request
         .patterns
         .iter()
-        .map(|p| full_pattern(&reference, &decoded(p)))
+        .map(|p| full_pattern(&reference, &decoded(p, utf8)))
         .collect();
     let Some(folders) = folders(session) else {
         return Done::bad("Log in first");
@@ -118,7 +117,7 @@ async fn list(session: &mut Session<'_>, request: ListRequest) -> Done {
             session,
             entry.name.clone(),
             account_folders.clone(),
-            wire_mailbox(&entry.name),
+            wire_mailbox(&entry.name, session.utf8),
             names,
             *appendlimit,
         )
@@ -148,7 +147,7 @@ fn send_entry(session: &mut Session<'_>, entry: &Entry) {
     let mut wire = encode_data(Data::List {
         items,
         delimiter: QuotedChar::try_from(DELIMITER).ok(),
-        mailbox: wire_mailbox(&entry.name),
+        mailbox: wire_mailbox(&entry.name, session.utf8),
     });
     if !entry.childinfo.is_empty() && wire.ends_with(b"\r\n") {
         let options: Vec<String> = entry.childinfo.iter().map(|o| format!("\"{o}\"")).collect();
@@ -336,7 +335,10 @@ pub async fn lsub(
     reference: Mailbox<'static>,
     pattern: ListMailbox<'static>,
 ) -> Done {
-    let (reference, pattern) = match (reference_text(&reference), pattern_text(&pattern)) {
+    let (reference, pattern) = match (
+        reference_text(&reference, session.utf8),
+        pattern_text(&pattern, session.utf8),
+    ) {
         (Ok(r), Ok(p)) => (r, p),
         (Err(done), _) | (_, Err(done)) => return done,
     };
@@ -358,7 +360,7 @@ pub async fn lsub(
         session.send_data(Data::Lsub {
             items,
             delimiter,
-            mailbox: wire_mailbox(&name),
+            mailbox: wire_mailbox(&name, session.utf8),
         });
     }
     Done::ok("LSUB completed")

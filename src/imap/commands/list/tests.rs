@@ -30,7 +30,7 @@ fn run(command: &str, all: &[FolderInfo], subscribed: &BTreeSet<String>) -> Vec<
     let patterns: Vec<String> = request
         .patterns
         .iter()
-        .map(|p| full_pattern(&decoded(&request.reference), &decoded(p)))
+        .map(|p| full_pattern(&decoded(&request.reference, false), &decoded(p, false)))
         .collect();
     let shown = Shown::of(&request);
     entries(&patterns, request.selection, &shown, all, subscribed)
