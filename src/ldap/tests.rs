@@ -291,15 +291,26 @@ fn dns(outcome: &search::Outcome) -> Vec<&str> {
 fn a_search_whose_time_is_up_is_time_limit_exceeded() {
     let book = book();
     let view = open_view(&book);
-    let mut request = search_request("dc=example,dc=test", LdapSearchScope::Subtree, "(objectClass=*)");
+    let mut request = search_request(
+        "dc=example,dc=test",
+        LdapSearchScope::Subtree,
+        "(objectClass=*)",
+    );
     request.timelimit = 1;
-    let ago = |by: Duration| Instant::now().checked_sub(by).expect("the clock started long ago");
+    let ago = |by: Duration| {
+        Instant::now()
+            .checked_sub(by)
+            .expect("the clock started long ago")
+    };
     let long_ago = ago(Duration::from_secs(2));
     let late = search::run_started(&view, &request, &[], long_ago);
     assert_eq!(late.result.code, LdapResultCode::TimeLimitExceeded);
     assert!(late.entries.is_empty());
     // The same search in time, and the client's limit of 0 ("none") is the server's cap.
-    assert_eq!(search::run(&view, &request, &[]).result.code, LdapResultCode::Success);
+    assert_eq!(
+        search::run(&view, &request, &[]).result.code,
+        LdapResultCode::Success
+    );
     request.timelimit = 0;
     let capped = ago(MAX_TIME_LIMIT + Duration::from_secs(1));
     let late = search::run_started(&view, &request, &[], capped);
