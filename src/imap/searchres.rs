@@ -8,11 +8,13 @@
 //!   (RFC 5182 §2.1: `$` names messages, whichever numbering the command uses). When none is
 //!   left, a non-UID command becomes its UID form with a UID above the view's highest, which
 //!   names nothing (the answer is the same: nothing fetched, stored or copied).
-//! - in SEARCH criteria, `$` as a key becomes `UID <set>`, and `$` after the `UID` key the
-//!   UID set (both mean the same messages); with none left, a UID above the highest.
+//! - in the criteria of `[UID] SEARCH`, `[UID] SORT` and `[UID] THREAD`, `$` as a key becomes
+//!   `UID <set>`, and `$` after the `UID` key the UID set (both mean the same messages); with
+//!   none left, a UID above the highest.
 //!
-//! The scan knows where sequence sets stand: after the command word, and in SEARCH at a key's
-//! place (it counts the arguments each key takes, so `SUBJECT $` and `KEYWORD $` — a string and
+//! The scan knows where sequence sets stand: after the command word, and in the criteria at a
+//! key's place (SORT's after its criteria list and charset, THREAD's after its algorithm and
+//! charset) (it counts the arguments each key takes, so `SUBJECT $` and `KEYWORD $` — a string and
 //! a keyword — stay as they are). Quoted strings are skipped whole, a keyword such as
 //! `$Forwarded` is not `$`, and literals never reach it: the guard passes their bytes apart
 //! from the lines (`guard::InputGuard::passed_line`), and the scan keeps its place across the
@@ -35,6 +37,15 @@ pub enum Scan {
     /// The next token is a sequence set.
     Set {
         uid: bool,
+    },
+    /// SORT's criteria list, `(` seen when `open`; the charset follows it.
+    SortCriteria {
+        open: bool,
+    },
+    /// `tokens` more arguments before the search criteria (THREAD's algorithm and charset,
+    /// SORT's charset).
+    Before {
+        tokens: u8,
     },
     /// In SEARCH criteria, `args` tokens still belong to the last key; `set` when the next is
     /// the UID key's set; `modseq` right after MODSEQ (its optional entry name and type).
@@ -156,8 +167,32 @@ pub fn rewrite(line: &[u8], scan: &mut Scan, saved: &dyn Fn() -> Saved) -> Optio
                     set: false,
                     modseq: false,
                 },
+                // RFC 5182 §2.1: `$` stands wherever a set may in the criteria, also those
+                // of SORT and THREAD (RFC 5256: `SORT (criteria) charset keys`, `THREAD
+                // algorithm charset keys`; ESORT's RETURN is off the line already).
+                "SORT" => Scan::SortCriteria { open: false },
+                "THREAD" => Scan::Before { tokens: 2 },
                 _ => Scan::Done,
             },
+            Scan::SortCriteria { open } => match (open, &line[token.start..token.end]) {
+                (false, b"(") => Scan::SortCriteria { open: true },
+                (true, b")") => Scan::Before { tokens: 1 },
+                (true, _) if !token.paren => Scan::SortCriteria { open: true },
+                // Not a criteria list: imap-codec's BAD, nothing to write out.
+                _ => Scan::Done,
+            },
+            Scan::Before { .. } if token.paren => Scan::Done,
+            Scan::Before { tokens } => {
+                if tokens > 1 {
+                    Scan::Before { tokens: tokens - 1 }
+                } else {
+                    Scan::Keys {
+                        args: 0,
+                        set: false,
+                        modseq: false,
+                    }
+                }
+            }
             Scan::Set { uid } => {
                 if dollar {
                     let saved = saved();
@@ -349,5 +384,49 @@ mod tests {
             ),
             "a SEARCH SUBJECT {1}\r\n UID 4:6,9 TO {1}\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn dollar_in_sort_and_thread_criteria() {
+        assert_eq!(
+            run(&["a SORT (DATE) UTF-8 $\r\n"], saved),
+            "a SORT (DATE) UTF-8 UID 4:6,9\r\n"
+        );
+        assert_eq!(
+            run(
+                &["a uid sort (REVERSE ARRIVAL) \"UTF-8\" NOT $ SEEN\r\n"],
+                saved
+            ),
+            "a uid sort (REVERSE ARRIVAL) \"UTF-8\" NOT UID 4:6,9 SEEN\r\n"
+        );
+        assert_eq!(
+            run(&["a THREAD REFERENCES UTF-8 $\r\n"], saved),
+            "a THREAD REFERENCES UTF-8 UID 4:6,9\r\n"
+        );
+        assert_eq!(
+            run(
+                &["a UID THREAD ORDEREDSUBJECT US-ASCII OR UID $ 1\r\n"],
+                none
+            ),
+            "a UID THREAD ORDEREDSUBJECT US-ASCII OR UID 12 1\r\n"
+        );
+        // A charset sent as a literal is one token; the `$` on the next line is a key.
+        assert_eq!(
+            run(&["a SORT (SUBJECT) {5}\r\n", " $\r\n"], saved),
+            "a SORT (SUBJECT) {5}\r\n UID 4:6,9\r\n"
+        );
+        // Not result references: a `$` that is a criterion, an algorithm or a charset, a
+        // key's argument, a quoted `$`; a malformed SORT is left to imap-codec.
+        for line in [
+            "a SORT ($) UTF-8 ALL\r\n",
+            "a SORT (DATE) $ ALL\r\n",
+            "a THREAD $ UTF-8 ALL\r\n",
+            "a THREAD REFERENCES $ ALL\r\n",
+            "a SORT (SUBJECT) UTF-8 SUBJECT $ \"$\"\r\n",
+            "a SORT DATE UTF-8 $\r\n",
+            "a THREAD (REFERENCES) UTF-8 $\r\n",
+        ] {
+            assert_eq!(run(&[line], saved), line);
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! a fresh folder index differs from that view (the untagged EXPUNGE, EXISTS, RECENT and FETCH
 //! FLAGS updates of RFC 3501 §7, with sequence numbers that stay right while they are sent).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
@@ -157,15 +156,25 @@ impl Selected {
         self.stamp = fresh.stamp;
         self.uid_next = fresh.uid_next;
         self.highest_modseq = fresh.highest_modseq;
-        let mut by_uid: HashMap<u32, &IndexEntry> =
-            fresh.messages.iter().map(|m| (m.uid, m)).collect();
+        // Both lists ascend by UID (the index is kept so; sorted here if it ever isn't), so
+        // one walk along both pairs them: this runs after every command while a folder is
+        // unsettled (docs/storage.md), and hashing or copying every entry's path then cost
+        // more than the command itself in a large folder.
+        let mut entries: Vec<&IndexEntry> = fresh.messages.iter().collect();
+        if !entries.is_sorted_by_key(|entry| entry.uid) {
+            entries.sort_by_key(|entry| entry.uid);
+        }
+        let mut next = entries.iter().copied().peekable();
         // The flags of changed and new messages, for the keywords they may bring.
         let mut touched: Vec<FlagSet> = Vec::new();
         // Flag changes and vanished messages.
         for (position, message) in self.messages.iter_mut().enumerate() {
-            match by_uid.remove(&message.meta.uid) {
+            while next.next_if(|entry| entry.uid < message.meta.uid).is_some() {}
+            match next.next_if(|entry| entry.uid == message.meta.uid) {
                 Some(entry) => {
-                    message.path = entry.path.clone();
+                    if message.path != entry.path {
+                        message.path = entry.path.clone();
+                    }
                     if !entry.flags.keywords.is_empty()
                         && entry.flags.keywords != message.meta.flags.keywords
                     {
@@ -190,11 +199,7 @@ impl Selected {
         }
         // New messages: what is left, ascending.
         let last_uid = self.messages.last().map_or(0, |m| m.meta.uid);
-        let mut new: Vec<&IndexEntry> = by_uid
-            .into_values()
-            .filter(|entry| entry.uid > last_uid)
-            .collect();
-        new.sort_by_key(|entry| entry.uid);
+        let new: Vec<&IndexEntry> = next.filter(|entry| entry.uid > last_uid).collect();
         if !new.is_empty() {
             for entry in new {
                 if !entry.flags.keywords.is_empty() {

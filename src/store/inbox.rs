@@ -14,13 +14,25 @@ pub struct StoredMessage {
     /// The Maildir base name (file name without `:2,flags`): unique and stable across the
     /// new/ → cur/ move and flag changes.
     pub base: String,
-    /// Size in CRLF form: what POP3 and IMAP report.
-    pub wire_size: u64,
-    /// Delivery order key (see [`delivery_order`]).
-    order: DeliveryOrder,
+    /// Size in CRLF form (what POP3 and IMAP report) when the name says it (`W=`).
+    size_in_name: Option<u64>,
 }
 
-/// Messages of the folder at `dir` (its `new/` and `cur/`), oldest first.
+impl StoredMessage {
+    /// Size in CRLF form: from the name, else counted in the file (read whole). Asked only of
+    /// messages new to the index: listing a folder reads no file, so re-listing a folder of
+    /// mail from another delivery agent (no `W=`) costs no more than one of ours.
+    pub fn wire_size(&self) -> io::Result<u64> {
+        match self.size_in_name {
+            Some(size) => Ok(size),
+            None => wire_size_of(&self.path),
+        }
+    }
+}
+
+/// Messages of the folder at `dir` (its `new/` and `cur/`), in no particular order (sort
+/// what needs it with [`in_delivery_order`]): the directories are read, no message file is
+/// opened.
 pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
     let mut messages = Vec::new();
     for sub in ["cur", "new"] {
@@ -36,20 +48,19 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
                 continue;
             }
             let base = name.split(':').next().unwrap_or(&name).to_string();
-            let wire_size = match size_from_name(&base) {
-                Some(size) => size,
-                None => wire_size_of(&entry.path())?,
-            };
             messages.push(StoredMessage {
                 path: entry.path(),
-                order: delivery_order(&base),
+                size_in_name: size_from_name(&base),
                 base,
-                wire_size,
             });
         }
     }
-    messages.sort_by(|a, b| a.order.cmp(&b.order));
     Ok(messages)
+}
+
+/// Sorts `messages` oldest first (see [`delivery_order`]).
+pub fn in_delivery_order(messages: &mut [&StoredMessage]) {
+    messages.sort_by_cached_key(|message| delivery_order(&message.base));
 }
 
 /// Sorts messages in delivery order: seconds, microseconds, the whole name.
@@ -252,11 +263,18 @@ mod tests {
         }
         fs::write(dir.join("new/200.M1P1Q1.h,S=3,W=5"), b"a\nb\n").unwrap();
         fs::write(dir.join("cur/100.M1P1Q2.h:2,S"), b"x\ny\n").unwrap();
-        let listed = list_messages(&dir).unwrap();
-        assert_eq!(listed.len(), 2);
+        // A name without `W=` that can't be read (here a directory): listing opens no
+        // message file, so it lists it; only its size can't be had.
+        fs::create_dir(dir.join("cur/300.M1P1Q3.h:2,")).unwrap();
+        let all = list_messages(&dir).unwrap();
+        let mut listed: Vec<&StoredMessage> = all.iter().collect();
+        in_delivery_order(&mut listed);
+        assert_eq!(listed.len(), 3);
         assert_eq!(listed[0].base, "100.M1P1Q2.h");
-        assert_eq!(listed[0].wire_size, 6);
-        assert_eq!(listed[1].wire_size, 5);
+        assert_eq!(listed[0].wire_size().unwrap(), 6);
+        assert_eq!(listed[1].wire_size().unwrap(), 5);
+        assert!(listed[2].wire_size().is_err());
+        fs::remove_dir(dir.join("cur/300.M1P1Q3.h:2,")).unwrap();
         delete_messages(&[listed[0].path.clone()]).unwrap();
         assert_eq!(list_messages(&dir).unwrap().len(), 1);
         fs::remove_dir_all(dir).unwrap();

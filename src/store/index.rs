@@ -17,7 +17,7 @@ use std::path::Path;
 use super::filekey::{file_key, settled};
 use super::flags::FlagSet;
 use super::gate;
-use super::inbox::{list_messages, StoredMessage};
+use super::inbox::{in_delivery_order, list_messages, StoredMessage};
 use super::indexcache;
 use super::indexfile::{
     empty, read_index, write_index, FolderIndex, IndexEntry, Stamp, INDEX_FILE,
@@ -213,7 +213,11 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
         .messages
         .retain_mut(|entry| match by_base.remove(entry.base.as_str()) {
             Some(found) => {
-                entry.path = found.path.clone();
+                // (Copied only when it moved: this runs for every message of a folder that
+                // is re-read, after every command while the folder is unsettled.)
+                if entry.path != found.path {
+                    entry.path = found.path.clone();
+                }
                 true
             }
             None => false,
@@ -221,11 +225,17 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
     if index.messages.len() != before {
         index.bump_modseq();
     }
-    // What is left in `by_base` is new, in `present` (delivery) order.
-    for message in &present {
-        if !by_base.contains_key(message.base.as_str()) {
-            continue;
-        }
+    // What is left in `by_base` is new: indexed in delivery order.
+    let mut new: Vec<&StoredMessage> = by_base.into_values().collect();
+    in_delivery_order(&mut new);
+    for message in new {
+        // Only a message new to the index may be read (for its size, when its name lacks
+        // it); one that vanished since the listing is simply not there.
+        let size = match message.wire_size() {
+            Ok(size) => size,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
         let uid = index.uid_next;
         index.uid_next = uid.checked_add(1).ok_or_else(|| {
             io::Error::other("UID space exhausted: the folder needs a new UIDVALIDITY")
@@ -238,7 +248,7 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
             uid,
             modseq,
             internal_date,
-            size: message.wire_size,
+            size,
             base: message.base.clone(),
             path: message.path.clone(),
             flags: flags_from_name(&message.path),

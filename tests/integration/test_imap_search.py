@@ -3,11 +3,16 @@ UTF-8 with a literal, BADCHARSET, UID SEARCH. One account, five messages, read-o
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from icshelpers import crlf
-from imaphelpers import (append, imap_target, make_module_imap, ok, resp_code,  # noqa: F401
-                         search_ids)
+from imaphelpers import (append, imap_target, make_imap, make_module_imap, ok,  # noqa: F401
+                         resp_code, search_ids)
 
 
 def msg(frm, to, subject, date, body, extra=""):
@@ -164,3 +169,96 @@ def test_imaplib_search(mailbox):
     assert ok(m.search("UTF-8", "SUBJECT")) == [b"3"]
     assert ok(m.uid("SEARCH", "SEEN"))[0].split().__len__() == 2
     m.logout()
+
+
+# --------------------------------------------------------------------------------------------
+# Keys the index answers open no message file
+
+
+INDEX_ONLY = [
+    ("SEARCH ALL", "all"),
+    ("UID SEARCH 1:*", "all"),
+    ("SEARCH 2:4 UNDELETED", "2 3 4"),
+    ("SEARCH UID 5:*", "5 6"),
+    ("SEARCH SEEN", ""),
+    ("SEARCH OR FLAGGED NOT ANSWERED", "all"),
+    ("SEARCH LARGER 1 SMALLER 100000", "all"),
+    ("SEARCH NEW", "all"),
+    ("SEARCH KEYWORD $Junk", ""),
+    ("SEARCH BEFORE 1-Jan-2100 SINCE 1-Jan-2000", "all"),
+    ("SEARCH MODSEQ 1", "all"),
+    ("SEARCH RETURN (MIN MAX COUNT) ALL", None),
+    ("SORT (ARRIVAL SIZE) UTF-8 ALL", None),
+]
+
+
+def test_index_keys_open_no_message_file(make_imap):
+    """SEARCH keys the index answers (ALL, sets, UID, flags, sizes, INTERNALDATE, MODSEQ)
+    must not open a message file, also when the folder has just changed and is read again
+    (docs/imap.md, "Why SEARCH ALL was slow"). Every message file is replaced by a FIFO
+    of the same name after SELECT: a server that opens one for reading blocks there (no
+    writer), the command never completes and the test fails on its timeout. The files come from "another delivery
+    agent" (no `W=` size in their names). The control at the end shows the trap works: a
+    FETCH of a body opens its FIFO, which a writer then feeds."""
+    ours = make_imap()
+    ours.only_icsmail("replaces the files of the server's own Maildir")
+    user = ours.fresh_user()
+    raw = ours.raw_login(user)
+    raw.ok("SELECT INBOX")  # makes the Maildir
+    raw.close()
+    local, domain = user.split("@")
+    box = ours.mail_root() / domain / local
+    count = 6
+    for i in range(count):
+        name = f"{time.time_ns()}.B{i}.elsewhere"
+        (box / "tmp" / name).write_bytes(f"Subject: m{i}\nFrom: a@b.example\n\nbody {i}\n".encode())
+        os.rename(box / "tmp" / name, box / "new" / name)
+    raw = ours.raw_login(user, timeout=15)
+    fifos: list[Path] = []
+    try:
+        assert f"* {count} EXISTS".encode() in raw.ok("SELECT INBOX").lines
+        for sub in ("cur", "new"):
+            for path in (box / sub).iterdir():
+                path.unlink()
+                os.mkfifo(path)
+                fifos.append(path)
+        assert len(fifos) == count
+        every = " ".join(str(n) for n in range(1, count + 1))
+        for command, want in INDEX_ONLY:
+            r = raw.cmd(command)  # a read of a FIFO: no answer, socket.timeout
+            assert r.status == "OK", (command, r)
+            if want is not None:
+                words = r.untagged("SEARCH")[0].split()[2:]
+                got = [w for w in words[:next((i for i, w in enumerate(words) if w[0] == "("),
+                                              len(words))]]
+                assert got == (every if want == "all" else want).split(), (command, r)
+        assert raw.cmd("UID STORE 1 +FLAGS (\\Flagged)").status == "OK"
+        assert raw.cmd("SEARCH FLAGGED").untagged("SEARCH") == ["* SEARCH 1"]
+        r = raw.ok("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")
+        assert len(r.untagged("FETCH")) == count
+        # The control: reading a body opens the FIFO; a writer feeds it.
+        opened = threading.Event()
+        target = next(p for p in fifos if p.name.split(":")[0].endswith(".B0.elsewhere"))
+
+        def feed():
+            with open(target, "wb") as fifo:  # blocks until the server opens it
+                opened.set()
+                fifo.write(b"Subject: m0\nFrom: a@b.example\n\nbody 0\n")
+
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        r = raw.ok("FETCH 1 (BODY.PEEK[TEXT])")
+        assert opened.is_set() and b"body 0" in b"".join(r.lines), r
+    finally:
+        raw.close()
+        release_fifos(fifos)
+
+
+def release_fifos(fifos: list) -> None:
+    """Lets a server thread blocked in opening one of the FIFOs go on (it reads end of file)."""
+    for path in fifos:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody reads it
+            continue
+        os.close(fd)

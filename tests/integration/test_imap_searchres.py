@@ -1,10 +1,11 @@
-"""SEARCHRES (RFC 5182): `SEARCH RETURN (SAVE ...)` and `$` in FETCH, STORE, COPY, MOVE,
-SEARCH and their UID forms. The same exchange runs on ics-mail and on a private Dovecot 2.3
-started here, on the same folder, and the FETCH, SEARCH, ESEARCH and EXPUNGE responses and
-the tagged results must be the same (`\\Recent`, which the servers give out differently, and
-untagged FLAGS/OK lines left out). Among them: the saved result after an expunge, after a
-failed SEARCH and after SELECT; SAVE with MIN/MAX; `$` as a SEARCH key, inside OR and NOT;
-`$Forwarded`-like keywords, a `$` keyword, a quoted `$` and a `$` after a literal.
+"""SEARCHRES (RFC 5182): `SEARCH RETURN (SAVE ...)`, `SORT RETURN (SAVE ...)` and `$` in
+FETCH, STORE, COPY, MOVE, SEARCH, SORT, THREAD and their UID forms. The same exchange runs on
+ics-mail and on a private Dovecot 2.3 started here, on the same folder, and the FETCH, SEARCH,
+ESEARCH, SORT, THREAD and EXPUNGE responses and the tagged results must be the same
+(`\\Recent`, which the servers give out differently, and untagged FLAGS/OK lines left out).
+Among them: the saved result after an expunge, after a failed SEARCH and after SELECT; SAVE
+with MIN/MAX; `$` as a SEARCH, SORT or THREAD key, inside OR and NOT; `$Forwarded`-like
+keywords, a `$` keyword, a quoted `$` and a `$` after a literal.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ EXCHANGE = [
     "UID SEARCH UID $",
     "SEARCH UID $",
     "UID SEARCH RETURN (ALL) $",
+    # `$` in SORT and THREAD criteria (RFC 5182 §2.1), and SORT RETURN (SAVE) (RFC 5267).
+    "SORT (REVERSE ARRIVAL) UTF-8 $",
+    "UID SORT (SUBJECT) UTF-8 $ UNSEEN",
+    'SORT (DATE) "UTF-8" NOT $',
+    "UID SORT RETURN (ALL) (REVERSE ARRIVAL) UTF-8 OR $ 1",
+    "SORT RETURN (COUNT MIN) (REVERSE ARRIVAL) UTF-8 NOT $",
+    "SORT (ARRIVAL) UTF-8 UID $",
+    "SORT (ARRIVAL) UTF-8 SUBJECT $",
+    "THREAD REFERENCES UTF-8 $",
+    "UID THREAD ORDEREDSUBJECT US-ASCII OR $ 6",
+    "SORT RETURN (SAVE) (REVERSE ARRIVAL) UTF-8 OR $ 6",
+    "FETCH $ (UID)",
+    "UID SORT RETURN (SAVE MIN) (REVERSE ARRIVAL) UTF-8 $",
+    "FETCH $ (UID)",
+    "SEARCH RETURN (SAVE) FLAGGED",
     # The saved message 2 goes: `$` follows.
     "STORE 2 +FLAGS.SILENT (\\Deleted)",
     "EXPUNGE",
@@ -55,6 +71,8 @@ EXCHANGE = [
     "FETCH $ (UID)",
     "UID FETCH $ (UID)",
     "SEARCH $",
+    "SORT (ARRIVAL) UTF-8 $",
+    "UID THREAD REFERENCES UTF-8 $",
     "COPY $ srtest",
     "UID COPY $ srtest",
     # A failed SEARCH empties it.
@@ -95,8 +113,9 @@ def kept(r) -> tuple:
             flags = re.search(r"\bFLAGS \(([^)]*)\)", fetch.group(2))
             lines.append((fetch.group(1), uid and uid.group(1),
                           flags and sorted(set(flags.group(1).split()) - {"\\Recent"})))
-        elif re.match(r"\* (\d+ EXPUNGE|SEARCH|ESEARCH)\b", line):
-            lines.append(line)
+        elif re.match(r"\* (\d+ EXPUNGE|SEARCH|ESEARCH|SORT|THREAD)\b", line):
+            # (Dovecot ends an empty THREAD with a space, which RFC 5256's grammar hasn't.)
+            lines.append(line.rstrip(" "))
     return r.status, lines
 
 

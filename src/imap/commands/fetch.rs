@@ -1,6 +1,7 @@
 //! FETCH and UID FETCH: flags and metadata from the view, everything else from the message
 //! file (read and parsed on the blocking pool, a chunk of messages at a time, so a FETCH of a
-//! whole folder streams out instead of piling up). Non-PEEK body fetches set \Seen.
+//! whole folder streams out instead of piling up). Non-PEEK body fetches set \Seen, and a
+//! FETCH that fails (a BINARY section that can't be decoded) sets it on none.
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
@@ -108,16 +109,20 @@ pub async fn fetch(
         }
     }
     if plan.sets_seen {
+        // A FETCH that fails must not have changed flags (its NO says it failed, RFC 3501
+        // §7.1.2): a BINARY section we can't decode fails it (RFC 3516 §4.3), so that is
+        // known before \Seen is set, and then nothing is set and nothing sent.
+        if let Some(cte) = undecodable(session, &positions, &plan).await? {
+            return Ok(unknown_cte_failure(&cte));
+        }
         mark_seen(session, &positions).await?;
     }
     let (missing, unknown_cte) =
         send_fetched(session, &positions, Arc::new(plan), condstore).await?;
     if let Some(cte) = unknown_cte {
-        // RFC 3516 §4.3: a part whose encoding we can't undo fails the FETCH.
-        return Ok(Done::no_code(
-            Code::UnknownCte,
-            format!("Unknown Content-Transfer-Encoding {cte}"),
-        ));
+        // RFC 3516 §4.3: a part whose encoding we can't undo fails the FETCH (a PEEK one
+        // here, which changed nothing; the messages before it were sent, as Dovecot does).
+        return Ok(unknown_cte_failure(&cte));
     }
     // A message whose file another session expunged meanwhile gets no response; the rest is
     // served and the FETCH succeeds (RFC 2180 §4.1.3, RFC 9051 §7.5.1 let a server omit
@@ -131,6 +136,59 @@ pub async fn fetch(
     } else {
         Done::ok("FETCH completed")
     })
+}
+
+/// `NO [UNKNOWN-CTE]` (RFC 3516 §4.3).
+fn unknown_cte_failure(cte: &str) -> Done {
+    Done::no_code(
+        Code::UnknownCte,
+        format!("Unknown Content-Transfer-Encoding {cte}"),
+    )
+}
+
+/// The first Content-Transfer-Encoding among the BINARY sections `plan` asks of the messages
+/// at `positions` that can't be decoded (None when there is none, or no BINARY item). Reads
+/// the messages one at a time on the blocking pool and decodes nothing; a message whose file
+/// is gone is skipped (it gets no response anyway).
+async fn undecodable(
+    session: &mut Session<'_>,
+    positions: &[usize],
+    plan: &Plan,
+) -> std::io::Result<Option<String>> {
+    let sections: Vec<Vec<std::num::NonZeroU32>> = plan
+        .names
+        .iter()
+        .filter_map(|name| match name {
+            MessageDataItemName::Binary { section, .. }
+            | MessageDataItemName::BinarySize { section } => Some(section.clone()),
+            _ => None,
+        })
+        .collect();
+    let Some(selected) = session.selected() else {
+        return Ok(None);
+    };
+    if sections.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<std::path::PathBuf> = positions
+        .iter()
+        .filter_map(|&i| Some(selected.messages.get(i)?.path.clone()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for path in &paths {
+            let Ok(stored) = std::fs::read(path) else {
+                continue;
+            };
+            let raw = to_wire_form(&stored);
+            drop(stored);
+            if let Err(unknown) = mime::binary_decodable(&raw, &sections) {
+                return Some(unknown.0);
+            }
+        }
+        None
+    })
+    .await
+    .map_err(std::io::Error::other)
 }
 
 /// `* VANISHED (EARLIER)` for the UIDs of `set` expunged after `since` (UID FETCH's VANISHED

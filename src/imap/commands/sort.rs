@@ -4,7 +4,7 @@
 //! header keys, which `sort::keycache` remembers across commands.
 
 use imap_codec::imap_types::core::{Charset, Vec1};
-use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::response::Code;
 use imap_codec::imap_types::search::SearchKey;
@@ -40,11 +40,14 @@ fn bad_charset() -> Done {
     )
 }
 
-/// Runs the search on the blocking pool and gets the keys of what matched.
+/// Runs the search on the blocking pool and gets the keys of what matched; with
+/// `header_keys` false (a SORT by ARRIVAL and SIZE only, which the index answers) no message
+/// file is opened for them, and every message has the same empty keys.
 async fn found(
     session: &mut Session<'_>,
     criteria: Vec1<SearchKey<'static>>,
     uid: bool,
+    header_keys: bool,
 ) -> std::io::Result<Result<Vec<Found>, Done>> {
     let Some(selected) = session.selected() else {
         return Ok(Err(Done::bad("Select a folder first")));
@@ -57,6 +60,7 @@ async fn found(
     let keys: Vec<SearchKey<'static>> = criteria.into_inner();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut found = Vec::new();
+        let no_keys = std::sync::Arc::new(SortKeys::default());
         for (index, message) in messages.iter().enumerate() {
             let seq = index as u32 + 1;
             let mut subject = Subject::new(seq, message);
@@ -67,11 +71,14 @@ async fn found(
                 Err(SearchError::Io(_)) => continue,
                 Err(err) => return Err(err),
             }
-            let sort_keys =
+            let sort_keys = if header_keys {
                 match keycache::keys(&message.path, || cache::header_block(&message.path)) {
                     Ok(keys) => keys,
                     Err(_) => continue,
-                };
+                }
+            } else {
+                no_keys.clone()
+            };
             found.push(Found {
                 number: if uid { message.meta.uid } else { seq },
                 internal_date: message.meta.internal_date,
@@ -121,7 +128,11 @@ pub async fn sort(
     if with_modseq {
         session.condstore = true;
     }
-    let found = match found(session, search, uid).await? {
+    let header_keys = criteria
+        .as_ref()
+        .iter()
+        .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+    let found = match found(session, search, uid, header_keys).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
@@ -221,7 +232,7 @@ pub async fn thread(
     if check_charset(Some(&charset)).is_err() {
         return Ok(bad_charset());
     }
-    let found = match found(session, search, uid).await? {
+    let found = match found(session, search, uid, true).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };

@@ -55,6 +55,37 @@ pub(crate) fn decoded(
     })
 }
 
+/// Whether BINARY[`part`] of `raw` can be decoded, without decoding it: the same part and
+/// leaves as [`decoded`] looks at, only their Content-Transfer-Encoding read. (A non-PEEK
+/// FETCH asks before it sets \Seen, so a FETCH that fails changes no flag.)
+pub(crate) fn check(raw: &[u8], root: &Entity, part: &[NonZeroU32]) -> Result<(), UnknownCte> {
+    let entity = if part.is_empty() {
+        root
+    } else {
+        match resolve(root, part) {
+            Some(entity) => entity,
+            None => return Ok(()),
+        }
+    };
+    if part.is_empty() || !matches!(entity.kind, Kind::Single | Kind::Opaque) {
+        return check_leaves(raw, entity);
+    }
+    encoding(raw, entity).map(|_| ())
+}
+
+/// [`check`] for every leaf inside `entity` (as [`decode_leaves`] walks them: bounded by
+/// `tree::MAX_DEPTH`).
+fn check_leaves(raw: &[u8], entity: &Entity) -> Result<(), UnknownCte> {
+    match &entity.kind {
+        Kind::Multipart(children) => children
+            .iter()
+            .try_for_each(|child| check_leaves(raw, child)),
+        Kind::Message(inner) => check_leaves(raw, inner),
+        Kind::Opaque => Ok(()),
+        Kind::Single => encoding(raw, entity).map(|_| ()),
+    }
+}
+
 enum Encoding {
     Identity,
     Base64,
@@ -258,6 +289,14 @@ Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b\r\n\r\nplain\r\n--b--\
         assert_eq!(decoded(raw, &root, &part(&[9])).unwrap(), b"");
         // The whole message holds a part it can't decode.
         assert!(decoded(raw, &root, &part(&[])).is_err());
+        // `check` says the same without decoding.
+        for section in [&[1][..], &[2], &[3], &[4], &[9], &[]] {
+            assert_eq!(
+                check(raw, &root, &part(section)),
+                decoded(raw, &root, &part(section)).map(|_| ()),
+                "{section:?}"
+            );
+        }
     }
 
     #[test]

@@ -66,6 +66,15 @@ pub fn binary_section(raw: &[u8], part: &[NonZeroU32]) -> Result<Vec<u8>, Unknow
     binary::decoded(raw, &tree::parse(raw), part)
 }
 
+/// Whether [`binary_section`] of each of `parts` would succeed, without decoding anything:
+/// the Content-Transfer-Encodings it would undo are all known.
+pub fn binary_decodable(raw: &[u8], parts: &[Vec<NonZeroU32>]) -> Result<(), UnknownCte> {
+    let root = tree::parse(raw);
+    parts
+        .iter()
+        .try_for_each(|part| binary::check(raw, &root, part))
+}
+
 /// [`section_bytes`] with every byte as stored, NUL included (CATENATE copies a section into
 /// a new message).
 pub fn section_as_stored(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
