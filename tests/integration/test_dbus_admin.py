@@ -273,12 +273,42 @@ def imap_login(server, user: str, password: str) -> bool:
         return False
 
 
+def imap_special_use(server, user: str, password: str) -> dict[str, set[str]]:
+    """Every folder of `user` and its attributes, from an RFC 6154 LIST (RETURN (SPECIAL-USE))."""
+    import imaplib
+    import re
+    with imaplib.IMAP4("127.0.0.1", server.config["imap"]["port"]) as client:
+        client.login(user, password)
+        # imaplib has no LIST-EXTENDED form: the command is sent as RFC 6154 spells it.
+        status, special = client._simple_command("LIST", '""', "*", "RETURN", "(SPECIAL-USE)")
+        assert status == "OK", special
+        _, special = client._untagged_response(status, special, "LIST")
+    folders: dict[str, set[str]] = {}
+    for line in special:
+        text = line.decode() if isinstance(line, bytes) else str(line)
+        found = re.match(r'\(([^)]*)\) (?:"[^"]*"|NIL) (?:"([^"]*)"|(\S+))$', text)
+        assert found, text
+        folders[found.group(2) or found.group(3)] = set(found.group(1).split())
+    return folders
+
+
 def test_mailboxes_are_created_changed_and_deleted_over_the_bus(admin):
     from icshelpers import PASSWORD
     bus, server = admin
+    # The folders in force when the mailbox is made: the defaults and one more, so the test
+    # sees the setting itself used, not a built-in list.
+    folders = [{"name": "Drafts", "specialUse": "drafts"}, {"name": "Sent", "specialUse": "sent"},
+               {"name": "Trash", "specialUse": "trash"}, {"name": "Junk", "specialUse": "junk"},
+               {"name": "Archive", "specialUse": "archive"}]
+    bus.call(SETTINGS, "Set", "ss", "storage.defaultFolders", json.dumps(folders))
     bus.call(MAILBOXES, "Create", "sss", DAVE, "Dave Example", "dave-secret")
     assert server.mailbox(DAVE).is_dir(), "the mailbox is made at once"
     wait_for(lambda: imap_login(server, DAVE, "dave-secret"), "dave's first login")
+    listed = imap_special_use(server, DAVE, "dave-secret")
+    for folder in folders:
+        attribute = "\\" + folder["specialUse"].capitalize()
+        assert attribute in listed.get(folder["name"], set()), (folder, listed)
+    assert "INBOX" in listed, listed
     exists = bus.call(MAILBOXES, "Create", "sss", DAVE, "", "x", check=False)
     assert exists.returncode != 0 and "the account exists" in exists.stderr, exists.stderr
     foreign = bus.call(MAILBOXES, "Create", "sss", "eve@elsewhere.example", "", "x", check=False)
