@@ -192,7 +192,7 @@ impl Groups {
             return;
         };
         let new = tree(&effective);
-        let changes: Vec<(String, Vec<(String, Json)>, Vec<String>)> = {
+        let changes: Vec<GroupChange> = {
             let Ok(mut shown) = self.shown.lock() else {
                 return;
             };
@@ -210,7 +210,11 @@ impl Groups {
                     .cloned()
                     .collect();
                 if !changed.is_empty() || !gone.is_empty() {
-                    changes.push((group.clone(), changed, gone));
+                    changes.push(GroupChange {
+                        group: group.clone(),
+                        changed,
+                        gone,
+                    });
                 }
             }
             *shown = new;
@@ -219,7 +223,12 @@ impl Groups {
         if changes.is_empty() {
             return;
         }
-        for (group, changed, gone) in &changes {
+        for GroupChange {
+            group,
+            changed,
+            gone,
+        } in &changes
+        {
             let Ok(emitter) = SignalEmitter::new(connection, object_path(group)) else {
                 continue;
             };
@@ -256,6 +265,15 @@ impl Groups {
             }
         }
     }
+}
+
+/// What `refresh` signals on one group's object.
+struct GroupChange {
+    group: String,
+    /// Properties with a new value (or new ones).
+    changed: Vec<(String, Json)>,
+    /// Properties that no longer have a value (the setting became null).
+    gone: Vec<String>,
 }
 
 fn interface_name() -> InterfaceName<'static> {

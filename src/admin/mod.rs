@@ -1,7 +1,8 @@
 //! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
 //! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`), the
 //! white- and blacklists (`lists`), the accounts (`mailboxes`), the outbound queue
-//! (`queue`) and the statistics (`statistics`). Every change goes to the override layer
+//! (`queue`) and the statistics (`statistics`); each settings group has an object of its
+//! own under `/org/icsmail/Mail1/settings` (`groups`). Every change goes to the override layer
 //! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
 //! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
 //! `icsmail-admin` group); the service itself trusts the bus.
