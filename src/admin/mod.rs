@@ -1,7 +1,8 @@
 //! `icsmail admind`: the administration service on the system bus (docs/dbus.md). It owns
 //! `org.icsmail.Mail1` and serves, on `/org/icsmail/Mail1`, the settings (`settings`), the
 //! white- and blacklists (`lists`), the accounts (`mailboxes`), the outbound queue
-//! (`queue`) and the statistics (`statistics`). Every change goes to the override layer
+//! (`queue`) and the statistics (`statistics`); each settings group has an object of its
+//! own under `/org/icsmail/Mail1/settings` (`groups`). Every change goes to the override layer
 //! (`overrides`); the daemons notice the file and reload, keeping their connections. Who
 //! may call is the bus policy's decision (units/dbus/org.icsmail.Mail1.conf: root and the
 //! `icsmail-admin` group); the service itself trusts the bus.
@@ -10,6 +11,7 @@
 //! bus).
 
 mod error;
+mod groups;
 pub mod keys;
 mod lists;
 mod mailboxes;
@@ -55,6 +57,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
     let state_dir = overrides.state_dir().to_path_buf();
     attach_store(&source)?;
     let edits = Arc::new(Mutex::new(()));
+    let groups = groups::Groups::new(overrides.clone(), edits.clone())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let connection = zbus::connection::Builder::system()
@@ -63,6 +66,7 @@ pub fn run(source: Source) -> anyhow::Result<()> {
                 SettingsInterface {
                     overrides: overrides.clone(),
                     edits: edits.clone(),
+                    groups: groups.clone(),
                 },
             )
             .serve_at(
@@ -99,6 +103,24 @@ pub fn run(source: Source) -> anyhow::Result<()> {
             )
             .await?;
         server.at(OBJECT_PATH, TasksInterface { tasks }).await?;
+        for group in groups.names() {
+            let iface = groups::SettingsGroup {
+                group: group.clone(),
+                groups: groups.clone(),
+            };
+            server.at(groups::object_path(&group), iface).await?;
+        }
+        // Changes the service did not make (the files edited underneath, the lists, the
+        // mailboxes, a move) are signalled within a second, as the daemons reload them.
+        let watcher = connection.clone();
+        let watched = groups.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                watched.refresh(&watcher).await;
+            }
+        });
         connection
             .request_name(BUS_NAME)
             .await

@@ -10,6 +10,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::OwnedVariant as OwnedValue;
 
 use super::error::AdminError;
+use super::groups::Groups;
 use super::keys::parse_value;
 use super::overrides::Overrides;
 use super::typed;
@@ -18,6 +19,31 @@ pub struct SettingsInterface {
     pub overrides: Arc<Overrides>,
     /// One change at a time, across every interface that writes the override layer.
     pub edits: Arc<Mutex<()>>,
+    /// The group objects, told of each change at once (docs/dbus.md, "Settings by group").
+    pub groups: Arc<Groups>,
+}
+
+/// Overrides the setting `name` with `value`, checked as the whole configuration is at start
+/// (the one path of `Set`, `SetValue` and a group property's `Properties.Set`); the
+/// setting's resolved name. The caller has authorized the change.
+pub async fn set_json(
+    overrides: &Arc<Overrides>,
+    edits: &Mutex<()>,
+    name: &str,
+    value: serde_json::Value,
+) -> Result<String, AdminError> {
+    let _edit = edits.lock().await;
+    let overrides = overrides.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let path = overrides.resolve(&name).map_err(unknown)?;
+        if moves_the_store(&path.name()) {
+            return Err(store_moves_only(&path.name()));
+        }
+        overrides.set(&path, value)?;
+        Ok::<_, AdminError>(path.name())
+    })
+    .await?
 }
 
 #[zbus::interface(name = "org.icsmail.Mail1.Settings")]
@@ -51,20 +77,10 @@ impl SettingsInterface {
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<(), AdminError> {
         super::polkit::authorize(&header, connection).await?;
-        let _edit = self.edits.lock().await;
-        let overrides = self.overrides.clone();
-        let (name, value) = (name.to_string(), parse_value(value));
-        let changed = tokio::task::spawn_blocking(move || {
-            let path = overrides.resolve(&name).map_err(unknown)?;
-            if moves_the_store(&path.name()) {
-                return Err(store_moves_only(&path.name()));
-            }
-            overrides.set(&path, value)?;
-            Ok::<_, AdminError>(path.name())
-        })
-        .await??;
+        let changed = set_json(&self.overrides, &self.edits, name, parse_value(value)).await?;
         info!(setting = changed, "setting overridden");
         SettingsInterface::changed(&emitter, &changed).await?;
+        self.groups.refresh(connection).await;
         Ok(())
     }
 
@@ -89,9 +105,11 @@ impl SettingsInterface {
             Ok::<_, AdminError>((overrides.reset(&path)?, path.name()))
         })
         .await??;
+        drop(_edit);
         if reset {
             info!(setting = changed, "override dropped");
             SettingsInterface::changed(&emitter, &changed).await?;
+            self.groups.refresh(connection).await;
         }
         Ok(reset)
     }
@@ -113,8 +131,9 @@ impl SettingsInterface {
     }
 
     /// Every setting in force with a value, by dotted name, as a native D-Bus value (null
-    /// settings and password hashes left out). Read at each Get; `Changed` says when to.
-    #[zbus(property(emits_changed_signal = "false"))]
+    /// settings and password hashes left out). Read at each Get; a change sends
+    /// `PropertiesChanged` with `Values` invalidated (the whole map is large).
+    #[zbus(property(emits_changed_signal = "invalidates"))]
     async fn values(&self) -> zbus::fdo::Result<HashMap<String, OwnedValue>> {
         let overrides = self.overrides.clone();
         let effective = tokio::task::spawn_blocking(move || overrides.effective())

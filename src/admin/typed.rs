@@ -21,7 +21,7 @@ use zbus::{Array, Dict, OwnedVariant as OwnedValue, Signature};
 
 /// Keys never shown among the values: password hashes stay in `overrides.json` and the
 /// declarative file (`Get` of the exact name still shows what the file holds).
-const HIDDEN_KEYS: &[&str] = &["hashedPassword"];
+pub const HIDDEN_KEYS: &[&str] = &["hashedPassword"];
 
 /// Every setting of `tree` with a value, by dotted name (`smtp.maxMessageSize`), its value
 /// typed. Objects are walked down to their leaves, except inside lists.

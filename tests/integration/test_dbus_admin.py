@@ -273,12 +273,42 @@ def imap_login(server, user: str, password: str) -> bool:
         return False
 
 
+def imap_special_use(server, user: str, password: str) -> dict[str, set[str]]:
+    """Every folder of `user` and its attributes, from an RFC 6154 LIST (RETURN (SPECIAL-USE))."""
+    import imaplib
+    import re
+    with imaplib.IMAP4("127.0.0.1", server.config["imap"]["port"]) as client:
+        client.login(user, password)
+        # imaplib has no LIST-EXTENDED form: the command is sent as RFC 6154 spells it.
+        status, special = client._simple_command("LIST", '""', "*", "RETURN", "(SPECIAL-USE)")
+        assert status == "OK", special
+        _, special = client._untagged_response(status, special, "LIST")
+    folders: dict[str, set[str]] = {}
+    for line in special:
+        text = line.decode() if isinstance(line, bytes) else str(line)
+        found = re.match(r'\(([^)]*)\) (?:"[^"]*"|NIL) (?:"([^"]*)"|(\S+))$', text)
+        assert found, text
+        folders[found.group(2) or found.group(3)] = set(found.group(1).split())
+    return folders
+
+
 def test_mailboxes_are_created_changed_and_deleted_over_the_bus(admin):
     from icshelpers import PASSWORD
     bus, server = admin
+    # The folders in force when the mailbox is made: the defaults and one more, so the test
+    # sees the setting itself used, not a built-in list.
+    folders = [{"name": "Drafts", "specialUse": "drafts"}, {"name": "Sent", "specialUse": "sent"},
+               {"name": "Trash", "specialUse": "trash"}, {"name": "Junk", "specialUse": "junk"},
+               {"name": "Archive", "specialUse": "archive"}]
+    bus.call(SETTINGS, "Set", "ss", "storage.defaultFolders", json.dumps(folders))
     bus.call(MAILBOXES, "Create", "sss", DAVE, "Dave Example", "dave-secret")
     assert server.mailbox(DAVE).is_dir(), "the mailbox is made at once"
     wait_for(lambda: imap_login(server, DAVE, "dave-secret"), "dave's first login")
+    listed = imap_special_use(server, DAVE, "dave-secret")
+    for folder in folders:
+        attribute = "\\" + folder["specialUse"].capitalize()
+        assert attribute in listed.get(folder["name"], set()), (folder, listed)
+    assert "INBOX" in listed, listed
     exists = bus.call(MAILBOXES, "Create", "sss", DAVE, "", "x", check=False)
     assert exists.returncode != 0 and "the account exists" in exists.stderr, exists.stderr
     foreign = bus.call(MAILBOXES, "Create", "sss", "eve@elsewhere.example", "", "x", check=False)
@@ -413,3 +443,92 @@ def test_settings_as_typed_values(admin):
     assert wrong.returncode != 0 and "smtp.maxMessageSize" in wrong.stderr, wrong.stderr
     odd = bus.call(SETTINGS, "SetValue", "sv", "heloName", "o", "/x", check=False)
     assert odd.returncode != 0 and "heloName" in odd.stderr and "type o" in odd.stderr
+
+
+# ------------------------------------------------------------------------------ settings by group
+GROUP = "org.icsmail.Mail1.SettingsGroup"
+SMTP_GROUP = f"{OBJECT}/settings/smtp"
+
+
+def group_prop(bus, path: str, name: str):
+    result = bus.busctl("--json=short", "get-property", BUS_NAME, path, GROUP, name)
+    return json.loads(result.stdout)
+
+
+def test_each_settings_group_is_an_object_with_typed_properties(admin):
+    bus, server = admin
+    tree = bus.busctl("tree", "--list", BUS_NAME).stdout.split()
+    for group in ("smtp", "queue", "storage", "lists", "spam", "accounts"):
+        assert f"{OBJECT}/settings/{group}" in tree, tree
+    xml = bus.busctl("introspect", "--xml-interface", BUS_NAME, SMTP_GROUP).stdout
+    assert f'<interface name="{GROUP}">' in xml, xml
+    assert '<property name="maxMessageSize" type="t" access="readwrite">' in xml, xml
+    assert '<property name="smtputf8" type="b" access="readwrite">' in xml, xml
+    assert 'value="smtp.maxMessageSize"' in xml, xml
+    storage = bus.busctl("introspect", "--xml-interface", BUS_NAME,
+                         f"{OBJECT}/settings/storage").stdout
+    assert '<property name="path" type="s" access="read">' in storage, storage
+    assert group_prop(bus, SMTP_GROUP, "maxMessageSize") == {
+        "type": "t", "data": 10 * 1024 * 1024}
+    assert group_prop(bus, f"{OBJECT}/settings", "heloName") == {
+        "type": "s", "data": "mx.example.test"}
+    accounts = group_prop(bus, f"{OBJECT}/settings/accounts", "accounts")
+    assert accounts["type"] == "a{sv}" and ALICE in accounts["data"], accounts
+    assert "hashedPassword" not in json.dumps(accounts), "a password hash is shown"
+
+    # Properties.Set: the same check, the same error text and name as Settings.Set.
+    bus.busctl("set-property", BUS_NAME, SMTP_GROUP, GROUP, "maxMessageSize", "t", "4000")
+    wait_for(lambda: ehlo_size(server) == 4000, "the new SIZE in EHLO")
+    assert data(bus.call(SETTINGS, "Get", "s", "smtp.maxMessageSize")) == ["4000", "override"]
+    assert group_prop(bus, SMTP_GROUP, "maxMessageSize")["data"] == 4000
+    wrong = bus.busctl("set-property", BUS_NAME, SMTP_GROUP, GROUP, "maxMessageSize", "s",
+                       "big", check=False)
+    via_set = bus.call(SETTINGS, "Set", "ss", "smtp.maxMessageSize", '"big"', check=False)
+    assert wrong.returncode != 0 and "smtp.maxMessageSize" in wrong.stderr, wrong.stderr
+    # busctl's own prefix differs ("Failed to set property …:" / "Call failed:"), the error text not.
+    assert wrong.stderr.split("SettingsGroup: ", 1)[1] == via_set.stderr.split("failed: ", 1)[1]
+    raw = subprocess.run(["gdbus", "call", "--address", bus.address, "--dest", BUS_NAME,
+                          "--object-path", SMTP_GROUP, "--method",
+                          "org.freedesktop.DBus.Properties.Set", GROUP, "maxMessageSize",
+                          "<'big'>"], capture_output=True, text=True, timeout=30)
+    assert "org.icsmail.Mail1.Error.InvalidSetting" in raw.stderr, raw.stderr
+    path = bus.busctl("set-property", BUS_NAME, f"{OBJECT}/settings/storage", GROUP, "path",
+                      "s", "/elsewhere", check=False)
+    assert path.returncode != 0 and "storage.path" in path.stderr, path.stderr
+    denied = bus.busctl("set-property", BUS_NAME, SMTP_GROUP, GROUP, "maxMessageSize", "t",
+                        "5000", user="daemon", check=False)
+    assert denied.returncode != 0 and "denied" in denied.stderr.lower(), denied.stderr
+    assert data(bus.call(SETTINGS, "Get", "s", "smtp.maxMessageSize")) == ["4000", "override"]
+
+
+def test_setting_changes_send_properties_changed(admin):
+    bus, server = admin
+    monitor = subprocess.Popen(["gdbus", "monitor", "--address", bus.address, "--dest",
+                                BUS_NAME], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        time.sleep(1.0)  # gdbus subscribes before it prints anything
+        bus.call(SETTINGS, "Set", "ss", "queue.maxLifetime", "2880")
+        bus.busctl("set-property", BUS_NAME, SMTP_GROUP, GROUP, "maxMessageSize", "t", "4000")
+        bus.call(SETTINGS, "Reset", "s", "queue.maxLifetime")
+        # A change of the override file underneath the service is signalled too.
+        overrides = server.state_dir / "overrides.json"
+        layer = json.loads(overrides.read_text())
+        layer["heloName"] = "underneath.example.test"
+        overrides.write_text(json.dumps(layer))
+        time.sleep(2.5)
+    finally:
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+    changed = [line for line in out.splitlines()
+               if "org.freedesktop.DBus.Properties.PropertiesChanged" in line]
+    queue = [line for line in changed if line.startswith(f"{OBJECT}/settings/queue:")]
+    assert any("'maxLifetime': <uint64 2880>" in line for line in queue), out
+    assert any("'maxLifetime': <uint64" in line and "2880" not in line for line in queue), \
+        "the Reset is not signalled: " + out
+    assert any(line.startswith(f"{SMTP_GROUP}:") and "'maxMessageSize': <uint64 4000>" in line
+               for line in changed), out
+    assert any(line.startswith(f"{OBJECT}/settings:")
+               and "'heloName': <'underneath.example.test'>" in line for line in changed), out
+    assert any(line.startswith(f"{OBJECT}:") and "'org.icsmail.Mail1.Settings'" in line
+               and "['Values']" in line for line in changed), out

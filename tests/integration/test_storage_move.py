@@ -362,3 +362,60 @@ def test_a_cancelled_move_keeps_the_store_and_a_second_move_resumes(admin):
     subjects = subjects_in(moved)
     assert sorted(subjects) == sorted([f"seed-{n}" for n in range(SEEDED)] + ["between-moves"])
     assert os.readlink(server.state_dir / "mail-root") == str(target)
+
+
+def pause_in_force(state_dir: Path) -> bool:
+    """Whether a mover holds `storage.pause` exclusively (a shared probe is refused), as the
+    daemons themselves find out (src/store/gate.rs)."""
+    import fcntl
+    with open(state_dir / "storage.pause", "a+b") as pause:
+        try:
+            fcntl.flock(pause, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(pause, fcntl.LOCK_UN)
+        return False
+
+
+def smtp_reply_to(server, token: str) -> int:
+    """The first reply that is not 250 for one message to alice (250 when it was taken)."""
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as smtp:
+        smtp.ehlo("client.example.org")
+        for code, _ in (smtp.mail("sender@example.org"), smtp.rcpt(ALICE)):
+            if code != 250:
+                return code
+        code, _ = smtp.data(make_message(token))
+        return code
+
+
+def test_the_final_pass_and_the_switch_run_under_a_delivery_pause_answered_451(admin):
+    """The test holds the gate's shared lock as a write in flight would: the mover, at its final
+    pass, takes the pause and waits for that write, so the pause is in force for as long as the
+    test wants to look at it (not a race against a short window)."""
+    import fcntl
+    bus, server = admin
+    seed_inbox(server.mailbox(ALICE), 200)
+    old_root = os.readlink(server.state_dir / "mail-root")
+    assert not pause_in_force(server.state_dir)
+    assert smtp_reply_to(server, "before-move") == 250
+    target = server.tmp / "paused-move"
+    with open(server.state_dir / "storage.gate", "a+b") as gate:
+        fcntl.flock(gate, fcntl.LOCK_SH)  # a write in flight
+        task = data(bus.call(STORAGE, "Move", "s", str(target)))[0]
+        wait_for(lambda: pause_in_force(server.state_dir), "the move's pause", timeout=60)
+        # Paused, and not yet switched: the final pass waits for the write in flight.
+        assert task_property(bus, task, "State") == "running"
+        assert os.readlink(server.state_dir / "mail-root") == old_root
+        assert smtp_reply_to(server, "during-pause") == 451, "a delivery during the pause"
+        assert pause_in_force(server.state_dir), "the pause ended before the write did"
+        fcntl.flock(gate, fcntl.LOCK_UN)
+    wait_task(bus, task, timeout=60)
+    assert os.readlink(server.state_dir / "mail-root") == str(target)
+    assert not pause_in_force(server.state_dir), "the pause outlived the move"
+    assert smtp_reply_to(server, "after-move") == 250
+    subjects = subjects_in(target / server.mailbox(ALICE).relative_to(server.mail_root))
+    assert "during-pause" not in subjects
+    assert sorted(s for s in subjects if not s.startswith("seed-")) == [
+        "after-move", "before-move"]
+    log = (server.tmp / "admind.stderr").read_text()
+    assert "storage move: switched to the new tree" in log and "pause_ms=" in log, log
