@@ -351,7 +351,7 @@ impl Interface for SettingsGroup {
             let json = json
                 .map_err(|why| AdminError::InvalidArgument(format!("{}: {why}", prop.dotted)))
                 .map_err(boxed)?;
-            let name = super::settings::set_json(
+            let name = super::edit::set_json(
                 &self.groups.overrides,
                 &self.groups.edits,
                 &prop.dotted,
@@ -361,7 +361,7 @@ impl Interface for SettingsGroup {
             .map_err(boxed)?;
             info!(setting = name, "setting overridden (group property)");
             if let Ok(emitter) = SignalEmitter::new(connection, OBJECT_PATH) {
-                let _ = super::settings::SettingsInterface::changed(&emitter, &name).await;
+                let _ = super::edit::announce(&emitter, &name).await;
             }
             self.groups.refresh(connection).await;
             Ok(())

@@ -10,6 +10,7 @@
 //! The bus is the system bus, or the one `DBUS_SYSTEM_BUS_ADDRESS` names (the tests' private
 //! bus).
 
+mod edit;
 mod error;
 mod groups;
 pub mod keys;

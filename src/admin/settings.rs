@@ -9,6 +9,7 @@ use tracing::info;
 use zbus::object_server::SignalEmitter;
 use zbus::OwnedVariant as OwnedValue;
 
+use super::edit::{moves_the_store, set_json, store_moves_only, unknown};
 use super::error::AdminError;
 use super::groups::Groups;
 use super::keys::parse_value;
@@ -21,29 +22,6 @@ pub struct SettingsInterface {
     pub edits: Arc<Mutex<()>>,
     /// The group objects, told of each change at once (docs/dbus.md, "Settings by group").
     pub groups: Arc<Groups>,
-}
-
-/// Overrides the setting `name` with `value`, checked as the whole configuration is at start
-/// (the one path of `Set`, `SetValue` and a group property's `Properties.Set`); the
-/// setting's resolved name. The caller has authorized the change.
-pub async fn set_json(
-    overrides: &Arc<Overrides>,
-    edits: &Mutex<()>,
-    name: &str,
-    value: serde_json::Value,
-) -> Result<String, AdminError> {
-    let _edit = edits.lock().await;
-    let overrides = overrides.clone();
-    let name = name.to_string();
-    tokio::task::spawn_blocking(move || {
-        let path = overrides.resolve(&name).map_err(unknown)?;
-        if moves_the_store(&path.name()) {
-            return Err(store_moves_only(&path.name()));
-        }
-        overrides.set(&path, value)?;
-        Ok::<_, AdminError>(path.name())
-    })
-    .await?
 }
 
 #[zbus::interface(name = "org.icsmail.Mail1.Settings")]
@@ -152,21 +130,4 @@ impl SettingsInterface {
     /// A setting's value in force changed (by Set, Reset or the lists).
     #[zbus(signal)]
     pub async fn changed(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
-}
-
-fn unknown(errors: crate::config::ConfigErrors) -> AdminError {
-    AdminError::UnknownSetting(errors.to_string())
-}
-
-/// `storage.path` itself or an object holding it (`storage`): only a move may change where
-/// the mail is, and it sets the setting itself.
-fn moves_the_store(name: &str) -> bool {
-    name == "storage" || name == "storage.path"
-}
-
-fn store_moves_only(name: &str) -> AdminError {
-    AdminError::InvalidArgument(format!(
-        "{name}: use org.icsmail.Mail1.Storage.Move(path), which moves the mail there and then \
-         sets storage.path (storage.defaultFolders can be set alone)"
-    ))
 }
