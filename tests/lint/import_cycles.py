@@ -2,7 +2,7 @@
 """No import circles between the crate's files (STYLE.md: "no import circles").
 
 Builds the graph of which file uses which — `use crate::…`, `use super::…`, `use self::…` and
-`crate::a::b::` paths in code, test modules left out — and fails, naming the files and edges,
+`crate::a::b::` and `super::a::` paths in code, test modules left out — and fails, naming the files and edges,
 when a set of files reaches itself. A file's imports of its own submodules and of the modules
 that contain it (`super::` to a `mod.rs`) are not edges: a parent declares its children.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 USE = re.compile(r"\buse\s+((?:crate|super|self)(?:::\w+)*)(?:::\{([^;]*)\})?")
 PATH = re.compile(r"\bcrate((?:::\w+)+)")
+SUPER_PATH = re.compile(r"(?<![\w:])((?:super::)+\w+(?:::\w+)*)")
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{")
 
 
@@ -61,6 +62,11 @@ def targets(module: tuple[str, ...], text: str, known: dict) -> set:
             out.add(resolve(full, known))
     for match in PATH.finditer(text):
         out.add(resolve(match.group(1).strip(":").split("::"), known))
+    for match in SUPER_PATH.finditer(text):
+        here, parts = list(module), match.group(1).split("::")
+        while parts and parts[0] == "super":
+            here, parts = here[:-1], parts[1:]
+        out.add(resolve(here + parts, known))
     # Not edges: nothing found, itself, the modules that contain it.
     return {t for t in out if t is not None and t != module and module[: len(t)] != t}
 
