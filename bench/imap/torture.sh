@@ -51,7 +51,7 @@ for target in "${targets[@]}"; do
     log "$target: FAILED"
     status=1
   fi
-  { echo "== $target"; grep -E "IMAP_TORTURE_SEED|commands|passed|failed" "$OUT.$target" || true; } >>"$OUT"
+  { echo "== $target"; grep -E "^IMAP_TORTURE_SEED|^[0-9]+ commands|[0-9]+ (passed|failed)" "$OUT.$target" || true; } >>"$OUT"
   rm -f "$OUT.$target"
 done
 log "summary: $OUT"
