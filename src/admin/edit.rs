@@ -10,9 +10,9 @@ use zbus::object_server::SignalEmitter;
 use super::error::AdminError;
 use super::overrides::Overrides;
 
-/// The interface and member of the `Changed(name)` signal (declared for introspection on
-/// `SettingsInterface`).
-const SETTINGS_INTERFACE: &str = "org.icsmail.Mail1.Settings";
+/// The interface of `Settings` (its `Changed(name)` signal is declared for introspection on
+/// `SettingsInterface`; its `Values` property is invalidated by the group objects).
+pub const SETTINGS_INTERFACE: &str = "org.icsmail.Mail1.Settings";
 
 /// Overrides the setting `name` with `value`, checked as the whole configuration is at start
 /// (the one path of `Set`, `SetValue` and a group property's `Properties.Set`); the

@@ -254,7 +254,7 @@ impl Groups {
             }
         }
         if let Ok(emitter) = SignalEmitter::new(connection, OBJECT_PATH) {
-            if let Ok(name) = InterfaceName::try_from("org.icsmail.Mail1.Settings") {
+            if let Ok(name) = InterfaceName::try_from(super::edit::SETTINGS_INTERFACE) {
                 let _ = zbus::fdo::Properties::properties_changed(
                     &emitter,
                     name,

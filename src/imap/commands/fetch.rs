@@ -164,12 +164,12 @@ async fn undecodable(
             _ => None,
         })
         .collect();
-    let Some(selected) = session.selected() else {
-        return Ok(None);
-    };
     if sections.is_empty() {
         return Ok(None);
     }
+    let Some(selected) = session.selected() else {
+        return Ok(None);
+    };
     let paths: Vec<std::path::PathBuf> = positions
         .iter()
         .filter_map(|&i| Some(selected.messages.get(i)?.path.clone()))
