@@ -157,9 +157,9 @@ impl Selected {
         self.uid_next = fresh.uid_next;
         self.highest_modseq = fresh.highest_modseq;
         // Both lists ascend by UID (the index is kept so; sorted here if it ever isn't), so
-        // one walk along both pairs them: this runs after every command while a folder is
-        // unsettled (docs/storage.md), and hashing or copying every entry's path then cost
-        // more than the command itself in a large folder.
+        // one walk along both pairs them: this runs after every command while other sessions
+        // keep changing the folder, and hashing or copying every entry's path then cost more
+        // than the command itself in a large folder.
         let mut entries: Vec<&IndexEntry> = fresh.messages.iter().collect();
         if !entries.is_sorted_by_key(|entry| entry.uid) {
             entries.sort_by_key(|entry| entry.uid);

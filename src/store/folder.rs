@@ -268,53 +268,68 @@ impl Folder {
     ) -> io::Result<Copied> {
         // A storage move's last pass waits for the files and the index together.
         let _gate = gate::enter()?;
-        let mut placed = Vec::with_capacity(messages.len());
         let mut bytes = 0u64;
-        for message in messages {
-            let base = match store.link_into(&message.path, &target.dir, message.size) {
-                Ok(base) => base,
-                // Expunged meanwhile (by another session or process): nothing to copy; it
-                // is left out of the UID pairs (RFC 4315 COPYUID names what was copied).
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err),
-            };
-            bytes = bytes.saturating_add(quota::message_bytes(&message.path));
-            placed.push((message.uid, base, &message.flags));
-        }
-        if placed.is_empty() {
-            let index = target.sync()?;
-            return Ok(Copied {
-                uid_validity: index.uid_validity,
-                pairs: Vec::new(),
-            });
-        }
-        store.sync_dir(&target.dir.join("new"))?;
-        quota::note(&quota::mailbox_root(&target.dir), bytes, placed.len(), true);
-        let (index, pairs) = index::update(&target.dir, |index| {
-            let by_base: HashMap<&str, usize> = placed
-                .iter()
-                .enumerate()
-                .map(|(i, (_, base, _))| (base.as_str(), i))
-                .collect();
-            let mut target_uids: Vec<Option<u32>> = vec![None; placed.len()];
-            // The copies' flags come with a new modseq: another session's sync may have
-            // indexed them already (without flags), and a change of flags under an unchanged
-            // MODSEQ would go unseen by CONDSTORE clients.
-            let modseq = index.bump_modseq();
-            for entry in index.messages.iter_mut() {
-                if let Some(&i) = by_base.get(entry.base.as_str()) {
-                    entry.flags = placed[i].2.clone();
-                    entry.modseq = modseq;
-                    target_uids[i] = Some(entry.uid);
+        // Linked under the target's lock, so that its index learns of the copies from this
+        // update instead of a listing (and no other session indexes them without flags).
+        let link_all = || -> io::Result<(Vec<String>, Vec<LinkedCopy>)> {
+            let mut placed = Vec::with_capacity(messages.len());
+            for message in messages {
+                let base = match store.link_into(&message.path, &target.dir, message.size) {
+                    Ok(base) => base,
+                    // Expunged meanwhile (by another session or process): nothing to copy;
+                    // it is left out of the UID pairs (RFC 4315 COPYUID names what was copied).
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => {
+                        unlink_copies(store, &target.dir, &placed);
+                        return Err(err);
+                    }
+                };
+                bytes = bytes.saturating_add(quota::message_bytes(&message.path));
+                placed.push((message.uid, base, &message.flags));
+            }
+            if !placed.is_empty() {
+                if let Err(err) = store.sync_dir(&target.dir.join("new")) {
+                    unlink_copies(store, &target.dir, &placed);
+                    return Err(err);
                 }
             }
-            let pairs = placed
-                .iter()
-                .zip(target_uids)
-                .filter_map(|((source, _, _), target)| Some((*source, target?)))
-                .collect();
-            Ok(pairs)
-        })?;
+            let bases = placed.iter().map(|(_, base, _)| base.clone()).collect();
+            Ok((bases, placed))
+        };
+        let (index, pairs) = index::update_placing(
+            &target.dir,
+            link_all,
+            |index, placed: &Vec<LinkedCopy>| {
+                if placed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let by_base: HashMap<&str, usize> = placed
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, base, _))| (base.as_str(), i))
+                    .collect();
+                let mut target_uids: Vec<Option<u32>> = vec![None; placed.len()];
+                // The copies take their flags with a new modseq, as an APPEND does.
+                let modseq = index.bump_modseq();
+                for entry in index.messages.iter_mut() {
+                    if let Some(&i) = by_base.get(entry.base.as_str()) {
+                        entry.flags = placed[i].2.clone();
+                        entry.modseq = modseq;
+                        target_uids[i] = Some(entry.uid);
+                    }
+                }
+                let pairs = placed
+                    .iter()
+                    .zip(target_uids)
+                    .filter_map(|((source, _, _), target)| Some((*source, target?)))
+                    .collect();
+                Ok(pairs)
+            },
+            |placed| unlink_copies(store, &target.dir, placed),
+        )?;
+        if !pairs.is_empty() {
+            quota::note(&quota::mailbox_root(&target.dir), bytes, pairs.len(), true);
+        }
         Ok(Copied {
             uid_validity: index.uid_validity,
             pairs,
@@ -387,7 +402,7 @@ impl Folder {
         let (mut sealed, flags): (Vec<SealedMessage>, Vec<FlagSet>) = messages.into_iter().unzip();
         let (index, (bases, uids)) = index::update_placing(
             &self.dir,
-            || place(store, &mut sealed),
+            || place(store, &mut sealed).map(|bases| (bases.clone(), bases)),
             |index, bases: &Vec<String>| {
                 let modseq = index.bump_modseq();
                 let uids = bases
@@ -424,6 +439,15 @@ impl Folder {
         quota::note(&quota::mailbox_root(&self.dir), bytes, paths.len(), false);
         Ok(())
     }
+}
+
+/// A copy linked into the target: the source UID, its base name there and the flags it takes.
+type LinkedCopy<'a> = (u32, String, &'a FlagSet);
+
+/// Takes back copies linked into `folder` whose indexing failed (see `index::update_placing`).
+fn unlink_copies(store: &MailStore, folder: &Path, placed: &[LinkedCopy]) {
+    let bases: Vec<String> = placed.iter().map(|(_, base, _)| base.clone()).collect();
+    unplace(store, folder, &bases);
 }
 
 /// `uids` ascending, without repeats (for binary searches).
@@ -659,6 +683,31 @@ mod tests {
         assert_eq!(inbox.remove(validity, &[3, 1, 9]).unwrap(), [1, 3]);
         assert!(!paths[0].exists() && paths[1].exists() && !paths[2].exists());
         assert_eq!(uids(&inbox.sync().unwrap()), [2]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A COPY whose target index can't be written is answered NO and leaves no copy behind.
+    #[test]
+    fn copies_whose_index_fails_are_taken_back() {
+        let (root, inbox, target, store) = mailbox("uncopy");
+        deliver(&inbox, 1, b"one\n");
+        deliver(&inbox, 2, b"two\n");
+        let index = inbox.sync().unwrap();
+        target.sync().unwrap();
+        fs::create_dir(target.dir().join(format!(".{INDEX_FILE}.tmp"))).unwrap();
+        let sources: Vec<CopySource> = index.messages.iter().map(CopySource::from).collect();
+        assert!(inbox.copy_to(&store, &target, &sources).is_err());
+        for sub in ["new", "cur"] {
+            assert_eq!(
+                fs::read_dir(target.dir().join(sub)).unwrap().count(),
+                0,
+                "{sub}/"
+            );
+        }
+        fs::remove_dir(target.dir().join(format!(".{INDEX_FILE}.tmp"))).unwrap();
+        assert!(target.sync().unwrap().messages.is_empty());
+        let copied = inbox.copy_to(&store, &target, &sources).unwrap();
+        assert_eq!(copied.pairs, [(1, 1), (2, 2)]);
         fs::remove_dir_all(root).unwrap();
     }
 

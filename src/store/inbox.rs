@@ -19,6 +19,16 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The message file at `path`, with the Maildir base name `base` (a file this server just
+    /// placed: its name is known, so the folder needn't be listed to find it).
+    pub fn at(path: PathBuf, base: String) -> StoredMessage {
+        StoredMessage {
+            path,
+            size_in_name: size_from_name(&base),
+            base,
+        }
+    }
+
     /// Size in CRLF form: from the name, else counted in the file (read whole). Asked only of
     /// messages new to the index: listing a folder reads no file, so re-listing a folder of
     /// mail from another delivery agent (no `W=`) costs no more than one of ours.

@@ -14,11 +14,11 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::filekey::{file_key, settled};
+use super::filekey::{file_key, settled, FileKey};
 use super::flags::FlagSet;
 use super::gate;
 use super::inbox::{in_delivery_order, list_messages, StoredMessage};
-use super::indexcache;
+use super::indexcache::{self, Listing};
 use super::indexfile::{
     empty, read_index, write_index, FolderIndex, IndexEntry, Stamp, INDEX_FILE,
 };
@@ -34,13 +34,18 @@ pub(super) fn changed_since(dir: &Path, since: &Stamp) -> bool {
 
 /// The folder's current stamp (cheap: three `stat`s).
 pub(super) fn stamp(dir: &Path) -> Stamp {
-    let new_dir = file_key(&dir.join("new"));
-    let cur_dir = file_key(&dir.join("cur"));
+    let dirs = dir_keys(dir);
     Stamp {
-        files: [file_key(&dir.join(INDEX_FILE)), new_dir, cur_dir],
+        files: [file_key(&dir.join(INDEX_FILE)), dirs[0], dirs[1]],
         generation: indexcache::generation(dir),
-        unsettled: !(settled(new_dir) && settled(cur_dir)),
+        exact: false,
+        dirs_settled: dirs.iter().all(|key| settled(*key)),
     }
+}
+
+/// `new/` and `cur/`, as they are now.
+fn dir_keys(dir: &Path) -> [FileKey; 2] {
+    [file_key(&dir.join("new")), file_key(&dir.join("cur"))]
 }
 
 /// Reads the folder, indexes new message files, forgets vanished ones and writes the index
@@ -50,16 +55,24 @@ pub(super) fn sync(dir: &Path) -> io::Result<FolderIndex> {
 }
 
 /// [`sync`], then `change` on the synced index under the same lock; the index is written back
-/// when anything changed. Blocking.
+/// when anything changed. A `change` that deletes message files takes their entries out of
+/// the index too (that is how this update knows the files went: the folder is not listed
+/// again for them). Blocking.
 pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
-    update_locked(dir, change)
+    update_locked(
+        dir,
+        || Ok((Vec::new(), ())),
+        |index, ()| change(index),
+        |()| {},
+    )
 }
 
-/// [`update`], `place` (putting message files into the folder) run first under the same
+/// [`update`], `place` (putting message files into the folder's `new/`; it returns their base
+/// names, in the order they get their UIDs, and what `change` needs) run first under the same
 /// lock, so that no other reader of the index sees some of them without the rest.
 ///
 /// If indexing them fails after they were placed (the index can't be read or written, the
@@ -68,35 +81,71 @@ pub(super) fn update<R>(
 /// twice).
 pub(super) fn update_placing<P, R>(
     dir: &Path,
-    place: impl FnOnce() -> io::Result<P>,
+    place: impl FnOnce() -> io::Result<(Vec<String>, P)>,
     change: impl FnOnce(&mut FolderIndex, &P) -> io::Result<R>,
     undo: impl FnOnce(&P),
 ) -> io::Result<(FolderIndex, R)> {
     let _lock = lock(dir)?;
-    let placed = place()?;
-    let indexed = update_locked(dir, |index| change(index, &placed));
+    update_locked(dir, place, change, undo)
+}
+
+/// [`update_placing`]'s work, the folder lock held by the caller.
+fn update_locked<P, R>(
+    dir: &Path,
+    place: impl FnOnce() -> io::Result<(Vec<String>, P)>,
+    change: impl FnOnce(&mut FolderIndex, &P) -> io::Result<R>,
+    undo: impl FnOnce(&P),
+) -> io::Result<(FolderIndex, R)> {
+    // The directories as they were before this update touched them: what the remembered
+    // listing is checked against.
+    let dirs_before = dir_keys(dir);
+    let (index, listing) = match indexcache::recall(dir, &dir.join(INDEX_FILE), dirs_before) {
+        Some(remembered) => remembered,
+        None => (read_or_recover(dir)?, Listing::Stale),
+    };
+    let (placed, data) = place()?;
+    let indexed = index_and_change(dir, index, listing, dirs_before, &placed, |index| {
+        change(index, &data)
+    });
     if indexed.is_err() {
-        undo(&placed);
+        undo(&data);
     }
     indexed
 }
 
-/// [`update`]'s work, the folder lock held by the caller.
-fn update_locked<R>(
+/// The rest of [`update_locked`], after the placing: brings `index` in line with the files,
+/// applies `change` and writes the index back when anything changed.
+fn index_and_change<R>(
     dir: &Path,
+    mut index: FolderIndex,
+    listing: Listing,
+    dirs_before: [FileKey; 2],
+    placed: &[String],
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
 ) -> io::Result<(FolderIndex, R)> {
-    let dirs = [file_key(&dir.join("new")), file_key(&dir.join("cur"))];
-    let (mut index, listing_current) = match indexcache::recall(dir, &dir.join(INDEX_FILE), dirs) {
-        Some(remembered) => remembered,
-        None => (read_or_recover(dir)?, false),
-    };
     let before = fingerprint(&index);
     let uids_before: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
-    if !listing_current {
+    if listing == Listing::Stale {
+        // (The listing sees what was just placed, too.)
         reconcile(dir, &mut index)?;
+    } else {
+        let new = dir.join("new");
+        for base in placed {
+            index_new_file(&mut index, &StoredMessage::at(new.join(base), base.clone()))?;
+        }
     }
+    let listed_count = index.messages.len();
     let result = change(&mut index)?;
+    // Placing or deleting files changed the directories: this update knows how (the placed
+    // files were indexed above, `change` took out the entries of what it deleted), so what
+    // is remembered is the directories as they are now, believed until they settle.
+    let touched = !placed.is_empty() || index.messages.len() < listed_count;
+    let (dirs, exact) = if touched {
+        (dir_keys(dir), false)
+    } else {
+        let checked_now = listing == Listing::Stale && dirs_before.iter().all(|k| settled(*k));
+        (dirs_before, listing == Listing::Exact || checked_now)
+    };
     log_expunges(&mut index, &uids_before, before.1);
     if index.highest_modseq > index.modseq_ceiling {
         // Reserve the next batch durably before any of it is written in the index.
@@ -112,11 +161,19 @@ fn update_locked<R>(
         // vanished files are dropped again at the next read).
         write_index(dir, &index, after.0 != before.0)?;
     }
-    indexcache::remember(dir, index.write_id, dirs, &index);
+    indexcache::remember(
+        dir,
+        index.write_id,
+        dirs,
+        exact,
+        listing == Listing::Stale,
+        &index,
+    );
     index.stamp = Stamp {
         files: [file_key(&dir.join(INDEX_FILE)), dirs[0], dirs[1]],
         generation: index.write_id,
-        unsettled: !(settled(dirs[0]) && settled(dirs[1])),
+        exact,
+        dirs_settled: false,
     };
     Ok((index, result))
 }
@@ -213,8 +270,8 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
         .messages
         .retain_mut(|entry| match by_base.remove(entry.base.as_str()) {
             Some(found) => {
-                // (Copied only when it moved: this runs for every message of a folder that
-                // is re-read, after every command while the folder is unsettled.)
+                // (Copied only when it moved: this runs for every message of a folder each
+                // time it is listed, up to once a `RECHECK_AFTER` under constant writes.)
                 if entry.path != found.path {
                     entry.path = found.path.clone();
                 }
@@ -229,31 +286,37 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
     let mut new: Vec<&StoredMessage> = by_base.into_values().collect();
     in_delivery_order(&mut new);
     for message in new {
-        // Only a message new to the index may be read (for its size, when its name lacks
-        // it); one that vanished since the listing is simply not there.
-        let size = match message.wire_size() {
-            Ok(size) => size,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
-        };
-        let uid = index.uid_next;
-        index.uid_next = uid.checked_add(1).ok_or_else(|| {
-            io::Error::other("UID space exhausted: the folder needs a new UIDVALIDITY")
-        })?;
-        let modseq = index.bump_modseq();
-        let internal_date = fs::metadata(&message.path)
-            .map(|meta| meta.mtime())
-            .unwrap_or(0);
-        index.messages.push(IndexEntry {
-            uid,
-            modseq,
-            internal_date,
-            size,
-            base: message.base.clone(),
-            path: message.path.clone(),
-            flags: flags_from_name(&message.path),
-        });
+        index_new_file(index, message)?;
     }
+    Ok(())
+}
+
+/// Gives `message`, a file new to the index, the next UID and mod-sequence (with the flags of
+/// its name's Maildir suffix, if any). A file that vanished since it was seen is left out.
+fn index_new_file(index: &mut FolderIndex, message: &StoredMessage) -> io::Result<()> {
+    // Only a message new to the index may be read (for its size, when its name lacks it).
+    let size = match message.wire_size() {
+        Ok(size) => size,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let uid = index.uid_next;
+    index.uid_next = uid.checked_add(1).ok_or_else(|| {
+        io::Error::other("UID space exhausted: the folder needs a new UIDVALIDITY")
+    })?;
+    let modseq = index.bump_modseq();
+    let internal_date = fs::metadata(&message.path)
+        .map(|meta| meta.mtime())
+        .unwrap_or(0);
+    index.messages.push(IndexEntry {
+        uid,
+        modseq,
+        internal_date,
+        size,
+        base: message.base.clone(),
+        path: message.path.clone(),
+        flags: flags_from_name(&message.path),
+    });
     Ok(())
 }
 
@@ -628,6 +691,113 @@ mod tests {
         let floor = modseqfloor::read(&dir).unwrap().unwrap();
         assert_eq!(floor.boot, modseqfloor::current_boot());
         assert!(floor.ceiling > index.highest_modseq);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn set_dir_times(dir: &Path, time: std::time::SystemTime) {
+        for sub in ["new", "cur"] {
+            File::open(dir.join(sub))
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        }
+    }
+
+    /// Places `our` (a file of this server, under the lock) and, in the same moment as far
+    /// as the directory times tell, `foreign` (a file dropped in without the lock, as the SMTP
+    /// delivery does): the directories are then given `time`.
+    fn place_with_a_foreign_file(dir: &Path, our: u32, foreign: u32, time: std::time::SystemTime) {
+        let (index, ()) = update_placing(
+            dir,
+            || {
+                let ours = deliver(dir, 300, our);
+                deliver(dir, 301, foreign);
+                set_dir_times(dir, time);
+                let base = ours.file_name().unwrap().to_str().unwrap().to_string();
+                Ok((vec![base], ()))
+            },
+            |_, ()| Ok(()),
+            |()| {},
+        )
+        .unwrap();
+        // Ours is indexed from its name: the folder was not listed for it.
+        assert_eq!(
+            index.messages.last().unwrap().base,
+            format!("300.M1P1Q{our}.h,S=2,W=3")
+        );
+        assert!(!index.messages.iter().any(|m| m.base.starts_with("301.")));
+    }
+
+    /// Our own placing is indexed without listing the folder, and a file another program
+    /// dropped in at the same moment is seen once the directories have been quiet for
+    /// `SETTLE`.
+    #[test]
+    fn a_file_hidden_by_our_own_placing_shows_once_the_folder_settles() {
+        let dir = folder("settle");
+        deliver(&dir, 100, 1);
+        age_dirs(&dir);
+        assert_eq!(uids(&sync(&dir).unwrap()), [1]);
+        place_with_a_foreign_file(&dir, 2, 3, std::time::SystemTime::now());
+        std::thread::sleep(crate::store::filekey::SETTLE + std::time::Duration::from_millis(50));
+        let index = sync(&dir).unwrap();
+        assert_eq!(uids(&index), [1, 2, 3]);
+        assert!(index.messages[2].base.starts_with("301."));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// In a folder that never goes quiet (its times stay unsettled), the hidden file is seen
+    /// at the latest `RECHECK_AFTER` after the last listing.
+    #[test]
+    fn a_file_hidden_in_a_busy_folder_shows_within_the_recheck_period() {
+        let dir = folder("recheck");
+        deliver(&dir, 100, 1);
+        age_dirs(&dir);
+        assert_eq!(uids(&sync(&dir).unwrap()), [1]);
+        // A time in the future never settles while the test runs.
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        place_with_a_foreign_file(&dir, 2, 3, future);
+        assert_eq!(
+            uids(&sync(&dir).unwrap()),
+            [1, 2],
+            "believed until rechecked"
+        );
+        std::thread::sleep(indexcache::RECHECK_AFTER + std::time::Duration::from_millis(50));
+        assert_eq!(uids(&sync(&dir).unwrap()), [1, 2, 3]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A session's stamp after our own change holds while the directories are unsettled,
+    /// turns outdated once when they settle (the check that finds a hidden file), and holds
+    /// again after that check.
+    #[test]
+    fn a_stamp_after_our_own_change_is_checked_once_the_folder_settles() {
+        let dir = folder("stampsettle");
+        deliver(&dir, 100, 1);
+        age_dirs(&dir);
+        sync(&dir).unwrap();
+        let soon = std::time::SystemTime::now() + std::time::Duration::from_millis(300);
+        let (index, ()) = update_placing(
+            &dir,
+            || {
+                let ours = deliver(&dir, 300, 2);
+                set_dir_times(&dir, soon);
+                Ok((
+                    vec![ours.file_name().unwrap().to_str().unwrap().to_string()],
+                    (),
+                ))
+            },
+            |_, ()| Ok(()),
+            |()| {},
+        )
+        .unwrap();
+        assert!(!changed_since(&dir, &index.stamp));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(changed_since(&dir, &index.stamp));
+        let checked = sync(&dir).unwrap();
+        assert_eq!(uids(&checked), [1, 2]);
+        assert!(!changed_since(&dir, &checked.stamp));
+        std::thread::sleep(crate::store::filekey::SETTLE + std::time::Duration::from_millis(50));
+        assert!(!changed_since(&dir, &checked.stamp));
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,16 +3,22 @@
 //!
 //! An entry is trusted only while the index file still carries the random write id the entry
 //! was made with (one small read, under the folder lock), so a write by another process is
-//! always seen. The directory listing is reused only while `new/` and `cur/` are unchanged
-//! *and* were last changed more than `filekey::SETTLE` before they were looked at: file times
-//! tick coarsely (a few milliseconds), so a delivery in the same tick as the look would
-//! otherwise go unseen.
+//! always seen. The directory listing is reused while `new/` and `cur/` are unchanged: file
+//! times tick coarsely (`filekey::SETTLE`), so a file put there by another program in the same
+//! tick as the look would not change them. A listing made when the directories had settled is
+//! exact; one made sooner, or this process's own placing and deleting under the lock (which
+//! it applies to the index without listing), is believed until the directories settle and
+//! then checked by one more listing. A file dropped in by another program (the SMTP
+//! delivery, which takes no folder lock) at that very moment therefore shows once the folder
+//! has been quiet for `SETTLE`, at the next change that is not ours, or at the latest
+//! [`RECHECK_AFTER`] after the last listing when the folder never goes quiet.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::filekey::{settled, FileKey};
 use super::indexfile::FolderIndex;
@@ -20,11 +26,30 @@ use super::indexfile::FolderIndex;
 /// Folders remembered; beyond that the memory starts over (it is only a cache).
 const MAX_FOLDERS: usize = 2000;
 
+/// How long a listing that was not exact is believed in a folder that keeps changing: the
+/// bound on how late a delivery hidden by our own change in the same clock tick is seen, at
+/// the cost of one listing per folder per period under constant writes.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
 struct Entry {
     write_id: u64,
     dirs: [FileKey; 2],
-    dirs_settled: bool,
+    exact: bool,
+    /// When the folder was last listed.
+    listed_at: Instant,
     index: FolderIndex,
+}
+
+/// How far a remembered listing of `new/` and `cur/` can be believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The directories are as remembered and had settled when a listing checked them.
+    Exact,
+    /// As remembered, but changed too recently for a listing to be sure (see the module
+    /// text): believed until they settle or [`RECHECK_AFTER`] has passed.
+    Tracked,
+    /// Changed since, settled since they were tracked, or tracked for too long: list them.
+    Stale,
 }
 
 fn entries() -> &'static Mutex<HashMap<PathBuf, Entry>> {
@@ -32,31 +57,53 @@ fn entries() -> &'static Mutex<HashMap<PathBuf, Entry>> {
     ENTRIES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The remembered index of `dir` if the file still is the one we remember, and whether its
-/// listing can be reused for directories now at `dirs`. Call under the folder lock.
-pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(FolderIndex, bool)> {
+/// The remembered index of `dir` if the file still is the one we remember, and how far its
+/// listing holds for directories now at `dirs`. Call under the folder lock.
+pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(FolderIndex, Listing)> {
     let entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
     let entry = entries.get(dir)?;
     if read_write_id(index_file).ok()? != entry.write_id {
         return None;
     }
-    let listing_current = entry.dirs_settled && entry.dirs == dirs;
-    Some((entry.index.clone(), listing_current))
+    let listing = if entry.dirs != dirs {
+        Listing::Stale
+    } else if entry.exact {
+        Listing::Exact
+    } else if dirs.iter().all(|key| settled(*key)) || entry.listed_at.elapsed() >= RECHECK_AFTER {
+        Listing::Stale
+    } else {
+        Listing::Tracked
+    };
+    Some((entry.index.clone(), listing))
 }
 
-/// Remembers `index` as written (or read) with `write_id`, listed when the directories were at
-/// `dirs`.
-pub fn remember(dir: &Path, write_id: u64, dirs: [FileKey; 2], index: &FolderIndex) {
+/// Remembers `index` as written (or read) with `write_id`, its messages the files of the
+/// directories at `dirs`; `exact` when a listing checked that after they had settled;
+/// `listed` when this update listed the folder (otherwise the time of the last listing is
+/// kept).
+pub fn remember(
+    dir: &Path,
+    write_id: u64,
+    dirs: [FileKey; 2],
+    exact: bool,
+    listed: bool,
+    index: &FolderIndex,
+) {
     let mut entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
     if entries.len() >= MAX_FOLDERS && !entries.contains_key(dir) {
         entries.clear();
     }
+    let listed_at = match entries.get(dir) {
+        Some(entry) if !listed => entry.listed_at,
+        _ => Instant::now(),
+    };
     entries.insert(
         dir.to_path_buf(),
         Entry {
             write_id,
             dirs,
-            dirs_settled: dirs.iter().all(|key| settled(*key)),
+            exact,
+            listed_at,
             index: index.clone(),
         },
     );

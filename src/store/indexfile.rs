@@ -119,14 +119,19 @@ impl Recent {
 pub struct Stamp {
     pub(super) files: [FileKey; 3],
     pub(super) generation: u64,
-    /// The directories changed too recently to trust an equal stamp (see indexcache).
-    pub(super) unsettled: bool,
+    /// Of a session's stamp: the listing behind it was exact (see `indexcache::Listing`);
+    /// when not, it is checked once the directories settle.
+    pub(super) exact: bool,
+    /// Of a stamp taken now: the directories have settled (`filekey::settled`).
+    pub(super) dirs_settled: bool,
 }
 
 impl Stamp {
     /// Whether a folder stamped `now` may have changed since this stamp was taken.
     pub(super) fn outdated_by(&self, now: &Stamp) -> bool {
-        self.unsettled || now.files != self.files || now.generation != self.generation
+        now.files != self.files
+            || now.generation != self.generation
+            || (!self.exact && now.dirs_settled)
     }
 }
 
