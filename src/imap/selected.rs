@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::message::MessageMeta;
 use crate::store::{FlagSet, Folder, FolderIndex, IndexEntry, Recent, Stamp, UidRanges};
@@ -82,6 +83,9 @@ pub struct Selected {
     /// This session's own change brought new keywords: the next `apply` sends FLAGS.
     flag_list_due: bool,
     stamp: Stamp,
+    /// The HIGHESTMODSEQ of the last index applied: every flag change bumps a message's
+    /// MODSEQ above the folder's, so an entry at or below it is as this view already has it.
+    applied_modseq: u64,
 }
 
 impl Selected {
@@ -109,13 +113,14 @@ impl Selected {
             keywords: Vec::new(),
             flag_list_due: false,
             stamp: Stamp::default(),
+            applied_modseq: 0,
         };
         let (fresh, recent) = Selected::read_index(&selected.folder, read_only)?;
         let expunged = since.and_then(|since| fresh.expunged_since(since));
         selected.uid_validity = fresh.uid_validity;
         // Changes by UID from this session apply only under this UIDVALIDITY.
         selected.folder = selected.folder.pinned(fresh.uid_validity);
-        selected.apply(fresh, recent, true);
+        selected.apply(&fresh, recent, true);
         selected
             .keywords
             .sort_unstable_by_key(|k| k.to_ascii_lowercase());
@@ -129,7 +134,7 @@ impl Selected {
 
     /// Reads the index of `folder` (blocking), claiming the \Recent messages unless
     /// `read_only`; also says which messages are \Recent for this session.
-    pub fn read_index(folder: &Folder, read_only: bool) -> io::Result<(FolderIndex, Recent)> {
+    pub fn read_index(folder: &Folder, read_only: bool) -> io::Result<(Arc<FolderIndex>, Recent)> {
         if read_only {
             // EXAMINE sees the same \Recent messages without taking them (RFC 3501 §6.3.2).
             let fresh = folder.sync()?;
@@ -145,7 +150,7 @@ impl Selected {
     /// announced when `announce_expunges`.
     pub fn apply(
         &mut self,
-        fresh: FolderIndex,
+        fresh: &FolderIndex,
         recent: Recent,
         announce_expunges: bool,
     ) -> Vec<Update> {
@@ -156,6 +161,7 @@ impl Selected {
         self.stamp = fresh.stamp;
         self.uid_next = fresh.uid_next;
         self.highest_modseq = fresh.highest_modseq;
+        let applied_before = self.applied_modseq;
         // Both lists ascend by UID (the index is kept so; sorted here if it ever isn't), so
         // one walk along both pairs them: this runs after every command while other sessions
         // keep changing the folder, and hashing or copying every entry's path then cost more
@@ -172,8 +178,13 @@ impl Selected {
             while next.next_if(|entry| entry.uid < message.meta.uid).is_some() {}
             match next.next_if(|entry| entry.uid == message.meta.uid) {
                 Some(entry) => {
-                    if message.path != entry.path {
+                    // (Compared as bytes: `Path` equality walks components, which cost more
+                    // than the rest of this loop.)
+                    if message.path.as_os_str() != entry.path.as_os_str() {
                         message.path = entry.path.clone();
+                    }
+                    if entry.modseq <= applied_before {
+                        continue;
                     }
                     if !entry.flags.keywords.is_empty()
                         && entry.flags.keywords != message.meta.flags.keywords
@@ -215,6 +226,7 @@ impl Selected {
             updates.push(Update::Exists(self.messages.len() as u32));
             updates.push(Update::Recent(self.recent_count()));
         }
+        self.applied_modseq = applied_before.max(fresh.highest_modseq);
         let learned = self.learn_keywords(&touched);
         if learned || std::mem::take(&mut self.flag_list_due) {
             updates.insert(0, Update::FlagList);
@@ -342,7 +354,7 @@ mod tests {
     #[test]
     fn updates_use_the_numbering_in_force_when_sent() {
         let (dir, mut view) = selected("numbering", 8);
-        let mut fresh = view.folder.sync().unwrap();
+        let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         fresh.messages.retain(|m| m.uid != 2 && m.uid != 6);
         for entry in fresh.messages.iter_mut() {
             if entry.uid == 5 || entry.uid == 7 {
@@ -350,7 +362,7 @@ mod tests {
                 entry.modseq += 100;
             }
         }
-        let updates = view.apply(fresh, Recent::NONE, true);
+        let updates = view.apply(&fresh, Recent::NONE, true);
         let flagged: Vec<u32> = updates
             .iter()
             .filter_map(|u| match u {
@@ -371,13 +383,13 @@ mod tests {
     #[test]
     fn held_back_expunges_keep_numbers_right() {
         let (dir, mut view) = selected("held", 5);
-        let mut fresh = view.folder.sync().unwrap();
+        let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         fresh.messages.retain(|m| m.uid != 1);
         fresh.messages.iter_mut().for_each(|e| {
             e.flags.seen = true;
             e.modseq += 10;
         });
-        let first = view.apply(fresh.clone(), Recent::NONE, false);
+        let first = view.apply(&fresh, Recent::NONE, false);
         assert!(!first.iter().any(|u| matches!(u, Update::Expunge { .. })));
         let uids = client_replays((1..=5).collect(), &first);
         let later = view.announce_expunges();
@@ -386,21 +398,52 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Entries at or below the last applied HIGHESTMODSEQ are skipped; this session's own
+    /// STORE recorded at a higher MODSEQ must not hide another session's earlier change that
+    /// this view has not applied yet.
+    #[test]
+    fn our_own_newer_change_does_not_hide_an_earlier_one_of_another_session() {
+        let (dir, mut view) = selected("skip", 4);
+        let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
+        let base = fresh.highest_modseq;
+        // Another session flags UID 2 at base+1; this one then marks UID 3 at base+2.
+        fresh.messages[1].flags.flagged = true;
+        fresh.messages[1].modseq = base + 1;
+        let mut ours = fresh.messages[2].flags.clone();
+        ours.seen = true;
+        view.record(3, ours.clone(), base + 2);
+        fresh.messages[2].flags = ours;
+        fresh.messages[2].modseq = base + 2;
+        fresh.highest_modseq = base + 2;
+        let updates = view.apply(&fresh, Recent::NONE, true);
+        let changed: Vec<u32> = updates
+            .iter()
+            .filter_map(|u| match u {
+                Update::Flags(c) => Some(c.uid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changed, [2], "{updates:?}");
+        // Applied once: the same index again brings nothing.
+        assert!(view.apply(&fresh, Recent::NONE, true).is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Issue 17, defect 7: new keywords (another session's or ours) bring a FLAGS update
     /// before the FETCH responses that carry them.
     #[test]
     fn new_keywords_announce_the_flag_list_first() {
         let (dir, mut view) = selected("keywords", 3);
-        let mut fresh = view.folder.sync().unwrap();
+        let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         fresh.messages[1].flags.keywords.insert("$hello".into());
         fresh.messages[1].modseq += 5;
-        let updates = view.apply(fresh.clone(), Recent::NONE, true);
+        let updates = view.apply(&fresh, Recent::NONE, true);
         assert_eq!(updates.first(), Some(&Update::FlagList), "{updates:?}");
         assert_eq!(view.keywords, ["$hello"]);
         // Known already: no new list.
         fresh.messages[2].flags.keywords.insert("$HELLO".into());
         fresh.messages[2].modseq += 5;
-        let updates = view.apply(fresh.clone(), Recent::NONE, true);
+        let updates = view.apply(&fresh, Recent::NONE, true);
         assert!(!updates.contains(&Update::FlagList), "{updates:?}");
         // This session's own STORE: recorded first, announced by the apply that follows.
         let mut flags = fresh.messages[0].flags.clone();
@@ -408,7 +451,7 @@ mod tests {
         view.record(1, flags.clone(), 99);
         fresh.messages[0].flags = flags;
         fresh.messages[0].modseq = 99;
-        let updates = view.apply(fresh, Recent::NONE, true);
+        let updates = view.apply(&fresh, Recent::NONE, true);
         assert_eq!(updates, [Update::FlagList]);
         assert_eq!(view.keywords, ["$hello", "$world"]);
         std::fs::remove_dir_all(dir).unwrap();

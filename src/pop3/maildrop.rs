@@ -44,6 +44,7 @@ impl Maildrop {
         let index = inbox
             .sync()
             .map_err(|err| LoginError::Temporary(format!("reading the INBOX index: {err}")))?;
+        let index = std::sync::Arc::unwrap_or_clone(index);
         let mut messages = index.messages;
         // Numbered in delivery order (the index's UID order differs for a file that arrives
         // with an older name).

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::deliver::MailStore;
@@ -128,8 +129,11 @@ impl Folder {
     }
 
     /// The index, brought in line with the folder's files (new files get UIDs).
-    pub fn sync(&self) -> io::Result<FolderIndex> {
-        index::sync(&self.dir)
+    pub fn sync(&self) -> io::Result<Arc<FolderIndex>> {
+        match index::current(&self.dir) {
+            Some(index) => Ok(index),
+            None => index::sync(&self.dir),
+        }
     }
 
     /// Whether the folder may have changed since `since` (an index's `stamp`) was taken:
@@ -140,7 +144,14 @@ impl Folder {
 
     /// [`Folder::sync`], taking the \Recent messages for the caller: they are \Recent for it
     /// and for no later claim (SELECT; EXAMINE uses [`FolderIndex::recent`] instead).
-    pub fn claim_recent(&self) -> io::Result<(FolderIndex, Recent)> {
+    pub fn claim_recent(&self) -> io::Result<(Arc<FolderIndex>, Recent)> {
+        // Nothing new to claim (the usual case): no lock.
+        if let Some(index) = index::current(&self.dir) {
+            if index.first_recent >= index.uid_next {
+                let recent = index.recent();
+                return Ok((index, recent));
+            }
+        }
         index::update(&self.dir, |index| {
             let recent = index.recent();
             index.first_recent = index.uid_next;
@@ -156,7 +167,7 @@ impl Folder {
         uids: &[u32],
         change: &FlagChange,
         unchanged_since: Option<u64>,
-    ) -> io::Result<(FolderIndex, FlagsStored)> {
+    ) -> io::Result<(Arc<FolderIndex>, FlagsStored)> {
         index::update(&self.dir, |index| {
             self.check_pinned(index)?;
             let mut stored = FlagsStored::default();
@@ -186,7 +197,7 @@ impl Folder {
     }
 
     /// Sets \Seen on the messages `uids` that lack it (a body was read); returns those changed.
-    pub fn mark_seen(&self, uids: &[u32]) -> io::Result<(FolderIndex, Vec<FlagUpdate>)> {
+    pub fn mark_seen(&self, uids: &[u32]) -> io::Result<(Arc<FolderIndex>, Vec<FlagUpdate>)> {
         let seen = FlagChange::Add(FlagSet {
             seen: true,
             ..FlagSet::default()

@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::filekey::{file_key, settled, FileKey};
 use super::flags::FlagSet;
@@ -48,9 +49,16 @@ fn dir_keys(dir: &Path) -> [FileKey; 2] {
     [file_key(&dir.join("new")), file_key(&dir.join("cur"))]
 }
 
+/// The folder's index as it stands, without the lock, when this process remembers it and
+/// nothing changed since (see `indexcache::current`); otherwise None and the caller
+/// [`sync`]s. Blocking (a few `stat`s and one small read).
+pub(super) fn current(dir: &Path) -> Option<Arc<FolderIndex>> {
+    indexcache::current(dir, &dir.join(INDEX_FILE), dir_keys(dir))
+}
+
 /// Reads the folder, indexes new message files, forgets vanished ones and writes the index
 /// back when it changed. Blocking.
-pub(super) fn sync(dir: &Path) -> io::Result<FolderIndex> {
+pub(super) fn sync(dir: &Path) -> io::Result<Arc<FolderIndex>> {
     update(dir, |_| Ok(())).map(|(index, ())| index)
 }
 
@@ -61,7 +69,7 @@ pub(super) fn sync(dir: &Path) -> io::Result<FolderIndex> {
 pub(super) fn update<R>(
     dir: &Path,
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
-) -> io::Result<(FolderIndex, R)> {
+) -> io::Result<(Arc<FolderIndex>, R)> {
     let _lock = lock(dir)?;
     update_locked(
         dir,
@@ -84,7 +92,7 @@ pub(super) fn update_placing<P, R>(
     place: impl FnOnce() -> io::Result<(Vec<String>, P)>,
     change: impl FnOnce(&mut FolderIndex, &P) -> io::Result<R>,
     undo: impl FnOnce(&P),
-) -> io::Result<(FolderIndex, R)> {
+) -> io::Result<(Arc<FolderIndex>, R)> {
     let _lock = lock(dir)?;
     update_locked(dir, place, change, undo)
 }
@@ -95,7 +103,7 @@ fn update_locked<P, R>(
     place: impl FnOnce() -> io::Result<(Vec<String>, P)>,
     change: impl FnOnce(&mut FolderIndex, &P) -> io::Result<R>,
     undo: impl FnOnce(&P),
-) -> io::Result<(FolderIndex, R)> {
+) -> io::Result<(Arc<FolderIndex>, R)> {
     // The directories as they were before this update touched them: what the remembered
     // listing is checked against.
     let dirs_before = dir_keys(dir);
@@ -122,7 +130,7 @@ fn index_and_change<R>(
     dirs_before: [FileKey; 2],
     placed: &[String],
     change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
-) -> io::Result<(FolderIndex, R)> {
+) -> io::Result<(Arc<FolderIndex>, R)> {
     let before = fingerprint(&index);
     let uids_before: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
     if listing == Listing::Stale {
@@ -161,20 +169,14 @@ fn index_and_change<R>(
         // vanished files are dropped again at the next read).
         write_index(dir, &index, after.0 != before.0)?;
     }
-    indexcache::remember(
-        dir,
-        index.write_id,
-        dirs,
-        exact,
-        listing == Listing::Stale,
-        &index,
-    );
     index.stamp = Stamp {
         files: [file_key(&dir.join(INDEX_FILE)), dirs[0], dirs[1]],
         generation: index.write_id,
         exact,
         dirs_settled: false,
     };
+    let listed = listing == Listing::Stale;
+    let index = indexcache::remember(dir, index.write_id, dirs, exact, listed, index);
     Ok((index, result))
 }
 

@@ -2,8 +2,9 @@
 //! re-listed on every command (all IMAP sessions of a daemon share it).
 //!
 //! An entry is trusted only while the index file still carries the random write id the entry
-//! was made with (one small read, under the folder lock), so a write by another process is
-//! always seen. The directory listing is reused while `new/` and `cur/` are unchanged: file
+//! was made with (one small read), so a write by another process is always seen. Updates
+//! take a copy under the folder lock ([`recall`]); sessions that only read get the shared
+//! entry without the lock ([`current`]), so they don't wait for a writer's fsyncs. The directory listing is reused while `new/` and `cur/` are unchanged: file
 //! times tick coarsely (`filekey::SETTLE`), so a file put there by another program in the same
 //! tick as the look would not change them. A listing made when the directories had settled is
 //! exact; one made sooner, or this process's own placing and deleting under the lock (which
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::filekey::{settled, FileKey};
@@ -37,7 +38,8 @@ struct Entry {
     exact: bool,
     /// When the folder was last listed.
     listed_at: Instant,
-    index: FolderIndex,
+    /// As last written or read, shared with the sessions that last asked for it.
+    index: Arc<FolderIndex>,
 }
 
 /// How far a remembered listing of `new/` and `cur/` can be believed.
@@ -58,14 +60,35 @@ fn entries() -> &'static Mutex<HashMap<PathBuf, Entry>> {
 }
 
 /// The remembered index of `dir` if the file still is the one we remember, and how far its
-/// listing holds for directories now at `dirs`. Call under the folder lock.
+/// listing holds for directories now at `dirs`: a copy, for the update under the folder lock
+/// to change. Call under the folder lock.
 pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(FolderIndex, Listing)> {
+    let write_id = read_write_id(index_file).ok()?;
     let entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
     let entry = entries.get(dir)?;
-    if read_write_id(index_file).ok()? != entry.write_id {
+    if entry.write_id != write_id {
         return None;
     }
-    let listing = if entry.dirs != dirs {
+    let (index, listing) = (Arc::clone(&entry.index), listing_of(entry, dirs));
+    drop(entries);
+    Some((FolderIndex::clone(&index), listing))
+}
+
+/// The remembered index of `dir`, shared, when it is the folder as it stands: the file still
+/// the one remembered and the listing good for directories now at `dirs`. Needs no lock, so
+/// that reading sessions don't wait for a writer's fsyncs: a writer holding the lock has
+/// either not replaced the file yet (then this is the folder as before its change) or has
+/// (then the write ids differ, and the caller takes the lock).
+pub fn current(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<Arc<FolderIndex>> {
+    let write_id = read_write_id(index_file).ok()?;
+    let entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = entries.get(dir)?;
+    (entry.write_id == write_id && listing_of(entry, dirs) != Listing::Stale)
+        .then(|| Arc::clone(&entry.index))
+}
+
+fn listing_of(entry: &Entry, dirs: [FileKey; 2]) -> Listing {
+    if entry.dirs != dirs {
         Listing::Stale
     } else if entry.exact {
         Listing::Exact
@@ -73,22 +96,22 @@ pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(Fold
         Listing::Stale
     } else {
         Listing::Tracked
-    };
-    Some((entry.index.clone(), listing))
+    }
 }
 
 /// Remembers `index` as written (or read) with `write_id`, its messages the files of the
 /// directories at `dirs`; `exact` when a listing checked that after they had settled;
 /// `listed` when this update listed the folder (otherwise the time of the last listing is
-/// kept).
+/// kept). Returns the index, shared with the memory.
 pub fn remember(
     dir: &Path,
     write_id: u64,
     dirs: [FileKey; 2],
     exact: bool,
     listed: bool,
-    index: &FolderIndex,
-) {
+    index: FolderIndex,
+) -> Arc<FolderIndex> {
+    let index = Arc::new(index);
     let mut entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
     if entries.len() >= MAX_FOLDERS && !entries.contains_key(dir) {
         entries.clear();
@@ -104,9 +127,10 @@ pub fn remember(
             dirs,
             exact,
             listed_at,
-            index: index.clone(),
+            index: Arc::clone(&index),
         },
     );
+    index
 }
 
 /// The write id this process last remembered for `dir` (0 if none): changes whenever an

@@ -11,6 +11,7 @@
 //! its floor. An index written before the log existed (five or four numbers) reads with the
 //! floor at its HIGHESTMODSEQ: nothing is known of expunges before it.
 
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -242,21 +243,25 @@ fn parse_entry(dir: &Path, line: &str) -> Option<IndexEntry> {
 /// Writes the index through a temporary file and a rename: readers see the old or the new one,
 /// never a torn one. With `durable`, file and directory are fsync'd first.
 pub(super) fn write_index(dir: &Path, index: &FolderIndex, durable: bool) -> io::Result<()> {
+    // (`write!` into one buffer: a `format!` per line allocated as often as there are
+    // messages, on every flag change of a busy folder.)
     let mut text = String::with_capacity(64 + index.messages.len() * 80);
-    text.push_str(&format!(
-        "{MAGIC} {} {} {} {} {} {}\n",
+    let _ = writeln!(
+        text,
+        "{MAGIC} {} {} {} {} {} {}",
         index.uid_validity,
         index.uid_next,
         index.highest_modseq,
         index.first_recent,
         index.write_id,
         index.expunged.floor
-    ));
+    );
     for m in &index.messages {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "{} {} {} {} {}",
             m.uid, m.modseq, m.internal_date, m.size, m.base
-        ));
+        );
         for word in m.flags.index_words() {
             text.push(' ');
             text.push_str(word);

@@ -346,7 +346,7 @@ async fn mark_seen(session: &mut Session<'_>, positions: &[usize]) -> std::io::R
                 for update in changed {
                     selected.record(update.uid, update.flags, update.modseq);
                 }
-                let others = selected.apply(fresh, Recent::NONE, false);
+                let others = selected.apply(&fresh, Recent::NONE, false);
                 super::idle::send_updates(session, others);
             }
         }

@@ -104,7 +104,7 @@ pub async fn store(
         selected.record(update.uid, update.flags.clone(), update.modseq);
     }
     // Others' changes seen by the same read (our own now match and aren't repeated).
-    let others = selected.apply(fresh, Recent::NONE, false);
+    let others = selected.apply(&fresh, Recent::NONE, false);
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };

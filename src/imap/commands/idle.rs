@@ -33,7 +33,7 @@ pub async fn refresh(session: &mut Session<'_>, announce_expunges: bool) -> std:
         .await
         .map_err(std::io::Error::other)?;
     let updates = match (read, session.selected()) {
-        (Ok((fresh, recent)), Some(selected)) => selected.apply(fresh, recent, announce_expunges),
+        (Ok((fresh, recent)), Some(selected)) => selected.apply(&fresh, recent, announce_expunges),
         (Err(err), _) => {
             tracing::warn!("re-reading the selected folder: {err}");
             Vec::new()
