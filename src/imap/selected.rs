@@ -166,7 +166,7 @@ impl Selected {
         // one walk along both pairs them: this runs after every command while other sessions
         // keep changing the folder, and hashing or copying every entry's path then cost more
         // than the command itself in a large folder.
-        let mut entries: Vec<&IndexEntry> = fresh.messages.iter().collect();
+        let mut entries: Vec<&IndexEntry> = fresh.messages.iter().map(|m| &**m).collect();
         if !entries.is_sorted_by_key(|entry| entry.uid) {
             entries.sort_by_key(|entry| entry.uid);
         }
@@ -356,7 +356,7 @@ mod tests {
         let (dir, mut view) = selected("numbering", 8);
         let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         fresh.messages.retain(|m| m.uid != 2 && m.uid != 6);
-        for entry in fresh.messages.iter_mut() {
+        for entry in fresh.messages.iter_mut().map(Arc::make_mut) {
             if entry.uid == 5 || entry.uid == 7 {
                 entry.flags.flagged = true;
                 entry.modseq += 100;
@@ -385,7 +385,7 @@ mod tests {
         let (dir, mut view) = selected("held", 5);
         let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         fresh.messages.retain(|m| m.uid != 1);
-        fresh.messages.iter_mut().for_each(|e| {
+        fresh.messages.iter_mut().map(Arc::make_mut).for_each(|e| {
             e.flags.seen = true;
             e.modseq += 10;
         });
@@ -407,13 +407,13 @@ mod tests {
         let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
         let base = fresh.highest_modseq;
         // Another session flags UID 2 at base+1; this one then marks UID 3 at base+2.
-        fresh.messages[1].flags.flagged = true;
-        fresh.messages[1].modseq = base + 1;
+        Arc::make_mut(&mut fresh.messages[1]).flags.flagged = true;
+        Arc::make_mut(&mut fresh.messages[1]).modseq = base + 1;
         let mut ours = fresh.messages[2].flags.clone();
         ours.seen = true;
         view.record(3, ours.clone(), base + 2);
-        fresh.messages[2].flags = ours;
-        fresh.messages[2].modseq = base + 2;
+        Arc::make_mut(&mut fresh.messages[2]).flags = ours;
+        Arc::make_mut(&mut fresh.messages[2]).modseq = base + 2;
         fresh.highest_modseq = base + 2;
         let updates = view.apply(&fresh, Recent::NONE, true);
         let changed: Vec<u32> = updates
@@ -435,22 +435,28 @@ mod tests {
     fn new_keywords_announce_the_flag_list_first() {
         let (dir, mut view) = selected("keywords", 3);
         let mut fresh = Arc::unwrap_or_clone(view.folder.sync().unwrap());
-        fresh.messages[1].flags.keywords.insert("$hello".into());
-        fresh.messages[1].modseq += 5;
+        Arc::make_mut(&mut fresh.messages[1])
+            .flags
+            .keywords
+            .insert("$hello".into());
+        Arc::make_mut(&mut fresh.messages[1]).modseq += 5;
         let updates = view.apply(&fresh, Recent::NONE, true);
         assert_eq!(updates.first(), Some(&Update::FlagList), "{updates:?}");
         assert_eq!(view.keywords, ["$hello"]);
         // Known already: no new list.
-        fresh.messages[2].flags.keywords.insert("$HELLO".into());
-        fresh.messages[2].modseq += 5;
+        Arc::make_mut(&mut fresh.messages[2])
+            .flags
+            .keywords
+            .insert("$HELLO".into());
+        Arc::make_mut(&mut fresh.messages[2]).modseq += 5;
         let updates = view.apply(&fresh, Recent::NONE, true);
         assert!(!updates.contains(&Update::FlagList), "{updates:?}");
         // This session's own STORE: recorded first, announced by the apply that follows.
         let mut flags = fresh.messages[0].flags.clone();
         flags.keywords.insert("$world".into());
         view.record(1, flags.clone(), 99);
-        fresh.messages[0].flags = flags;
-        fresh.messages[0].modseq = 99;
+        Arc::make_mut(&mut fresh.messages[0]).flags = flags;
+        Arc::make_mut(&mut fresh.messages[0]).modseq = 99;
         let updates = view.apply(&fresh, Recent::NONE, true);
         assert_eq!(updates, [Update::FlagList]);
         assert_eq!(view.keywords, ["$hello", "$world"]);

@@ -19,7 +19,7 @@ pub struct Maildrop {
     inbox: Folder,
     /// The index's UIDVALIDITY when the messages were numbered: deletions are by UID.
     uid_validity: u32,
-    messages: Vec<IndexEntry>,
+    messages: Vec<std::sync::Arc<IndexEntry>>,
 }
 
 impl Maildrop {

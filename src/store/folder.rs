@@ -73,6 +73,12 @@ impl From<&IndexEntry> for CopySource {
     }
 }
 
+impl From<&Arc<IndexEntry>> for CopySource {
+    fn from(entry: &Arc<IndexEntry>) -> CopySource {
+        CopySource::from(&**entry)
+    }
+}
+
 /// Where copied messages went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
@@ -183,7 +189,7 @@ impl Folder {
                 let flags = current.flags.after(change);
                 if flags != current.flags {
                     let modseq = index.bump_modseq();
-                    let entry = &mut index.messages[position];
+                    let entry = Arc::make_mut(&mut index.messages[position]);
                     entry.flags = flags.clone();
                     entry.modseq = modseq;
                     stored.changed.push(FlagUpdate { uid, flags, modseq });
@@ -212,7 +218,7 @@ impl Folder {
         let only = only.map(sorted);
         let (_, removed) = index::update(&self.dir, |index| {
             self.check_pinned(index)?;
-            let doomed: Vec<&IndexEntry> = index
+            let doomed: Vec<&Arc<IndexEntry>> = index
                 .messages
                 .iter()
                 .filter(|m| m.flags.deleted)
@@ -252,7 +258,7 @@ impl Folder {
             if uids.is_empty() {
                 return Ok(Vec::new());
             }
-            let doomed: Vec<&IndexEntry> = index
+            let doomed: Vec<&Arc<IndexEntry>> = index
                 .messages
                 .iter()
                 .filter(|m| uids.binary_search(&m.uid).is_ok())
@@ -324,6 +330,7 @@ impl Folder {
                 let modseq = index.bump_modseq();
                 for entry in index.messages.iter_mut() {
                     if let Some(&i) = by_base.get(entry.base.as_str()) {
+                        let entry = Arc::make_mut(entry);
                         entry.flags = placed[i].2.clone();
                         entry.modseq = modseq;
                         target_uids[i] = Some(entry.uid);
@@ -421,6 +428,7 @@ impl Folder {
                     .zip(&flags)
                     .map(|(base, flags)| {
                         let entry = index.messages.iter_mut().rev().find(|m| &m.base == base)?;
+                        let entry = Arc::make_mut(entry);
                         entry.flags = flags.clone();
                         entry.modseq = modseq;
                         Some(entry.uid)

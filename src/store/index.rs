@@ -237,7 +237,7 @@ fn read_or_recover(dir: &Path) -> io::Result<FolderIndex> {
 fn carry_past_crash(dir: &Path, index: &mut FolderIndex, ceiling: u64) {
     let modseq = ceiling.saturating_add(1);
     for message in &mut index.messages {
-        message.modseq = modseq;
+        Arc::make_mut(message).modseq = modseq;
     }
     index.highest_modseq = modseq;
     // Written back even if nothing else changes (a write id of 0 forces the write).
@@ -274,8 +274,8 @@ fn reconcile(dir: &Path, index: &mut FolderIndex) -> io::Result<()> {
             Some(found) => {
                 // (Copied only when it moved: this runs for every message of a folder each
                 // time it is listed, up to once a `RECHECK_AFTER` under constant writes.)
-                if entry.path != found.path {
-                    entry.path = found.path.clone();
+                if entry.path.as_os_str() != found.path.as_os_str() {
+                    Arc::make_mut(entry).path = found.path.clone();
                 }
                 true
             }
@@ -310,7 +310,7 @@ fn index_new_file(index: &mut FolderIndex, message: &StoredMessage) -> io::Resul
     let internal_date = fs::metadata(&message.path)
         .map(|meta| meta.mtime())
         .unwrap_or(0);
-    index.messages.push(IndexEntry {
+    index.messages.push(Arc::new(IndexEntry {
         uid,
         modseq,
         internal_date,
@@ -318,7 +318,7 @@ fn index_new_file(index: &mut FolderIndex, message: &StoredMessage) -> io::Resul
         base: message.base.clone(),
         path: message.path.clone(),
         flags: flags_from_name(&message.path),
-    });
+    }));
     Ok(())
 }
 
@@ -423,7 +423,7 @@ mod tests {
         deliver(&dir, 100, 1);
         let (_, modseq) = update(&dir, |index| {
             let modseq = index.bump_modseq();
-            let entry = &mut index.messages[0];
+            let entry = Arc::make_mut(&mut index.messages[0]);
             entry.flags.seen = true;
             entry.flags.keywords = ["$Forwarded", "Work"].map(String::from).into();
             entry.modseq = modseq;
@@ -630,8 +630,9 @@ mod tests {
         let (_, modseq) = update(dir, |index| {
             let modseq = index.bump_modseq();
             let position = index.position(uid).unwrap();
-            index.messages[position].flags.flagged ^= true;
-            index.messages[position].modseq = modseq;
+            let entry = Arc::make_mut(&mut index.messages[position]);
+            entry.flags.flagged ^= true;
+            entry.modseq = modseq;
             Ok(modseq)
         })
         .unwrap();

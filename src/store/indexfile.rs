@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::expungelog::{ExpungeLog, UidRanges};
 use super::filekey::FileKey;
@@ -45,7 +46,7 @@ pub struct FolderIndex {
     pub highest_modseq: u64,
     /// Messages with a UID at least this are \Recent for the next session that claims them.
     pub first_recent: u32,
-    pub messages: Vec<IndexEntry>,
+    pub messages: Vec<Arc<IndexEntry>>,
     /// Which UIDs left the index at which mod-sequence (QRESYNC's VANISHED (EARLIER)).
     pub(super) expunged: ExpungeLog,
     /// Random, new with every write: tells this process's memory of the index (indexcache)
@@ -209,7 +210,7 @@ pub(super) fn read_index(dir: &Path, uid_validity: u32) -> io::Result<Option<Fol
         let entry = parse_entry(dir, line).ok_or_else(|| bad(number + 2))?;
         index.uid_next = index.uid_next.max(entry.uid.saturating_add(1));
         index.highest_modseq = index.highest_modseq.max(entry.modseq);
-        index.messages.push(entry);
+        index.messages.push(Arc::new(entry));
     }
     index.messages.sort_by_key(|m| m.uid);
     // Later expunges must log above what the log has.
