@@ -1,6 +1,7 @@
 //! Password logins shared by SMTP, IMAP, POP3 and LDAP binds: `defaultAuthDomain`,
 //! verification off the async threads, the same work for unknown users as for wrong passwords,
-//! and a slowdown that grows with recent failures per client address and per account.
+//! a slowdown that grows with recent failures per client address and per account, and a
+//! memory of recent successful logins (`verified`) that spares a repeated login the hash.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use tracing::{info, warn};
 
 use super::password::{hash_argon2id, StoredHash};
 use super::sasl::Credentials;
+use super::verified::VerifiedLogins;
 use super::Directory;
 use crate::address::Address;
 
@@ -72,6 +74,7 @@ pub struct Authenticator {
     decoy: StoredHash,
     /// Password verifications allowed at once (see `authenticate`).
     verify_slots: tokio::sync::Semaphore,
+    verified: VerifiedLogins,
 }
 
 impl Authenticator {
@@ -83,6 +86,7 @@ impl Authenticator {
             throttle: Mutex::new(Throttle::default()),
             decoy,
             verify_slots: tokio::sync::Semaphore::new(concurrent_verifications()),
+            verified: VerifiedLogins::new()?,
         })
     }
 
@@ -127,13 +131,31 @@ impl Authenticator {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.clone());
         let password = credentials.password.clone();
-        // One argon2id verification takes its memory cost (19 MiB by default) for its
-        // duration: bounding how many run at once bounds what a login flood can take.
-        let permit = self.verify_slots.acquire().await.ok();
-        let matches = tokio::task::spawn_blocking(move || hash.verify(&password))
-            .await
-            .unwrap_or(false);
-        drop(permit);
+        let remembered = match (&account, known) {
+            (Some(address), true) => {
+                self.verified
+                    .contains(&address.to_string(), hash.as_text(), &password)
+            }
+            _ => false,
+        };
+        let matches = if remembered {
+            true
+        } else {
+            // One argon2id verification takes its memory cost (19 MiB by default) for its
+            // duration: bounding how many run at once bounds what a login flood can take.
+            let permit = self.verify_slots.acquire().await.ok();
+            let checked = hash.clone();
+            let candidate = password.clone();
+            let matches = tokio::task::spawn_blocking(move || checked.verify(&candidate))
+                .await
+                .unwrap_or(false);
+            drop(permit);
+            if let (true, true, Some(address)) = (matches, known, &account) {
+                self.verified
+                    .insert(&address.to_string(), hash.as_text(), &password);
+            }
+            matches
+        };
         match account {
             Some(address) if known && matches && same_identity => {
                 self.forget(peer, &key);
@@ -215,6 +237,68 @@ pub fn delay_for(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::collections::BTreeMap;
+
+    const USER: &str = "alice@example.test";
+    /// SHA-512-crypt of "pw", the fewest rounds allowed (fast in a debug build).
+    const PW: &str = "$6$rounds=1000$icsmailtest$Lgg34mHHVYn6.GEc5tAaH89Th37Z/Vf2yfJz4l70GUC4wE4Xpw8Mxy5mfieZz3ZVD6G9Xrn9L7yjgQwMYifab/";
+
+    /// Accounts whose directory a test can swap (a reload).
+    struct Swappable(Mutex<Arc<Directory>>);
+
+    impl Accounts for Swappable {
+        fn directory(&self) -> Arc<Directory> {
+            self.0.lock().unwrap().clone()
+        }
+        fn default_domain(&self) -> Option<String> {
+            None
+        }
+    }
+
+    fn directory(hash: Option<&str>) -> Arc<Directory> {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "domains": ["example.test"],
+            "accounts": { USER: { "hashedPassword": "unused here" } },
+        }))
+        .unwrap();
+        let hashes: BTreeMap<String, StoredHash> = hash
+            .map(|h| (USER.to_string(), StoredHash::parse(h).unwrap()))
+            .into_iter()
+            .collect();
+        Arc::new(Directory::new(&config, &hashes))
+    }
+
+    fn login(password: &str) -> Credentials {
+        Credentials {
+            login: USER.into(),
+            password: password.as_bytes().to_vec(),
+            authzid: None,
+        }
+    }
+
+    /// A success is remembered (the next login with it needs no hash); a wrong password is
+    /// not, and a changed password or a removed account counts at the next login although the
+    /// old one is remembered.
+    #[tokio::test]
+    async fn remembered_logins_follow_password_changes_and_removals() {
+        let accounts = Arc::new(Swappable(Mutex::new(directory(Some(PW)))));
+        let auth = Authenticator::new(accounts.clone()).unwrap();
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(auth.authenticate(&login("wrong"), peer).await.is_err());
+        assert!(!auth.verified.contains(USER, PW, b"wrong"));
+        assert!(auth.authenticate(&login("pw"), peer).await.is_ok());
+        assert!(auth.verified.contains(USER, PW, b"pw"));
+        assert!(auth.authenticate(&login("pw"), peer).await.is_ok());
+        // The password changes: the remembered old one no longer logs in.
+        let new_hash = hash_argon2id(b"new").unwrap();
+        *accounts.0.lock().unwrap() = directory(Some(&new_hash));
+        assert!(auth.authenticate(&login("pw"), peer).await.is_err());
+        assert!(auth.authenticate(&login("new"), peer).await.is_ok());
+        // The account goes: remembered or not, no login.
+        *accounts.0.lock().unwrap() = directory(None);
+        assert!(auth.authenticate(&login("new"), peer).await.is_err());
+    }
 
     #[test]
     fn delay_grows_and_is_capped() {

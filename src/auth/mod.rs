@@ -4,6 +4,7 @@ pub mod authenticator;
 pub mod directory;
 pub mod password;
 pub mod sasl;
+pub mod verified;
 
 pub use authenticator::{Accounts, AuthFailure, Authenticator, FixedAccounts};
 pub use directory::{Account, Directory, Recipient};

@@ -44,6 +44,13 @@ impl StoredHash {
         }
     }
 
+    /// The hash as stored.
+    pub fn as_text(&self) -> &str {
+        match self {
+            StoredHash::Argon2id(text) | StoredHash::ShaCrypt512(text) => text,
+        }
+    }
+
     /// True when `password` matches. Both algorithms compare in constant time.
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
