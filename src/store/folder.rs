@@ -21,6 +21,7 @@ use super::gate;
 use super::inbox::delete_messages;
 use super::incoming::{place, unplace, IncomingMessage, SealedMessage};
 use super::index;
+use super::indexcache;
 use super::indexfile::{FolderIndex, IndexEntry, Recent, Stamp};
 use super::quota;
 
@@ -151,18 +152,32 @@ impl Folder {
     /// [`Folder::sync`], taking the \Recent messages for the caller: they are \Recent for it
     /// and for no later claim (SELECT; EXAMINE uses [`FolderIndex::recent`] instead).
     pub fn claim_recent(&self) -> io::Result<(Arc<FolderIndex>, Recent)> {
-        // Nothing new to claim (the usual case): no lock.
-        if let Some(index) = index::current(&self.dir) {
-            if index.first_recent >= index.uid_next {
-                let recent = index.recent();
-                return Ok((index, recent));
-            }
-        }
-        index::update(&self.dir, |index| {
+        let claim = |index: &mut FolderIndex| {
             let recent = index.recent();
             index.first_recent = index.uid_next;
             Ok(recent)
-        })
+        };
+        let Some(index) = index::current(&self.dir) else {
+            return index::update(&self.dir, claim);
+        };
+        let claimed = indexcache::claimed_below(&self.dir, index.uid_validity);
+        let from = index.first_recent.max(claimed);
+        if from >= index.uid_next {
+            // Nothing new to claim (the usual case): no lock.
+            return Ok((index, Recent { from }));
+        }
+        if let Some(claimed) = index::try_update(&self.dir, claim)? {
+            return Ok(claimed);
+        }
+        // The lock is busy (a writer's fsyncs): claimed in memory, and written into the index
+        // by the next update, instead of waiting for it.
+        let from = indexcache::claim_in_memory(
+            &self.dir,
+            index.uid_validity,
+            index.first_recent,
+            index.uid_next,
+        );
+        Ok((index, Recent { from }))
     }
 
     /// Changes the flags of the messages `uids` (those still there), each change with a new
@@ -702,6 +717,59 @@ mod tests {
         assert_eq!(inbox.remove(validity, &[3, 1, 9]).unwrap(), [1, 3]);
         assert!(!paths[0].exists() && paths[1].exists() && !paths[2].exists());
         assert_eq!(uids(&inbox.sync().unwrap()), [2]);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    fn age_dirs(folder: &Folder) {
+        let past = SystemTime::now() - std::time::Duration::from_secs(3600);
+        for sub in ["new", "cur"] {
+            fs::File::open(folder.dir().join(sub))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+    }
+
+    /// A refresh that finds new messages while a writer holds the lock claims them in memory
+    /// instead of waiting: that session alone gets them \Recent, and the next update writes
+    /// the claim into the index.
+    #[test]
+    fn recent_is_claimed_in_memory_while_the_lock_is_busy() {
+        let (root, inbox, _, store) = mailbox("claim");
+        deliver(&inbox, 1, b"one\n");
+        age_dirs(&inbox);
+        let (_, first) = inbox.claim_recent().unwrap();
+        assert!(first.contains(1));
+        let mut message = inbox.begin_append(&store).unwrap();
+        message.write(b"two\r\n").unwrap();
+        inbox
+            .finish_append(&store, message, None, &FlagSet::default())
+            .unwrap();
+        // Listed once the directories are old: the remembered index is exact, so the claim
+        // below needs no lock to read it.
+        age_dirs(&inbox);
+        assert_eq!(uids(&inbox.sync().unwrap()), [1, 2]);
+        assert!(index::current(inbox.dir()).is_some());
+        let writer = fs::File::options()
+            .write(true)
+            .open(inbox.dir().join("ics-index.lock"))
+            .unwrap();
+        writer.lock().unwrap();
+        let (_, second) = inbox.claim_recent().unwrap();
+        assert!(second.contains(2) && !second.contains(1));
+        let (_, third) = inbox.claim_recent().unwrap();
+        assert!(!third.contains(2), "claimed twice");
+        writer.unlock().unwrap();
+        let header = |folder: &Folder| -> u32 {
+            let text = index_text(folder);
+            text.split(' ').nth(5).unwrap().parse().unwrap()
+        };
+        assert_eq!(header(&inbox), 2, "not written yet");
+        let seen = FlagChange::Add(flags(true, false, &[]));
+        inbox.store_flags(&[1], &seen, None).unwrap();
+        assert_eq!(header(&inbox), 3, "written by the next update");
+        let (_, fourth) = inbox.claim_recent().unwrap();
+        assert!(!fourth.contains(2));
         fs::remove_dir_all(root).unwrap();
     }
 

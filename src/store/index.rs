@@ -79,6 +79,23 @@ pub(super) fn update<R>(
     )
 }
 
+/// [`update`] if the folder lock is free at this moment; `None` when another holder has it.
+pub(super) fn try_update<R>(
+    dir: &Path,
+    change: impl FnOnce(&mut FolderIndex) -> io::Result<R>,
+) -> io::Result<Option<(Arc<FolderIndex>, R)>> {
+    let Some(_lock) = try_lock(dir)? else {
+        return Ok(None);
+    };
+    update_locked(
+        dir,
+        || Ok((Vec::new(), ())),
+        |index, ()| change(index),
+        |()| {},
+    )
+    .map(Some)
+}
+
 /// [`update`], `place` (putting message files into the folder's `new/`; it returns their base
 /// names, in the order they get their UIDs, and what `change` needs) run first under the same
 /// lock, so that no other reader of the index sees some of them without the rest.
@@ -133,6 +150,9 @@ fn index_and_change<R>(
 ) -> io::Result<(Arc<FolderIndex>, R)> {
     let before = fingerprint(&index);
     let uids_before: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
+    // \Recent claims this process made while the lock was busy are written with this update.
+    let claimed = indexcache::claimed_below(dir, index.uid_validity).min(index.uid_next);
+    index.first_recent = index.first_recent.max(claimed);
     if listing == Listing::Stale {
         // (The listing sees what was just placed, too.)
         reconcile(dir, &mut index)?;
@@ -347,6 +367,24 @@ fn lock(dir: &Path) -> io::Result<Locked> {
         _file: file,
         _gate: gate,
     })
+}
+
+/// [`lock`] without waiting: `None` while another holder has it.
+fn try_lock(dir: &Path) -> io::Result<Option<Locked>> {
+    let gate = gate::enter()?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Locked {
+            _file: file,
+            _gate: gate,
+        })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(err)) => Err(err),
+    }
 }
 
 /// A lost or damaged index: the UIDs it handed out are unknown, so the folder starts over

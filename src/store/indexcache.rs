@@ -133,6 +133,41 @@ pub fn remember(
     index
 }
 
+/// \Recent claims made in this process's memory while the folder lock was busy (see
+/// `Folder::claim_recent`): per folder, its UIDVALIDITY and the UID below which messages are
+/// claimed. The next update under the lock writes them into the index; until then every
+/// session of this process honours them, so a message is \Recent in one session only.
+fn claims() -> &'static Mutex<HashMap<PathBuf, (u32, u32)>> {
+    static CLAIMS: OnceLock<Mutex<HashMap<PathBuf, (u32, u32)>>> = OnceLock::new();
+    CLAIMS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The UID below which the messages of `dir` (under `uid_validity`) are claimed in memory; 0
+/// when none are.
+pub fn claimed_below(dir: &Path, uid_validity: u32) -> u32 {
+    let claims = claims().lock().unwrap_or_else(PoisonError::into_inner);
+    match claims.get(dir) {
+        Some(&(validity, below)) if validity == uid_validity => below,
+        _ => 0,
+    }
+}
+
+/// Claims the messages of `dir` from `first_recent` (the index's mark) up to `uid_next` in
+/// memory; returns the first UID this claim got (those below were claimed before).
+pub fn claim_in_memory(dir: &Path, uid_validity: u32, first_recent: u32, uid_next: u32) -> u32 {
+    let mut claims = claims().lock().unwrap_or_else(PoisonError::into_inner);
+    if claims.len() >= MAX_FOLDERS && !claims.contains_key(dir) {
+        claims.clear();
+    }
+    let claim = claims.entry(dir.to_path_buf()).or_insert((uid_validity, 0));
+    if claim.0 != uid_validity {
+        *claim = (uid_validity, 0);
+    }
+    let from = first_recent.max(claim.1);
+    claim.1 = claim.1.max(uid_next);
+    from
+}
+
 /// The write id this process last remembered for `dir` (0 if none): changes whenever an
 /// index write by this process changed the folder.
 pub fn generation(dir: &Path) -> u64 {
