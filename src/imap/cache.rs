@@ -18,7 +18,7 @@ use super::response::{encode_data, nz};
 use crate::store::read_header_block;
 
 /// Memory the cache may use (estimated), per generation; at most twice this in all.
-const GENERATION_BYTES: usize = 32 * 1024 * 1024;
+const GENERATION_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Default, Clone)]
 struct Entry {
