@@ -220,17 +220,21 @@ def test_wrong_password_and_unknown_user_get_the_same_reply(make_server):
 
 def test_unknown_user_costs_as_much_as_a_wrong_password(make_server):
     """The same work for both (a decoy hash): compare medians of a few attempts. Every attempt
-    comes from its own address and a success clears the counters, so no slowdown applies."""
+    comes from its own address and a success clears the counters, so no slowdown applies. The
+    first success costs a verification too; the later ones are remembered logins
+    (docs/tls-and-auth.md) and are left out: they only ever answer someone who has the
+    password, while the two failures must not tell an account from a non-account."""
     server = login_server(make_server)
-    wrong, unknown, right = [], [], []
+    wrong, unknown, first_success = [], [], None
     for number in range(7):
         source = f"127.0.0.{20 + number}"
         wrong.append(attempt(server, "alice", f"wrong-{number}", INVALID, source))
         unknown.append(attempt(server, f"nobody{number}", PASSWORD, INVALID, source))
-        right.append(attempt(server, "alice", PASSWORD, "235 2.7.0", source))
+        took = attempt(server, "alice", PASSWORD, "235 2.7.0", source)
+        first_success = took if first_success is None else first_success
     medians = {"wrong password": statistics.median(wrong),
                "unknown user": statistics.median(unknown),
-               "success": statistics.median(right)}
+               "first success": first_success}
     low, high = min(medians.values()), max(medians.values())
     assert high < 3 * low, f"AUTH answer times differ too much (medians, s): {medians}"
 
