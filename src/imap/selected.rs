@@ -138,7 +138,7 @@ impl Selected {
         if read_only {
             // EXAMINE sees the same \Recent messages without taking them (RFC 3501 §6.3.2).
             let fresh = folder.sync()?;
-            let recent = fresh.recent();
+            let recent = folder.unclaimed_recent(&fresh);
             Ok((fresh, recent))
         } else {
             folder.claim_recent()

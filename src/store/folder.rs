@@ -180,6 +180,16 @@ impl Folder {
         Ok((index, Recent { from }))
     }
 
+    /// The messages of `index` still \Recent for the next session that claims them: as the
+    /// index says, less those this process claimed in memory and has not written yet (see
+    /// [`Folder::claim_recent`]). What EXAMINE and STATUS (RECENT) show.
+    pub fn unclaimed_recent(&self, index: &FolderIndex) -> Recent {
+        let claimed = indexcache::claimed_below(&self.dir, index.uid_validity);
+        Recent {
+            from: index.first_recent.max(claimed),
+        }
+    }
+
     /// Changes the flags of the messages `uids` (those still there), each change with a new
     /// modification sequence. With `unchanged_since` (CONDSTORE), a message whose MODSEQ is
     /// greater is refused and left alone.
@@ -757,8 +767,15 @@ mod tests {
         writer.lock().unwrap();
         let (_, second) = inbox.claim_recent().unwrap();
         assert!(second.contains(2) && !second.contains(1));
-        let (_, third) = inbox.claim_recent().unwrap();
+        let (looked, third) = inbox.claim_recent().unwrap();
         assert!(!third.contains(2), "claimed twice");
+        // EXAMINE and STATUS see it claimed too.
+        assert_eq!(inbox.unclaimed_recent(&looked).count_in(&looked), 0);
+        assert_eq!(
+            looked.recent_count(),
+            1,
+            "the index itself does not know yet"
+        );
         writer.unlock().unwrap();
         let header = |folder: &Folder| -> u32 {
             let text = index_text(folder);

@@ -89,11 +89,7 @@ impl FolderIndex {
 
     /// How many messages are \Recent (see [`FolderIndex::recent`]).
     pub fn recent_count(&self) -> usize {
-        let recent = self.recent();
-        self.messages
-            .iter()
-            .filter(|m| recent.contains(m.uid))
-            .count()
+        self.recent().count_in(self)
     }
 }
 
@@ -111,6 +107,15 @@ impl Recent {
 
     pub fn contains(self, uid: u32) -> bool {
         uid >= self.from
+    }
+
+    /// How many of `index`'s messages these are.
+    pub fn count_in(self, index: &FolderIndex) -> usize {
+        index
+            .messages
+            .iter()
+            .filter(|m| self.contains(m.uid))
+            .count()
     }
 }
 

@@ -365,13 +365,19 @@ pub(super) async fn status_response(
     names: &[StatusDataItemName],
     appendlimit: bool,
 ) -> Result<Vec<u8>, Done> {
-    let read = blocking(move || Ok(Folder::at(folders.dir(&name)?).sync()?)).await;
-    let index = read.map_err(folder_error)?;
+    let read = blocking(move || {
+        let folder = Folder::at(folders.dir(&name)?);
+        let index = folder.sync()?;
+        let recent = folder.unclaimed_recent(&index);
+        Ok((index, recent))
+    })
+    .await;
+    let (index, recent) = read.map_err(folder_error)?;
     let mut items = Vec::new();
     for item in names {
         items.push(match item {
             StatusDataItemName::Messages => StatusDataItem::Messages(index.messages.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(index.recent_count() as u32),
+            StatusDataItemName::Recent => StatusDataItem::Recent(recent.count_in(&index) as u32),
             StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(index.uid_next)),
             StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nz(index.uid_validity)),
             StatusDataItemName::Unseen => StatusDataItem::Unseen(
