@@ -131,30 +131,25 @@ impl Authenticator {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy.clone());
         let password = credentials.password.clone();
-        let remembered = match (&account, known) {
-            (Some(address), true) => {
-                self.verified
-                    .contains(&address.to_string(), hash.as_text(), &password)
-            }
-            _ => false,
-        };
-        let matches = if remembered {
+        // (`key` is the account's address whenever the account is known.)
+        let matches = if known && self.verified.contains(&key, hash.as_text(), &password) {
             true
         } else {
             // One argon2id verification takes its memory cost (19 MiB by default) for its
             // duration: bounding how many run at once bounds what a login flood can take.
             let permit = self.verify_slots.acquire().await.ok();
-            let checked = hash.clone();
-            let candidate = password.clone();
-            let matches = tokio::task::spawn_blocking(move || checked.verify(&candidate))
-                .await
-                .unwrap_or(false);
+            let verified =
+                tokio::task::spawn_blocking(move || (hash.verify(&password), hash, password)).await;
             drop(permit);
-            if let (true, true, Some(address)) = (matches, known, &account) {
-                self.verified
-                    .insert(&address.to_string(), hash.as_text(), &password);
+            match verified {
+                Ok((matches, hash, password)) => {
+                    if matches && known {
+                        self.verified.insert(&key, hash.as_text(), &password);
+                    }
+                    matches
+                }
+                Err(_) => false,
             }
-            matches
         };
         match account {
             Some(address) if known && matches && same_identity => {

@@ -160,11 +160,10 @@ impl Folder {
         let Some(index) = index::current(&self.dir) else {
             return index::update(&self.dir, claim);
         };
-        let claimed = indexcache::claimed_below(&self.dir, index.uid_validity);
-        let from = index.first_recent.max(claimed);
-        if from >= index.uid_next {
+        let unclaimed = self.unclaimed_recent(&index);
+        if unclaimed.from >= index.uid_next {
             // Nothing new to claim (the usual case): no lock.
-            return Ok((index, Recent { from }));
+            return Ok((index, unclaimed));
         }
         if let Some(claimed) = index::try_update(&self.dir, claim)? {
             return Ok(claimed);

@@ -19,8 +19,8 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// The message file at `path`, with the Maildir base name `base` (a file this server just
-    /// placed: its name is known, so the folder needn't be listed to find it).
+    /// The message file at `path`, with the Maildir base name `base` (as listed, or as this
+    /// server just placed it: then the folder needn't be listed to find it).
     pub fn at(path: PathBuf, base: String) -> StoredMessage {
         StoredMessage {
             path,
@@ -58,11 +58,7 @@ pub fn list_messages(dir: &Path) -> io::Result<Vec<StoredMessage>> {
                 continue;
             }
             let base = name.split(':').next().unwrap_or(&name).to_string();
-            messages.push(StoredMessage {
-                path: entry.path(),
-                size_in_name: size_from_name(&base),
-                base,
-            });
+            messages.push(StoredMessage::at(entry.path(), base));
         }
     }
     Ok(messages)

@@ -355,12 +355,7 @@ struct Locked {
 
 /// Holds the folder's index lock until dropped.
 fn lock(dir: &Path) -> io::Result<Locked> {
-    let gate = gate::enter()?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(LOCK_FILE))?;
+    let (gate, file) = open_lock(dir)?;
     // Blocks until other holders are done.
     file.lock()?;
     Ok(Locked {
@@ -369,14 +364,20 @@ fn lock(dir: &Path) -> io::Result<Locked> {
     })
 }
 
-/// [`lock`] without waiting: `None` while another holder has it.
-fn try_lock(dir: &Path) -> io::Result<Option<Locked>> {
+/// The storage-move gate entered and the folder's lock file opened, not yet locked.
+fn open_lock(dir: &Path) -> io::Result<(gate::Entered, File)> {
     let gate = gate::enter()?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join(LOCK_FILE))?;
+    Ok((gate, file))
+}
+
+/// [`lock`] without waiting: `None` while another holder has it.
+fn try_lock(dir: &Path) -> io::Result<Option<Locked>> {
+    let (gate, file) = open_lock(dir)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(Locked {
             _file: file,
@@ -519,13 +520,10 @@ mod tests {
     }
 
     fn age_dirs(dir: &Path) {
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for sub in ["new", "cur"] {
-            File::open(dir.join(sub))
-                .unwrap()
-                .set_modified(past)
-                .unwrap();
-        }
+        set_dir_times(
+            dir,
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+        );
     }
 
     #[test]

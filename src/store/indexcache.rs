@@ -63,14 +63,7 @@ fn entries() -> &'static Mutex<HashMap<PathBuf, Entry>> {
 /// listing holds for directories now at `dirs`: a copy, for the update under the folder lock
 /// to change. Call under the folder lock.
 pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(FolderIndex, Listing)> {
-    let write_id = read_write_id(index_file).ok()?;
-    let entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
-    let entry = entries.get(dir)?;
-    if entry.write_id != write_id {
-        return None;
-    }
-    let (index, listing) = (Arc::clone(&entry.index), listing_of(entry, dirs));
-    drop(entries);
+    let (index, listing) = remembered(dir, index_file, dirs)?;
     Some((FolderIndex::clone(&index), listing))
 }
 
@@ -80,11 +73,21 @@ pub fn recall(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<(Fold
 /// either not replaced the file yet (then this is the folder as before its change) or has
 /// (then the write ids differ, and the caller takes the lock).
 pub fn current(dir: &Path, index_file: &Path, dirs: [FileKey; 2]) -> Option<Arc<FolderIndex>> {
+    let (index, listing) = remembered(dir, index_file, dirs)?;
+    (listing != Listing::Stale).then_some(index)
+}
+
+/// The entry of `dir` if the index file still carries its write id (read before the memory
+/// is locked: the small read needn't hold up other folders), and how far its listing holds.
+fn remembered(
+    dir: &Path,
+    index_file: &Path,
+    dirs: [FileKey; 2],
+) -> Option<(Arc<FolderIndex>, Listing)> {
     let write_id = read_write_id(index_file).ok()?;
     let entries = entries().lock().unwrap_or_else(PoisonError::into_inner);
     let entry = entries.get(dir)?;
-    (entry.write_id == write_id && listing_of(entry, dirs) != Listing::Stale)
-        .then(|| Arc::clone(&entry.index))
+    (entry.write_id == write_id).then(|| (Arc::clone(&entry.index), listing_of(entry, dirs)))
 }
 
 fn listing_of(entry: &Entry, dirs: [FileKey; 2]) -> Listing {
