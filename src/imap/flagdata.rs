@@ -36,9 +36,16 @@ pub fn flag_items(flags: &FlagSet, recent: bool) -> Vec<FlagFetch<'static>> {
     items
 }
 
+/// How a session shows flag changes: MODSEQ with CONDSTORE, \Recent unless IMAP4rev2.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagsShown {
+    pub condstore: bool,
+    pub recent: bool,
+}
+
 /// `* seq FETCH (FLAGS (...) UID n [MODSEQ (m)])` for the message at `seq` of the view as it
 /// is now.
-pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data<'static>> {
+pub fn flags_data(selected: &Selected, seq: u32, shown: FlagsShown) -> Option<Data<'static>> {
     let message = selected.messages.get(seq.checked_sub(1)? as usize)?;
     changed_data(
         &FlagsChanged {
@@ -48,17 +55,17 @@ pub fn flags_data(selected: &Selected, seq: u32, condstore: bool) -> Option<Data
             recent: message.recent,
             modseq: message.meta.modseq,
         },
-        condstore,
+        shown,
     )
 }
 
 /// The untagged FETCH of a flag change, as it was when the change was seen.
-pub fn changed_data(changed: &FlagsChanged, condstore: bool) -> Option<Data<'static>> {
+pub fn changed_data(changed: &FlagsChanged, shown: FlagsShown) -> Option<Data<'static>> {
     let mut items = vec![
-        MessageDataItem::Flags(flag_items(&changed.flags, changed.recent)),
+        MessageDataItem::Flags(flag_items(&changed.flags, changed.recent && shown.recent)),
         MessageDataItem::Uid(nz(changed.uid)),
     ];
-    if condstore {
+    if shown.condstore {
         if let Some(modseq) = NonZeroU64::new(changed.modseq) {
             items.push(MessageDataItem::ModSeq(modseq));
         }

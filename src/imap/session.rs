@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use imap_codec::imap_types::command::Command;
+use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::response::{Code, Greeting, GreetingKind};
 use imap_next::server::{Error as NextError, Event};
@@ -64,6 +64,7 @@ pub async fn run_session(
             condstore: false,
             qresync: false,
             utf8: false,
+            rev2: false,
             errors: 0,
             auth_tag: None,
             guard: InputGuard::new(),
@@ -178,10 +179,12 @@ impl Session<'_> {
         let name = command.body.name();
         self.create_use = self.guard.take_create_use(tag.inner());
         self.status_appendlimit = self.guard.take_status_appendlimit(tag.inner());
-        self.search_return = self
-            .guard
-            .take_search_return(tag.inner())
-            .map(|options| (tag.inner().to_string(), options));
+        let mut returns = self.guard.take_search_return(tag.inner());
+        if self.rev2 && returns.is_none() && matches!(command.body, CommandBody::Search { .. }) {
+            // RFC 9051 §6.4.4: a SEARCH without RETURN answers as RETURN (ALL), with ESEARCH.
+            returns = Some(Vec::new());
+        }
+        self.search_return = returns.map(|options| (tag.inner().to_string(), options));
         let done = super::commands::dispatch(self, command.body).await?;
         if done.kind == Kind::Bad {
             info!(command = name, "BAD: {}", done.text);

@@ -111,6 +111,10 @@ pub(super) struct Session<'a> {
     /// `ENABLE UTF8=ACCEPT` is on (RFC 6855): mailbox names are UTF-8 on the wire both ways,
     /// APPEND takes the `UTF8 (literal8)` form, SEARCH takes no CHARSET.
     pub utf8: bool,
+    /// `ENABLE IMAP4rev2` is on (RFC 9051 Appendix A): mailbox names are UTF-8 both ways,
+    /// \Recent and RECENT are never sent, SELECT answers with a LIST and without UNSEEN, and
+    /// every SEARCH answers with ESEARCH.
+    pub rev2: bool,
     pub errors: u32,
     /// Tag of the AUTHENTICATE exchange in progress.
     pub auth_tag: Option<Tag<'static>>,
@@ -261,6 +265,24 @@ impl Session<'_> {
                 Ok(Event::GreetingSent { .. }) => break,
                 _ => break,
             }
+        }
+    }
+
+    /// Mailbox names are UTF-8 on the wire, not modified UTF-7 (UTF8=ACCEPT or IMAP4rev2).
+    pub fn utf8_names(&self) -> bool {
+        self.utf8 || self.rev2
+    }
+
+    /// \Recent and `* n RECENT` are sent (IMAP4rev1; IMAP4rev2 has neither).
+    pub fn shows_recent(&self) -> bool {
+        !self.rev2
+    }
+
+    /// How this session's untagged FETCH responses show flags.
+    pub fn flags_shown(&self) -> super::flagdata::FlagsShown {
+        super::flagdata::FlagsShown {
+            condstore: self.condstore,
+            recent: self.shows_recent(),
         }
     }
 

@@ -40,7 +40,7 @@ pub const CATENATE_MAX_PARTS: usize = 1000;
 /// taking the message.
 pub async fn begin(session: &Session<'_>, command: &AppendCommand) -> Result<Appending, Done> {
     check_message(session, command, 0, 0).await?;
-    let name = folder_name(&command.mailbox, session.utf8)?;
+    let name = folder_name(&command.mailbox, session.utf8_names())?;
     let flags = flag_set(&command.flags)?;
     let Some((_, folders)) = session.account.clone() else {
         return Err(Done::bad("Log in first"));

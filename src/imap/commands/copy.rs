@@ -42,7 +42,7 @@ pub async fn copy(
     moving: bool,
 ) -> std::io::Result<Done> {
     let verb = if moving { "MOVE" } else { "COPY" };
-    let target_name = match folder_name(&mailbox, session.utf8) {
+    let target_name = match folder_name(&mailbox, session.utf8_names()) {
         Ok(name) => name,
         Err(done) => return Ok(done),
     };

@@ -39,6 +39,8 @@ struct Plan {
     sets_seen: bool,
     uid: bool,
     modseq: bool,
+    /// \Recent is part of FLAGS (not in IMAP4rev2, `Session::shows_recent`).
+    recent: bool,
 }
 
 pub async fn fetch(
@@ -80,10 +82,12 @@ pub async fn fetch(
         session.condstore = true;
     }
     let condstore = session.condstore;
+    let recent = session.shows_recent();
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };
     let plan = Plan {
+        recent,
         sets_seen: !selected.read_only
             && names.iter().any(|n| {
                 matches!(
@@ -396,7 +400,7 @@ fn render_items(
         items.push(match name {
             MessageDataItemName::Flags => {
                 has_flags = true;
-                MessageDataItem::Flags(flag_items(&meta.flags, message.recent))
+                MessageDataItem::Flags(flag_items(&meta.flags, message.recent && plan.recent))
             }
             MessageDataItemName::Uid => {
                 has_uid = true;
@@ -461,7 +465,7 @@ fn render_items(
     if plan.sets_seen && !has_flags {
         items.push(MessageDataItem::Flags(flag_items(
             &meta.flags,
-            message.recent,
+            message.recent && plan.recent,
         )));
         has_flags = true;
     }

@@ -64,7 +64,7 @@ pub async fn store(
     if unchanged_since.is_some() {
         session.condstore = true;
     }
-    let condstore = session.condstore;
+    let shown = session.flags_shown();
     let Some(selected) = session.selected() else {
         return Ok(Done::bad("Select a folder first"));
     };
@@ -126,7 +126,7 @@ pub async fn store(
         match selected.seq_of(uid) {
             // Expunged by another session: nothing was stored, its EXPUNGE is on its way.
             Some(seq) if !selected.messages[seq as usize - 1].gone => {
-                replies.extend(flags_data(selected, seq, condstore));
+                replies.extend(flags_data(selected, seq, shown));
             }
             _ => {}
         }

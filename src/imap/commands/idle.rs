@@ -58,8 +58,9 @@ pub fn send_updates(session: &mut Session<'_>, updates: Vec<Update>) {
         let data = match update {
             Update::Expunge { seq, .. } => Data::Expunge(nz(seq)),
             Update::Exists(count) => Data::Exists(count),
+            Update::Recent(_) if !session.shows_recent() => continue,
             Update::Recent(count) => Data::Recent(count),
-            Update::Flags(changed) => match changed_data(&changed, session.condstore) {
+            Update::Flags(changed) => match changed_data(&changed, session.flags_shown()) {
                 Some(data) => data,
                 None => continue,
             },

@@ -5,19 +5,21 @@ use std::borrow::Cow;
 use std::num::NonZeroU64;
 
 use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::core::{Atom, QuotedChar};
+use imap_codec::imap_types::flag::FlagNameAttribute;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::super::error::server_error;
-use super::super::flagdata::{flags_data, folder_flags, permanent_flags};
-use super::super::folders::{FolderError, Folders};
+use super::super::flagdata::{flags_data, folder_flags, permanent_flags, FlagsShown};
+use super::super::folders::{FolderError, FolderInfo, Folders, DELIMITER};
 use super::super::qresync;
 use super::super::response::{encode_data, nz, other};
 use super::super::selected::Selected;
 use super::super::state::{Done, Phase, Session};
-use super::names::folder_name;
+use super::names::{folder_name, wire_mailbox};
 use crate::config::model::SpecialUse;
 use crate::store::{CopySource, Folder, MailStore};
 
@@ -28,7 +30,7 @@ pub(super) fn folders(session: &Session<'_>) -> Option<Folders> {
 
 /// The store's name of `mailbox` and the account's folders, or the reply refusing it.
 fn named_folder(session: &Session<'_>, mailbox: &Mailbox<'_>) -> Result<(String, Folders), Done> {
-    let name = folder_name(mailbox, session.utf8)?;
+    let name = folder_name(mailbox, session.utf8_names())?;
     let folders = folders(session).ok_or_else(|| Done::bad("Log in first"))?;
     Ok((name, folders))
 }
@@ -43,8 +45,10 @@ pub(super) fn folder_error(err: FolderError) -> Done {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
         FolderError::InboxForbidden => Done::no_code(other("CANNOT"), "INBOX cannot be deleted"),
+        // RFC 9051 §7.1's code for this case (an IMAP4rev1 client ignores a code it doesn't
+        // know).
         FolderError::HasChildren => Done::no_code(
-            other("INUSE"),
+            other("HASCHILDREN"),
             "Only a level of the hierarchy (\\Noselect) with subfolders; delete them first",
         ),
         FolderError::Io(err) => server_error("folder operation", err),
@@ -107,16 +111,22 @@ pub async fn select(
         Err(done) => return Ok(done),
     };
     let since = resync.as_ref().map(|r| r.modseq);
+    let rev2 = session.rev2;
     let opened = blocking(move || {
         let folder = Folder::at(folders.dir(&name)?);
-        Ok(Selected::open_since(name, folder, read_only, since)?)
+        // IMAP4rev2's SELECT has the folder's LIST response, so its attributes.
+        let info = match rev2 {
+            true => folders.list()?.into_iter().find(|info| info.name == name),
+            false => None,
+        };
+        Ok((Selected::open_since(name, folder, read_only, since)?, info))
     })
     .await;
-    let (selected, logged) = match opened {
+    let ((selected, logged), info) = match opened {
         Ok(opened) => opened,
         Err(err) => return Ok(folder_error(err)),
     };
-    announce_selected(session, &selected);
+    announce_selected(session, &selected, info.as_ref());
     if let Some(resync) = resync.filter(|r| r.uid_validity == selected.uid_validity) {
         // A client whose UIDVALIDITY is stale gets the plain SELECT (RFC 7162 §3.2.5).
         resynchronise(session, &selected, &resync, logged);
@@ -164,18 +174,28 @@ fn resynchronise(
     }
     for (position, message) in selected.messages.iter().enumerate() {
         if message.meta.modseq > resync.modseq && known.contains(message.meta.uid) {
-            if let Some(data) = flags_data(selected, position as u32 + 1, true) {
+            let shown = FlagsShown {
+                condstore: true,
+                recent: session.shows_recent(),
+            };
+            if let Some(data) = flags_data(selected, position as u32 + 1, shown) {
                 session.send_data(data);
             }
         }
     }
 }
 
-/// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1).
-fn announce_selected(session: &mut Session<'_>, selected: &Selected) {
+/// The untagged responses of SELECT and EXAMINE (RFC 3501 §6.3.1, RFC 7162 §3.1.2.1). In
+/// IMAP4rev2 (RFC 9051 §6.3.2) a LIST of the folder takes the place of RECENT, and there is
+/// no UNSEEN; `info` is the folder's entry in the account's list then.
+fn announce_selected(session: &mut Session<'_>, selected: &Selected, info: Option<&FolderInfo>) {
     session.send_data(Data::Flags(folder_flags(selected)));
     session.send_data(Data::Exists(selected.messages.len() as u32));
-    session.send_data(Data::Recent(selected.recent_count()));
+    if session.rev2 {
+        session.send_data(selected_list(session, &selected.name, info));
+    } else {
+        session.send_data(Data::Recent(selected.recent_count()));
+    }
     let untagged_ok = |session: &mut Session<'_>, code: Code<'static>, text: &str| {
         session.send_status(super::super::response::status(
             super::super::response::Kind::Ok,
@@ -184,7 +204,8 @@ fn announce_selected(session: &mut Session<'_>, selected: &Selected) {
             text,
         ));
     };
-    if let Some(position) = selected.messages.iter().position(|m| !m.meta.flags.seen) {
+    let first_unseen = selected.messages.iter().position(|m| !m.meta.flags.seen);
+    if let (Some(position), false) = (first_unseen, session.rev2) {
         untagged_ok(
             session,
             Code::Unseen(nz(position as u32 + 1)),
@@ -208,6 +229,30 @@ fn announce_selected(session: &mut Session<'_>, selected: &Selected) {
     );
     if let Some(modseq) = NonZeroU64::new(selected.highest_modseq) {
         untagged_ok(session, Code::HighestModSeq(modseq), "Highest");
+    }
+}
+
+/// `* LIST (attributes) "." name` of the selected folder, as the basic LIST gives it: its
+/// children attribute and special-use role (a folder that went away meanwhile has neither).
+fn selected_list(session: &Session<'_>, name: &str, info: Option<&FolderInfo>) -> Data<'static> {
+    let mut attributes = Vec::new();
+    if let Some(info) = info {
+        attributes.push(match info.has_children {
+            true => "HasChildren",
+            false => "HasNoChildren",
+        });
+        attributes.extend(
+            info.special_use
+                .map(|role| role.attribute().trim_start_matches('\\')),
+        );
+    }
+    Data::List {
+        items: attributes
+            .into_iter()
+            .filter_map(|a| Atom::try_from(a).ok().map(FlagNameAttribute::from))
+            .collect(),
+        delimiter: QuotedChar::try_from(DELIMITER).ok(),
+        mailbox: wire_mailbox(name, session.utf8_names()),
     }
 }
 
@@ -279,8 +324,8 @@ pub async fn rename(
     to: Mailbox<'static>,
 ) -> Done {
     let (from, to) = match (
-        folder_name(&from, session.utf8),
-        folder_name(&to, session.utf8),
+        folder_name(&from, session.utf8_names()),
+        folder_name(&to, session.utf8_names()),
     ) {
         (Ok(from), Ok(to)) => (from, to),
         (Err(done), _) | (_, Err(done)) => return done,

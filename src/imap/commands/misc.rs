@@ -18,6 +18,11 @@ use super::super::state::{Done, Phase, Session};
 /// extensions always (also in the greeting, so clients needn't ask).
 pub fn capabilities(offer: Offer, authenticated: bool) -> Vec1<Capability<'static>> {
     let mut caps = vec![Capability::Imap4Rev1];
+    // RFC 9051, after `ENABLE IMAP4rev2` (what changes: `Session::rev2`). Every extension it
+    // folds in is offered below; LITERAL- is met by LITERAL+, its superset (RFC 7888 §5).
+    if let Ok(atom) = imap_codec::imap_types::core::Atom::try_from("IMAP4rev2") {
+        caps.push(Capability::from(atom));
+    }
     // Login-related capabilities only mean something before login (as Dovecot does).
     if !authenticated {
         if offer.starttls {
@@ -172,15 +177,21 @@ pub fn id(
     Done::ok("ID completed")
 }
 
-/// ENABLE (RFC 5161): CONDSTORE, QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3) and
-/// UTF8=ACCEPT (RFC 6855) are the ones we know; others (UTF8=ONLY too: not offered) are
-/// ignored, as the RFC asks. ENABLED lists what this command turned on.
+/// ENABLE (RFC 5161): CONDSTORE, QRESYNC (which implies CONDSTORE, RFC 7162 §3.2.3),
+/// UTF8=ACCEPT (RFC 6855) and IMAP4rev2 (RFC 9051) are the ones we know; others (UTF8=ONLY
+/// too: not offered) are ignored, as the RFC asks. ENABLED lists what this command turned on.
 pub fn enable(session: &mut Session<'_>, capabilities: Vec1<CapabilityEnable<'static>>) -> Done {
     let mut enabled = Vec::new();
     for capability in capabilities.into_inner() {
-        let qresync = matches!(capability, CapabilityEnable::Other(_))
-            && capability.to_string().eq_ignore_ascii_case("QRESYNC");
-        if qresync && !session.qresync {
+        let named = |name: &str| {
+            matches!(capability, CapabilityEnable::Other(_))
+                && capability.to_string().eq_ignore_ascii_case(name)
+        };
+        let (qresync, rev2) = (named("QRESYNC"), named("IMAP4rev2"));
+        if rev2 && !session.rev2 {
+            session.rev2 = true;
+            enabled.push(capability);
+        } else if qresync && !session.qresync {
             session.qresync = true;
             session.condstore = true;
             enabled.push(capability);

@@ -81,7 +81,7 @@ fn quota_data(used: u64, limit: u64) -> Option<Data<'static>> {
 /// GETQUOTAROOT (RFC 9208 §4.3): the folder's quota roots (the account's, if it has a quota)
 /// and their use.
 pub async fn get_quota_root(session: &mut Session<'_>, mailbox: Mailbox<'static>) -> Done {
-    let name = match folder_name(&mailbox, session.utf8) {
+    let name = match folder_name(&mailbox, session.utf8_names()) {
         Ok(name) => name,
         Err(done) => return done,
     };

@@ -75,7 +75,7 @@ async fn list(session: &mut Session<'_>, request: ListRequest) -> Done {
     if selection.recursive && !selection.subscribed && !selection.special_use {
         return Done::bad("RECURSIVEMATCH must not be the only selection option");
     }
-    let utf8 = session.utf8;
+    let utf8 = session.utf8_names();
     let mut reference = decoded(&request.reference, utf8);
     if reference.eq_ignore_ascii_case("INBOX") {
         reference = "INBOX".into();
@@ -117,7 +117,7 @@ async fn list(session: &mut Session<'_>, request: ListRequest) -> Done {
             session,
             entry.name.clone(),
             account_folders.clone(),
-            wire_mailbox(&entry.name, session.utf8),
+            wire_mailbox(&entry.name, session.utf8_names()),
             names,
             *appendlimit,
         )
@@ -147,7 +147,7 @@ fn send_entry(session: &mut Session<'_>, entry: &Entry) {
     let mut wire = encode_data(Data::List {
         items,
         delimiter: QuotedChar::try_from(DELIMITER).ok(),
-        mailbox: wire_mailbox(&entry.name, session.utf8),
+        mailbox: wire_mailbox(&entry.name, session.utf8_names()),
     });
     if !entry.childinfo.is_empty() && wire.ends_with(b"\r\n") {
         let options: Vec<String> = entry.childinfo.iter().map(|o| format!("\"{o}\"")).collect();
@@ -336,8 +336,8 @@ pub async fn lsub(
     pattern: ListMailbox<'static>,
 ) -> Done {
     let (reference, pattern) = match (
-        reference_text(&reference, session.utf8),
-        pattern_text(&pattern, session.utf8),
+        reference_text(&reference, session.utf8_names()),
+        pattern_text(&pattern, session.utf8_names()),
     ) {
         (Ok(r), Ok(p)) => (r, p),
         (Err(done), _) | (_, Err(done)) => return done,
@@ -360,7 +360,7 @@ pub async fn lsub(
         session.send_data(Data::Lsub {
             items,
             delimiter,
-            mailbox: wire_mailbox(&name, session.utf8),
+            mailbox: wire_mailbox(&name, session.utf8_names()),
         });
     }
     Done::ok("LSUB completed")
