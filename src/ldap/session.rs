@@ -94,6 +94,27 @@ struct Driver {
     codec: LdapCodec,
 }
 
+/// The next whole request at the start of `input`, taken out of it, or None until all of it
+/// has arrived. The BER length is checked (`frame_length`) before anything is decoded, so a
+/// request over the limit is an error before its bytes are read.
+pub fn take_request(
+    input: &mut BytesMut,
+    codec: &mut LdapCodec,
+) -> Result<Option<LdapMsg>, LdapError> {
+    let Some(length) = frame_length(input)? else {
+        return Ok(None);
+    };
+    if input.len() < length {
+        return Ok(None);
+    }
+    let mut frame = input.split_to(length);
+    match codec.decode(&mut frame) {
+        Ok(Some(message)) => Ok(Some(message)),
+        Ok(None) => Err(LdapError::Decode("truncated message".into())),
+        Err(err) => Err(LdapError::Decode(err.to_string())),
+    }
+}
+
 impl Driver {
     async fn drive(&mut self) -> Result<(), LdapError> {
         loop {
@@ -155,15 +176,8 @@ impl Driver {
     /// for; `None` when the client closed, went silent or the daemon stops.
     async fn next_request(&mut self) -> Result<Option<LdapMsg>, LdapError> {
         loop {
-            if let Some(length) = frame_length(&self.input)? {
-                if self.input.len() >= length {
-                    let mut frame = self.input.split_to(length);
-                    return match self.codec.decode(&mut frame) {
-                        Ok(Some(message)) => Ok(Some(message)),
-                        Ok(None) => Err(LdapError::Decode("truncated message".into())),
-                        Err(err) => Err(LdapError::Decode(err.to_string())),
-                    };
-                }
+            if let Some(message) = take_request(&mut self.input, &mut self.codec)? {
+                return Ok(Some(message));
             }
             match self.conn.read(IDLE_TIMEOUT, true).await? {
                 Input::Data(bytes) => self.input.extend_from_slice(bytes),
