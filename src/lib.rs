@@ -11,6 +11,9 @@ pub mod daemon;
 pub mod demo;
 pub mod dns;
 pub mod filter;
+// What the fuzz targets run (fuzz/, docs/reliability.md); cargo-fuzz sets `--cfg fuzzing`.
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod imap;
 pub mod ldap;
 pub mod logging;

@@ -1,5 +1,5 @@
-//! IMAP4rev1 server (RFC 3501 plus IDLE, UIDPLUS, MOVE, SPECIAL-USE, NAMESPACE, ID, ENABLE,
-//! LITERAL+, UNSELECT, CONDSTORE) on imap-codec / imap-next. docs/imap.md describes it.
+//! IMAP4rev1 and IMAP4rev2 server (RFC 3501, RFC 9051, and the extensions docs/imap.md
+//! lists) on imap-codec / imap-next. docs/imap.md describes it.
 
 mod appending;
 mod buffer;
@@ -27,3 +27,7 @@ mod state;
 mod tests;
 pub mod utf7;
 pub mod watch;
+
+// Mailbox-name handling for the fuzz targets (`crate::fuzzing`).
+#[cfg(any(test, fuzzing))]
+pub(crate) use commands::names::{wire_mailbox, wire_text};
