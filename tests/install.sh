@@ -56,6 +56,7 @@ PACKAGES=(
   "php-net-ldap3: Net_LDAP3, the LDAP layer of Roundcube's address book (only a Suggests of roundcube-core)"
   "chromium: the headless browser Playwright drives in test_webmail (launched as /usr/bin/chromium, --no-sandbox as root)"
   "fonts-dejavu-core: text in the browser's screenshots (chromium itself brings no font; fontconfig's first choice)"
+  "g++: builds libFuzzer (C++, in libfuzzer-sys) for the fuzz targets (bench/reliability/fuzz.sh, the short run of tests/run.sh)"
 )
 VM_PACKAGES=(
   "mmdebstrap: builds the VM test's Debian guest"
@@ -153,5 +154,20 @@ if ((WITH_TESTS)); then
     "${SUDO[@]}" /usr/bin/python3 -m venv --system-site-packages "$TEST_VENV"
     "${SUDO[@]}" "$TEST_PYTHON" -m pip install -q --no-input -r "$HERE/requirements.txt"
     "${SUDO[@]}" cp "$HERE/requirements.txt" "$TEST_VENV/requirements.txt"
+  fi
+fi
+
+# --- cargo-fuzz, which builds the fuzz targets with libFuzzer (fuzz/, bench/reliability/fuzz.sh)
+# From crates.io through cargo's own registry configuration; pinned, and built with its lock
+# file. It runs on the stable toolchain with RUSTC_BOOTSTRAP=1 (docs/reliability.md).
+CARGO_FUZZ_VERSION=0.13.2
+if ((WITH_TESTS)); then
+  if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck source=/dev/null
+    . "$HOME/.cargo/env"
+  fi
+  if ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\b"; then
+    echo "install.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
   fi
 fi

@@ -71,6 +71,9 @@ build "cargo fmt --check" cargo fmt --check
 build "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 stage "no import circles (tests/lint/import_cycles.py)" /usr/bin/python3 "$ROOT/tests/lint/import_cycles.py" "$ROOT/src"
 stage "cargo test" cargo test
+# libFuzzer on every fuzz target for 6 s each, two at a time (docs/reliability.md; the long runs
+# are bench/reliability/fuzz.sh's default). Its own instrumented build, in fuzz/target.
+stage "fuzz targets, short run (bench/reliability/fuzz.sh 6)" bash "$ROOT/bench/reliability/fuzz.sh" 6
 build "cargo build --release" cargo build --release
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
