@@ -46,6 +46,54 @@ impl Reads {
     }
 }
 
+/// A client's bytes as a protocol core takes them: handed out in reads of varying size
+/// (`Reads`), with a bound on the core's steps. Every step of a core either takes input or
+/// answers, so more steps than a few per byte means one that does neither, forever: the
+/// fuzzer's hang, found without waiting for its timeout.
+pub struct Feed<'a> {
+    rest: &'a [u8],
+    /// None: all of it in one read.
+    reads: Option<Reads>,
+    steps_left: usize,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(input: &'a [u8], seed: u8) -> Feed<'a> {
+        Feed {
+            rest: input,
+            reads: Some(Reads::new(seed)),
+            steps_left: 64 + input.len().saturating_mul(8),
+        }
+    }
+
+    /// The input in one read.
+    pub fn whole(input: &'a [u8]) -> Feed<'a> {
+        Feed {
+            reads: None,
+            ..Feed::new(input, 0)
+        }
+    }
+
+    /// The next read, or None once everything was sent.
+    pub fn next_read(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let len = self.reads.as_mut().map_or(self.rest.len(), Reads::next_len);
+        let (now, later) = self.rest.split_at(len.min(self.rest.len()));
+        self.rest = later;
+        Some(now)
+    }
+
+    /// Counts one step of the core; panics when it is stuck.
+    pub fn step(&mut self) {
+        self.steps_left = self
+            .steps_left
+            .checked_sub(1)
+            .unwrap_or_else(|| panic!("no progress: the protocol core is stuck"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

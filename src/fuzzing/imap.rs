@@ -7,7 +7,7 @@ use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::CommandCodec;
 
-use super::alphabet::{spell, Reads};
+use super::alphabet::{spell, Feed};
 use crate::imap::folders::pattern_matches;
 use crate::imap::guard::{InputGuard, Step};
 use crate::imap::message::MessageMeta;
@@ -51,37 +51,36 @@ pub fn guard(data: &[u8]) {
         return;
     };
     let input = spell(rest, WORDS);
-    let whole = run_guard(&input, setup, None);
-    let mut reads = Reads::new(setup);
-    let pieces = run_guard(&input, setup, Some(&mut reads));
+    let whole = run_guard(Feed::whole(&input), setup);
+    let pieces = run_guard(Feed::new(&input, setup), setup);
     assert_eq!(
         whole, pieces,
         "the guard's steps depend on the read boundaries"
     );
 }
 
-/// The guard's steps for `input`, message data merged; `reads` cuts it (None: at once).
-fn run_guard(input: &[u8], setup: u8, mut reads: Option<&mut Reads>) -> Vec<String> {
+/// One step of the guard as the comparison sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// Bytes for imap-next, and message bytes: merged with the step before of the same kind,
+    /// as only the bytes count, not where the reads cut them.
+    Pass(Vec<u8>),
+    Message(Vec<u8>),
+    Other(String),
+}
+
+/// The guard's steps for the input `feed` gives.
+fn run_guard(mut feed: Feed<'_>, setup: u8) -> Vec<Seen> {
     let mut guard = InputGuard::new();
     if setup & 1 == 1 {
         guard.logged_in();
     }
     let accept = setup & 2 == 2;
-    let mut steps: Vec<String> = Vec::new();
-    let mut rest = input;
-    let mut budget = 64 + input.len() * 4;
-    while !rest.is_empty() {
-        let cut = reads
-            .as_mut()
-            .map_or(rest.len(), |r| r.next_len())
-            .min(rest.len());
-        let (chunk, tail) = rest.split_at(cut);
-        rest = tail;
+    let mut steps: Vec<Seen> = Vec::new();
+    while let Some(chunk) = feed.next_read() {
         let mut at = 0;
         loop {
-            budget = budget
-                .checked_sub(1)
-                .unwrap_or_else(|| panic!("no progress: the guard is stuck"));
+            feed.step();
             let (used, step) = guard.next(&chunk[at..]);
             assert!(
                 used <= chunk.len() - at,
@@ -89,19 +88,16 @@ fn run_guard(input: &[u8], setup: u8, mut reads: Option<&mut Reads>) -> Vec<Stri
             );
             let taken = &chunk[at..at + used];
             at += used;
-            let shown = match step {
+            let seen = match step {
                 Step::NeedInput => break,
-                Step::Pass(bytes) => format!("pass {}", String::from_utf8_lossy(&bytes)),
+                Step::Pass(bytes) => Seen::Pass(bytes),
                 Step::Message(n) => {
                     assert!(n <= taken.len(), "more message bytes than taken");
-                    format!(
-                        "message {}",
-                        String::from_utf8_lossy(&taken[taken.len() - n..])
-                    )
+                    Seen::Message(taken[taken.len() - n..].to_vec())
                 }
                 Step::Refuse(refusal) => {
                     let close = refusal.close;
-                    steps.push(format!("refuse {refusal:?}"));
+                    steps.push(Seen::Other(format!("refuse {refusal:?}")));
                     if close {
                         return steps;
                     }
@@ -109,28 +105,22 @@ fn run_guard(input: &[u8], setup: u8, mut reads: Option<&mut Reads>) -> Vec<Stri
                 }
                 Step::Append(command) => {
                     decide(&mut guard, accept || command.size < 100);
-                    format!("append {command:?}")
+                    Seen::Other(format!("append {command:?}"))
                 }
                 Step::CatenateUrl(url) => {
                     decide(&mut guard, accept);
-                    format!("url {url}")
+                    Seen::Other(format!("url {url}"))
                 }
                 Step::CatenateText { size, sync, utf8 } => {
                     decide(&mut guard, accept || size < 100);
-                    format!("text {size} {sync} {utf8}")
+                    Seen::Other(format!("text {size} {sync} {utf8}"))
                 }
-                other => format!("{other:?}"),
+                other => Seen::Other(format!("{other:?}")),
             };
-            // Passed lines and message data are merged: only the bytes count, not the cuts.
-            match (steps.last_mut(), shown) {
-                (Some(last), shown)
-                    if (last.starts_with("pass ") && shown.starts_with("pass "))
-                        || (last.starts_with("message ") && shown.starts_with("message ")) =>
-                {
-                    let body = shown.split_once(' ').map_or("", |(_, b)| b).to_string();
-                    last.push_str(&body);
-                }
-                (_, shown) => steps.push(shown),
+            match (steps.last_mut(), seen) {
+                (Some(Seen::Pass(last)), Seen::Pass(more))
+                | (Some(Seen::Message(last)), Seen::Message(more)) => last.extend(more),
+                (_, seen) => steps.push(seen),
             }
         }
     }

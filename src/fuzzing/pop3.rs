@@ -1,6 +1,6 @@
 //! The POP3 core (`pop3::proto`), as a client would drive it.
 
-use super::alphabet::{spell, Reads};
+use super::alphabet::{spell, Feed};
 use crate::pop3::proto::{LoginError, MessageInfo, Security, Session, Step};
 
 const WORDS: &[&[u8]] = &[
@@ -46,18 +46,14 @@ pub fn session(data: &[u8]) {
         auth_in_plaintext: setup & 2 == 2,
     };
     let mut session = Session::new(security, 50);
-    let mut reads = Reads::new(setup);
-    let mut rest = &input[..];
-    let mut budget = 64 + input.len() * 8;
+    let mut feed = Feed::new(&input, setup);
     loop {
-        budget = budget
-            .checked_sub(1)
-            .unwrap_or_else(|| panic!("no progress: the session is stuck"));
+        feed.step();
         match session.step() {
             Step::Reply(_) | Step::Refuse(_) => {}
             Step::StartTls => session.tls_started(),
             Step::Authenticate(credentials) => session.logged_in(match credentials.password {
-                ref p if p == b"pw" => Ok(MESSAGES
+                password if password == b"pw" => Ok(MESSAGES
                     .iter()
                     .enumerate()
                     .map(|(i, m)| MessageInfo {
@@ -78,12 +74,10 @@ pub fn session(data: &[u8]) {
                 );
                 session.updated(Ok(()));
             }
-            Step::NeedInput if rest.is_empty() => return,
-            Step::NeedInput => {
-                let (now, later) = rest.split_at(reads.next_len().min(rest.len()));
-                session.push_input(now);
-                rest = later;
-            }
+            Step::NeedInput => match feed.next_read() {
+                Some(bytes) => session.push_input(bytes),
+                None => return,
+            },
             Step::Close => return,
         }
     }

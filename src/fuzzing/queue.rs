@@ -4,7 +4,7 @@
 
 use imap_codec::imap_types::body::BodyStructure;
 
-use super::alphabet::{spell, Reads};
+use super::alphabet::{spell, Feed};
 use crate::imap::mime::body_structure;
 use crate::queue::client::ehlo::Capabilities;
 use crate::queue::client::reply::ReplyParser;
@@ -41,13 +41,10 @@ pub fn client_reply(data: &[u8]) {
     };
     let input = spell(rest, WORDS);
     let mut parser = ReplyParser::default();
-    let mut reads = Reads::new(seed);
+    let mut feed = Feed::new(&input, seed);
     let mut replies = Vec::new();
-    let mut left = &input[..];
-    'reading: while !left.is_empty() {
-        let (now, later) = left.split_at(reads.next_len().min(left.len()));
-        left = later;
-        parser.push(now);
+    'reading: while let Some(bytes) = feed.next_read() {
+        parser.push(bytes);
         loop {
             match parser.next_reply() {
                 Ok(Some(reply)) => {

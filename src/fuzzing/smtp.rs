@@ -1,6 +1,6 @@
 //! The SMTP server core (`smtp::proto`), as a client would drive it.
 
-use super::alphabet::{spell, Reads};
+use super::alphabet::{spell, Feed};
 use crate::address::Address;
 use crate::auth::Recipient;
 use crate::policy::Verdict;
@@ -83,15 +83,9 @@ pub fn session(data: &[u8]) {
             submission: setup & 8 == 8,
         },
     });
-    let mut reads = Reads::new(setup);
-    let mut rest = &input[..];
-    // Every step either takes input or answers; more steps than this means one that does
-    // neither forever.
-    let mut budget = 64 + input.len() * 8;
+    let mut feed = Feed::new(&input, setup);
     loop {
-        budget = budget
-            .checked_sub(1)
-            .unwrap_or_else(|| panic!("no progress: the session is stuck"));
+        feed.step();
         match session.next(&Local) {
             Step::Reply(_) | Step::Refuse(_) => {}
             Step::Check => session.checked(Verdict::Accept),
@@ -114,12 +108,10 @@ pub fn session(data: &[u8]) {
                 );
                 session.delivered(Ok(Reply::new(250, [2, 0, 0], "queued")));
             }
-            Step::NeedInput if rest.is_empty() => return,
-            Step::NeedInput => {
-                let (now, later) = rest.split_at(reads.next_len().min(rest.len()));
-                session.push_input(now);
-                rest = later;
-            }
+            Step::NeedInput => match feed.next_read() {
+                Some(bytes) => session.push_input(bytes),
+                None => return,
+            },
             Step::Close => return,
         }
     }
