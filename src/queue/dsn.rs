@@ -61,10 +61,8 @@ fn one_line(text: &str) -> String {
 
 /// The complete notification, CRLF line ends, ready to queue or store.
 pub fn build(report: &Report<'_>) -> Vec<u8> {
-    let boundary = format!(
-        "{}.{}/{}",
-        report.queue_id, report.now, report.reporting_mta
-    );
+    let header = returned_header(report.original);
+    let boundary = boundary(report, header);
     let host = report.reporting_mta;
     let mut out = String::new();
     let _ = write!(
@@ -89,8 +87,46 @@ pub fn build(report: &Report<'_>) -> Vec<u8> {
     human_part(&mut out, report, &boundary);
     status_part(&mut out, report, &boundary);
     let mut bytes = out.into_bytes();
-    headers_part(&mut bytes, report, &boundary);
+    headers_part(&mut bytes, header, &boundary);
     bytes
+}
+
+/// The MIME boundary (RFC 2046 §5.1.1: it must not occur in the parts). The sender wrote the
+/// returned header, the one part whose lines nobody else starts, so it may hold any text: a
+/// boundary of queue id, time and host alone (all of which a sender can learn or guess) was
+/// found there by the fuzzer (fuzz/regressions/dsn/), and the bounce had four parts. So a
+/// hash of that header follows, and a counter in the unlikely case it still occurs.
+fn boundary(report: &Report<'_>, header: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(header);
+    let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let base = format!(
+        "{}.{}/{}/{hash}",
+        report.queue_id, report.now, report.reporting_mta
+    );
+    let occurs = |candidate: &str| {
+        header
+            .windows(candidate.len())
+            .any(|window| window == candidate.as_bytes())
+    };
+    let mut candidate = base.clone();
+    let mut counter = 0u32;
+    while occurs(&candidate) {
+        counter += 1;
+        candidate = format!("{base}.{counter}");
+    }
+    candidate
+}
+
+/// What of the original message is returned: its header, at most `MAX_RETURNED_HEADER`
+/// bytes of it, cut at a line end when the limit fell inside a field.
+fn returned_header(original: &[u8]) -> &[u8] {
+    let end = header_end(original).min(MAX_RETURNED_HEADER);
+    let header = &original[..end];
+    match header.iter().rposition(|&b| b == b'\n') {
+        Some(last) => &header[..=last],
+        None => header,
+    }
 }
 
 fn human_part(out: &mut String, report: &Report<'_>, boundary: &str) {
@@ -164,14 +200,7 @@ fn status_part(out: &mut String, report: &Report<'_>, boundary: &str) {
     out.push_str("\r\n");
 }
 
-fn headers_part(out: &mut Vec<u8>, report: &Report<'_>, boundary: &str) {
-    let end = header_end(report.original).min(MAX_RETURNED_HEADER);
-    let header = &report.original[..end];
-    // Cut at a line end when the limit fell inside a field.
-    let header = match header.iter().rposition(|&b| b == b'\n') {
-        Some(last) => &header[..=last],
-        None => header,
-    };
+fn headers_part(out: &mut Vec<u8>, header: &[u8], boundary: &str) {
     let kind = if header.is_ascii() {
         "text/rfc822-headers"
     } else {
@@ -191,6 +220,56 @@ fn headers_part(out: &mut Vec<u8>, report: &Report<'_>, boundary: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The boundary a bounce declares.
+    fn boundary_of(text: &str) -> &str {
+        let start = text.find("boundary=\"").expect("a boundary") + "boundary=\"".len();
+        let end = start + text[start..].find('"').expect("its end");
+        &text[start..end]
+    }
+
+    /// The returned header can't end the report early: a boundary that the header holds
+    /// (the fuzzer's finding, fuzz/regressions/dsn/) is never the one used, however many
+    /// variants of it the header holds.
+    #[test]
+    fn the_boundary_is_not_in_the_returned_header() {
+        let failed = [FailedRecipient {
+            address: "bob@remote.test".into(),
+            status: "5.1.1".into(),
+            diagnostic: "550 no".into(),
+            remote_mta: None,
+            remote_reply: true,
+        }];
+        let plain = build(&report(&failed, b"Subject: x\r\n\r\n"));
+        let text = String::from_utf8(plain).unwrap();
+        let first = boundary_of(&text).to_string();
+        // A header holding that boundary and its next variants gets yet another one.
+        let mut original = String::from("Subject: x\r\n");
+        for n in 0..3 {
+            let variant = if n == 0 {
+                first.clone()
+            } else {
+                format!("{first}.{n}")
+            };
+            original.push_str(&format!("X-Trap: x\r\n--{variant}--\r\n"));
+        }
+        original.push_str("\r\n");
+        let text = String::from_utf8(build(&report(&failed, original.as_bytes()))).unwrap();
+        let used = boundary_of(&text);
+        let header_part = &text[text.find("X-Trap").unwrap()..];
+        assert!(
+            !original.contains(used),
+            "{used} occurs in the returned header"
+        );
+        assert_eq!(text.matches(&format!("--{used}\r\n")).count(), 3);
+        assert!(header_part.contains(&format!("--{used}--\r\n")));
+        let parts = crate::imap::mime::body_structure(text.as_bytes(), false);
+        assert!(matches!(
+            parts,
+            imap_codec::imap_types::body::BodyStructure::Multi { ref bodies, .. }
+                if bodies.as_ref().len() == 3
+        ));
+    }
 
     fn report<'a>(failed: &'a [FailedRecipient], original: &'a [u8]) -> Report<'a> {
         Report {
@@ -226,7 +305,8 @@ mod tests {
         ));
         assert!(!text.contains("secret body"), "only the header is returned");
         assert!(text.ends_with("--\r\n"));
-        let boundary = "ABC.1.1800000600/mx.example.test";
+        let boundary = boundary_of(&text);
+        assert!(boundary.starts_with("ABC.1.1800000600/mx.example.test/"));
         assert_eq!(text.matches(&format!("--{boundary}\r\n")).count(), 3);
         assert!(text.contains(&format!("--{boundary}--\r\n")));
         assert!(text.lines().all(|l| !l.ends_with('\r')), "CRLF only");
