@@ -77,13 +77,19 @@ done
 printf '%-18s %8s %10s %7s %7s %7s %7s %s\n' target seconds execs/s cov ft corpus rss_mb findings
 for target in "${TARGETS[@]}"; do
   log="$LOGS/$target.log"
-  status=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  # (A target whose build or start failed has no status line: its row shows `?`.)
+  status=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$status")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$status")
-  execs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+  execs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
+  rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1 || true)
   findings=$(find "artifacts/$target" -type f | wc -l)
+  if [ -z "$status" ]; then
+    failed=1
+    echo "  $target: did not run (log: $log):"
+    grep -E '^error' "$log" | head -3 | sed 's/^/    /' || true
+  fi
   printf '%-18s %8s %10s %7s %7s %7s %7s %s\n' "$target" "$SECONDS_PER" "${execs:-?}" \
     "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$findings"
   if ((findings > 0)); then
