@@ -166,7 +166,10 @@ if ((WITH_TESTS)); then
     # shellcheck source=/dev/null
     . "$HOME/.cargo/env"
   fi
-  if ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\b"; then
+  if ! command -v cargo >/dev/null 2>&1; then
+    # (--install-only on a system without Rust: tests/run.sh installs it once Rust is there)
+    echo "install.sh: no cargo here, so no cargo-fuzz yet"
+  elif ! cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\b"; then
     echo "install.sh: installing cargo-fuzz $CARGO_FUZZ_VERSION"
     cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
   fi
