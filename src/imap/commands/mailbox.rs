@@ -176,7 +176,7 @@ fn resynchronise(
         if message.meta.modseq > resync.modseq && known.contains(message.meta.uid) {
             let shown = FlagsShown {
                 condstore: true,
-                recent: session.shows_recent(),
+                ..session.flags_shown()
             };
             if let Some(data) = flags_data(selected, position as u32 + 1, shown) {
                 session.send_data(data);
