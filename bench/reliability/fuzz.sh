@@ -7,7 +7,9 @@
 # fails; once fixed, the input goes into fuzz/regressions/<target>/, which `cargo test`
 # replays (src/fuzzing/replay.rs).
 #
-# Usage: bench/reliability/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 1800 s, all)
+# Usage: bench/reliability/fuzz.sh [SECONDS_PER_TARGET [TARGET[:SECONDS]...]]
+#   (default 1800 s, every target; TARGET:SECONDS gives that target its own time, for topping
+#   up a target whose earlier runs were shorter)
 #   FUZZ_JOBS=n     targets run at once (default 2)
 #   FUZZ_LOG_DIR=d  where the per-target logs go (default bench/results/fuzz-<time>)
 # The short run of tests/run.sh is `bench/reliability/fuzz.sh 6`.
@@ -23,10 +25,16 @@ fi
 # cargo-fuzz passes nightly flags (-Zsanitizer, -Cpasses=sancov-module); the machine has the
 # stable toolchain only, whose compiler takes them with RUSTC_BOOTSTRAP=1.
 export RUSTC_BOOTSTRAP=1
-TARGETS=("$@")
+TARGETS=()
+declare -A TIME_OF
+for arg in "$@"; do
+  TARGETS+=("${arg%%:*}")
+  if [[ $arg == *:* ]]; then TIME_OF[${arg%%:*}]=${arg#*:}; fi
+done
 if ((${#TARGETS[@]} == 0)); then
   mapfile -t TARGETS < <(cargo fuzz list)
 fi
+seconds_of() { echo "${TIME_OF[$1]:-$SECONDS_PER}"; }
 JOBS=${FUZZ_JOBS:-2}
 LOGS=${FUZZ_LOG_DIR:-$ROOT/bench/results/fuzz-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$LOGS"
@@ -54,7 +62,7 @@ run_one() {
   fi
   # -rss_limit_mb: memory that grows with the input is a finding; -timeout: so is a hang.
   cargo fuzz run --debug-assertions "$target" "corpus/$target" "seeds/$target" \
-      "${extra[@]}" -- -max_total_time="$SECONDS_PER" -print_final_stats=1 \
+      "${extra[@]}" -- -max_total_time="$(seconds_of "$target")" -print_final_stats=1 \
       -rss_limit_mb=2048 -timeout=10 -max_len=65536 -artifact_prefix="artifacts/$target/" \
       "${dict[@]}" >"$log" 2>&1
 }
@@ -90,7 +98,7 @@ for target in "${TARGETS[@]}"; do
     echo "  $target: did not run (log: $log):"
     grep -E '^error' "$log" | head -3 | sed 's/^/    /' || true
   fi
-  printf '%-18s %8s %10s %7s %7s %7s %7s %s\n' "$target" "$SECONDS_PER" "${execs:-?}" \
+  printf '%-18s %8s %10s %7s %7s %7s %7s %s\n' "$target" "$(seconds_of "$target")" "${execs:-?}" \
     "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$findings"
   if ((findings > 0)); then
     failed=1
