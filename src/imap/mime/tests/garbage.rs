@@ -99,6 +99,42 @@ fn many_sibling_parts_terminate() {
 }
 
 #[test]
+fn sibling_parts_are_capped_as_in_dovecot() {
+    // Dovecot 2.3 on the same message (10,002 parts): BODYSTRUCTURE lists 9,999 parts (10,000
+    // with the message), BODY[9999] runs from that part's body to the end of the message, later
+    // boundary lines included, and BODY[10000] is empty.
+    let mut m = String::from("Content-Type: multipart/mixed; boundary=\"sib\"\r\n\r\n");
+    for i in 0..10_002 {
+        m += &format!("--sib\r\nContent-Type: text/plain\r\n\r\npart {i} bodyword\r\n");
+    }
+    m += "--sib--\r\n";
+    let m = m.as_bytes();
+    match body_structure(m, true) {
+        BodyStructure::Multi { bodies, .. } => assert_eq!(bodies.as_ref().len(), 9_999),
+        other => panic!("not a multipart: {other:?}"),
+    }
+    let last = section_bytes(m, section("9999").as_ref());
+    assert!(last.starts_with(b"part 9998 bodyword\r\n--sib\r\n"));
+    assert!(last.ends_with(b"part 10001 bodyword\r\n--sib--\r\n"));
+    assert_eq!(
+        section_bytes(m, section("9999.MIME").as_ref()),
+        b"Content-Type: text/plain\r\n\r\n"
+    );
+    assert!(section_bytes(m, section("10000").as_ref()).is_empty());
+    assert_eq!(
+        section_bytes(m, section("9998").as_ref()),
+        b"part 9997 bodyword"
+    );
+    // The same cap whatever the parts hold: 100,000 empty parts.
+    let mut m = String::from("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+    m += &"--b\r\n".repeat(100_000);
+    match body_structure(m.as_bytes(), false) {
+        BodyStructure::Multi { bodies, .. } => assert_eq!(bodies.as_ref().len(), 9_999),
+        other => panic!("not a multipart: {other:?}"),
+    }
+}
+
+#[test]
 fn no_blank_line_no_colon_and_empty_input() {
     assert_eq!(
         bs(b""),
