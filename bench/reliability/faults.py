@@ -766,9 +766,10 @@ def _stall(run: Run, pw: str) -> None:
         if rcpt["status"] != "deferred":
             fail(f"stall: {token} is {rcpt['status']} after the stall: {rcpt['reply']}")
         s = r["peer_session"]
-        held = round(s["end"] - s["start"], 1) if s.get("end") else "still open"
+        held = (f"session ended after {s['end'] - s['start']:.1f} s" if s.get("end")
+                else "the peer keeps its end open until the retry")
         rows.append([token, peer.mode, r["seconds"], rcpt["status"], rcpt["reply"][:100],
-                     f"{s.get('data_bytes')} B read; session held {held} s"])
+                     f"{s.get('data_bytes')} B read; {held}"])
     table("a stalled peer: one delivery each, timed from the submission's 250 until the "
           "envelope records the failed attempt", ["message", "peer stalls", "seconds",
                                                   "status", "reply recorded", "peer side"], rows)
