@@ -956,11 +956,11 @@ def run_target(cls, kills: int, pw: str, seed: int) -> dict:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     d = sorted(delays)
+    figures = target.figures() if target else {}
     return {"cycles": cycles, "seconds": round(time.monotonic() - t0, 1),
             "kill delay s (min/median/max)": f"{d[0]:.2f}/{d[len(d) // 2]:.2f}/{d[-1]:.2f}"
             if d else "-",
-            "failures": len(FAILURES) - before,
-            **(target.figures() if target else {}),
+            "failures": len(FAILURES) - before, **figures,
             "client phase at the kill": ", ".join(f"{k} {v}" for k, v in phases.most_common())}
 
 
