@@ -130,12 +130,13 @@ class Stats:
         self.login_seen: set[str] = set()
         self.login_times: list[float] = []
         self.ramp_ready = 0
+        self.pacing = True
 
     async def begin_login(self, account: str, proto: str):
         """Before connecting: an account's first login (a full argon2id check in the daemon)
         waits for one of FIRST_LOGINS slots, as a client with a connection pool would; later
         logins go at once. Returns what end_login takes."""
-        if account in self.login_seen:
+        if account in self.login_seen or not self.pacing:
             return None
         self.login_seen.add(account)
         await self.login_gate[proto].acquire()
@@ -245,7 +246,7 @@ async def imap_client(args, stats: Stats, session: IdleSession, source: str):
     release = asyncio.ensure_future(stats.release.wait())
     token = None
     try:
-        if session.index >= len(stats.logged_in):
+        if stats.pacing and session.index >= len(stats.logged_in):
             # Not before this account's first session has logged in: the daemon's login
             # cache then answers (docs/tls-and-auth.md), instead of ten argon2id checks.
             await stats.logged_in[session.account].wait()
@@ -515,6 +516,8 @@ def read_probe(path: Path) -> list[dict]:
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     s = sorted(values)
+    if not s:
+        return math.nan
     return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
 
 
@@ -714,6 +717,8 @@ def main() -> int:
     ap.add_argument("--rss-slope", type=float, default=None,
                     help="MiB/min of second-half RSS growth counted as flat (default "
                          "max(1, 0.5 %% of the median RSS))")
+    ap.add_argument("--no-login-pacing", action="store_true",
+                    help="every client logs in at once (shows the cold login-cache herd)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--probe-out", help=argparse.SUPPRESS)
     ap.add_argument("--probe-stop", help=argparse.SUPPRESS)
@@ -759,6 +764,7 @@ def main() -> int:
     probe_path, probe_stop = tmp / "probe.jsonl", tmp / "probe.stop"
     probe = None
     stats = Stats()
+    stats.pacing = not args.no_login_pacing
     samples: list[dict] = []
     problems: list[str] = []
     print(f"soak: {n} connections (imap {counts['imap']} on {n_imap_accounts} accounts, "
