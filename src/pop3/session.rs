@@ -117,6 +117,9 @@ async fn drive(
             }
             Step::Update(doomed) => {
                 let result = delete_at_quit(maildrop.as_ref(), doomed).await;
+                // Unlock before the +OK: a client that logs in again as soon as it has the
+                // reply must find the maildrop free (the session holds the only reference).
+                maildrop = None;
                 session.updated(result);
             }
             Step::NeedInput => match conn.read(IDLE_TIMEOUT, true).await? {

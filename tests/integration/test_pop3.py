@@ -141,6 +141,33 @@ def test_second_session_is_refused_in_use(make_server, tmp_path):
     third.quit()
 
 
+def test_login_right_after_quit_is_not_refused(make_server, tmp_path):
+    """The lock is released before the QUIT's +OK: a client that logs in again the moment it
+    has the reply is never told [IN-USE] (found by bench/reliability/kill9.py: 1 in 100
+    logins was refused while the lock was dropped after the reply)."""
+    server = pop3_server(make_server, tmp_path)
+    for i in range(3):
+        send(server, f"message {i}")
+    refused = []
+    for i in range(500):
+        pop = poplib.POP3("127.0.0.1", server.pop3_port, timeout=10)
+        pop.user(ALICE)
+        try:
+            pop.pass_(PASSWORD)
+        except poplib.error_proto as exc:
+            refused.append((i, exc))
+            pop.close()
+            continue
+        if i in (100, 200):
+            pop.dele(1)  # the UPDATE state with deletions, too
+        pop.stat()
+        pop.quit()
+    assert refused == [], f"{len(refused)} of 500 logins refused, e.g. {refused[:3]}"
+    pop = login(server)
+    assert pop.stat()[0] == 1
+    pop.quit()
+
+
 def test_mail_arriving_during_a_session_shows_in_the_next(make_server, tmp_path):
     server = pop3_server(make_server, tmp_path)
     send(server, "one")
