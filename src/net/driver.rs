@@ -39,6 +39,46 @@ pub struct Connection {
     shutdown: watch::Receiver<bool>,
     /// COMPRESS=DEFLATE is on: what goes out is deflated, what comes in inflated.
     deflate: Option<Compressed>,
+    /// The client's time to send its next command, counted from our last answer.
+    turn: ClientTurn,
+}
+
+/// The least rate, in bytes per second, at which a client may send a command or a message:
+/// every byte received adds 1/500 s to the time it has since our last answer (Postfix's
+/// `smtpd_min_data_rate` has the same default). So a client that trickles a byte now and then
+/// holds its connection no longer than the timeout, while a large APPEND or DATA at any
+/// usable speed is never cut.
+pub const MIN_CLIENT_RATE: u64 = 500;
+
+/// Since when the client has been sending its next command, and how much of it came.
+///
+/// The inactivity timeouts count from our last answer, not from the last read: counted per
+/// read, one byte every few seconds kept a connection open for as long as a line or a
+/// message may grow (slow-loris; docs/reliability.md).
+struct ClientTurn {
+    since: Instant,
+    bytes: u64,
+}
+
+impl ClientTurn {
+    fn new() -> ClientTurn {
+        ClientTurn {
+            since: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// What is left of `timeout`, with the allowance for the bytes already received.
+    fn remaining(&self, timeout: Duration) -> Duration {
+        let allowance = Duration::from_millis(self.bytes.saturating_mul(1000) / MIN_CLIENT_RATE);
+        timeout
+            .saturating_add(allowance)
+            .saturating_sub(self.since.elapsed())
+    }
+
+    fn received(&mut self, n: usize) {
+        self.bytes = self.bytes.saturating_add(n as u64);
+    }
 }
 
 /// Compressed bytes read at a time when COMPRESS is on.
@@ -82,6 +122,7 @@ impl Connection {
             out: Vec::new(),
             shutdown,
             deflate: None,
+            turn: ClientTurn::new(),
         })
     }
 
@@ -125,6 +166,8 @@ impl Connection {
         }
         self.stream.flush().await?;
         self.out.clear();
+        // An answer went out: the client's turn starts now.
+        self.turn = ClientTurn::new();
         Ok(())
     }
 
@@ -154,15 +197,18 @@ impl Connection {
         Ok(())
     }
 
-    /// Flushes, then waits for client bytes at most `timeout`; a shutdown ends the wait too
-    /// when `stoppable` (sessions in the middle of a transfer pass false and finish it).
+    /// Flushes, then waits for client bytes; gives up when the client has had `timeout` since
+    /// our last answer (plus [`MIN_CLIENT_RATE`]'s allowance for what it sent since). A shutdown
+    /// ends the wait too when `stoppable` (sessions in the middle of a transfer pass false and
+    /// finish it).
     pub async fn read(&mut self, timeout: Duration, stoppable: bool) -> io::Result<Input<'_>> {
         self.read_rechecking(|| timeout, timeout, stoppable).await
     }
 
     /// Like [`Connection::read`], but the timeout can change while the client is silent: it
-    /// is asked of `timeout` again at least every `recheck` and counted from the start of the
-    /// wait (a session that began before stress gets the stress timeout too).
+    /// is asked of `timeout` again at least every `recheck`, and counted from our last answer
+    /// like every timeout here (a session that began before stress gets the stress timeout
+    /// too).
     pub async fn read_rechecking(
         &mut self,
         timeout: impl Fn() -> Duration,
@@ -170,9 +216,8 @@ impl Connection {
         stoppable: bool,
     ) -> io::Result<Input<'_>> {
         self.flush().await?;
-        let started = Instant::now();
         let outcome = loop {
-            let remaining = timeout().saturating_sub(started.elapsed());
+            let remaining = self.turn.remaining(timeout());
             if remaining.is_zero() {
                 break ReadOutcome::TimedOut;
             }
@@ -192,7 +237,10 @@ impl Connection {
             }
         };
         Ok(match outcome {
-            ReadOutcome::Data(n) => Input::Data(&self.buf[..n]),
+            ReadOutcome::Data(n) => {
+                self.turn.received(n);
+                Input::Data(&self.buf[..n])
+            }
             ReadOutcome::Closed => Input::Closed,
             ReadOutcome::TimedOut => Input::TimedOut,
             ReadOutcome::ShuttingDown => Input::ShuttingDown,
@@ -208,11 +256,41 @@ impl Connection {
         stoppable: bool,
     ) -> io::Result<ReadOutcome> {
         self.flush().await?;
+        let remaining = self.turn.remaining(timeout);
+        if remaining.is_zero() {
+            return Ok(ReadOutcome::TimedOut);
+        }
+        let outcome = self.wait_into(space, remaining, stoppable).await?;
+        if let ReadOutcome::Data(n) = outcome {
+            self.turn.received(n);
+        }
+        Ok(outcome)
+    }
+
+    /// Flushes, then waits at most `wait` for client bytes into `space`, whatever the client's
+    /// turn: for a loop that also watches something else and keeps its own time (IMAP IDLE,
+    /// whose `DONE` may come after any number of our updates).
+    pub async fn poll_into(
+        &mut self,
+        space: &mut [u8],
+        wait: Duration,
+        stoppable: bool,
+    ) -> io::Result<ReadOutcome> {
+        self.flush().await?;
+        self.wait_into(space, wait, stoppable).await
+    }
+
+    async fn wait_into(
+        &mut self,
+        space: &mut [u8],
+        wait: Duration,
+        stoppable: bool,
+    ) -> io::Result<ReadOutcome> {
         read_inflating(
             &mut self.stream,
             &mut self.deflate,
             space,
-            timeout,
+            wait,
             &mut self.shutdown,
             stoppable,
         )
@@ -273,4 +351,70 @@ async fn read_inflating(
 /// every later line of the session carries it.
 pub fn record_user(user: &impl std::fmt::Display) {
     tracing::Span::current().record("user", tracing::field::display(user));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_turn_counts_from_the_answer_with_an_allowance_per_byte() {
+        let mut turn = ClientTurn::new();
+        turn.since -= Duration::from_secs(8);
+        assert_eq!(turn.remaining(Duration::from_secs(5)), Duration::ZERO);
+        assert!(turn.remaining(Duration::from_secs(10)) <= Duration::from_secs(2));
+        // 4 s of allowance: 2,000 bytes at MIN_CLIENT_RATE.
+        turn.received(2_000);
+        let left = turn.remaining(Duration::from_secs(5));
+        assert!(left > Duration::from_millis(900) && left <= Duration::from_secs(1));
+        turn.received(usize::MAX);
+        assert!(turn.remaining(Duration::MAX) > Duration::from_secs(1));
+    }
+
+    /// One byte now and then no longer keeps a connection: the wait gives up once the whole
+    /// timeout has passed since the greeting, however the bytes came.
+    #[tokio::test]
+    async fn a_trickling_client_times_out_like_a_silent_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            for _ in 0..40 {
+                if stream.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let (_stop, shutdown) = watch::channel(false);
+        let how = Accept {
+            tls: None,
+            implicit_tls: false,
+            handshake_timeout: Duration::from_secs(1),
+            read_buffer: 1024,
+        };
+        let mut conn = Connection::accept(tcp, peer, how, shutdown).await.unwrap();
+        conn.send(b"220 hello\r\n");
+        let started = Instant::now();
+        let timeout = Duration::from_millis(800);
+        let mut bytes = 0;
+        loop {
+            match conn.read(timeout, true).await.unwrap() {
+                Input::Data(data) => bytes += data.len(),
+                Input::TimedOut => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let waited = started.elapsed();
+        assert!(bytes >= 4, "only {bytes} bytes came");
+        assert!(waited < Duration::from_secs(2), "cut after {waited:?}");
+        // An answer gives the client a new turn.
+        conn.send(b"250 ok\r\n");
+        assert!(matches!(
+            conn.read(timeout, true).await.unwrap(),
+            Input::Data(_)
+        ));
+        client.abort();
+    }
 }

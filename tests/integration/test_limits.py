@@ -352,6 +352,46 @@ def test_stalled_data_times_out(make_server):
     assert_serves(server)
 
 
+def trickle_until_closed(c, byte: bytes, every: float, limit: float) -> float:
+    """Sends `byte` every `every` seconds until the server closes the connection (or `limit`
+    seconds pass); returns how long that took."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        try:
+            c.send(byte)
+        except OSError:
+            break
+        if c.closed_by_server(timeout=every):
+            break
+    return time.monotonic() - start
+
+
+def test_a_command_trickled_a_byte_at_a_time_is_cut_at_the_command_timeout(make_server):
+    """Slow-loris: the timeout counts from the last reply, not from the last byte (a byte now
+    and then used to keep the connection for as long as a line may grow)."""
+    server = make_server(limits={"commandTimeout": 3})
+    with server.client() as c:
+        c.ehlo()
+        elapsed = trickle_until_closed(c, b"N", every=0.5, limit=20)
+        assert elapsed < 10, f"a trickling client was still served after {elapsed:.1f} s"
+    assert_serves(server)
+
+
+def test_a_message_trickled_a_byte_at_a_time_is_cut(make_server):
+    """DATA counts from the 354, with 1/500 s more per byte received (MIN_CLIENT_RATE): one
+    byte every half second is far below that rate."""
+    server = make_server(limits={"dataTimeout": 3, "commandTimeout": 30})
+    with server.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<sender@example.org>", "250 2.1.0")
+        c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+        c.cmd("DATA", 354)
+        elapsed = trickle_until_closed(c, b"x", every=0.5, limit=20)
+        assert elapsed < 10, f"a trickling message was still taken after {elapsed:.1f} s"
+    assert_nothing_stored(server)
+    assert_serves(server)
+
+
 # ---------------------------------------------------------------------------------------------
 # Connection floods
 

@@ -185,7 +185,7 @@ impl Session<'_> {
                     }
                 };
                 // A read that waits `poll` at most: its timeout is the next look at the folder.
-                let read = self.conn.read_into(self.input.space(), poll, true);
+                let read = self.conn.poll_into(self.input.space(), poll, true);
                 tokio::select! {
                     read = read => Woke::Read(read),
                     () = changed => Woke::Tick,
