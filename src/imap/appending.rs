@@ -16,7 +16,7 @@ pub struct Appending {
     pub(in crate::imap) mtime: SystemTime,
     /// None once a write failed (the file is gone; the rest of the message is read and dropped).
     pub(in crate::imap) message: Option<IncomingMessage>,
-    pub(in crate::imap) failure: Option<String>,
+    pub(in crate::imap) failure: Option<std::io::Error>,
     pub(in crate::imap) pending: Vec<u8>,
     /// Earlier messages of this APPEND (MULTIAPPEND), written and fsync'd in `tmp/`; placed
     /// with the last one, or removed with this value.

@@ -10,6 +10,7 @@ use tracing::{info, warn, Level};
 
 use super::response::other;
 use super::state::Done;
+use crate::store::space::is_out_of_space;
 
 #[derive(Debug)]
 pub enum ImapError {
@@ -93,6 +94,21 @@ pub(in crate::imap) fn server_error(context: &str, cause: impl fmt::Display) -> 
     ImapError::server(context, cause).into_done()
 }
 
+/// A store failure at `context` that may be a full disk (or file system quota): then
+/// `NO [OVERQUOTA]`, which tells the client that there is no room rather than a fault, as
+/// Dovecot answers for `ENOSPC` and `EDQUOT` (RFC 5530 names it for quota; nothing was kept,
+/// the client may try again later). Any other failure is [`server_error`]'s.
+pub(in crate::imap) fn store_error(context: &str, err: &std::io::Error) -> Done {
+    if !is_out_of_space(err) {
+        return server_error(context, err);
+    }
+    warn!("{context}: {err}");
+    Done::no_code(
+        other("OVERQUOTA"),
+        "Not enough disk space, please try again later",
+    )
+}
+
 /// Runs blocking store work off the async threads; a panic or a cancelled task is a server
 /// failure at `context` like the work's own error.
 pub async fn blocking<T, E>(
@@ -120,6 +136,14 @@ mod tests {
         let done = ImapError::server("APPEND", "No space left on device").into_done();
         assert_eq!(done.kind, Kind::No);
         assert_eq!(done.text, "APPEND failed");
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let done = store_error("APPEND", &full);
+        assert_eq!(done.kind, Kind::No);
+        assert!(done.text.contains("disk space"), "{}", done.text);
+        assert_eq!(
+            store_error("APPEND", &std::io::Error::other("x")).text,
+            "APPEND failed"
+        );
         let done = ImapError::Syntax("Empty message".into()).into_done();
         assert_eq!(done.kind, Kind::Bad);
         assert_eq!(ImapError::server("x", "y").level(), Level::WARN);

@@ -19,6 +19,7 @@ use crate::policy::{Client, Engine, Query, Stage, Verdict};
 use crate::queue::{NewMessage, Outbound};
 use crate::settings::Settings;
 use crate::stats::{self, Event};
+use crate::store::space::is_out_of_space_anywhere;
 use crate::store::{to_maildir_form, MailStore};
 
 /// What became of a message.
@@ -33,7 +34,7 @@ pub enum Outcome {
     /// The policy refused the message (a 5xx or 4xx reply).
     Refused(Reply),
     /// Storing or queueing failed: nothing was kept, the client must try again.
-    Failed { id: String, cause: String },
+    Failed { id: String, failure: StoreFailure },
 }
 
 impl Outcome {
@@ -45,14 +46,39 @@ impl Outcome {
                 Ok(Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}")))
             }
             Outcome::Refused(reply) => Err(SmtpError::User(reply)),
-            Outcome::Failed { id, cause } => Err(SmtpError::Server {
-                reply: Reply::new(
-                    451,
-                    [4, 3, 0],
-                    format!("Local delivery failed, please try again later ({id})"),
-                ),
-                cause,
+            Outcome::Failed { id, failure } => Err(SmtpError::Server {
+                reply: failure.reply(&id),
+                cause: failure.cause,
             }),
+        }
+    }
+}
+
+/// Why a message could not be kept.
+#[derive(Debug)]
+pub struct StoreFailure {
+    /// For the log: what failed for whom.
+    pub cause: String,
+    /// The disk (or the file system quota) is full.
+    pub out_of_space: bool,
+}
+
+impl StoreFailure {
+    /// Both are temporary: a full disk is `452 4.3.1` (RFC 5321 §4.2.3, RFC 3463 "mail system
+    /// full"), as Postfix answers; anything else `451 4.3.0`.
+    fn reply(&self, id: &str) -> Reply {
+        if self.out_of_space {
+            Reply::new(
+                452,
+                [4, 3, 1],
+                format!("Insufficient system storage, please try again later ({id})"),
+            )
+        } else {
+            Reply::new(
+                451,
+                [4, 3, 0],
+                format!("Local delivery failed, please try again later ({id})"),
+            )
         }
     }
 }
@@ -207,8 +233,8 @@ impl Inbound {
             id: &id,
             first_delay_minutes: first_delay,
         };
-        if let Err(cause) = self.store_and_queue(&tx, &stored).await {
-            return Outcome::Failed { id, cause };
+        if let Err(failure) = self.store_and_queue(&tx, &stored).await {
+            return Outcome::Failed { id, failure };
         }
         stats::count(Event::Received);
         match quarantined {
@@ -220,14 +246,19 @@ impl Inbound {
     /// Queues the message for its remote recipients and stores it in every local recipient's
     /// mailbox; `Ok` only once all of it is durable. On failure nothing stays queued, and the
     /// error says what failed for whom.
-    async fn store_and_queue(&self, tx: &Transaction, stored: &Stored<'_>) -> Result<(), String> {
+    async fn store_and_queue(
+        &self,
+        tx: &Transaction,
+        stored: &Stored<'_>,
+    ) -> Result<(), StoreFailure> {
         let (trace, id) = (stored.trace, stored.id);
         let rcpts = tx.rcpt_to.join(",");
-        let failed = |what: &str, err: anyhow::Error| {
-            format!(
+        let failed = |what: &str, err: anyhow::Error| StoreFailure {
+            cause: format!(
                 "{what} of {id} from <{}> to {rcpts} failed: {err:#}",
                 tx.mail_from
-            )
+            ),
+            out_of_space: is_out_of_space_anywhere(&err),
         };
         let queued = !tx.remote.is_empty();
         if queued {

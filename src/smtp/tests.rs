@@ -1,6 +1,6 @@
 //! Unit tests of the sans-I/O SMTP core: bytes in, replies and deliveries out.
 
-use super::inbound::Outcome as Delivery;
+use super::inbound::{Outcome as Delivery, StoreFailure};
 use super::proto::{RecipientResolver, Security, Session, SessionParams, Step, MAX_COMMAND_LINE};
 use super::transaction::Transaction;
 use crate::address::Address;
@@ -464,7 +464,10 @@ fn failed_delivery_is_a_temporary_error() {
                 session.delivered(
                     Delivery::Failed {
                         id: "ID".into(),
-                        cause: "disk full".into(),
+                        failure: StoreFailure {
+                            cause: "I/O error".into(),
+                            out_of_space: false,
+                        },
                     }
                     .answer(),
                 );
@@ -696,15 +699,26 @@ fn refusals_have_their_kind() {
         }
     }
     assert_eq!(kinds, [("syntax", 500), ("user", 503), ("user", 503)]);
-    let failed = Delivery::Failed {
+    let failed = |out_of_space| Delivery::Failed {
         id: "ID".into(),
-        cause: "disk full".into(),
+        failure: StoreFailure {
+            cause: "delivery of ID failed: No space left on device".into(),
+            out_of_space,
+        },
     };
-    match failed.answer() {
+    match failed(false).answer() {
         Err(SmtpError::Server { reply, cause }) => {
-            assert_eq!(reply.code, 451);
-            assert!(reply.lines[0].contains("ID") && !reply.lines[0].contains("disk"));
-            assert_eq!(cause, "disk full");
+            assert_eq!((reply.code, reply.enhanced), (451, Some([4, 3, 0])));
+            assert!(reply.lines[0].contains("ID") && !reply.lines[0].contains("device"));
+            assert!(cause.contains("No space"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A full disk says so, still as a temporary error (RFC 3463 4.3.1, as Postfix).
+    match failed(true).answer() {
+        Err(SmtpError::Server { reply, .. }) => {
+            assert_eq!((reply.code, reply.enhanced), (452, Some([4, 3, 1])));
+            assert!(reply.lines[0].contains("Insufficient system storage"));
         }
         other => panic!("{other:?}"),
     }

@@ -26,6 +26,7 @@ mod names;
 pub mod quota;
 pub mod relocate;
 pub mod root;
+pub mod space;
 mod uidvalidity;
 
 pub use create::{ensure_mailbox, update_folder_roles, FolderMeta, FOLDERS_FILE};

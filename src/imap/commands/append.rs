@@ -14,7 +14,7 @@ use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::response::{Code, CodeOther};
 
 use super::super::appending::Appending;
-use super::super::error::server_error;
+use super::super::error::{server_error, store_error};
 use super::super::folders::FolderError;
 use super::super::guard::AppendCommand;
 use super::super::response::{nz, other};
@@ -135,6 +135,7 @@ fn folder_refusal(err: FolderError) -> Done {
         FolderError::BadName(why) => {
             Done::no_code(other("CANNOT"), format!("Invalid folder name: {why}"))
         }
+        FolderError::Io(err) => store_error("APPEND", &err),
         err => server_error("APPEND", err),
     }
 }
@@ -166,8 +167,8 @@ impl Appending {
                 self.message = Some(message);
             }
             // The message is dropped with its file; the answer comes at the end.
-            Ok((_, _, Err(err))) => self.failure = Some(err.to_string()),
-            Err(err) => self.failure = Some(err.to_string()),
+            Ok((_, _, Err(err))) => self.failure = Some(err),
+            Err(err) => self.failure = Some(std::io::Error::other(err)),
         }
     }
 
@@ -176,7 +177,7 @@ impl Appending {
     async fn seal(&mut self, session: &Session<'_>) -> Result<(), Done> {
         self.write_pending().await;
         if let Some(failure) = self.failure.take() {
-            return Err(server_error("APPEND", failure));
+            return Err(store_error("APPEND", &failure));
         }
         if self.current == 0 {
             // Only a CATENATE of empty parts gets here (an empty literal is refused first).
@@ -195,7 +196,7 @@ impl Appending {
                 self.sealed.push((sealed, self.flags.clone()));
                 Ok(())
             }
-            Ok(Err(err)) => Err(server_error("APPEND", err)),
+            Ok(Err(err)) => Err(store_error("APPEND", &err)),
             Err(err) => Err(server_error("APPEND", err)),
         }
     }
