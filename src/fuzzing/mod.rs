@@ -11,6 +11,7 @@
 mod alphabet;
 pub mod config;
 pub mod imap;
+pub mod imap_session;
 pub mod ldap;
 pub mod mime;
 pub mod pop3;
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("imap_guard", imap::guard),
     ("imap_command", imap::command),
     ("imap_names", imap::names),
+    ("imap_session", imap_session::session),
     ("mime", mime::message),
     ("ldap_request", ldap::request),
     ("icap_reply", scan::icap_reply),
