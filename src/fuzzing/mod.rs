@@ -11,6 +11,7 @@
 mod alphabet;
 pub mod config;
 pub mod imap;
+pub mod imap_list;
 pub mod imap_session;
 pub mod ldap;
 pub mod mime;
@@ -36,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("imap_command", imap::command),
     ("imap_names", imap::names),
     ("imap_session", imap_session::session),
+    ("imap_list", imap_list::list),
     ("mime", mime::message),
     ("ldap_request", ldap::request),
     ("icap_reply", scan::icap_reply),

@@ -31,3 +31,7 @@ pub mod watch;
 // Mailbox-name handling for the fuzz targets (`crate::fuzzing`).
 #[cfg(any(test, fuzzing))]
 pub(crate) use commands::names::{wire_mailbox, wire_text};
+#[cfg(any(test, fuzzing))]
+pub(crate) mod list_parse {
+    pub(crate) use super::commands::list::{parse, Request as ListRequest};
+}

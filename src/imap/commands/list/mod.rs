@@ -13,6 +13,9 @@
 //! descendant that meets them carries `CHILDINFO` (RFC 5258 §3.5).
 
 mod parse;
+// The LIST parser on its own, for the fuzz target `imap_list` (`crate::fuzzing`).
+#[cfg(any(test, fuzzing))]
+pub(crate) use parse::{parse, ListRequest as Request};
 
 use std::collections::{BTreeMap, BTreeSet};
 
