@@ -79,6 +79,8 @@ SETTLE = 20.0
 IO_TIMEOUT = 120.0              # a reply slower than this is a failure
 FIRST_LOGINS = 8                # first logins of an account in flight at once, per protocol
 SAMPLE = 10.0
+KEEP_NEWEST = 5                 # steady state: a cleaner keeps this many messages per mailbox
+CLEAN_EVERY = 60.0              # s between an account's cleanings (staggered over accounts)
 PROBE_ACCOUNT = f"probe@{DOMAIN}"
 MiB = 1024 * 1024
 
@@ -118,6 +120,12 @@ class Stats:
         self.exists_seen = 0
         self.pop3_cycles = 0
         self.connects = Counter()
+        self.expunged_by: Counter = Counter()    # account -> messages its cleaner expunged
+        self.expunge_pushes = 0         # untagged EXPUNGE seen by the other (IDLE) sessions
+        self.cleanings = 0
+        self.hold_from: float | None = None     # monotonic start of the hold
+        self.clean_t0 = time.monotonic()
+        self.n_accounts = 1
         self.established = 0            # TCP connections established now, all protocols
         self.peak_established = 0
         self.stopping = False
@@ -131,6 +139,13 @@ class Stats:
         self.login_times: list[float] = []
         self.ramp_ready = 0
         self.pacing = True
+
+    def next_clean(self, session) -> float:
+        """Next cleaning time of an account: every CLEAN_EVERY s, accounts staggered."""
+        phase = CLEAN_EVERY * (session.index % self.n_accounts) / self.n_accounts
+        now = time.monotonic()
+        k = math.floor((now - self.clean_t0 - phase) / CLEAN_EVERY) + 1
+        return self.clean_t0 + phase + k * CLEAN_EVERY + 0.01
 
     async def begin_login(self, account: str, proto: str):
         """Before connecting: an account's first login (a full argon2id check in the daemon)
@@ -220,6 +235,8 @@ class IdleSession:
         self.index, self.account = index, account
         self.exists: int | None = None   # last EXISTS seen (SELECT or IDLE)
         self.idling = False
+        self.cleaner = False             # the account's session that expunges (steady state)
+        self.expunges = 0                # untagged EXPUNGE seen
 
 
 async def imap_response(reader, tag: bytes, what: str, session: IdleSession | None = None,
@@ -231,6 +248,9 @@ async def imap_response(reader, tag: bytes, what: str, session: IdleSession | No
         m = re.match(rb"\* (\d+) EXISTS", line)
         if m and session is not None:
             session.exists = int(m.group(1))
+        if session is not None and re.match(rb"\* \d+ EXPUNGE", line):
+            session.exists -= 1
+            session.expunges += 1
         lit = re.search(rb"\{(\d+)\}\r\n$", line)
         if lit:
             await reader.readexactly(int(lit.group(1)))
@@ -239,6 +259,28 @@ async def imap_response(reader, tag: bytes, what: str, session: IdleSession | No
             if not line.startswith(tag + b" OK"):
                 raise ProtocolError("imap-no-bad", f"{what}: {line!r}")
             return line
+
+
+async def clean(reader, writer, stats: Stats, session: IdleSession, n: int) -> None:
+    """Steady state: flag all but the newest KEEP_NEWEST messages \\Deleted and EXPUNGE them,
+    so the mailbox stops growing; the account's other sessions get the EXPUNGE pushes."""
+    if stats.hold_from is None or time.monotonic() >= stats.until or session.exists is None \
+            or session.exists <= KEEP_NEWEST:
+        return
+    last = session.exists - KEEP_NEWEST
+    tag = f"c{n}".encode()
+    writer.write(tag + f" STORE 1:{last} +FLAGS.SILENT (\\Deleted)\r\n".encode())
+    await imap_response(reader, tag, "STORE \\Deleted", session)
+    before = session.expunges
+    tag = f"e{n}".encode()
+    writer.write(tag + b" EXPUNGE\r\n")
+    await imap_response(reader, tag, "EXPUNGE", session)
+    got = session.expunges - before
+    stats.expunged_by[session.account] += got
+    stats.cleanings += 1
+    if got != last:
+        raise ProtocolError("imap-expunge-count",
+                            f"{session.account}: flagged {last}, EXPUNGE reported {got}")
 
 
 async def imap_client(args, stats: Stats, session: IdleSession, source: str):
@@ -274,6 +316,8 @@ async def imap_client(args, stats: Stats, session: IdleSession, source: str):
                     raise ProtocolError("imap-idle", repr(line))
                 session.idling = True
                 end = time.monotonic() + args.reidle
+                if session.cleaner:
+                    end = min(end, stats.next_clean(session))
                 while True:
                     left = end - time.monotonic()
                     if left <= 0:
@@ -296,9 +340,15 @@ async def imap_client(args, stats: Stats, session: IdleSession, source: str):
                     if m:
                         session.exists = int(m.group(1))
                         stats.exists_seen += 1
+                    elif re.match(rb"\* \d+ EXPUNGE", line):
+                        session.exists -= 1
+                        session.expunges += 1
                 writer.write(b"DONE\r\n")
                 await imap_response(reader, tag, "IDLE DONE", session)
                 session.idling = False
+                if session.cleaner and not stats.release.is_set():
+                    n += 1
+                    await clean(reader, writer, stats, session, n)
         finally:
             stats.ready["imap"] -= 1
         writer.write(b"z LOGOUT\r\n")
@@ -480,6 +530,15 @@ def probe_main(args) -> int:
                 rec["fetch_bytes"] = len(data[0][1])
         except Exception as exc:  # noqa: BLE001
             rec["fetch_error"] = repr(exc)
+        if args.steady and n % 30 == 0:
+            try:
+                typ, data = imap.select("INBOX")
+                total = int(data[0])
+                if total > KEEP_NEWEST:
+                    imap.store(f"1:{total - KEEP_NEWEST}", "+FLAGS.SILENT", r"(\Deleted)")
+                    imap.expunge()
+            except Exception as exc:  # noqa: BLE001
+                rec["clean_error"] = repr(exc)
         out.write(json.dumps(rec) + "\n")
         time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
     try:
@@ -585,6 +644,7 @@ async def load(args, stats: Stats, daemons: dict[str, Server], counts: dict[str,
     interval = counts["smtp"] / args.rate if args.rate > 0 else 1e9
     t_start = time.monotonic()
     stats.until = math.inf
+    stats.n_accounts = n_imap_accounts
     stats.logged_in = {a: asyncio.Event() for a in idle_accounts}
     stats.login_gate = {"imap": asyncio.Semaphore(FIRST_LOGINS),
                         "pop3": asyncio.Semaphore(FIRST_LOGINS)}
@@ -609,6 +669,7 @@ async def load(args, stats: Stats, daemons: dict[str, Server], counts: dict[str,
                 await asyncio.sleep(delay)
             if proto == "imap":
                 s = IdleSession(i, idle_accounts[i % n_imap_accounts])
+                s.cleaner = args.steady and i < n_imap_accounts
                 sessions.append(s)
                 coro = imap_client(args, stats, s, source_address(1, i // PER_ADDRESS))
             elif proto == "smtp":
@@ -658,6 +719,8 @@ async def load(args, stats: Stats, daemons: dict[str, Server], counts: dict[str,
           f"accounts took p50 {pct(stats.login_times, 50):.1f} s, max "
           f"{max(stats.login_times, default=0):.1f} s each", flush=True)
     stats.until = hold_from + args.duration
+    stats.hold_from = hold_from
+    stats.expunges_at_hold = sum(s.expunges for s in sessions)
     await sampler_task
     stats.stopping_at = time.monotonic()
     # Mail has stopped (SMTP sessions send nothing after `until`); IDLE sessions are still
@@ -681,7 +744,12 @@ async def load(args, stats: Stats, daemons: dict[str, Server], counts: dict[str,
 
 def lagging(sessions: list[IdleSession], stats: Stats) -> list[IdleSession]:
     return [s for s in sessions if s.idling and s.exists is not None
-            and s.exists != stats.seed_counts.get(s.account, 0) + stats.delivered_to[s.account]]
+            and s.exists != true_count(s.account, stats)]
+
+
+def true_count(account: str, stats: Stats) -> int:
+    return (stats.seed_counts.get(account, 0) + stats.delivered_to[account]
+            - stats.expunged_by[account])
 
 
 def print_sample(s: dict, daemons) -> None:
@@ -717,6 +785,8 @@ def main() -> int:
     ap.add_argument("--rss-slope", type=float, default=None,
                     help="MiB/min of second-half RSS growth counted as flat (default "
                          "max(1, 0.5 %% of the median RSS))")
+    ap.add_argument("--growing", dest="steady", action="store_false",
+                    help="no cleaner: the IDLE mailboxes grow all the run (the old mode)")
     ap.add_argument("--no-login-pacing", action="store_true",
                     help="every client logs in at once (shows the cold login-cache herd)")
     ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -781,7 +851,7 @@ def main() -> int:
         probe = subprocess.Popen([sys.executable, __file__, "--probe", "--probe-out",
                                   str(probe_path), "--probe-stop", str(probe_stop),
                                   "--smtp-port", str(args.smtp_port), "--imap-port",
-                                  str(args.imap_port)], stderr=open(tmp / "probe.err", "wb"))
+                                  str(args.imap_port)] + ([] if args.steady else ["--growing"]), stderr=open(tmp / "probe.err", "wb"))
         sessions, settle_time, ramp_time = asyncio.run(
             load(args, stats, daemons, counts, samples, probe_path))
         probe_stop.touch()
@@ -836,7 +906,7 @@ def report(args, stats: Stats, daemons, counts, samples, probe_path, sessions, s
         problems.append(f"{nerr} legitimate connections failed: {dict(stats.errors)}")
 
     probes = read_probe(probe_path)
-    perr = [p for p in probes if "smtp_error" in p or "fetch_error" in p]
+    perr = [p for p in probes if "smtp_error" in p or "fetch_error" in p or "clean_error" in p]
     for key, label in (("smtp", "SMTP transaction (connect..QUIT)"),
                        ("fetch", "IMAP FETCH * BODY.PEEK[]")):
         vals = [p[key] * 1000 for p in probes if key in p]
@@ -892,7 +962,23 @@ def report(args, stats: Stats, daemons, counts, samples, probe_path, sessions, s
     if lag:
         s = lag[0]
         problems.append(f"{len(lag)} IDLE sessions lag after {SETTLE} s, e.g. {s.account} "
-                        f"shows {s.exists}, has {stats.delivered_to[s.account]}")
+                        f"shows {s.exists}, has {true_count(s.account, stats)}")
+    if args.steady:
+        expunged = sum(stats.expunged_by.values())
+        others = [s for s in sessions if not s.cleaner]
+        pushes = sum(s.expunges for s in others)
+        want = sum(stats.expunged_by[s.account] for s in others)
+        sizes = [true_count(a, stats) for a in stats.delivered_to] or [0]
+        print(f"steady state: {stats.cleanings} cleanings (STORE +FLAGS.SILENT \\Deleted, "
+              f"EXPUNGE; keep newest {KEEP_NEWEST}, every {CLEAN_EVERY:.0f} s per account) "
+              f"expunged {expunged} messages; the other IDLE sessions received {pushes} "
+              f"EXPUNGE pushes of {want} due; mailbox sizes at the end max {max(sizes)}, "
+              f"mean {statistics.fmean(sizes):.1f}")
+        if expunged == 0 and args.rate > 0:
+            problems.append("steady state: no message was expunged")
+        if pushes != want:
+            problems.append(f"steady state: the other sessions received {pushes} EXPUNGE "
+                            f"pushes, {want} were due")
     if idle_delivered == 0 and args.rate > 0:
         problems.append("no message was delivered")
     (tmp / "samples.json").write_text(json.dumps(samples))
