@@ -7,6 +7,14 @@ Load (one asyncio process, real protocol on every connection):
 - IMAP (70 %): LOGIN, SELECT INBOX, IDLE; every untagged EXISTS is counted and remembered.
   Every REIDLE s (default 20 min) a session sends DONE and IDLE again (RFC 2177: < 29 min).
   Session k logs in as imap account k % IMAP_ACCOUNTS (10 sessions per account by default).
+  Steady state (the default; --growing turns it off): the first session of each account is
+  its cleaner: every CLEAN_EVERY s (accounts staggered), during the hold, it leaves IDLE,
+  `STORE 1:n +FLAGS.SILENT (\\Deleted)` + `EXPUNGE` all but the newest KEEP_NEWEST messages
+  (checking that EXPUNGE reports exactly n), and IDLEs again. The account's other 9 sessions
+  must receive every one of those EXPUNGE pushes (counted, checked at the end), and the true
+  count is seeded + delivered - expunged. Mailboxes stay bounded, so RSS must be flat.
+  The probe account is trimmed the same way every 30 s. POP3 mailboxes do not grow (two
+  seeded messages, no mail to them), so POP3 needs no DELE.
 - SMTP (21 %): port 25 sessions that stay open: 220, EHLO, then every sessions/RATE seconds one
   transaction (MAIL, RCPT to a random IMAP account, DATA, 250) on the same connection. All
   together they deliver RATE messages/s to the IDLE accounts.
