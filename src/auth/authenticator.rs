@@ -1,7 +1,8 @@
 //! Password logins shared by SMTP, IMAP, POP3 and LDAP binds: `defaultAuthDomain`,
 //! verification off the async threads, the same work for unknown users as for wrong passwords,
-//! a slowdown that grows with recent failures per client address and per account, and a
-//! memory of recent successful logins (`verified`) that spares a repeated login the hash.
+//! a slowdown that grows with recent failures per client address and per account, a memory
+//! of recent successful logins (`verified`) that spares a repeated login the hash, and
+//! `flights`: simultaneous logins with the same credentials share one hash.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::flights::{Flights, Request};
 use super::password::{hash_argon2id, StoredHash};
 use super::sasl::Credentials;
 use super::verified::VerifiedLogins;
@@ -72,9 +74,9 @@ pub struct Authenticator {
     throttle: Mutex<Throttle>,
     /// Verified against when the account doesn't exist, so both cases cost the same.
     decoy: StoredHash,
-    /// Password verifications allowed at once (see `authenticate`).
-    verify_slots: tokio::sync::Semaphore,
-    verified: VerifiedLogins,
+    verified: Arc<VerifiedLogins>,
+    /// Password checks queued or running, one per distinct credentials, one per core at once.
+    flights: Flights,
 }
 
 impl Authenticator {
@@ -85,8 +87,8 @@ impl Authenticator {
             accounts,
             throttle: Mutex::new(Throttle::default()),
             decoy,
-            verify_slots: tokio::sync::Semaphore::new(concurrent_verifications()),
-            verified: VerifiedLogins::new()?,
+            verified: Arc::new(VerifiedLogins::new()?),
+            flights: Flights::new(concurrent_verifications()),
         })
     }
 
@@ -132,24 +134,22 @@ impl Authenticator {
         let hash = stored.unwrap_or_else(|| self.decoy.clone());
         let password = credentials.password.clone();
         // (`key` is the account's address whenever the account is known.)
-        let matches = if known && self.verified.contains(&key, hash.as_text(), &password) {
+        let tag = self.verified.tag(&key, hash.as_text(), &password);
+        let matches = if known && self.verified.contains_tag(&tag) {
             true
         } else {
             // One argon2id verification takes its memory cost (19 MiB by default) for its
-            // duration: bounding how many run at once bounds what a login flood can take.
-            let permit = self.verify_slots.acquire().await.ok();
-            let verified =
-                tokio::task::spawn_blocking(move || (hash.verify(&password), hash, password)).await;
-            drop(permit);
-            match verified {
-                Ok((matches, hash, password)) => {
-                    if matches && known {
-                        self.verified.insert(&key, hash.as_text(), &password);
-                    }
-                    matches
-                }
-                Err(_) => false,
-            }
+            // duration: `flights` bounds how many run at once, and logins with the same
+            // credentials that arrive while one is queued or running share its outcome (the
+            // unknown-user decoy too, so both cases still cost the same). The delay above and
+            // the failure counting below stay per attempt.
+            let request = Request {
+                tag,
+                hash,
+                password,
+                remember: known.then(|| self.verified.clone()),
+            };
+            self.flights.verify(request).await
         };
         match account {
             Some(address) if known && matches && same_identity => {
@@ -293,6 +293,40 @@ mod tests {
         // The account goes: remembered or not, no login.
         *accounts.0.lock().unwrap() = directory(None);
         assert!(auth.authenticate(&login("new"), peer).await.is_err());
+    }
+
+    /// A herd of logins of one account costs one hash; a wrong password among them fails on
+    /// its own check, and each wrong attempt still counts towards the slowdown.
+    #[tokio::test]
+    async fn simultaneous_logins_share_one_check_and_wrong_ones_stay_wrong() {
+        let accounts = Arc::new(FixedAccounts {
+            directory: directory(Some(PW)),
+            default_domain: None,
+        });
+        let auth = Authenticator::new(accounts).unwrap();
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        let right = login("pw");
+        let results =
+            futures_util::future::join_all((0..20).map(|_| auth.authenticate(&right, peer))).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(auth.flights.hashes_run(), 1);
+
+        let auth = Authenticator::new(Arc::new(FixedAccounts {
+            directory: directory(Some(PW)),
+            default_domain: None,
+        }))
+        .unwrap();
+        let wrong = login("wrong");
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let (goods, bads) = tokio::join!(
+            futures_util::future::join_all((0..5).map(|_| auth.authenticate(&right, peer))),
+            futures_util::future::join_all((0..2).map(|_| auth.authenticate(&wrong, other))),
+        );
+        assert!(goods.iter().all(Result::is_ok));
+        assert!(bads.iter().all(Result::is_err));
+        assert_eq!(auth.flights.hashes_run(), 2);
+        let throttle = auth.throttle.lock().unwrap();
+        assert_eq!(throttle.by_ip.get(&other).map(|f| f.count), Some(2));
     }
 
     #[test]

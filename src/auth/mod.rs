@@ -2,6 +2,7 @@
 
 pub mod authenticator;
 pub mod directory;
+pub mod flights;
 pub mod password;
 pub mod sasl;
 pub mod verified;

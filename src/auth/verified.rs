@@ -23,7 +23,8 @@ pub const VERIFIED_TTL: Duration = Duration::from_secs(10 * 60);
 /// and if none are, nothing more is remembered until some expire.
 const MAX_VERIFIED: usize = 100_000;
 
-type Tag = [u8; 32];
+/// What identifies a login (account, stored hash, password) without holding the password.
+pub type Tag = [u8; 32];
 
 pub struct VerifiedLogins {
     key: hmac::Key,
@@ -50,19 +51,35 @@ impl VerifiedLogins {
         self.insert_at(account, stored_hash, password, Instant::now());
     }
 
+    /// Whether the login `tag` names was verified within the TTL.
+    pub fn contains_tag(&self, tag: &Tag) -> bool {
+        self.contains_tag_at(tag, Instant::now())
+    }
+
+    /// Remembers a successful verification of the login `tag` names.
+    pub fn insert_tag(&self, tag: Tag) {
+        self.insert_tag_at(tag, Instant::now());
+    }
+
     fn contains_at(&self, account: &str, stored_hash: &str, password: &[u8], now: Instant) -> bool {
-        let tag = self.tag(account, stored_hash, password);
+        self.contains_tag_at(&self.tag(account, stored_hash, password), now)
+    }
+
+    fn contains_tag_at(&self, tag: &Tag, now: Instant) -> bool {
         let remembered = self
             .remembered
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         remembered
-            .get(&tag)
+            .get(tag)
             .is_some_and(|&at| now.saturating_duration_since(at) < VERIFIED_TTL)
     }
 
     fn insert_at(&self, account: &str, stored_hash: &str, password: &[u8], now: Instant) {
-        let tag = self.tag(account, stored_hash, password);
+        self.insert_tag_at(self.tag(account, stored_hash, password), now);
+    }
+
+    fn insert_tag_at(&self, tag: Tag, now: Instant) {
         let mut remembered = self
             .remembered
             .lock()
@@ -76,7 +93,8 @@ impl VerifiedLogins {
         remembered.insert(tag, now);
     }
 
-    fn tag(&self, account: &str, stored_hash: &str, password: &[u8]) -> Tag {
+    /// The keyed hash naming a login (also the key of `flights`).
+    pub fn tag(&self, account: &str, stored_hash: &str, password: &[u8]) -> Tag {
         let mut context = hmac::Context::with_key(&self.key);
         // Each part with its length first, so that no two triples give the same input.
         for part in [account.as_bytes(), stored_hash.as_bytes(), password] {
