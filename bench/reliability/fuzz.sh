@@ -102,8 +102,10 @@ for target in "${TARGETS[@]}"; do
     "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}" "$findings"
   if ((findings > 0)); then
     failed=1
+    # The artifact's name says its kind: crash-, leak-, oom-, slow-unit- or timeout-.
     echo "  $target: findings in fuzz/artifacts/$target/ (log: $log):"
-    grep -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -5 | sed 's/^/    /'
+    find "artifacts/$target" -type f -printf '    %f\n'
+    grep -E 'panicked at|ERROR: libFuzzer|SUMMARY|Slowest unit' "$log" | head -5 | sed 's/^/    /' || true
   fi
 done
 exit "$failed"
