@@ -27,16 +27,12 @@ use tokio::sync::watch;
 
 use super::alphabet::{spell, Reads};
 use crate::address::Address;
-use crate::auth::{Authenticator, FixedAccounts};
-use crate::config::layers::Source;
+use crate::auth::Authenticator;
 use crate::imap::context::ImapContext;
+use crate::imap::one_account::{one_account, OneAccount, USER};
 use crate::imap::session::run_session;
-use crate::settings::{Live, Settings};
+use crate::settings::Live;
 use crate::store::MailStore;
-
-const USER: &str = "alice@example.test";
-/// SHA-512-crypt of "pw" with the fewest rounds allowed (as imap/tests.rs).
-const HASH: &str = "$6$rounds=1000$icsmailtest$Lgg34mHHVYn6.GEc5tAaH89Th37Z/Vf2yfJz4l70GUC4wE4Xpw8Mxy5mfieZz3ZVD6G9Xrn9L7yjgQwMYifab/";
 
 const WORDS: &[&[u8]] = &[
     b"s1 SELECT INBOX\r\n",
@@ -152,27 +148,11 @@ fn fixture() -> &'static Fixture {
         let root = base.join(format!("icsmail-fuzz-imap-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("fuzz store");
-        let source = Source::Text {
-            name: "fuzz".into(),
-            text: serde_json::json!({
-                "domains": ["example.test"],
-                "heloName": "mx.example.test",
-                "defaultAuthDomain": "example.test",
-                "accounts": { USER: { "hashedPassword": HASH } },
-                "storage": { "path": root.join("mail") },
-                "stateDir": root.join("state"),
-                "tls": { "mode": "none" },
-                // Small, so that APPENDs reach the limit.
-                "smtp": { "maxMessageSize": 4096 },
-            })
-            .to_string(),
-        };
-        let settings = Settings::load(&source).expect("fuzz settings");
-        let accounts = FixedAccounts {
-            directory: settings.directory.clone(),
-            default_domain: settings.default_auth_domain.clone(),
-        };
-        let authenticator = Arc::new(Authenticator::new(Arc::new(accounts)).expect("auth"));
+        let OneAccount {
+            source,
+            settings,
+            authenticator,
+        } = one_account(&root, "fuzz");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -13,6 +13,9 @@ pub mod guard;
 mod input;
 pub mod message;
 pub mod mime;
+// The configuration the in-process session tests and the imap_session fuzz target share.
+#[cfg(any(test, fuzzing))]
+pub(crate) mod one_account;
 pub mod qresync;
 pub mod response;
 pub mod search;

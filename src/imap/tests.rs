@@ -18,42 +18,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::context::ImapContext;
+use super::one_account::{one_account, OneAccount, USER};
 use super::session::run_session;
 use super::utf7;
-use crate::auth::{Authenticator, FixedAccounts};
-use crate::config::layers::Source;
-use crate::settings::{Live, Settings};
+use crate::settings::Live;
 use crate::store::MailStore;
 
-const USER: &str = "alice@example.test";
-/// SHA-512-crypt of "pw" with the fewest rounds allowed (a debug build verifies it fast).
-const HASH: &str = "$6$rounds=1000$icsmailtest$Lgg34mHHVYn6.GEc5tAaH89Th37Z/Vf2yfJz4l70GUC4wE4Xpw8Mxy5mfieZz3ZVD6G9Xrn9L7yjgQwMYifab/";
 /// Longer than any step may take unless the session hangs.
 const HANG: Duration = Duration::from_secs(30);
 const SESSIONS: u64 = 48;
 
 fn context(root: &std::path::Path) -> Arc<ImapContext> {
-    let source = Source::Text {
-        name: "test".into(),
-        text: serde_json::json!({
-            "domains": ["example.test"],
-            "heloName": "mx.example.test",
-            "defaultAuthDomain": "example.test",
-            "accounts": { USER: { "hashedPassword": HASH } },
-            "storage": { "path": root.join("mail") },
-            "stateDir": root.join("state"),
-            "tls": { "mode": "none" },
-            // Small, so that random APPENDs hit the limit too.
-            "smtp": { "maxMessageSize": 4096 },
-        })
-        .to_string(),
-    };
-    let settings = Settings::load(&source).expect("test settings");
-    let accounts = FixedAccounts {
-        directory: settings.directory.clone(),
-        default_domain: settings.default_auth_domain.clone(),
-    };
-    let authenticator = Arc::new(Authenticator::new(Arc::new(accounts)).expect("auth"));
+    let OneAccount {
+        source,
+        settings,
+        authenticator,
+    } = one_account(root, "test");
     let store = Arc::new(MailStore::new(
         settings.storage.path.clone(),
         settings.storage.default_folders.clone(),
