@@ -35,6 +35,11 @@ if ((${#TARGETS[@]} == 0)); then
   mapfile -t TARGETS < <(cargo fuzz list)
 fi
 seconds_of() { echo "${TIME_OF[$1]:-$SECONDS_PER}"; }
+# A time that is not a whole number of seconds would reach libFuzzer as -max_total_time=junk,
+# which it ignores, and the run would never end.
+for t in "$SECONDS_PER" "${TIME_OF[@]}"; do
+  [[ $t =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: '$t' is not a number of seconds (usage: fuzz.sh [SECONDS [TARGET[:SECONDS]...]])" >&2; exit 2; }
+done
 JOBS=${FUZZ_JOBS:-2}
 LOGS=${FUZZ_LOG_DIR:-$ROOT/bench/results/fuzz-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$LOGS"
