@@ -13,7 +13,7 @@ use crate::settings::Settings;
 /// The one account.
 pub(crate) const USER: &str = "alice@example.test";
 /// SHA-512-crypt of "pw" with the fewest rounds allowed (a debug build verifies it fast).
-pub(crate) const HASH: &str = "$6$rounds=1000$icsmailtest$Lgg34mHHVYn6.GEc5tAaH89Th37Z/Vf2yfJz4l70GUC4wE4Xpw8Mxy5mfieZz3ZVD6G9Xrn9L7yjgQwMYifab/";
+const HASH: &str = "$6$rounds=1000$icsmailtest$Lgg34mHHVYn6.GEc5tAaH89Th37Z/Vf2yfJz4l70GUC4wE4Xpw8Mxy5mfieZz3ZVD6G9Xrn9L7yjgQwMYifab/";
 
 /// The loaded configuration, its source (for `settings::Live`) and the authenticator over
 /// its account.
